@@ -7,7 +7,8 @@ Conventions (every renderer, GL shader, file format and test follows these):
 - Camera space is OpenCV's "RDF": +x right, +y down, +z forward (into the scene). A point is in
   front of the camera when its camera-space z > 0.
 - ``world_to_camera`` [4, 4] float64 maps homogeneous world points (column vectors) to camera
-  space: ``p_cam = R @ p_world + t`` with ``R = world_to_camera[:3, :3]``, ``t = world_to_camera[:3, 3]``.
+  space: ``p_cam = R @ p_world + t`` with ``R = world_to_camera[:3, :3]`` and
+  ``t = world_to_camera[:3, 3]``.
 - Pixel coordinates are continuous: ``u`` grows to the right (column), ``v`` grows downwards (row),
   the image spans ``[0, width] x [0, height]`` and pixel (row i, column j) has its centre at
   ``(u, v) = (j + 0.5, i + 0.5)``. The pinhole model is ``u = fx * x / z + cx``,
@@ -181,7 +182,7 @@ class Camera:
 
     # ------------------------------------------------------------------------------- properties
     @property
-    def K(self) -> np.ndarray:  # noqa: N802 - the usual name of the intrinsic matrix
+    def K(self) -> np.ndarray:
         """Intrinsic matrix [3, 3] float64."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
@@ -236,7 +237,9 @@ class Camera:
         z = pc[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             safe = np.where(z > 0, z, np.nan)
-            uv = np.stack([self.fx * pc[:, 0] / safe + self.cx, self.fy * pc[:, 1] / safe + self.cy], 1)
+            uv = np.stack(
+                [self.fx * pc[:, 0] / safe + self.cx, self.fy * pc[:, 1] / safe + self.cy], 1
+            )
         return uv, z
 
     def unproject(self, uv: Any, depth: Any) -> np.ndarray:
@@ -308,11 +311,14 @@ class Camera:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Camera):
             return NotImplemented
-        return (
-            (self.fx, self.fy, self.cx, self.cy, self.width, self.height)
-            == (other.fx, other.fy, other.cx, other.cy, other.width, other.height)
-            and bool(np.array_equal(self.world_to_camera, other.world_to_camera))
-        )
+        return (self.fx, self.fy, self.cx, self.cy, self.width, self.height) == (
+            other.fx,
+            other.fy,
+            other.cx,
+            other.cy,
+            other.width,
+            other.height,
+        ) and bool(np.array_equal(self.world_to_camera, other.world_to_camera))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -359,7 +365,9 @@ class StereoRig:
 
     def cameras(self, center: Camera) -> tuple[Camera, Camera]:
         """(left, right) cameras for the centre camera ``center``."""
-        shift = 0.0 if math.isinf(self.convergence) else center.fx * self.ipd / (2 * self.convergence)
+        shift = (
+            0.0 if math.isinf(self.convergence) else center.fx * self.ipd / (2 * self.convergence)
+        )
         return (
             self._eye(center, -self.ipd / 2.0, center.cx - shift),
             self._eye(center, +self.ipd / 2.0, center.cx + shift),

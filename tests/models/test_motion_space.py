@@ -111,3 +111,18 @@ def test_ditto_pack_unpack_round_trip():
     np.testing.assert_allclose(ms.unpack_ditto(packed), values, atol=1e-6)
     with pytest.raises(ValueError, match="265"):
         ms.unpack_ditto(packed[:, :200])
+
+
+def test_angle_sign_conventions_documented():
+    nose = np.array([0.0, 0.0, -1.0])  # towards the camera in the RDF keypoint frame
+    assert (nose @ ms.rotation_matrix(0, 30, 0))[0] < 0  # +yaw: face turns to the image left
+    assert (nose @ ms.rotation_matrix(30, 0, 0))[1] > 0  # +pitch: face tips down
+    assert (np.array([1.0, 0, 0]) @ ms.rotation_matrix(0, 0, 30))[1] > 0  # +roll: clockwise
+
+
+def test_docs_keypoint_table_matches_code():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "motion-space.md").read_text()
+    for k in ms.KEYPOINTS:
+        assert f"| {k.index} | {k.name} | {k.region} | {k.where} |" in doc

@@ -1,0 +1,15 @@
+"""Head assets and rigs: Gaussian heads rigged to the motion space, the procedural default head,
+and the ``.thead`` head file. numpy only; Qt-free; never imports renderers (studio converts
+:class:`GaussianArrays` to ``renderers.GaussianCloud``).
+"""
+
+from models.heads.procedural import build_default_head
+from models.heads.rig import PARTS, GaussianArrays, RigParams, RiggedGaussianHead
+
+__all__ = [
+    "PARTS",
+    "GaussianArrays",
+    "RigParams",
+    "RiggedGaussianHead",
+    "build_default_head",
+]

@@ -1,0 +1,873 @@
+"""The default head: a stylised character built from analytic surfaces and sampled with Gaussians.
+
+Every surface is a signed distance function (SDF) or a parametric patch. Surfaces are sampled
+with flat Gaussian discs lying in the tangent plane (two in-plane scales, one thin one along the
+normal; hair and brows are stretched along their flow). Colours are baked: albedo regions, a soft
+key light with wrap (a subsurface-ish warm terminator), a cool fill, a sky term and ambient
+occlusion estimated from the scene SDF, which darkens eye sockets, nostrils, the mouth line, ears
+and hair grooves. The build is deterministic for a seed.
+
+Head frame: metres, RUB (+x viewer's right, +y up, +z out of the face), origin at the centre of
+the head at eye height. Subject's right = world -x.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.heads.rig import (
+    PART_INDEX,
+    RigParams,
+    RiggedGaussianHead,
+    quat_from_matrix,
+)
+from models.motion_space import NUM_KEYPOINTS
+
+__all__ = ["DETAIL_LEVELS", "build_default_head"]
+
+# spacing multiplier per detail level (Gaussian count scales with 1 / spacing^2).
+DETAIL_LEVELS = {"default": 1.0, "high": 0.5}
+
+SH_C0 = 0.28209479177387814
+SKIN_K = 4  # keypoints per Gaussian in the skinning weights
+
+# --- proportions (metres) -------------------------------------------------------------------
+EYE_R = 0.0165
+LID_R = EYE_R + 0.0011
+EYE_C = np.array([[-0.0315, 0.0, 0.061], [0.0315, 0.0, 0.061]])
+MOUTH_Y = -0.0595
+MOUTH_HW = 0.0205
+HINGE = np.array([0.0, -0.014, -0.008])
+PIVOT = np.array([0.0, -0.05, -0.022])
+KP_SCALE = 0.16  # metres per keypoint unit: a ~0.16 m face spans about one unit
+KP_ORIGIN = np.array([0.0, -0.02, 0.0])  # the keypoint origin in the head frame
+IRIS_ANG, PUPIL_ANG = 0.56, 0.23  # angular radii on the eyeball (radians)
+PSI_C = 0.9  # eye corners (azimuth on the lid sphere, radians)
+LID_UP_A, LID_LOW_A = 0.64, 0.44
+
+_KEY = np.array([-0.5, 0.55, 0.72])
+_KEY /= np.linalg.norm(_KEY)
+_FILL = np.array([0.75, 0.05, 0.55])
+_FILL /= np.linalg.norm(_FILL)
+
+
+# --- SDF primitives (p [M, 3] -> d [M]) ----------------------------------------------------------
+
+
+def _len(q: np.ndarray) -> np.ndarray:
+    return np.sqrt(q[:, 0] * q[:, 0] + q[:, 1] * q[:, 1] + q[:, 2] * q[:, 2])
+
+
+def _sphere(p: np.ndarray, c, r: float) -> np.ndarray:
+    return _len(p - np.asarray(c)) - r
+
+
+def _ellipsoid(p: np.ndarray, c, r) -> np.ndarray:
+    # Inigo Quilez's bound: exact on the surface, good near it (all we sample).
+    r = np.asarray(r, dtype=np.float64)
+    q = (p - np.asarray(c)) / r
+    k0 = _len(q)
+    k1 = _len(q / r)
+    return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
+
+
+def _capsule(p: np.ndarray, a, b, r: float) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    pa, ba = p - a, b - a
+    h = np.clip((pa @ ba) / (ba @ ba), 0.0, 1.0)
+    return _len(pa - h[:, None] * ba) - r
+
+
+def _smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)
+    return b + (a - b) * h - k * h * (1.0 - h)
+
+
+def _smax(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    return -_smin(-a, -b, k)
+
+
+def _smoothstep(e0: float, e1, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - e0) / (np.asarray(e1) - e0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _mirror(p: np.ndarray) -> np.ndarray:
+    q = p.copy()
+    q[:, 0] = np.abs(q[:, 0])
+    return q
+
+
+def mouth_line(x: np.ndarray) -> np.ndarray:
+    """y of the mouth line (a gentle smile: corners up) at x."""
+    t = np.clip(np.abs(x) / MOUTH_HW, 0.0, 1.5)
+    return MOUTH_Y + 0.0032 * t**2
+
+
+def _ear_local(p: np.ndarray) -> np.ndarray:
+    q = _mirror(p) - np.array([0.077, -0.008, -0.01])
+    a = np.deg2rad(28.0)  # the ear faces outwards and a little forwards
+    c, s = np.cos(a), np.sin(a)
+    return np.stack([c * q[:, 0] + s * q[:, 2], q[:, 1], -s * q[:, 0] + c * q[:, 2]], -1)
+
+
+def _ears(p: np.ndarray) -> np.ndarray:
+    e = _ear_local(p)
+    outer = _ellipsoid(e, (0.0, 0.0, 0.0), (0.0085, 0.026, 0.017))
+    lobe = _ellipsoid(e, (0.0, -0.016, 0.003), (0.006, 0.011, 0.01))
+    outer = _smin(outer, lobe, 0.004)
+    bowl = _ellipsoid(e, (0.0075, 0.002, 0.002), (0.0055, 0.019, 0.011))
+    return _smax(outer, -bowl, 0.002)
+
+
+def _slit(p: np.ndarray) -> np.ndarray:
+    """The mouth opening: a thin rounded slab along the mouth line, from the lips inwards."""
+    x = p[:, 0]
+    zc = 0.0935 - 0.03 * (x / MOUTH_HW) ** 2
+    dx = np.maximum(np.abs(x) - MOUTH_HW, 0.0)
+    dz = np.maximum(np.abs(p[:, 2] - zc) - 0.011, 0.0)
+    dy = p[:, 1] - mouth_line(x)
+    return np.sqrt(dx * dx + dz * dz + dy * dy) - 0.0005
+
+
+def _lips(p: np.ndarray) -> np.ndarray:
+    upper = _ellipsoid(p, (0.0, MOUTH_Y + 0.0036, 0.0825), (0.019, 0.0045, 0.0068))
+    lower = _ellipsoid(p, (0.0, MOUTH_Y - 0.0048, 0.0805), (0.0165, 0.0054, 0.0078))
+    return np.minimum(upper, lower)
+
+
+def skin_sdf(p: np.ndarray) -> np.ndarray:
+    """Signed distance (metres, approx.) to the skin of head, face, ears and neck."""
+    m = _mirror(p)
+    d = _smin(
+        _ellipsoid(p, (0.0, 0.03, -0.006), (0.079, 0.093, 0.089)),
+        _ellipsoid(p, (0.0, -0.036, 0.016), (0.066, 0.07, 0.062)),
+        0.03,
+    )
+    d = _smin(d, _sphere(m, (0.041, -0.03, 0.049), 0.03), 0.02)  # cheeks
+    d = _smin(d, _ellipsoid(p, (0.0, -0.088, 0.052), (0.026, 0.02, 0.022)), 0.015)  # chin
+    d = _smin(d, _capsule(p, (-0.047, 0.024, 0.061), (0.047, 0.024, 0.061), 0.0155), 0.016)
+    d = _smin(d, _ellipsoid(p, (0.0, -0.05, 0.061), (0.036, 0.03, 0.0225)), 0.012)  # muzzle
+    nose = _smin(
+        _capsule(p, (0.0, 0.004, 0.077), (0.0, -0.022, 0.0895), 0.0058),
+        _sphere(p, (0.0, -0.0245, 0.0893), 0.0088),
+        0.008,
+    )
+    nose = _smin(nose, _sphere(m, (0.0092, -0.0285, 0.0825), 0.0058), 0.004)
+    d = _smin(d, nose, 0.006)
+    d = _smax(d, -_ellipsoid(m, (0.0057, -0.0338, 0.0862), (0.0025, 0.0017, 0.0038)), 0.0013)
+    d = _smin(d, _lips(p), 0.004)
+    d = _smax(d, -_slit(p), 0.0011)
+    for c in EYE_C:  # sockets: the eyelid sphere plus an almond aperture in front of it
+        q = (p[:, :2] - c[:2]) / np.array([0.95 * LID_R, 0.8 * LID_R])
+        aperture = np.maximum((np.sqrt(np.sum(q * q, axis=1)) - 1.0) * 0.8 * LID_R, c[2] - p[:, 2])
+        socket = np.minimum(_sphere(p, c, LID_R + 0.0007), aperture)
+        d = _smax(d, -socket, 0.0025)
+    d = _smin(d, _ears(p), 0.006)
+    neck = _capsule(p, (0.0, -0.06, -0.022), (0.0, -0.2, -0.03), 0.046)
+    return _smin(d, neck, 0.02)
+
+
+_PART = np.array([0.022, 0.15, 0.005])  # where the hair parts (flow radiates from here)
+
+
+def _hair_base(p: np.ndarray) -> np.ndarray:
+    m = _mirror(p)
+    d = _smin(
+        _ellipsoid(p, (0.0, 0.037, -0.011), (0.0895, 0.103, 0.1)),
+        _ellipsoid(p, (0.006, 0.087, 0.012), (0.077, 0.052, 0.078)),
+        0.03,
+    )
+    d = _smax(d, -_ellipsoid(p, (0.0, -0.046, 0.08), (0.074, 0.122, 0.094)), 0.012)  # face
+    d = _smax(d, -_sphere(m, (0.088, -0.024, 0.006), 0.03), 0.012)  # around the ears
+    d = _smax(d, -(p[:, 1] + 0.052), 0.012)  # nape
+    # a side-swept fringe, sloping down to the subject's right (world -x)
+    q = p - np.array([-0.014, 0.079, 0.06])
+    a = np.deg2rad(-22.0)
+    c, s = np.cos(a), np.sin(a)
+    q = np.stack([c * q[:, 0] + s * q[:, 1], -s * q[:, 0] + c * q[:, 1], q[:, 2]], -1)
+    fringe = _ellipsoid(q, (0.0, 0.0, 0.0), (0.064, 0.022, 0.034))
+    return _smin(d, fringe, 0.014)
+
+
+def _hair_theta(p: np.ndarray) -> np.ndarray:
+    q = p - _PART
+    return np.arctan2(q[:, 0], q[:, 2] + 0.02)
+
+
+def hair_sdf(p: np.ndarray) -> np.ndarray:
+    """Hair mass with sculpted clumps (grooves radiating from the parting)."""
+    d = _hair_base(p)
+    th = _hair_theta(p)
+    r = np.linalg.norm(p - _PART, axis=-1)
+    g = 0.5 + 0.5 * np.cos(21.0 * th + 1.6 * np.sin(4.0 * th) + 2.0 * np.sin(9.0 * th) + 30.0 * r)
+    g2 = 0.5 + 0.5 * np.cos(53.0 * th + 3.0 * np.sin(5.0 * th))
+    fade = _smoothstep(0.015, 0.05, r)  # no grooves at the parting
+    return d + (0.0022 * g**3 + 0.0006 * g2**2) * fade
+
+
+def _scene_sdf(p: np.ndarray) -> np.ndarray:
+    d = np.minimum(skin_sdf(p), hair_sdf(p))
+    for c in EYE_C:
+        d = np.minimum(d, _sphere(p, c, LID_R))
+    return d
+
+
+# --- sampling --------------------------------------------------------------------------------
+
+
+def _gradient(f, p: np.ndarray, eps: float = 5e-5) -> np.ndarray:
+    """Central-difference gradient [M, 3] of f (all six offsets in one call)."""
+    m = p.shape[0]
+    offs = np.concatenate([np.eye(3), -np.eye(3)]) * eps
+    d = f((p[None, :, :] + offs[:, None, :]).reshape(-1, 3)).reshape(6, m)
+    return (d[:3] - d[3:]).T / (2 * eps)
+
+
+def _project(f, p: np.ndarray, iters: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Newton-project points onto the zero set of f; returns (points, |f| after)."""
+    eps = 5e-5
+    offs = np.concatenate([np.zeros((1, 3)), np.eye(3) * eps])
+    for _ in range(iters):
+        m = p.shape[0]
+        d = f((p[None, :, :] + offs[:, None, :]).reshape(-1, 3)).reshape(4, m)
+        g = (d[1:] - d[0]).T / eps
+        p = p - (d[0] / np.maximum(np.sum(g * g, axis=1), 1e-12))[:, None] * g
+    return p, np.abs(f(p))
+
+
+def _sample_sdf(f, lo, hi, spacing: float, rng: np.random.Generator, reject=None) -> np.ndarray:
+    """Points ~``spacing`` apart on the zero set of f inside the box [lo, hi] [M, 3].
+
+    reject: optional predicate on coarse cell centres (True = skip that cell, e.g. under hair).
+    """
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    h0 = max(4.0 * spacing, 0.004)
+    axes = [np.arange(a + 0.5 * h0, b, h0) for a, b in zip(lo, hi, strict=True)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    near = grid[np.abs(f(grid)) < 0.75 * h0]
+    if reject is not None:
+        near = near[~reject(near)]
+    m = int(np.ceil(2.2 * (h0 / spacing) ** 2))
+    pts = (near[:, None, :] + (rng.random((near.shape[0], m, 3)) - 0.5) * h0).reshape(-1, 3)
+    pts, err = _project(f, pts)
+    pts = pts[(err < 0.05 * spacing) & np.all((pts > lo) & (pts < hi), axis=1)]
+    # blue-ish noise: shuffle, keep the first point in each cell of a jittered grid
+    pts = pts[rng.permutation(pts.shape[0])]
+    cell = np.floor((pts - lo + rng.random(3) * spacing) / spacing).astype(np.int64)
+    key = (cell[:, 0] * 4096 + cell[:, 1]) * 4096 + cell[:, 2]
+    _, first = np.unique(key, return_index=True)
+    return pts[np.sort(first)]
+
+
+def _frames(normals: np.ndarray, tangent_hint: np.ndarray | None, rng) -> np.ndarray:
+    """Rotation matrices [M, 3, 3] with columns (t1, t2, n); t1 along the hint (projected)."""
+    n = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+    if tangent_hint is None:
+        a = rng.random(n.shape[0]) * 2 * np.pi
+        tangent_hint = np.stack([np.cos(a), np.sin(a), np.cos(3 * a)], -1)
+    t = tangent_hint - np.sum(tangent_hint * n, axis=1, keepdims=True) * n
+    bad = np.linalg.norm(t, axis=1) < 1e-6
+    t[bad] = np.cross(n[bad], [0.3, 0.9, 0.1])
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    b = np.cross(n, t)
+    return np.stack([t, b, n], axis=-1)
+
+
+class _Parts:
+    """Accumulates Gaussians part by part."""
+
+    def __init__(self) -> None:
+        self.chunks: list[dict] = []
+
+    def add(self, part: str, pos, frames, s1, s2, sn, color, opacity, **extra) -> None:
+        m = pos.shape[0]
+        full = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), (m,))  # noqa: E731
+        self.chunks.append(
+            {
+                "means": pos,
+                "quats": quat_from_matrix(frames),
+                "scales": np.stack([full(s1), full(s2), full(sn)], -1),
+                "colors": np.clip(np.asarray(color, dtype=np.float64), 0.0, 1.0),
+                "opacities": full(opacity),
+                "parts": np.full(m, PART_INDEX[part], dtype=np.uint8),
+                "lid_angle": full(extra.get("lid_angle", 0.0)),
+                "jaw": full(extra.get("jaw", 0.0)),
+                "pose": full(extra.get("pose", 1.0)),
+                "normals": frames[:, :, 2],
+            }
+        )
+
+    def concat(self) -> dict:
+        return {k: np.concatenate([c[k] for c in self.chunks]) for k in self.chunks[0]}
+
+
+# --- shading ---------------------------------------------------------------------------------
+
+
+def _ao(p: np.ndarray, n: np.ndarray, step: float = 0.004, strength: float = 0.8) -> np.ndarray:
+    occ = np.zeros(p.shape[0])
+    for i in range(1, 6):
+        h = i * step
+        occ += (h - _scene_sdf(p + n * h)) / h / 2.0**i
+    return np.clip(1.0 - strength * 1.4 * occ, 0.0, 1.0)
+
+
+def _shade(albedo, n, ao, wrap=0.35, sss=(0.28, 0.07, 0.03), spec=0.0) -> np.ndarray:
+    ndl = n @ _KEY
+    key = np.clip((ndl + wrap) / (1.0 + wrap), 0.0, 1.0)
+    term = np.clip(1.0 - np.abs(ndl + 0.1) / 0.45, 0.0, 1.0)  # the warm band at the terminator
+    sky = 0.55 + 0.25 * n[:, 1]
+    fill = np.clip(n @ _FILL, 0.0, 1.0)[:, None] * np.array([0.16, 0.19, 0.24])
+    light = (
+        0.78 * key[:, None] * np.sqrt(ao)[:, None]
+        + (0.48 * sky * ao)[:, None] * np.array([0.95, 0.97, 1.03])
+        + fill * ao[:, None]
+    )
+    c = albedo * light + albedo * np.asarray(sss) * (term * ao)[:, None]
+    if spec:
+        h = _KEY + np.array([0.0, 0.0, 1.0])
+        h /= np.linalg.norm(h)
+        c = c + spec * (np.clip(n @ h, 0.0, 1.0) ** 24 * ao)[:, None]
+    return c
+
+
+def _noise(p: np.ndarray, freq: float, seed: int) -> np.ndarray:
+    """Cheap smooth value-ish noise in [-1, 1] from a few random sine waves."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(p.shape[0])
+    for _ in range(6):
+        k = rng.normal(size=3)
+        k *= freq / np.linalg.norm(k)
+        out += np.sin(p @ k + rng.random() * 6.283)
+    return out / np.sqrt(3.0)
+
+
+# --- the parts ------------------------------------------------------------------------------
+
+SKIN = np.array([0.97, 0.76, 0.62])
+LIP = np.array([0.84, 0.42, 0.42])
+HAIR = np.array([0.40, 0.22, 0.12])
+IRIS = np.array([0.22, 0.50, 0.72])
+SHIRT = np.array([0.20, 0.45, 0.52])
+
+
+def _lip_mask(p: np.ndarray) -> np.ndarray:
+    x = p[:, 0]
+    ym = mouth_line(x)
+    t = np.clip(np.abs(x) / MOUTH_HW, 0.0, 1.0)
+    bow = np.exp(-(((np.abs(x) - 0.0048) / 0.0032) ** 2)) - 0.7 * np.exp(-((x / 0.0022) ** 2))
+    h_up = 0.0062 * np.sqrt(1.0 - t**2) + 0.0011 * bow + 0.0004
+    h_lo = 0.0078 * (1.0 - t**2) ** 0.6 + 0.0004
+    dy = p[:, 1] - ym
+    inside = np.where(dy >= 0, 1.0 - _smoothstep(h_up - 0.0007, h_up + 0.0003, dy), 0.0)
+    inside = np.maximum(
+        inside, np.where(dy < 0, 1.0 - _smoothstep(h_lo - 0.0008, h_lo + 0.0003, -dy), 0.0)
+    )
+    front = _smoothstep(0.066, 0.074, p[:, 2])
+    return inside * front * (1.0 - _smoothstep(MOUTH_HW - 0.002, MOUTH_HW + 0.0015, np.abs(x)))
+
+
+def _jaw_weight(p: np.ndarray) -> np.ndarray:
+    """1 for what the jaw carries (below the mouth line), a sharp split between the lips and a
+    soft one beyond the mouth corners (the cheeks stretch)."""
+    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+    ax = np.abs(x)
+    half = 0.0004 + 0.55 * np.maximum(ax - MOUTH_HW, 0.0)
+    ym = mouth_line(np.minimum(ax, MOUTH_HW)) + 0.25 * np.maximum(ax - MOUTH_HW, 0.0)
+    below = 1.0 - _smoothstep(0.0, 1.0, (y - ym + half) / (2.0 * half))
+    lateral = 1.0 - _smoothstep(0.03, 0.066, ax)
+    depth = _smoothstep(-0.005, 0.035, z)
+    neck = _smoothstep(-0.15, -0.1, y)
+    return below * lateral * depth * neck
+
+
+def _pose_weight(p: np.ndarray) -> np.ndarray:
+    chin = _smoothstep(0.02, 0.04, p[:, 2]) * _smoothstep(-0.125, -0.1, p[:, 1])
+    return np.maximum(_smoothstep(-0.175, -0.1, p[:, 1]), chin)
+
+
+def _skin(parts: _Parts, sp: float, rng) -> None:
+    lo, hi = (-0.105, -0.185, -0.11), (0.105, 0.125, 0.115)
+    pts = _sample_sdf(skin_sdf, lo, hi, sp, rng, reject=lambda c: hair_sdf(c) < -0.008)
+    pts = pts[hair_sdf(pts) > 0.0006]  # under the hair: never seen
+    # sparser at the back of the head and down the neck
+    back = _smoothstep(0.02, -0.06, pts[:, 2]) + _smoothstep(-0.11, -0.16, pts[:, 1])
+    keep = rng.random(pts.shape[0]) < 1.0 / (1.0 + 1.2 * np.clip(back, 0, 1)) ** 2
+    pts = pts[keep]
+    local = sp * (1.0 + 1.2 * np.clip(back[keep], 0, 1))
+    n = _gradient(skin_sdf, pts)
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    ao = _ao(pts, n)
+    x, y, z = pts.T
+    albedo = np.tile(SKIN, (pts.shape[0], 1))
+    blush = np.exp(-(((np.abs(x) - 0.043) / 0.016) ** 2 + ((y + 0.026) / 0.013) ** 2))
+    blush *= _smoothstep(0.05, 0.07, z)
+    albedo = albedo * (1 - 0.22 * blush[:, None]) + 0.22 * blush[:, None] * np.array(
+        [0.98, 0.55, 0.52]
+    )
+    nose = np.exp(-((x / 0.012) ** 2 + ((y + 0.028) / 0.01) ** 2)) * _smoothstep(0.09, 0.1, z)
+    albedo = albedo * (1 - 0.12 * nose[:, None]) + 0.12 * nose[:, None] * np.array(
+        [0.95, 0.55, 0.5]
+    )
+    ear = _smoothstep(0.066, 0.075, np.abs(x))
+    albedo = albedo * (1 - 0.1 * ear[:, None]) + 0.1 * ear[:, None] * np.array([0.92, 0.5, 0.45])
+    lip = _lip_mask(pts)
+    slit = _slit(pts) < 0.0025  # inner walls of the lips
+    lip = np.maximum(lip, slit * _smoothstep(0.07, 0.08, z))
+    albedo = albedo * (1 - lip[:, None]) + lip[:, None] * LIP
+    albedo *= 1.0 + 0.03 * _noise(pts, 900.0, 11)[:, None]
+    inner = slit & (z < 0.087)
+    albedo[inner] *= np.array([0.8, 0.55, 0.55])
+    color = _shade(albedo, n, ao, spec=0.0)
+    color += (0.12 * lip * np.clip(n @ np.array([0.0, 0.6, 0.8]), 0, 1) ** 16)[:, None]
+    jaw = _jaw_weight(pts)
+    pose = _pose_weight(pts)
+    label = np.where(lip > 0.5, "lips", "skin").astype(object)
+    label[_ears(pts) < 0.0015] = "ear"
+    label[pose < 1.0] = "neck"
+    frames = _frames(n, None, rng)
+    for name in ("skin", "lips", "ear", "neck"):
+        s = label == name
+        if s.any():
+            parts.add(
+                name, pts[s], frames[s], 1.1 * local[s], 1.1 * local[s], 0.1 * local[s],
+                color[s], 0.99, jaw=jaw[s], pose=pose[s],
+            )  # fmt: skip
+
+
+def _hair(parts: _Parts, sp: float, rng) -> None:
+    lo, hi = (-0.11, -0.07, -0.125), (0.11, 0.155, 0.115)
+    pts = _sample_sdf(hair_sdf, lo, hi, sp, rng)
+    pts = pts[skin_sdf(pts) > -0.0005]
+    n = _gradient(hair_sdf, pts)
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    flow = pts - _PART
+    flow /= np.linalg.norm(flow, axis=1, keepdims=True)
+    frames = _frames(n, flow, rng)
+    t = frames[:, :, 0]
+    ao = _ao(pts, n, step=0.003, strength=1.2)
+    th = _hair_theta(pts)
+    strands = 0.5 + 0.5 * np.sin(170.0 * th + 3.0 * _noise(pts, 300.0, 3))
+    clump = 0.5 + 0.5 * np.sin(26.0 * th + 1.3 * np.sin(3.0 * th) + 2.1)
+    albedo = HAIR[None, :] * (0.82 + 0.2 * strands[:, None] + 0.08 * clump[:, None])
+    color = _shade(albedo, n, ao, wrap=0.2, sss=(0.05, 0.02, 0.0))
+    # anisotropic sheen (Kajiya-Kay, viewer in front): a highlight band across the strands
+    h = _KEY + np.array([0.0, 0.0, 1.0])
+    h /= np.linalg.norm(h)
+    th_dot = np.sum(t * h, axis=1)
+    sheen = np.sqrt(np.clip(1.0 - th_dot**2, 0.0, 1.0)) ** 60
+    color += (0.32 * sheen * ao * (0.6 + 0.4 * strands))[:, None] * np.array([1.0, 0.85, 0.65])
+    parts.add("hair", pts, frames, 1.7 * sp, 0.62 * sp, 0.12 * sp, color, 0.98)
+
+
+def _brows(parts: _Parts, sp: float, rng) -> None:
+    m = int(4.3e-3 / sp**2)
+    for side in (-1.0, 1.0):
+        t = rng.random(m)
+        v = rng.random(m) * 2 - 1
+        x = side * (0.0135 + 0.041 * t)
+        yc = 0.0305 + 0.0115 * np.sin(np.pi * np.clip(t * 1.05, 0, 1)) - 0.0075 * t**2
+        thick = 0.0029 * (1.0 - 0.6 * t) + 0.001 + 0.001 * (1 - t) ** 4
+        y = yc + v * thick * (0.9 + 0.1 * np.cos(7 * t))
+        pts = np.stack([x, y, np.full(m, 0.13)], -1)
+        pts = _trace_front(skin_sdf, pts)
+        n = _gradient(skin_sdf, pts)
+        n /= np.linalg.norm(n, axis=1, keepdims=True)
+        pts = pts + n * 0.0006
+        # hairs lean outwards and up near the inner end, along the brow further out
+        dirv = np.stack([side * np.ones(m), 0.9 * (1 - t) + 0.1 - 0.25 * t, np.zeros(m)], -1)
+        frames = _frames(n, dirv, rng)
+        ao = np.full(m, 1.0)
+        albedo = np.tile(HAIR * 0.72, (m, 1)) * (0.85 + 0.3 * rng.random((m, 1)))
+        color = _shade(albedo, n, ao, wrap=0.3, sss=(0.0, 0.0, 0.0))
+        edge = 1.0 - 0.5 * np.abs(v) ** 3
+        parts.add("brow", pts, frames, 0.0021, 0.0006, 0.0002, color, 0.9 * edge)
+
+
+def _trace_front(f, pts: np.ndarray) -> np.ndarray:
+    """March points along -z onto the first surface of f (sphere tracing)."""
+    p = pts.copy()
+    for _ in range(80):
+        d = f(p)
+        p[:, 2] -= np.maximum(d, 0.0) * 0.9
+    p, _ = _project(f, p, 3)
+    return p
+
+
+def _fib_cap(m: int, max_ang: float, min_ang: float = 0.0) -> np.ndarray:
+    """m roughly uniform unit vectors around +z with polar angle in [min_ang, max_ang]."""
+    i = np.arange(m) + 0.5
+    c0, c1 = np.cos(min_ang), np.cos(max_ang)
+    cz = c0 - (c0 - c1) * i / m
+    phi = i * np.pi * (3.0 - np.sqrt(5.0))
+    s = np.sqrt(1 - cz**2)
+    return np.stack([s * np.cos(phi), s * np.sin(phi), cz], -1)
+
+
+def _lid_edges(psi: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(meet line, upper edge, lower edge) elevation angles at azimuth psi (outwards = +)."""
+    u = psi * side  # > 0 towards the outer corner
+    t = np.clip(np.abs(psi) / PSI_C, 0.0, 1.0)
+    meet = -0.1 + 0.09 * u / PSI_C
+    upper = meet + LID_UP_A * (1.0 - t**2) ** 0.55 * (1.0 + 0.12 * u / PSI_C)
+    lower = meet - LID_LOW_A * (1.0 - t**2) ** 0.75 * (1.0 - 0.15 * u / PSI_C)
+    return meet, upper, lower
+
+
+def _lid_point(c, psi, phi, r) -> np.ndarray:
+    return c + r[:, None] * np.stack(
+        [np.sin(psi), np.cos(psi) * np.sin(phi), np.cos(psi) * np.cos(phi)], -1
+    )
+
+
+def _eyes(parts: _Parts, sp: float, rng) -> None:
+    for e, side in ((0, -1.0), (1, 1.0)):
+        sfx = "_r" if e == 0 else "_l"
+        c = EYE_C[e]
+        # eyeball: sclera (coarser) and iris/pupil (fine)
+        area_s = 2 * np.pi * EYE_R**2 * (np.cos(IRIS_ANG - 0.05) - np.cos(1.9))
+        ms = int(area_s / (0.7 * sp) ** 2)
+        d = _fib_cap(ms, 1.9, IRIS_ANG - 0.05)
+        pts = c + EYE_R * d
+        ang = np.arccos(np.clip(d[:, 2], -1, 1))
+        frames = _frames(d, None, rng)
+        ao = _ao(pts, d, step=0.002, strength=0.6)
+        up = d[:, 1]
+        albedo = np.tile([0.97, 0.96, 0.94], (ms, 1))
+        corner = np.exp(-(((d[:, 0] * side + 0.75) / 0.2) ** 2) - (up / 0.25) ** 2)
+        albedo = albedo * (1 - 0.35 * corner[:, None]) + 0.35 * corner[:, None] * [0.95, 0.6, 0.6]
+        shadow = 1.0 - 0.35 * _smoothstep(-0.1, 0.6, up)  # the upper lid's shadow
+        color = albedo * (0.62 + 0.38 * np.clip(d @ _KEY + 0.5, 0, 1))[:, None]
+        color *= (shadow * (0.55 + 0.45 * ao))[:, None]
+        color = color * (1.0 - 0.25 * _smoothstep(0.9, 1.6, ang))[:, None]
+        parts.add("sclera" + sfx, pts, frames, 0.62 * sp * 0.7, 0.62 * sp * 0.7, 0.0001,
+                  color, 0.99)  # fmt: skip
+        fine = 0.35 * sp
+        area_i = 2 * np.pi * EYE_R**2 * (1 - np.cos(IRIS_ANG))
+        mi = int(area_i / fine**2)
+        d = _fib_cap(mi, IRIS_ANG)
+        pts = c + EYE_R * 1.0004 * d
+        ang = np.arccos(np.clip(d[:, 2], -1, 1))
+        r = ang / IRIS_ANG
+        az = np.arctan2(d[:, 1], d[:, 0])
+        streak = 0.5 + 0.5 * np.sin(40 * az + 5 * np.sin(7 * az))
+        iris = IRIS * (0.75 + 0.5 * (1 - r)[:, None] + 0.18 * streak[:, None])
+        iris = iris * (1.0 - 0.55 * _smoothstep(0.78, 1.0, r))[:, None]  # limbal ring
+        lower_glow = _smoothstep(0.0, -0.5, d[:, 1] / np.sin(IRIS_ANG)) * (1 - r)
+        iris = iris + 0.25 * lower_glow[:, None] * np.array([0.6, 0.85, 0.9])
+        pupil = 1.0 - _smoothstep(PUPIL_ANG - 0.02, PUPIL_ANG + 0.015, ang)
+        albedo = iris * (1 - pupil[:, None]) + pupil[:, None] * np.array([0.03, 0.03, 0.05])
+        shadow = 1.0 - 0.45 * _smoothstep(0.05, 0.55, d[:, 1])
+        color = albedo * shadow[:, None]
+        frames = _frames(d, None, rng)
+        parts.add("iris" + sfx, pts, frames, 0.65 * fine, 0.65 * fine, 0.0001, color, 1.0)
+        # highlights (fixed to the light, so they do not turn with the gaze)
+        hdir = _KEY + np.array([0.0, 0.0, 1.0])
+        hdir /= np.linalg.norm(hdir)
+        h2 = np.array([0.35, -0.28, 1.0])
+        h2 /= np.linalg.norm(h2)
+        hp = c + EYE_R * 1.03 * np.stack([hdir, h2])
+        hf = _frames(np.stack([hdir, h2]), None, rng)
+        parts.add("highlight" + sfx, hp, hf, [0.0016, 0.0008], [0.0014, 0.0007], 0.0001,
+                  np.ones((2, 3)), [1.0, 0.9])  # fmt: skip
+        _lids(parts, sp, rng, e, side, sfx)
+
+
+def _lids(parts: _Parts, sp: float, rng, e: int, side: float, sfx: str) -> None:
+    c = EYE_C[e]
+    fine = 0.55 * sp
+    for which in ("upper", "lower"):
+        span = 1.15 if which == "upper" else 0.95
+        area = 2 * 1.35 * span * LID_R**2
+        m = int(area / fine**2)
+        psi = (rng.random(m) * 2 - 1) * 1.35
+        meet, upper, lower = _lid_edges(psi, side)
+        edge = upper if which == "upper" else lower
+        u = rng.random(m) ** 1.4  # denser near the margin
+        phi = edge + u * span if which == "upper" else edge - u * span
+        off = u * span  # angular distance from the margin
+        margin = np.exp(-((off / 0.07) ** 2))
+        r = LID_R + 0.0011 * margin
+        pts = _lid_point(c, psi, phi, r)
+        n = (pts - c) / np.linalg.norm(pts - c, axis=1, keepdims=True)
+        visible = skin_sdf(pts) > -0.0035
+        pts, n, psi, phi, off, margin = (a[visible] for a in (pts, n, psi, phi, off, margin))
+        meet, upper, lower = _lid_edges(psi, side)
+        angle = (upper - meet) if which == "upper" else -(meet - lower)
+        ao = _ao(pts, n, step=0.002, strength=0.2)
+        albedo = np.tile(SKIN * np.array([0.99, 0.95, 0.95]), (pts.shape[0], 1))
+        if which == "upper":  # a touch of lid colour above the margin
+            albedo *= (1.0 - 0.06 * np.exp(-(((off - 0.3) / 0.15) ** 2)))[:, None]
+        albedo = albedo * (1 - 0.3 * margin[:, None]) + 0.3 * margin[:, None] * [0.95, 0.62, 0.6]
+        color = _shade(albedo, n, ao)
+        frames = _frames(n, None, rng)
+        parts.add(f"lid_{which}{sfx}", pts, frames, 0.95 * fine, 0.95 * fine, 0.12 * fine,
+                  color, 1.0, lid_angle=angle)  # fmt: skip
+    # lash line on the upper margin, thicker towards the outer corner, with a little flick
+    m = int(0.032 / (0.3 * sp))
+    psi = np.linspace(-PSI_C * 1.02, PSI_C * 1.08, m) * 1.0
+    psi = psi * side
+    meet, upper, lower = _lid_edges(psi, side)
+    u = psi * side / PSI_C
+    width = 0.025 + 0.04 * np.clip(u, 0, 1) ** 2
+    rows = []
+    for k in np.linspace(0.0, 1.0, 3):
+        phi = upper + 0.012 + k * width
+        rows.append(_lid_point(c, psi, phi, np.full(m, LID_R + 0.0022 - 0.0005 * k)))
+    pts = np.concatenate(rows)
+    pmeet = np.tile(upper - meet, 3)
+    # the flick: a short tapered stroke out and up from the outer corner
+    k = np.linspace(0, 1, 30)
+    corner = _lid_point(c, np.array([side * PSI_C * 1.02]), _lid_edges(
+        np.array([side * PSI_C * 1.02]), side)[1] + 0.02, np.array([LID_R + 0.0018]))[0]
+    flick = corner + np.stack([side * 0.0055 * k, 0.0028 * k**1.5, -0.002 * k], -1)
+    pts = np.concatenate([pts, flick])
+    pmeet = np.concatenate([pmeet, np.zeros(30)])
+    n = (pts - c) / np.linalg.norm(pts - c, axis=1, keepdims=True)
+    frames = _frames(n, np.tile([1.0, 0.0, 0.0], (pts.shape[0], 1)), rng)
+    size = np.concatenate([np.tile(0.0008 + 0.0005 * np.clip(u, 0, 1), 3),
+                           0.0009 * (1 - 0.7 * k)])  # fmt: skip
+    color = np.tile([0.1, 0.06, 0.05], (pts.shape[0], 1))
+    parts.add("lash" + sfx, pts, frames, 1.3 * size, size, 0.0002, color, 0.95,
+              lid_angle=pmeet)  # fmt: skip
+
+
+def _mouth(parts: _Parts, sp: float, rng) -> None:
+    fine = 1.1 * sp
+    # cavity: the back of an ellipsoid behind the lips, inside the skin
+    cc, rr = np.array([0.0, -0.064, 0.058]), np.array([0.022, 0.017, 0.026])
+    m = int(4 * np.pi * 0.02**2 / fine**2)
+    d = rng.normal(size=(m, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    pts = cc + d * rr
+    pts = pts[(skin_sdf(pts) < -0.0008) & (pts[:, 2] < 0.079)]
+    n = -(pts - cc) / rr**2
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    depth = np.clip((0.08 - pts[:, 2]) / 0.05, 0, 1)
+    color = np.array([0.42, 0.1, 0.13]) * (1.0 - 0.75 * depth)[:, None]
+    jaw = _smoothstep(MOUTH_Y + 0.006, MOUTH_Y - 0.01, pts[:, 1])  # the floor goes with the jaw
+    parts.add("mouth", pts, _frames(n, None, rng), 0.7 * fine, 0.7 * fine, 0.2 * fine, color,
+              0.99, jaw=jaw)  # fmt: skip
+    # teeth: curved bands behind the lips, tooth gaps darkened
+    for which in ("upper", "lower"):
+        hw = 0.0165 if which == "upper" else 0.0152
+        hgt = 0.0092 if which == "upper" else 0.0072
+        m = int(2 * hw * hgt / (0.35 * fine) ** 2)
+        x = (rng.random(m) * 2 - 1) * hw
+        v = rng.random(m)
+        top = mouth_line(x)
+        if which == "upper":
+            y = top - 0.0012 + v * hgt
+            z = 0.0795 - 21.0 * x**2
+        else:
+            y = top - 0.0026 - v * hgt
+            z = 0.0772 - 23.0 * x**2
+        tooth_w = np.where(np.abs(x) < 0.008, 0.0043, 0.0036)
+        ph = np.abs(x) / tooth_w
+        gap = np.abs(np.sin(np.pi * ph))
+        edge = v if which == "upper" else v
+        keep = ~((edge < 0.18) & (gap < 0.35))  # rounded tooth tips
+        x, y, z, gap, v = x[keep], y[keep], z[keep], gap[keep], v[keep]
+        pts = np.stack([x, y, z], -1)
+        n = np.stack([42.0 * x, np.zeros_like(x), np.ones_like(x)], -1)
+        n /= np.linalg.norm(n, axis=1, keepdims=True)
+        shade = 0.55 + 0.45 * _smoothstep(0.0, 0.35, gap)
+        fade = 1.0 - 0.45 * _smoothstep(0.006, 0.016, np.abs(x))  # further teeth in shadow
+        base = np.array([0.97, 0.95, 0.9])
+        gum = _smoothstep(0.8, 0.95, 1 - v if which == "lower" else v)
+        albedo = base * (1 - gum[:, None]) + gum[:, None] * np.array([0.85, 0.45, 0.48])
+        color = albedo * (shade * fade)[:, None]
+        jaw = 1.0 if which == "lower" else 0.0
+        parts.add(f"teeth_{which}", pts, _frames(n, None, rng), 0.6 * fine * 0.5,
+                  0.6 * fine * 0.5, 0.0002, color, 1.0, jaw=jaw)  # fmt: skip
+    # tongue: the top of a flattened ellipsoid on the floor of the mouth
+    tc, tr = np.array([0.0, -0.0745, 0.058]), np.array([0.0155, 0.0058, 0.019])
+    m = int(2 * np.pi * 0.015**2 / fine**2)
+    d = rng.normal(size=(m, 3))
+    d[:, 1] = np.abs(d[:, 1])
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    pts = tc + d * tr
+    n = d / tr
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    groove = np.exp(-((pts[:, 0] / 0.003) ** 2))
+    albedo = np.array([0.86, 0.42, 0.44]) * (1 - 0.2 * groove)[:, None]
+    depth = np.clip((0.08 - pts[:, 2]) / 0.04, 0, 1)
+    color = albedo * (0.9 - 0.5 * depth)[:, None]
+    parts.add("tongue", pts, _frames(n, None, rng), 0.6 * fine, 0.6 * fine, 0.15 * fine, color,
+              1.0, jaw=1.0)  # fmt: skip
+
+
+def _clothes(parts: _Parts, sp: float, rng) -> None:
+    coarse = 3.0 * sp
+
+    def shirt(p):
+        body = _ellipsoid(p, (0.0, -0.25, -0.03), (0.17, 0.075, 0.095))
+        collar = _capsule(p, (0.0, -0.168, -0.028), (0.0, -0.22, -0.03), 0.053)
+        return _smin(body, collar, 0.025)
+
+    pts = _sample_sdf(shirt, (-0.19, -0.27, -0.14), (0.19, -0.15, 0.08), coarse, rng)
+    pts = pts[skin_sdf(pts) > 0.0]
+    n = _gradient(shirt, pts)
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    ao = np.clip(1.0 - 2.0 * _smoothstep(0.01, -0.005, skin_sdf(pts) - 0.004), 0.3, 1.0)
+    albedo = np.tile(SHIRT, (pts.shape[0], 1))
+    rim = _smoothstep(-0.178, -0.17, pts[:, 1])
+    albedo = albedo * (1 - 0.3 * rim[:, None]) + 0.3 * rim[:, None] * np.array([0.9, 0.9, 0.85])
+    color = _shade(albedo, n, ao, wrap=0.25, sss=(0.0, 0.0, 0.0))
+    parts.add("clothes", pts, _frames(n, None, rng), 0.62 * coarse, 0.62 * coarse, 0.12 * coarse,
+              color, 0.97, pose=0.0)  # fmt: skip
+
+
+# --- keypoints and skinning ------------------------------------------------------------------
+
+
+def _surface_at(x: float, y: float) -> np.ndarray:
+    return _trace_front(skin_sdf, np.array([[x, y, 0.14]]))[0]
+
+
+def _nearest_surface(p) -> np.ndarray:
+    return _project(skin_sdf, np.asarray(p, dtype=np.float64)[None, :], 10)[0][0]
+
+
+def _keypoint_anchors() -> np.ndarray:
+    """World positions [21, 3] of the motion-space keypoints on this head (models.KEYPOINTS)."""
+    k = np.zeros((NUM_KEYPOINTS, 3))
+    k[0] = _surface_at(0.0, 0.052)
+    k[1] = _surface_at(-0.034, 0.036)
+    k[2] = _surface_at(0.034, 0.036)
+    k[3] = _surface_at(-0.046, -0.022)
+    k[7] = _surface_at(0.046, -0.022)
+    k[4] = _surface_at(0.0, 0.0)
+    k[5] = _surface_at(0.0, -0.027)
+    k[6] = _surface_at(0.0, MOUTH_Y + 0.0035)
+    k[12] = _surface_at(0.0, MOUTH_Y + 0.0125)
+    k[17] = _surface_at(0.0, MOUTH_Y - 0.005)
+    k[19] = _surface_at(0.0, MOUTH_Y - 0.017)
+    k[8] = _surface_at(0.0, -0.098)
+    k[9] = _nearest_surface((-0.06, -0.07, 0.0))
+    k[10] = _nearest_surface((0.06, -0.07, 0.0))
+    k[14] = _surface_at(-MOUTH_HW + 0.0005, float(mouth_line(np.array([MOUTH_HW]))[0]))
+    k[20] = _surface_at(MOUTH_HW - 0.0005, float(mouth_line(np.array([MOUTH_HW]))[0]))
+    k[18] = _surface_at(0.0, 0.02)
+    for e, (iu, il) in enumerate(((11, 13), (15, 16))):
+        side = -1.0 if e == 0 else 1.0
+        meet, upper, lower = _lid_edges(np.zeros(1), side)
+        k[iu] = _lid_point(EYE_C[e], np.zeros(1), upper, np.array([LID_R + 0.0011]))[0]
+        k[il] = _lid_point(EYE_C[e], np.zeros(1), lower, np.array([LID_R + 0.0011]))[0]
+    return k
+
+
+# (radius in metres, side) per keypoint: side +1 only above the mouth line, -1 only below
+_KP_RADIUS = {
+    0: 0.032, 1: 0.016, 2: 0.016, 3: 0.024, 4: 0.011, 5: 0.011, 6: 0.009, 7: 0.024,
+    8: 0.02, 9: 0.028, 10: 0.028, 11: 0.008, 12: 0.009, 13: 0.008, 14: 0.011, 15: 0.008,
+    16: 0.008, 17: 0.01, 18: 0.011, 19: 0.016, 20: 0.011,
+}  # fmt: skip
+_UPPER_ONLY = (4, 5, 6, 12)
+_LOWER_ONLY = (8, 17, 19)
+
+
+def _skin_weights(pts: np.ndarray, jaw: np.ndarray, anchors: np.ndarray, active: np.ndarray):
+    """Top-k keypoint weights: normalised Gaussian RBFs that fade to zero away from the face."""
+    m = pts.shape[0]
+    phi = np.zeros((m, NUM_KEYPOINTS))
+    for j in range(NUM_KEYPOINTS):
+        d2 = np.sum((pts - anchors[j]) ** 2, axis=1)
+        phi[:, j] = np.exp(-d2 / _KP_RADIUS[j] ** 2)
+        if j in _UPPER_ONLY:
+            phi[:, j] *= 1.0 - jaw
+        if j in _LOWER_ONLY:
+            phi[:, j] *= jaw
+    # Leave the eye sockets alone: lids and eyeballs are rigged separately and must not tear.
+    for c in EYE_C:
+        dist = np.linalg.norm(pts - c, axis=1)
+        phi *= _smoothstep(EYE_R + 0.003, EYE_R + 0.011, dist)[:, None]
+    total = phi.sum(axis=1, keepdims=True)
+    w = phi / np.maximum(total, 1.0)
+    w *= active[:, None]
+    order = np.argsort(-w, axis=1)[:, :SKIN_K]
+    top = np.take_along_axis(w, order, axis=1)
+    keep_sum = top.sum(axis=1, keepdims=True)
+    top = np.where(keep_sum > 0, top * (w.sum(axis=1, keepdims=True) / np.maximum(keep_sum, 1e-12)), 0)
+    top[top < 1e-3] = 0.0
+    return order.astype(np.uint8), top.astype(np.float32)
+
+
+# --- assembly --------------------------------------------------------------------------------
+
+
+def build_default_head(detail: str = "default", seed: int = 0) -> RiggedGaussianHead:
+    """Build the default stylised character head, rigged to the motion space.
+
+    detail: "default" (~50k Gaussians) or "high" (~200k). Deterministic for (detail, seed): the
+    seed only jitters sample positions and tangent orientations. Takes seconds (default) to tens
+    of seconds (high) on a CPU. Raises ValueError for an unknown detail level.
+    """
+    if detail not in DETAIL_LEVELS:
+        raise ValueError(f"unknown detail {detail!r}; expected one of {sorted(DETAIL_LEVELS)}")
+    sp = 0.0019 * DETAIL_LEVELS[detail]
+    rng = np.random.default_rng([seed, 7])
+    parts = _Parts()
+    _skin(parts, sp, rng)
+    _hair(parts, 1.45 * sp, rng)
+    _brows(parts, sp, rng)
+    _eyes(parts, sp, rng)
+    _mouth(parts, sp, rng)
+    _clothes(parts, sp, rng)
+    g = parts.concat()
+    anchors = _keypoint_anchors()
+    pi = g["parts"]
+    skinnable = np.isin(pi, [PART_INDEX[n] for n in ("skin", "lips", "brow")]).astype(np.float64)
+    skin_index, skin_weight = _skin_weights(g["means"], g["jaw"], anchors, skinnable)
+    # Order the Gaussians so that each rig set is one contiguous run (slices, not gathers):
+    # partial-pose, rigid, eye parts, skinned, skinned+jaw, jaw-only.
+    skinned = skin_weight.sum(axis=1) > 0
+    jaw = g["jaw"] > 0
+    group = np.select(
+        [g["pose"] < 1.0, skinned & ~jaw, skinned & jaw, jaw],
+        [0, 3, 4, 5],
+        default=1,
+    )
+    order = np.lexsort((pi, group))
+    kp_to_world = np.eye(4)
+    kp_to_world[:3, :3] = KP_SCALE * np.diag([1.0, -1.0, -1.0])
+    kp_to_world[:3, 3] = KP_ORIGIN
+    x_c = (anchors - KP_ORIGIN) @ np.linalg.inv(kp_to_world[:3, :3]).T
+    _, upper0, lower0 = _lid_edges(np.zeros(1), 1.0)
+    meet0 = _lid_edges(np.zeros(1), 1.0)[0]
+    k19 = anchors[19]
+    rig = RigParams(
+        eye_centers=EYE_C,
+        eye_radius=EYE_R,
+        eye_width=2.0 * LID_R * float(np.sin(PSI_C)),
+        lid_travel_upper=float(LID_R * (np.sin(upper0) - np.sin(meet0))[0] / KP_SCALE),
+        lid_travel_lower=float(LID_R * (np.sin(meet0) - np.sin(lower0))[0] / KP_SCALE),
+        jaw_hinge=HINGE,
+        jaw_gain=float(KP_SCALE / np.hypot(k19[1] - HINGE[1], k19[2] - HINGE[2])),
+        pivot=PIVOT,
+    )
+    colors = g["colors"][order]
+    return RiggedGaussianHead(
+        name="default" if detail == "default" else f"default_{detail}",
+        means=g["means"][order],
+        quats=g["quats"][order],
+        scales=g["scales"][order],
+        opacities=g["opacities"][order],
+        sh=((colors - 0.5) / SH_C0)[:, None, :],
+        parts=pi[order],
+        keypoints=x_c,
+        kp_to_world=kp_to_world,
+        skin_index=skin_index[order],
+        skin_weight=skin_weight[order],
+        jaw_weight=g["jaw"][order],
+        lid_angle=g["lid_angle"][order],
+        pose_weight=g["pose"][order],
+        rig=rig,
+        metadata={
+            "generator": "models.heads.procedural.build_default_head",
+            "detail": detail,
+            "seed": int(seed),
+            "frame": "metres, RUB (+x viewer's right, +y up, +z out of the face)",
+        },
+    )

@@ -1,0 +1,542 @@
+"""A Gaussian head rigged to the motion space: identity data plus an analytic deformation model.
+
+Frames. The head's Gaussians live in a metric "RUB" frame (metres; +x the viewer's right, +y up,
++z out of the face towards the viewer), the convention of ``renderers.gaussians``. The motion
+space's keypoints live in LivePortrait's "RDF" frame in normalised units. ``kp_to_world`` [4, 4]
+is the similarity between the two: ``world = kp_to_world @ [x_kp, 1]`` with the 3x3 block
+``kp_scale * diag(1, -1, -1)`` (y and z flipped) and a translation (the keypoint origin in metres).
+
+Rig (the analytic version of a per-Gaussian motion basis). Per frame of motion channels:
+
+1. Expression: Gaussian i moves by ``sum_k skin_weight[i, k] * exp[skin_index[i, k]]``
+   (keypoint units, converted to metres), i.e. each keypoint's delta moves its region smoothly.
+   The channels that drive dedicated rigs below (exp_19_y, and the y of blink keypoints 11, 13,
+   15, 16) do not translate.
+2. Jaw: ``exp_19_y > 0`` opens the mouth. Gaussian i rotates about the jaw hinge (an x-parallel
+   axis in front of the ears) by ``theta * jaw_weight[i]``, ``theta = jaw_gain * exp_19_y``
+   radians (jaw_gain is set so that keypoint 19's surface point moves by exp_19_y, clamped to
+   [-0.05, 0.6] rad).
+3. Eyelids: per eye a closure c (0 open, 1 closed, < 0 wider than rest):
+   upper ``c = (1 - eye_open) + exp_{11|15}_y / lid_travel_upper`` (+y, i.e. the upper-lid
+   keypoint moving down, closes); lower ``c = (1 - eye_open) - exp_{13|16}_y / lid_travel_lower``
+   (the lower-lid keypoint moving up closes); both clamped to [-0.3, 1]. Lid Gaussian i rotates
+   about the eye's x axis by ``c * lid_angle[i]`` (its own angle, so the lid margin lands on the
+   closure line at c = 1).
+4. Gaze: each eyeball (sclera, iris, pupil) rotates about its centre so that the pupil moves by
+   ``eye_ball`` eye-widths (+x image right, +y image down); the corneal highlight stays put.
+5. Pose: ``x' = pivot + s * (x - pivot) @ R_rub + t_world`` with ``R_rub = F R F`` (F = diag(1,
+   -1, -1)) the motion-space rotation ``rotation_matrix(pitch, yaw, roll)`` in RUB, and t in
+   keypoint units converted to metres. Gaussians with ``pose_weight < 1`` (the neck) rotate by
+   that fraction of the angles, so the neck bends and the shoulders stay.
+
+Intensity and emotion channels are not read here: they condition generators, not the rig.
+With every channel the rig reads at its default (CHANNEL_DEFAULTS) ``deform`` returns the base
+arrays themselves (read-only), so zero motion is the identity, bit for bit.
+
+Keypoints. ``keypoints_world(frame)`` applies the same rig to the canonical keypoints:
+``kp_to_world(x_c + exp)`` then the pose about ``pivot``. With the pivot at the keypoint origin
+this is exactly ``kp_to_world(transform_keypoints(x_c, frame))``; the default head pivots at the
+top of the neck instead, which differs from that formula by a pose-dependent translation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.motion_space import (
+    CHANNEL_DEFAULTS,
+    CHANNEL_INDEX,
+    CHANNELS,
+    NUM_KEYPOINTS,
+    rotation_matrix,
+)
+
+__all__ = [
+    "PARTS",
+    "PART_INDEX",
+    "GaussianArrays",
+    "RigParams",
+    "RiggedGaussianHead",
+    "quat_from_matrix",
+    "quat_multiply",
+]
+
+# Part labels of the Gaussians (uint8 codes). "_r" is the subject's right (image left, world -x).
+PARTS: tuple[str, ...] = (
+    "skin", "lips", "ear", "hair", "brow",
+    "sclera_r", "iris_r", "sclera_l", "iris_l", "highlight_r", "highlight_l",
+    "lid_upper_r", "lid_lower_r", "lid_upper_l", "lid_lower_l", "lash_r", "lash_l",
+    "mouth", "teeth_upper", "teeth_lower", "tongue", "neck", "clothes",
+)  # fmt: skip
+PART_INDEX: dict[str, int] = {name: i for i, name in enumerate(PARTS)}
+
+_F = np.array([1.0, -1.0, -1.0])  # RDF <-> RUB axis flip
+_BLINK_Y = (11, 13, 15, 16)
+_JAW_KP = 19
+_NECK_LEVELS = 32  # the neck's partial pose rotations are quantised to this many steps
+
+
+@dataclass
+class GaussianArrays:
+    """Render-ready Gaussians (the fields of ``renderers.GaussianCloud``, without importing it).
+
+    means [N, 3] float32 metres RUB; quats [N, 4] float32 unit wxyz; scales [N, 3] float32 linear
+    standard deviations; opacities [N] float32 in [0, 1]; sh [N, K, 3] float32 (band 0 is f_dc:
+    colour = 0.5 + SH_C0 * sh[:, 0]). Arrays a frame did not change are the head's own read-only
+    base arrays: copy before writing.
+    """
+
+    means: np.ndarray
+    quats: np.ndarray
+    scales: np.ndarray
+    opacities: np.ndarray
+    sh: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+
+@dataclass
+class RigParams:
+    """Scalar and point parameters of the analytic rig, all in the head's metric RUB frame."""
+
+    eye_centers: np.ndarray  # [2, 3] right eye (world -x) then left eye
+    eye_radius: float  # eyeball radius, metres
+    eye_width: float  # width of the eye opening, metres (the unit of the eye_ball channels)
+    lid_travel_upper: float  # keypoint units of exp_{11,15}_y that close the upper lid
+    lid_travel_lower: float  # keypoint units of -exp_{13,16}_y that close the lower lid
+    jaw_hinge: np.ndarray  # [3] a point on the jaw's (x-parallel) hinge axis
+    jaw_gain: float  # radians of jaw rotation per keypoint unit of exp_19_y
+    pivot: np.ndarray  # [3] head-pose pivot (top of the neck)
+
+    def __post_init__(self) -> None:
+        self.eye_centers = np.array(self.eye_centers, dtype=np.float64).reshape(2, 3)
+        self.jaw_hinge = np.array(self.jaw_hinge, dtype=np.float64).reshape(3)
+        self.pivot = np.array(self.pivot, dtype=np.float64).reshape(3)
+        for name in ("eye_radius", "eye_width", "lid_travel_upper", "lid_travel_lower",
+                     "jaw_gain"):  # fmt: skip
+            value = float(getattr(self, name))
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"RigParams.{name} must be finite and > 0, got {value}")
+            setattr(self, name, value)
+
+    def to_dict(self) -> dict:
+        return {
+            "eye_centers": self.eye_centers.tolist(),
+            "eye_radius": self.eye_radius,
+            "eye_width": self.eye_width,
+            "lid_travel_upper": self.lid_travel_upper,
+            "lid_travel_lower": self.lid_travel_lower,
+            "jaw_hinge": self.jaw_hinge.tolist(),
+            "jaw_gain": self.jaw_gain,
+            "pivot": self.pivot.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RigParams:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+# --- quaternions (w, x, y, z), rotations of column vectors ---------------------------------------
+
+
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a * b`` of quaternions ``[..., 4]`` (wxyz), broadcasting."""
+    aw, ax, ay, az = np.moveaxis(a, -1, 0)
+    bw, bx, by, bz = np.moveaxis(b, -1, 0)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
+
+
+def quat_from_matrix(m: np.ndarray) -> np.ndarray:
+    """Unit quaternions ``[..., 4]`` (wxyz, w >= 0) of rotation matrices ``[..., 3, 3]``.
+
+    The matrices rotate column vectors (``v' = m @ v``).
+    """
+    m = np.asarray(m, dtype=np.float64)
+    # Four candidate formulas; pick per matrix the one with the largest (best conditioned) root.
+    t = np.stack(
+        [
+            1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2],
+            1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+            1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+            1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2],
+        ],
+        axis=-1,
+    )
+    k = np.argmax(t, axis=-1)
+    r = 0.5 * np.sqrt(np.maximum(np.take_along_axis(t, k[..., None], -1)[..., 0], 1e-30))
+    s = 0.25 / r
+    q = np.empty((*m.shape[:-2], 4))
+    d21, d02, d10 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
+    s21, s02, s10 = m[..., 2, 1] + m[..., 1, 2], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1]
+    cand = [
+        np.stack([r, d21 * s, d02 * s, d10 * s], -1),
+        np.stack([d21 * s, r, s10 * s, s02 * s], -1),
+        np.stack([d02 * s, s10 * s, r, s21 * s], -1),
+        np.stack([d10 * s, s02 * s, s21 * s, r], -1),
+    ]
+    for i in range(4):
+        q = np.where((k == i)[..., None], cand[i], q)
+    q *= np.where(q[..., :1] < 0, -1.0, 1.0)
+    return q
+
+
+def _left_matrix(q: np.ndarray) -> np.ndarray:
+    """[4, 4] matrix L with ``quat_multiply(q, p) == p @ L`` for row quaternions p."""
+    w, x, y, z = q
+    return np.array(
+        [[w, x, y, z], [-x, w, z, -y], [-y, -z, w, x], [-z, y, -x, w]], dtype=np.float64
+    )
+
+
+def _rotate_about_x(
+    means: np.ndarray, quats: np.ndarray, center: np.ndarray, angle: np.ndarray
+) -> None:
+    """In place: rotate points [M, 3] and quats [M, 4] about the x-parallel axis through center by
+    per-point angles [M] (radians; positive turns +z towards -y, i.e. the front downwards)."""
+    c, s = np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
+    y = means[:, 1] - np.float32(center[1])
+    z = means[:, 2] - np.float32(center[2])
+    means[:, 1] = y * c - z * s + np.float32(center[1])
+    means[:, 2] = y * s + z * c + np.float32(center[2])
+    # The same rotation (about +x) as a quaternion: (cos(a/2), sin(a/2), 0, 0) * q.
+    ch, sh = np.cos(0.5 * angle).astype(np.float32), np.sin(0.5 * angle).astype(np.float32)
+    w, x, qy, qz = quats[:, 0].copy(), quats[:, 1].copy(), quats[:, 2].copy(), quats[:, 3].copy()
+    quats[:, 0] = ch * w - sh * x
+    quats[:, 1] = ch * x + sh * w
+    quats[:, 2] = ch * qy - sh * qz
+    quats[:, 3] = ch * qz + sh * qy
+
+
+def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
+    """A slice when the sorted indices are one contiguous run (cheap views), else the indices."""
+    if idx.size == 0:
+        return slice(0, 0)
+    if idx[-1] - idx[0] + 1 == idx.size:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+@dataclass
+class RiggedGaussianHead:
+    """A Gaussian head (identity) with canonical keypoints and an analytic motion-space rig.
+
+    Base Gaussians (rest pose, metres RUB): means [N, 3] float32, quats [N, 4] float32 wxyz,
+    scales [N, 3] float32, opacities [N] float32, sh [N, K, 3] float32.
+    parts [N] uint8 codes into PARTS. keypoints [21, 3] float64 canonical x_c (motion-space RDF
+    units). kp_to_world [4, 4] float64 similarity, keypoint units -> metres (see module doc).
+    skin_index [N, k] uint8 keypoint indices, skin_weight [N, k] float32 (0 where unused).
+    jaw_weight [N] float32 in [0, 1]; lid_angle [N] float32 radians (closure rotation of lid
+    Gaussians, 0 elsewhere); pose_weight [N] float32 in [0, 1]. rig: RigParams.
+    Raises ValueError on inconsistent shapes or non-finite values.
+    """
+
+    name: str
+    means: np.ndarray
+    quats: np.ndarray
+    scales: np.ndarray
+    opacities: np.ndarray
+    sh: np.ndarray
+    parts: np.ndarray
+    keypoints: np.ndarray
+    kp_to_world: np.ndarray
+    skin_index: np.ndarray
+    skin_weight: np.ndarray
+    jaw_weight: np.ndarray
+    lid_angle: np.ndarray
+    pose_weight: np.ndarray
+    rig: RigParams
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        f32 = np.float32
+        self.means = _frozen(self.means, f32)
+        self.quats = _frozen(self.quats, f32)
+        self.scales = _frozen(self.scales, f32)
+        self.opacities = _frozen(self.opacities, f32)
+        self.sh = _frozen(self.sh, f32)
+        self.parts = _frozen(self.parts, np.uint8)
+        self.keypoints = _frozen(self.keypoints, np.float64)
+        self.kp_to_world = _frozen(self.kp_to_world, np.float64)
+        self.skin_index = _frozen(self.skin_index, np.uint8)
+        self.skin_weight = _frozen(self.skin_weight, f32)
+        self.jaw_weight = _frozen(self.jaw_weight, f32)
+        self.lid_angle = _frozen(self.lid_angle, f32)
+        self.pose_weight = _frozen(self.pose_weight, f32)
+        n = self.means.shape[0]
+        k = self.skin_index.shape[1] if self.skin_index.ndim == 2 else -1
+        expected = {
+            "means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,),
+            "parts": (n,), "keypoints": (NUM_KEYPOINTS, 3), "kp_to_world": (4, 4),
+            "skin_index": (n, k), "skin_weight": (n, k), "jaw_weight": (n,),
+            "lid_angle": (n,), "pose_weight": (n,),
+        }  # fmt: skip
+        for name, shape in expected.items():
+            a = getattr(self, name)
+            if a.shape != shape or k < 1:
+                raise ValueError(f"RiggedGaussianHead.{name}: expected shape {shape}, got {a.shape}")
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise ValueError(f"RiggedGaussianHead.{name}: contains NaN or inf")
+        if self.sh.ndim != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
+            raise ValueError(f"RiggedGaussianHead.sh: expected [N={n}, K, 3], got {self.sh.shape}")
+        if not np.all(np.isfinite(self.sh)):
+            raise ValueError("RiggedGaussianHead.sh: contains NaN or inf")
+        if n and (self.skin_index.max() >= NUM_KEYPOINTS or self.parts.max() >= len(PARTS)):
+            raise ValueError("RiggedGaussianHead: skin_index or parts out of range")
+        a = self.kp_to_world[:3, :3]
+        scale = float(np.cbrt(abs(np.linalg.det(a))))
+        if scale <= 0 or not np.allclose(a @ a.T, scale**2 * np.eye(3), rtol=1e-6, atol=1e-12):
+            raise ValueError("RiggedGaussianHead.kp_to_world: not a similarity transform")
+        self._prepare()
+
+    # --- precomputation ------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Index sets and dense weights the per-frame deformation needs (kept private)."""
+        n = len(self)
+        self._kp_scale = float(np.cbrt(abs(np.linalg.det(self.kp_to_world[:3, :3]))))
+        self._rest = GaussianArrays(self.means, self.quats, self.scales, self.opacities, self.sh)
+        skinned = np.flatnonzero(np.any(self.skin_weight > 0, axis=1))
+        self._skin_set = _as_slice(skinned)
+        dense = np.zeros((skinned.size, NUM_KEYPOINTS), dtype=np.float32)
+        rows = np.repeat(np.arange(skinned.size), self.skin_index.shape[1])
+        np.add.at(
+            dense, (rows, self.skin_index[skinned].ravel()), self.skin_weight[skinned].ravel()
+        )
+        self._skin_dense = dense  # [S, 21]
+        jaw = np.flatnonzero(self.jaw_weight > 0)
+        self._jaw_set = _as_slice(jaw)
+        self._jaw_w = self.jaw_weight[jaw].astype(np.float64)
+        p = self.parts
+        self._eye_sets = []
+        self._lid_sets = []
+        for side in ("r", "l"):
+            ball = np.flatnonzero(
+                (p == PART_INDEX[f"sclera_{side}"]) | (p == PART_INDEX[f"iris_{side}"])
+            )
+            upper = np.flatnonzero(
+                (p == PART_INDEX[f"lid_upper_{side}"]) | (p == PART_INDEX[f"lash_{side}"])
+            )
+            lower = np.flatnonzero(p == PART_INDEX[f"lid_lower_{side}"])
+            self._eye_sets.append(_as_slice(ball))
+            self._lid_sets.append(
+                (
+                    _as_slice(upper),
+                    self.lid_angle[upper].astype(np.float64),
+                    _as_slice(lower),
+                    self.lid_angle[lower].astype(np.float64),
+                )
+            )
+        partial = np.flatnonzero(self.pose_weight < 1.0)
+        self._partial_set = partial
+        self._partial_level = np.rint(self.pose_weight[partial] * _NECK_LEVELS).astype(np.int64)
+        full = np.ones(n, dtype=bool)
+        full[partial] = False
+        self._full_set = _as_slice(np.flatnonzero(full))
+        ch = CHANNEL_INDEX
+        e0 = ch["exp_0_x"]
+        self._rig_channels = np.array(
+            [ch[c] for c in ("pitch", "yaw", "roll", "tx", "ty", "tz", "scale")]
+            + list(range(e0, e0 + 3 * NUM_KEYPOINTS))
+            + [ch[c] for c in ("eye_open_r", "eye_open_l")]
+            + [ch[f"eye_ball_{i}"] for i in range(6)]
+        )
+        translating = np.ones((NUM_KEYPOINTS, 3), dtype=bool)
+        translating[list(_BLINK_Y), 1] = False
+        translating[_JAW_KP, 1] = False
+        self._translating = translating
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def kp_scale(self) -> float:
+        """Metres per keypoint unit."""
+        return self._kp_scale
+
+    @property
+    def rest(self) -> GaussianArrays:
+        """The base Gaussians (read-only arrays), i.e. ``deform(CHANNEL_DEFAULTS)``."""
+        return self._rest
+
+    def kp_to_world_points(self, x: np.ndarray) -> np.ndarray:
+        """Keypoint-space points ``[..., 3]`` (RDF units) -> head metres RUB ``[..., 3]``."""
+        x = np.asarray(x, dtype=np.float64)
+        return x @ self.kp_to_world[:3, :3].T + self.kp_to_world[:3, 3]
+
+    def world_to_kp_points(self, p: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`kp_to_world_points`."""
+        p = np.asarray(p, dtype=np.float64)
+        return (p - self.kp_to_world[:3, 3]) @ np.linalg.inv(self.kp_to_world[:3, :3]).T
+
+    # --- deformation ---------------------------------------------------------------------------
+
+    def _check_frame(self, frame: np.ndarray) -> np.ndarray:
+        v = np.asarray(frame, dtype=np.float64)
+        if v.shape != (len(CHANNELS),):
+            raise ValueError(f"deform: expected a frame of {len(CHANNELS)} channels, got {v.shape}")
+        if not np.all(np.isfinite(v[self._rig_channels])):
+            raise ValueError("deform: the frame contains NaN or inf")
+        return v
+
+    def _pose(self, v: np.ndarray) -> tuple[np.ndarray, float, np.ndarray] | None:
+        """(R_rub [3, 3] for row vectors, scale, t_world [3]) or None when the pose is rest."""
+        ch = CHANNEL_INDEX
+        pitch, yaw, roll = v[ch["pitch"]], v[ch["yaw"]], v[ch["roll"]]
+        s = float(v[ch["scale"]])
+        t = v[ch["tx"] : ch["tz"] + 1]
+        if pitch == 0 and yaw == 0 and roll == 0 and s == 1.0 and not np.any(t):
+            return None
+        r = rotation_matrix(pitch, yaw, roll)
+        r_rub = _F[:, None] * r * _F[None, :]
+        return r_rub, s, t * _F * self._kp_scale
+
+    def deform(self, frame: np.ndarray) -> GaussianArrays:
+        """The Gaussians driven by one frame of motion channels ``[len(CHANNELS)]``.
+
+        Returns GaussianArrays in the head's metric RUB frame. Arrays the frame leaves unchanged
+        are the base arrays (read-only, not copies); at CHANNEL_DEFAULTS all of them are.
+        Raises ValueError for a wrong shape or NaN/inf in the channels the rig reads.
+        """
+        v = self._check_frame(frame)
+        if np.array_equal(v[self._rig_channels], CHANNEL_DEFAULTS[self._rig_channels]):
+            return self._rest
+        ch = CHANNEL_INDEX
+        e0 = ch["exp_0_x"]
+        exp = v[e0 : e0 + 3 * NUM_KEYPOINTS].reshape(NUM_KEYPOINTS, 3)
+        means = self.means.copy()
+        quats: np.ndarray | None = None
+        scales = self.scales
+
+        # 1. expression: one small GEMM over the skinned (contiguous) Gaussians.
+        exp_t = np.where(self._translating, exp, 0.0)
+        if np.any(exp_t):
+            delta = (exp_t * (_F * self._kp_scale)).astype(np.float32)  # [21, 3] metres RUB
+            means[self._skin_set] += self._skin_dense @ delta
+
+        # 2. jaw
+        theta = float(np.clip(self.rig.jaw_gain * exp[_JAW_KP, 1], -0.05, 0.6))
+        if theta != 0.0:
+            quats = self.quats.copy()
+            js = self._jaw_set
+            m, q = means[js], quats[js]
+            _rotate_about_x(m, q, self.rig.jaw_hinge, theta * self._jaw_w)
+            means[js], quats[js] = m, q
+
+        # 3. eyelids and 4. gaze, per eye (0 = right, 1 = left)
+        eye_open = (v[ch["eye_open_r"]], v[ch["eye_open_l"]])
+        ball = v[ch["eye_ball_0"] : ch["eye_ball_5"] + 1].reshape(2, 3)
+        for e, (kp_up, kp_low) in enumerate(((11, 13), (15, 16))):
+            base = 1.0 - eye_open[e]
+            c_up = np.clip(base + exp[kp_up, 1] / self.rig.lid_travel_upper, -0.3, 1.0)
+            c_low = np.clip(base - exp[kp_low, 1] / self.rig.lid_travel_lower, -0.3, 1.0)
+            center = self.rig.eye_centers[e]
+            for sel, angle, c in (
+                (self._lid_sets[e][0], self._lid_sets[e][1], c_up),
+                (self._lid_sets[e][2], self._lid_sets[e][3], c_low),
+            ):
+                if c != 0.0 and angle.size:
+                    if quats is None:
+                        quats = self.quats.copy()
+                    m, q = means[sel], quats[sel]
+                    _rotate_about_x(m, q, center, c * angle)
+                    means[sel], quats[sel] = m, q
+            if ball[e, 0] != 0.0 or ball[e, 1] != 0.0:
+                if quats is None:
+                    quats = self.quats.copy()
+                lim = 0.95 * self.rig.eye_radius
+                w = self.rig.eye_width
+                a = np.arcsin(np.clip(ball[e, 0] * w, -lim, lim) / self.rig.eye_radius)
+                b = np.arcsin(np.clip(ball[e, 1] * w, -lim, lim) / self.rig.eye_radius)
+                ca, sa, cb, sb = np.cos(a), np.sin(a), np.cos(b), np.sin(b)
+                ry = np.array([[ca, 0, sa], [0, 1, 0], [-sa, 0, ca]])
+                rx = np.array([[1, 0, 0], [0, cb, -sb], [0, sb, cb]])
+                rot = ry @ rx  # column vectors: pupil to +x (image right) and -y (image down)
+                sel = self._eye_sets[e]
+                means[sel] = ((means[sel] - center) @ rot.T + center).astype(np.float32)
+                quats[sel] = quats[sel] @ _left_matrix(quat_from_matrix(rot)).astype(np.float32)
+
+        # 5. head pose
+        pose = self._pose(v)
+        if pose is not None:
+            r_rub, s, t_w = pose
+            if quats is None:
+                quats = self.quats.copy()
+            pivot = self.rig.pivot
+            full = self._full_set
+            a = (s * r_rub).astype(np.float32)
+            off = (pivot - pivot @ (s * r_rub) + t_w).astype(np.float32)
+            means[full] = means[full] @ a + off
+            lq = _left_matrix(quat_from_matrix(r_rub.T)).astype(np.float32)
+            quats[full] = quats[full] @ lq
+            if self._partial_set.size:
+                self._pose_partial(v, means, quats, s, t_w)
+            if s != 1.0:
+                scales = (self.scales * np.float32(s)).astype(np.float32)
+        return GaussianArrays(
+            means, self.quats if quats is None else quats, scales, self.opacities, self.sh
+        )
+
+    def _pose_partial(
+        self, v: np.ndarray, means: np.ndarray, quats: np.ndarray, s: float, t_w: np.ndarray
+    ) -> None:
+        """Neck Gaussians: a fraction (pose_weight) of the rotation; full scale and translation."""
+        ch = CHANNEL_INDEX
+        frac = np.arange(_NECK_LEVELS + 1) / _NECK_LEVELS
+        r = rotation_matrix(v[ch["pitch"]] * frac, v[ch["yaw"]] * frac, v[ch["roll"]] * frac)
+        r_rub = _F[None, :, None] * r * _F[None, None, :]  # [L, 3, 3]
+        idx, lev = self._partial_set, self._partial_level
+        p = means[idx].astype(np.float64) - self.rig.pivot
+        p = np.einsum("ni,nij->nj", p, r_rub[lev])
+        means[idx] = (s * p + self.rig.pivot + t_w).astype(np.float32)
+        q = quat_from_matrix(np.swapaxes(r_rub, -1, -2))[lev]  # [M, 4]
+        quats[idx] = quat_multiply(q, quats[idx].astype(np.float64)).astype(np.float32)
+
+    def deform_batch(self, frames: np.ndarray) -> list[GaussianArrays]:
+        """:meth:`deform` for each row of ``frames [F, len(CHANNELS)]``."""
+        frames = np.asarray(frames, dtype=np.float64)
+        if frames.ndim != 2:
+            raise ValueError(f"deform_batch: expected [F, {len(CHANNELS)}], got {frames.shape}")
+        return [self.deform(f) for f in frames]
+
+    def keypoints_world(self, frame: np.ndarray | None = None) -> np.ndarray:
+        """Driven keypoints [21, 3] in metres RUB, placed by the same pose as the Gaussians.
+
+        ``kp_to_world(x_c + exp)`` then the head pose about ``rig.pivot`` (module docstring).
+        ``frame`` None means the rest pose. Raises ValueError like :meth:`deform`.
+        """
+        if frame is None:
+            return self.kp_to_world_points(self.keypoints)
+        v = self._check_frame(frame)
+        e0 = CHANNEL_INDEX["exp_0_x"]
+        exp = v[e0 : e0 + 3 * NUM_KEYPOINTS].reshape(NUM_KEYPOINTS, 3)
+        p = self.kp_to_world_points(self.keypoints + exp)
+        pose = self._pose(v)
+        if pose is None:
+            return p
+        r_rub, s, t_w = pose
+        return self.rig.pivot + s * (p - self.rig.pivot) @ r_rub + t_w
+
+    def replace_gaussians(self, **arrays: np.ndarray) -> RiggedGaussianHead:
+        """A copy with some per-Gaussian arrays replaced (same N)."""
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d.update(arrays)
+        d["metadata"] = dict(self.metadata)
+        return RiggedGaussianHead(**d)
+
+
+def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
+    """A private read-only copy: the rig hands these arrays out without copying them."""
+    out = np.array(a, dtype=dtype, copy=True, order="C")
+    out.setflags(write=False)
+    return out

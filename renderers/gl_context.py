@@ -1,0 +1,124 @@
+"""OpenGL plumbing shared by the GL renderers: headless contexts, shader loading, readback.
+
+Headless rendering uses an EGL standalone context (llvmpipe on machines without a GPU). Inside
+the Qt GUI, do not create one: Qt's GLX context and an EGL context in the same process abort
+(see ENVIRONMENT.md); there, pass the moderngl context made in ``QOpenGLWidget.initializeGL``
+(or one shared with it) to the renderers instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from resources import resource_path
+
+if TYPE_CHECKING:
+    import moderngl
+
+__all__ = [
+    "GLUnavailableError",
+    "OffscreenTarget",
+    "create_offscreen_context",
+    "egl_available",
+    "load_shader",
+]
+
+# Framebuffer formats: moderngl dtype -> numpy dtype of the raw readback.
+_READ_DTYPES = {"f1": np.uint8, "f2": np.float16, "f4": np.float32}
+
+
+class GLUnavailableError(RuntimeError):
+    """No OpenGL 3.3 context can be created here (no EGL/Mesa, no driver); callers fall back to
+    the torch reference renderer."""
+
+
+def create_offscreen_context() -> moderngl.Context:
+    """A new headless moderngl context (EGL standalone, OpenGL >= 3.3 core).
+
+    Raises GLUnavailableError (with the underlying reason) when moderngl is missing or no EGL
+    context can be made.
+    """
+    try:
+        import moderngl
+    except ImportError as exc:  # pragma: no cover - moderngl is a hard dependency
+        raise GLUnavailableError(f"moderngl is not installed: {exc}") from exc
+    try:
+        return moderngl.create_context(standalone=True, backend="egl", require=330)
+    except Exception as exc:  # moderngl/glcontext raise plain Exception subclasses
+        raise GLUnavailableError(f"cannot create a headless EGL OpenGL 3.3 context: {exc}") from exc
+
+
+@functools.cache
+def egl_available() -> bool:
+    """Whether ``create_offscreen_context`` works in this process (probed once, then cached)."""
+    try:
+        ctx = create_offscreen_context()
+    except GLUnavailableError:
+        return False
+    ctx.release()
+    return True
+
+
+@functools.cache
+def _shader_text(name: str) -> str:
+    return resource_path("shaders", name).read_text(encoding="utf-8")
+
+
+def load_shader(name: str, defines: dict[str, object] | None = None) -> str:
+    """Source of ``resources/shaders/<name>``. With ``defines``, the file must not carry its own
+    ``#version`` line: "#version 330 core" and one ``#define KEY VALUE`` per entry are prepended.
+
+    Raises FileNotFoundError naming the path when the shader is missing from the install.
+    """
+    text = _shader_text(name)
+    if defines is None:
+        return text
+    header = ["#version 330 core"] + [f"#define {k} {v}" for k, v in defines.items()]
+    return "\n".join(header) + "\n" + text
+
+
+class OffscreenTarget:
+    """A colour framebuffer (RGBA) that grows on demand, for offscreen rendering and readback.
+
+    dtype: "f1" (RGBA8, fastest on llvmpipe), "f2" (RGBA16F) or "f4" (RGBA32F).
+    """
+
+    def __init__(self, ctx: moderngl.Context, dtype: str = "f1") -> None:
+        if dtype not in _READ_DTYPES:
+            raise ValueError(
+                f"framebuffer dtype must be one of {sorted(_READ_DTYPES)}, got {dtype!r}"
+            )
+        self.ctx = ctx
+        self.dtype = dtype
+        self.fbo: moderngl.Framebuffer | None = None
+        self._size = (0, 0)
+
+    def framebuffer(self, width: int, height: int) -> moderngl.Framebuffer:
+        """A framebuffer at least ``width`` x ``height`` pixels (reallocated only to grow)."""
+        if self.fbo is None or width > self._size[0] or height > self._size[1]:
+            w, h = max(width, self._size[0]), max(height, self._size[1])
+            if self.fbo is not None:
+                self.fbo.release()
+            rb = self.ctx.renderbuffer((w, h), 4, dtype=self.dtype)
+            self.fbo = self.ctx.framebuffer(color_attachments=[rb])
+            self._size = (w, h)
+        return self.fbo
+
+    def read(self, x: int, y: int, width: int, height: int) -> np.ndarray:
+        """Pixels of the window rectangle (x, y, width, height) as [height, width, 4] float32,
+        image row 0 at the top (GL's bottom-left origin flipped)."""
+        assert self.fbo is not None, "read() before framebuffer()"
+        raw = self.fbo.read(viewport=(x, y, width, height), components=4, dtype=self.dtype)
+        img = np.frombuffer(raw, dtype=_READ_DTYPES[self.dtype]).reshape(height, width, 4)[::-1]
+        if self.dtype == "f1":
+            return img.astype(np.float32) * np.float32(1.0 / 255.0)
+        return img.astype(np.float32)
+
+    def release(self) -> None:
+        if self.fbo is not None:
+            self.fbo.release()
+            self.fbo = None
+            self._size = (0, 0)

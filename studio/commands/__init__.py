@@ -1,0 +1,1 @@
+"""Subcommands of ``talking-head-studio``, one module each (see studio.cli)."""

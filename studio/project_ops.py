@@ -1,0 +1,170 @@
+"""Project-level operations shared by the CLI and the studio window (Qt-free).
+
+Creating projects, embedding audio, turning dense motion into a take, and summaries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_GROUPS, CHANNELS
+from studio.document import (
+    AudioClip,
+    Curve,
+    FrameRate,
+    Interpolation,
+    Project,
+    Take,
+)
+from studio.document.audio import AudioData, read_audio
+from studio.document.keyreduce import reduce_keys, tolerance_for
+
+__all__ = [
+    "audio_asset_key",
+    "describe_project",
+    "embed_audio",
+    "new_project",
+    "project_audio",
+    "take_from_dense",
+]
+
+DEFAULT_DURATION_S = 10.0
+MAX_DURATION_S = 3 * 3600.0
+
+
+def audio_asset_key(name: str) -> str:
+    """Key under which an embedded audio file is stored in ``Project.assets``."""
+    return f"audio/{Path(name).name}"
+
+
+def embed_audio(project: Project, source: Path | str, offset: int = 0) -> AudioClip:
+    """Read an audio file, store its bytes in ``project.assets`` and return a clip for it.
+
+    The clip is not added to the project (callers add it through an undoable edit).
+    Raises AudioError for unreadable audio.
+    """
+    path = Path(source)
+    data = path.read_bytes() if path.is_file() else None
+    read_audio(data if data is not None else path, name=str(path))  # validate before embedding
+    key = audio_asset_key(path.name)
+    # Two different files with one name must not overwrite each other.
+    stem, n = key, 1
+    while key in project.assets and project.assets[key] != data:
+        n += 1
+        key = f"{Path(stem).with_suffix('')}_{n}{Path(stem).suffix}"
+    project.assets[key] = data
+    return AudioClip(id=uuid.uuid4().hex, name=path.stem, asset=key, offset=int(offset))
+
+
+def project_audio(project: Project, clip: AudioClip) -> AudioData:
+    """Decoded audio of a clip: embedded bytes, or an external file relative to nothing.
+
+    Raises AudioError when the clip's audio is missing or unreadable.
+    """
+    if clip.asset in project.assets:
+        return read_audio(project.assets[clip.asset], name=clip.asset)
+    return read_audio(Path(clip.asset), name=clip.asset)
+
+
+def new_project(
+    frame_rate: FrameRate | None = None,
+    duration_s: float | None = None,
+    audio: Path | str | None = None,
+) -> Project:
+    """A new project with one empty take; with ``audio``, the speech embedded at frame 0 and the
+    duration defaulting to the audio's length.
+    """
+    frame_rate = frame_rate or FrameRate(25)
+    if duration_s is not None and not (0 < duration_s <= MAX_DURATION_S):
+        raise ValueError(f"duration must be between 0 and {MAX_DURATION_S:.0f} s, got {duration_s}")
+    project = Project.new(fps=frame_rate, duration_frames=1)
+    clip = None
+    if audio is not None:
+        clip = embed_audio(project, audio)
+        if duration_s is None:
+            duration_s = project_audio(project, clip).duration
+        project.audio_clips.append(clip)
+    seconds = DEFAULT_DURATION_S if duration_s is None else duration_s
+    project.duration = max(1, int(np.ceil(seconds * frame_rate.fps - 1e-9)))
+    project.work_range = (0, project.duration)
+    return project
+
+
+def take_from_dense(
+    values: np.ndarray,
+    name: str,
+    source: str,
+    start_frame: int = 0,
+    tolerance_scale: float = 1.0,
+) -> Take:
+    """A take whose linear keys reproduce dense motion ``values [F, len(CHANNELS)]`` within the
+    per-channel tolerances of studio.document.keyreduce. Channels that never leave their default
+    get no keys.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(CHANNELS):
+        raise ValueError(f"dense motion must be [F, {len(CHANNELS)}], got {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("dense motion contains NaN or infinite values")
+    curves: dict[str, Curve] = {}
+    for c, channel in enumerate(CHANNELS):
+        column = values[:, c]
+        tol = tolerance_for(channel) * tolerance_scale
+        if np.abs(column - CHANNEL_DEFAULTS[c]).max() <= tol:
+            continue
+        keep = reduce_keys(column, tol)
+        frames = keep + int(start_frame)
+        interp = np.full(keep.size, Interpolation.LINEAR, dtype=np.int8)
+        curves[channel] = Curve(frames, column[keep], interp, channel=channel)
+    return Take.new(name=name, curves=curves, source=source)
+
+
+def describe_project(project: Project, name: str = "project", all_channels: bool = False) -> str:
+    """A human-readable summary (what ``talking-head-studio info`` prints)."""
+    fr = project.frame_rate
+    seconds = project.duration / fr.fps
+    rate = f"{fr.numerator}" if fr.denominator == 1 else f"{fr.numerator}/{fr.denominator}"
+    lines = [
+        f"{name}",
+        f"  frame rate   {rate} fps",
+        f"  duration     {project.duration} frames ({seconds:.2f} s)",
+        f"  work range   {project.work_range[0]}..{project.work_range[1]}",
+    ]
+    head = project.head
+    lines.append(f"  head         {head.asset} ({head.kind})" if head else "  head         none")
+    if project.audio_clips:
+        for clip in project.audio_clips:
+            try:
+                audio = project_audio(project, clip)
+                detail = f"{audio.duration:.2f} s, {audio.sample_rate} Hz, {audio.channels} ch"
+            except ValueError as exc:
+                detail = f"unreadable: {exc}"
+            where = "embedded" if clip.asset in project.assets else "external"
+            lines.append(
+                f"  audio        {clip.name} at frame {clip.offset} ({where}; {detail})"
+            )
+    else:
+        lines.append("  audio        none")
+    lines.append(f"  markers      {len(project.markers)}")
+    lines.append(f"  takes        {len(project.takes)}")
+    for take in project.takes:
+        active = "*" if take.id == project.active_take_id else " "
+        total = sum(len(c) for c in take.curves.values())
+        lines.append(
+            f"   {active} {take.name} [{take.source}]: {len(take.curves)} keyed channels, "
+            f"{total} keys"
+        )
+    take = project.active_take
+    lines.append(f"  tracks of the active take ({take.name}):")
+    for group, channels in CHANNEL_GROUPS.items():
+        keyed = [(ch, len(take.curves[ch])) for ch in channels if ch in take.curves]
+        count = sum(k for _, k in keyed)
+        lines.append(f"    {group:<10} {len(keyed):>2}/{len(channels):<2} channels keyed, {count} keys")
+        shown = channels if all_channels else [ch for ch, _ in keyed]
+        for ch in shown:
+            n = len(take.curves[ch]) if ch in take.curves else 0
+            lines.append(f"      {ch:<18} {n} keys")
+    return "\n".join(lines)
