@@ -23,21 +23,40 @@ __all__ = [
     "disparity_depths",
     "head_mpi_depths",
     "load_gaussians",
+    "GLUnavailableError",
+    "GaussianSplatRenderer",
+    "GsplatUnavailableError",
+    "MPIRenderer",
+    "create_offscreen_context",
+    "lod_cloud",
+    "release_gl",
     "render",
     "render_gaussians_reference",
     "render_mpi_reference",
     "save_gaussians",
+    "select_lod",
 ]
+
+# Names resolved on first use (module, attribute): they import moderngl or torch.
+_LAZY = {
+    "render": ("renderers.render", "render"),
+    "release_gl": ("renderers.render", "release_gl"),
+    "GLUnavailableError": ("renderers.gl_context", "GLUnavailableError"),
+    "create_offscreen_context": ("renderers.gl_context", "create_offscreen_context"),
+    "GaussianSplatRenderer": ("renderers.gl_splats", "GaussianSplatRenderer"),
+    "MPIRenderer": ("renderers.gl_mpi", "MPIRenderer"),
+    "GsplatUnavailableError": ("renderers.gsplat_backend", "GsplatUnavailableError"),
+    "select_lod": ("renderers.lod", "select_lod"),
+    "lod_cloud": ("renderers.lod", "lod_cloud"),
+    "render_gaussians_reference": ("renderers.reference", "render_gaussians_reference"),
+    "render_mpi_reference": ("renderers.reference", "render_mpi_reference"),
+}
 
 
 def __getattr__(name: str):
-    # Lazy: render pulls in moderngl, the references pull in torch.
-    if name == "render":
-        from renderers.render import render
+    if name in _LAZY:
+        import importlib
 
-        return render
-    if name in ("render_gaussians_reference", "render_mpi_reference"):
-        from renderers import reference
-
-        return getattr(reference, name)
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'renderers' has no attribute {name!r}")

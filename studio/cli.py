@@ -49,9 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean bad input rather than a bug: reported in one line."""
-    errors: list[type[BaseException]] = [CliError, FileNotFoundError, IsADirectoryError,
-                                         PermissionError, ValueError]  # fmt: skip
+    """Exception types that mean bad input or a missing capability rather than a bug: reported
+    in one line. Imported here, on failure only, so a successful run pays nothing for them."""
+    import importlib
+
+    errors: list[type[BaseException]] = [CliError, OSError, ValueError]
+    for module, name in (
+        ("studio.document.fileformat", "ProjectFileError"),
+        ("models.heads.asset", "HeadFileError"),
+        ("renderers.gl_context", "GLUnavailableError"),
+        ("renderers.gsplat_backend", "GsplatUnavailableError"),
+        ("studio.export", "ExportError"),
+    ):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
     return tuple(errors)
 
 
@@ -69,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("talking-head-studio: cancelled", file=sys.stderr)
         return 130
-    except _user_errors() as exc:
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"talking-head-studio {command}: error: {message}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,16 @@ import numpy as np
 from models.heads.rig import PARTS, RigParams, RiggedGaussianHead
 from models.motion_space import NUM_KEYPOINTS
 
-__all__ = ["HEAD_FILE_KIND", "HEAD_FILE_VERSION", "HeadFileError", "load_head", "save_head"]
+__all__ = [
+    "BUILTIN_HEADS",
+    "HEAD_FILE_KIND",
+    "HEAD_FILE_VERSION",
+    "HeadFileError",
+    "builtin_head_path",
+    "load_builtin_head",
+    "load_head",
+    "save_head",
+]
 
 HEAD_FILE_KIND = "talking-head/gaussian-head"
 HEAD_FILE_VERSION = 1
@@ -104,6 +114,7 @@ def save_head(
                 z.writestr("thumbnail.png", png, compress_type=zipfile.ZIP_STORED)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a head file is a shareable document
         os.replace(tmp, path)
     except (OSError, TypeError, ValueError) as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -143,7 +154,7 @@ def load_head(path: str | os.PathLike) -> RiggedGaussianHead:
                 raw = z.read(f"{name}.npy")
             except KeyError as exc:
                 raise HeadFileError(f"{path}: array {name}.npy is missing") from exc
-            except (zipfile.BadZipFile, OSError, EOFError, zlib_error()) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise HeadFileError(f"{path}: array {name}.npy is corrupt ({exc})") from exc
             try:
                 a = np.load(io.BytesIO(raw), allow_pickle=False)
@@ -187,12 +198,6 @@ def load_head(path: str | os.PathLike) -> RiggedGaussianHead:
         raise HeadFileError(f"{path}: invalid head ({exc})") from exc
 
 
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
-
-
 def _thumbnail(head: RiggedGaussianHead, size: int = 128) -> np.ndarray:
     from models.heads.preview import orbit_view, render_preview
 
@@ -211,3 +216,29 @@ def _thumbnail(head: RiggedGaussianHead, size: int = 128) -> np.ndarray:
         sub, size, size, camera=orbit_view(target, dist), fov_deg=24, background=(0.85, 0.87, 0.9)
     )
     return img
+
+
+# Built-in heads: name -> (file under resources/heads, detail level to rebuild it from the seed).
+BUILTIN_HEADS = {"default": ("default.thead", "default"), "default_high": ("default_high.thead", "high")}
+
+
+def builtin_head_path(name: str = "default") -> Path:
+    """Path of a shipped head file (``resources/heads/<file>``); it may not exist yet."""
+    if name not in BUILTIN_HEADS:
+        raise KeyError(f"unknown built-in head {name!r}; expected one of {sorted(BUILTIN_HEADS)}")
+    import resources
+
+    return Path(resources.__file__).parent / "heads" / BUILTIN_HEADS[name][0]
+
+
+def load_builtin_head(name: str = "default") -> RiggedGaussianHead:
+    """Load a shipped head; when its file is absent, build it from the seed (seconds) instead.
+
+    Raises KeyError for an unknown name and HeadFileError for a corrupt shipped file.
+    """
+    path = builtin_head_path(name)
+    if path.exists():
+        return load_head(path)
+    from models.heads.procedural import build_default_head
+
+    return build_default_head(BUILTIN_HEADS[name][1], seed=0)

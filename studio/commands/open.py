@@ -15,6 +15,8 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("open", help="open the studio window (on PROJECT, or the demo)")
     p.add_argument("project", type=Path, nargs="?", default=None, help="project file (.ths)")
+    # Hidden: save a PNG of the window once it has settled, then quit (docs, visual checks).
+    p.add_argument("--screenshot", type=Path, default=None, help=argparse.SUPPRESS)
 
 
 def display_available() -> bool:
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("no display to open the studio on (set DISPLAY, or use `demo` / `render`)")
     from studio.ui.app import run_studio
 
-    return run_studio(args.project)
+    return run_studio(args.project, screenshot=getattr(args, "screenshot", None))
 
 
 def run_default(args: argparse.Namespace) -> int:

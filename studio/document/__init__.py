@@ -44,6 +44,14 @@ from studio.document.project import (
     Marker,
     Project,
 )
+from studio.document.fileformat import (
+    SCHEMA_VERSION,
+    ProjectFileError,
+    load_project,
+    read_project_info,
+    save_project,
+)
+from studio.document.recovery import AutosavePolicy, RecoveryItem, RecoveryManager
 from studio.document.take import TAKE_SOURCES, Take, new_id
 from studio.document.timebase import FrameRate
 
@@ -52,11 +60,13 @@ __all__ = [
     "HEAD_KINDS",
     "MAX_ABS_VALUE",
     "MAX_FRAME",
+    "SCHEMA_VERSION",
     "TAKE_SOURCES",
     "AddAudioClip",
     "AddMarker",
     "AddTake",
     "AudioClip",
+    "AutosavePolicy",
     "CameraSettings",
     "ChangeEvent",
     "CompoundEdit",
@@ -72,6 +82,9 @@ __all__ = [
     "Marker",
     "ModifyAudioClip",
     "Project",
+    "ProjectFileError",
+    "RecoveryItem",
+    "RecoveryManager",
     "RemoveAudioClip",
     "RemoveMarker",
     "RemoveTake",
@@ -85,8 +98,11 @@ __all__ = [
     "Take",
     "delete_keys",
     "insert_keys",
+    "load_project",
     "move_keys",
     "new_id",
+    "read_project_info",
+    "save_project",
     "set_handle_mode",
     "set_handles",
     "set_interpolation",

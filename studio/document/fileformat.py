@@ -41,7 +41,7 @@ import stat
 import sys
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -283,18 +283,36 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 
 
 def _read_npy(data: bytes, member: str, dtype: np.dtype, tail: tuple[int, ...]) -> np.ndarray:
-    """Parse a .npy member, insisting on ``dtype`` and shape ``[K, *tail]``."""
+    """Parse a .npy member, insisting on ``dtype`` (either byte order) and shape ``[K, *tail]``.
+
+    The header is checked against the data's length before anything is allocated, so a
+    damaged header cannot ask for terabytes. Returns a native-byte-order, C-ordered array.
+    """
+    fp = io.BytesIO(data)
     try:
-        arr = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, got = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, got = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
     except Exception as exc:  # the .npy parser raises ValueError, EOFError, SyntaxError...
         raise _Invalid(f"corrupt member {member} (not a readable array: {exc})") from None
-    if arr.dtype != dtype:
-        raise _Invalid(f"member {member} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
-    if arr.ndim != 1 + len(tail) or tuple(arr.shape[1:]) != tail:
+    if got.kind != dtype.kind or got.itemsize != dtype.itemsize or got.hasobject:
+        raise _Invalid(f"member {member} has dtype {got}, expected {dtype}")
+    if len(shape) != 1 + len(tail) or tuple(shape[1:]) != tail:
         want = "[K" + "".join(f", {t}" for t in tail) + "]"
-        raise _Invalid(f"member {member} has shape {list(arr.shape)}, expected {want}")
+        raise _Invalid(f"member {member} has shape {list(shape)}, expected {want}")
+    count = math.prod(shape)
+    offset = fp.tell()
+    if len(data) - offset != count * got.itemsize:
+        raise _Invalid(f"corrupt member {member} (array data is {len(data) - offset} bytes, "
+                       f"header says {count * got.itemsize})")  # fmt: skip
+    arr = np.frombuffer(data, dtype=got, count=count, offset=offset)
+    arr = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
     # Native byte order and C order, so evaluation code never meets a big-endian view.
-    return np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("="), copy=False))
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 # Magic numbers of formats that DEFLATE cannot shrink: store them as they are.
@@ -356,11 +374,6 @@ def _get_list(d: Mapping[str, Any], key: str, where: str) -> list[Any]:
 
 def _get_str(d: Mapping[str, Any], key: str, where: str) -> str:
     return _expect(_field(d, key, where), str, "a string", _where(where, key))
-
-
-def _get_opt_str(d: Mapping[str, Any], key: str, where: str) -> str | None:
-    v = _field(d, key, where)
-    return None if v is None else _expect(v, str, "a string or null", _where(where, key))
 
 
 def _get_bool(d: Mapping[str, Any], key: str, where: str) -> bool:
@@ -817,15 +830,18 @@ def _doc_to_project(
 
 def _check_audio(clips: Iterable[AudioClip], assets: Mapping[str, bytes], missing_ok: bool) -> None:
     """Audio must at least have a readable header (decoding waits until it is played)."""
-    for clip in clips:
-        data = assets.get(clip.asset)
-        if data is None and missing_ok and not os.path.isfile(clip.asset):
-            continue
-        label = f"audio asset {clip.asset!r}" if data is not None else f"audio file {clip.asset}"
-        import soundfile as sf
+    clips = list(clips)
+    if not clips:
+        return
+    import soundfile as sf  # lazily: ~0.1 s to import, and only projects with audio need it
 
+    for asset in dict.fromkeys(c.asset for c in clips):  # each file once, in order
+        data = assets.get(asset)
+        if data is None and missing_ok and not os.path.isfile(asset):
+            continue
+        label = f"audio asset {asset!r}" if data is not None else f"audio file {asset}"
         try:
-            info = sf.info(io.BytesIO(data) if data is not None else clip.asset)
+            info = sf.info(io.BytesIO(data) if data is not None else asset)
             if info.frames <= 0 or info.samplerate <= 0:
                 raise _Invalid(f"unreadable {label} (no samples)")
         except _Invalid:
@@ -906,21 +922,14 @@ def load_project(path: str | os.PathLike[str], *, missing_assets: str = "error")
     """
     if missing_assets not in ("error", "keep"):
         raise ValueError(f"missing_assets must be 'error' or 'keep', got {missing_assets!r}")
-    p = Path(path)
-    try:
-        archive = _Archive(p)
+    with _load_errors(path):
+        archive = _Archive(Path(path))
         doc = _read_doc(archive)
-        return _doc_to_project(
-            doc, archive, Path(os.path.abspath(p)).parent, missing_assets == "keep"
-        )
-    except _Invalid as exc:
-        raise ProjectFileError(path, str(exc)) from None
-    except DocumentError as exc:
-        raise ProjectFileError(path, f"invalid project: {exc}") from None
-    except ProjectFileError:
-        raise
-    except Exception as exc:  # the model's own checks (DocumentError) and anything unforeseen
-        raise ProjectFileError(path, f"invalid project ({type(exc).__name__}: {exc})") from exc
+        # Relative asset paths were written relative to the real file's folder (save follows
+        # symlinks), so resolve them from there.
+        base = Path(os.path.realpath(path)).parent
+        return _doc_to_project(doc, archive, base, missing_assets == "keep")
+    raise AssertionError("unreachable")  # _load_errors always raises or the body returns
 
 
 def read_project_info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -928,7 +937,21 @@ def read_project_info(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     For "open recent" lists and file dialogs. Raises ProjectFileError like load_project.
     """
-    try:
+    with _load_errors(path):
         return _read_doc(_Archive(Path(path)))
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _load_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn every exception of a load into a one-line ProjectFileError naming ``path``."""
+    try:
+        yield
     except _Invalid as exc:
         raise ProjectFileError(path, str(exc)) from None
+    except DocumentError as exc:  # the model's own invariants (Project.validate, Curve...)
+        raise ProjectFileError(path, f"invalid project: {exc}") from None
+    except ProjectFileError:
+        raise
+    except Exception as exc:  # anything unforeseen (a migration, a library) still gets a line
+        raise ProjectFileError(path, f"invalid project ({type(exc).__name__}: {exc})") from exc

@@ -320,7 +320,7 @@ def ask_recovery(
 
 
 def ask_unsaved_changes(parent: QWidget | None, name: str) -> str:
-    """"save", "discard" or "cancel" for a project with unsaved changes."""
+    """ "save", "discard" or "cancel" for a project with unsaved changes."""
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Warning)
     box.setWindowTitle("Unsaved changes")

@@ -109,9 +109,7 @@ def control_keys(
     """Channel values after moving ``control`` from ``s_from`` to ``s_to`` starting at
     ``base [C]``: ``{channel: base + (s_to - s_from) * direction}`` for its channels."""
     delta = float(s_to) - float(s_from)
-    return {
-        ch: float(base[CHANNEL_INDEX[ch]] + delta * d) for ch, d in control.direction.items()
-    }
+    return {ch: float(base[CHANNEL_INDEX[ch]] + delta * d) for ch, d in control.direction.items()}
 
 
 def _kp(vectors: Mapping[int, tuple[float, float, float]], group: tuple[int, ...] | None = None,
@@ -194,7 +192,7 @@ class _Slider(QSlider):
     """A slider that ignores the wheel unless focused, so scrolling the inspector never
     changes (and keys) a value by accident."""
 
-    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def wheelEvent(self, event) -> None:
         if self.hasFocus():
             super().wheelEvent(event)
         else:
@@ -239,7 +237,9 @@ class ControlRow(QWidget):
         self.spin.setSingleStep(span / 50)
         self.spin.setKeyboardTracking(False)
         self.spin.setFixedWidth(76)
-        self.spin.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
+        # No step buttons: the slider is beside it. (NoButtons under a style sheet leaves the
+        # text 1 px wide, a Qt quirk; the theme gives "compact" spin boxes 0-width buttons.)
+        self.spin.setProperty("compact", True)
         self.spin.setAlignment(Qt.AlignmentFlag.AlignRight)
         self.key_button = QToolButton()
         self.key_button.setObjectName(f"key_{control.id}")
@@ -283,7 +283,7 @@ class ControlRow(QWidget):
             self._updating = False
 
     def set_key_state(self, state: str) -> None:
-        """"keyed" (on this frame), "animated" (elsewhere) or "none"."""
+        """ "keyed" (on this frame), "animated" (elsewhere) or "none"."""
         self.key_state = state
         color = {"keyed": COLORS["keyed"], "animated": COLORS["animated"]}.get(state, "#5d6068")
         self.key_button.setIcon(icon("key", color))

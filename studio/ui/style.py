@@ -69,6 +69,8 @@ QDoubleSpinBox, QSpinBox, QLineEdit, QComboBox {{
     background: {base}; border: 1px solid {border}; border-radius: 3px; padding: 1px 4px;
     selection-background-color: {accent};
 }}
+QDoubleSpinBox[compact="true"]::up-button, QDoubleSpinBox[compact="true"]::down-button {{
+    width: 0px; border: none; }}
 QDoubleSpinBox[keyState="keyed"] {{ background: #4d4620; border-color: {keyed}; }}
 QDoubleSpinBox[keyState="animated"] {{ background: #24402a; border-color: {animated}; }}
 QListView, QTreeView, QTableView, QPlainTextEdit, QTextBrowser {{

@@ -247,7 +247,7 @@ CASES = {
     "2-D values": (_npy_replace("takes/0/values.npy", lambda a: a.reshape(-1, 1)),
                    "shape .* expected \\[K\\]"),
     "object array": (_members_edit(lambda m: m.update({"takes/0/values.npy": npy(
-        np.array([{}], dtype=object))})), "not a readable array"),
+        np.array([{}], dtype=object))})), "dtype object"),
     "missing member": (_members_edit(lambda m: m.pop("takes/1/left.npy")),
                        "member takes/1/left.npy is missing"),
     "missing asset": (_members_edit(lambda m: m.pop("assets/voice.wav")),

@@ -1,0 +1,264 @@
+"""Studio glue between a project's head reference, the head rigs (models.heads) and the renderers.
+
+Qt-free. Resolves a project's :class:`~studio.document.HeadRef` to a rigged Gaussian head (cached,
+a head file takes ~1 s to read), converts the rig's :class:`~models.heads.GaussianArrays` to a
+:class:`renderers.GaussianCloud`, deforms a head for one frame of motion channels, builds
+level-of-detail sub-heads for CPU-only machines and loads baked MPIs.
+
+Asset strings understood by :func:`resolve_head` (``HeadRef.asset``):
+
+- ``"builtin:<name>"``: a shipped head, ``resources/heads/<name>.thead``. When the file of
+  ``builtin:default`` is absent the procedural default head is built instead (seconds).
+- a key of ``project.assets``: an embedded ``.thead`` file (bytes).
+- anything else: a path to a ``.thead`` file.
+
+MPI heads (``HeadRef.kind == "mpi"``) name a baked MPI folder (``mpi.json`` + plane PNGs, see
+``renderers.formats.mpi_folder``) by path or, relative paths, next to the project file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from resources import RESOURCES_DIR
+
+if TYPE_CHECKING:
+    from models.heads import GaussianArrays, RiggedGaussianHead
+    from renderers import MPI, GaussianCloud
+    from studio.document import HeadRef, Project
+
+__all__ = [
+    "BUILTIN_PREFIX",
+    "DEFAULT_HEAD_ASSET",
+    "HeadResolveError",
+    "arrays_to_cloud",
+    "clear_head_cache",
+    "deformed_cloud",
+    "head_cache_key",
+    "lod_head",
+    "project_head",
+    "resolve_head",
+    "resolve_mpi",
+    "rest_cloud",
+]
+
+BUILTIN_PREFIX = "builtin:"
+DEFAULT_HEAD_ASSET = "builtin:default"
+_HEAD_CACHE_SIZE = 4  # a default head is ~6 MB of arrays; a few stay resident
+_LOD_CACHE_SIZE = 4
+
+
+class HeadResolveError(Exception):
+    """A project's head cannot be turned into something the viewport can draw (missing or
+    corrupt file, unknown built-in name, wrong kind). The message is one line for the user."""
+
+
+_lock = threading.Lock()
+_heads: OrderedDict[tuple, RiggedGaussianHead] = OrderedDict()
+# (id(parent), budget) -> (parent, sub-head): holding the parent keeps its id from being reused.
+_lods: OrderedDict[tuple, tuple[RiggedGaussianHead, RiggedGaussianHead]] = OrderedDict()
+
+
+def clear_head_cache() -> None:
+    """Forget every cached head and level-of-detail sub-head (tests, low memory)."""
+    with _lock:
+        _heads.clear()
+        _lods.clear()
+
+
+def _remember(cache: OrderedDict, key: tuple, value: object, size: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
+def head_cache_key(ref: HeadRef | str | None, assets: Mapping[str, bytes] | None = None) -> tuple:
+    """The key :func:`resolve_head` caches ``ref`` under: it changes when the file or the
+    embedded bytes change (path + mtime + size, or a hash of the bytes)."""
+    asset = _asset_of(ref)
+    if asset.startswith(BUILTIN_PREFIX):
+        path = _builtin_path(asset[len(BUILTIN_PREFIX) :])
+        return ("builtin", asset, *_stat(path))
+    if assets is not None and asset in assets:
+        return ("embedded", asset, hashlib.blake2b(assets[asset], digest_size=16).hexdigest())
+    path = Path(asset).expanduser()
+    return ("file", str(path.resolve()), *_stat(path))
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _asset_of(ref: HeadRef | str | None) -> str:
+    if ref is None:
+        return DEFAULT_HEAD_ASSET
+    if isinstance(ref, str):
+        return ref
+    if ref.kind == "mpi":
+        raise HeadResolveError(f"head {ref.asset!r} is an MPI, not a rigged Gaussian head")
+    return ref.asset
+
+
+def _builtin_path(name: str) -> Path:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise HeadResolveError(f"unknown built-in head {name!r}")
+    return RESOURCES_DIR / "heads" / f"{name}.thead"
+
+
+def resolve_head(
+    ref: HeadRef | str | None, assets: Mapping[str, bytes] | None = None
+) -> RiggedGaussianHead:
+    """The rigged Gaussian head that ``ref`` names (None: the default head), cached.
+
+    Raises HeadResolveError for an MPI reference, an unknown built-in head, a missing or
+    corrupt head file.
+    """
+    key = head_cache_key(ref, assets)
+    with _lock:
+        if key in _heads:
+            _heads.move_to_end(key)
+            return _heads[key]
+    head = _load(_asset_of(ref), key, assets)
+    with _lock:
+        _remember(_heads, key, head, _HEAD_CACHE_SIZE)
+    return head
+
+
+def _load(asset: str, key: tuple, assets: Mapping[str, bytes] | None) -> RiggedGaussianHead:
+    from models.heads import HeadFileError, build_default_head, load_head
+
+    try:
+        if key[0] == "builtin":
+            name = asset[len(BUILTIN_PREFIX) :]
+            path = _builtin_path(name)
+            if path.exists():
+                return load_head(path)
+            if name == "default":
+                return build_default_head()
+            raise HeadResolveError(f"unknown built-in head {name!r} (no {path})")
+        if key[0] == "embedded":
+            assert assets is not None
+            fd, tmp = tempfile.mkstemp(suffix=".thead")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(assets[asset])
+                return load_head(tmp)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        return load_head(Path(asset).expanduser())
+    except HeadFileError as exc:
+        raise HeadResolveError(f"cannot load head {asset!r}: {exc}") from exc
+
+
+def project_head(project: Project) -> RiggedGaussianHead:
+    """:func:`resolve_head` for ``project.head`` (embedded assets included); a project without
+    a head, or with an MPI head, gets the default Gaussian head (the viewport's fallback).
+
+    Raises HeadResolveError like :func:`resolve_head`.
+    """
+    ref = project.head
+    if ref is None or ref.kind == "mpi":
+        return resolve_head(None)
+    return resolve_head(ref, project.assets)
+
+
+def resolve_mpi(project: Project, project_path: str | os.PathLike | None = None) -> MPI | None:
+    """The baked MPI of an MPI-kind project head, or None when the project asks for none.
+
+    A relative asset path is looked up next to ``project_path`` (the .ths file) first.
+    Raises HeadResolveError when the project asks for an MPI that is missing or unreadable.
+    """
+    ref = project.head
+    if ref is None or ref.kind != "mpi":
+        return None
+    from renderers.formats import FormatError
+    from renderers.formats.mpi_folder import read_mpi_folder
+    from renderers.mpi import as_mpi
+
+    folder = Path(ref.asset).expanduser()
+    if not folder.is_absolute() and project_path is not None:
+        beside = Path(project_path).parent / folder
+        if beside.exists():
+            folder = beside
+    try:
+        return as_mpi(read_mpi_folder(folder))
+    except (FormatError, OSError, ValueError) as exc:
+        raise HeadResolveError(f"cannot load the MPI {ref.asset!r}: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+def arrays_to_cloud(arrays: GaussianArrays, metadata: dict | None = None) -> GaussianCloud:
+    """A ``renderers.GaussianCloud`` with the same Gaussians (same frame: metres RUB; the rig
+    and the renderers share conventions, so no axis change). float32 contiguous arrays are
+    shared, not copied. Raises ValueError for inconsistent shapes."""
+    from renderers.gaussians import GaussianCloud
+
+    return GaussianCloud(
+        arrays.means,
+        arrays.quats,
+        arrays.scales,
+        arrays.opacities,
+        arrays.sh,
+        dict(metadata or {}),
+    )
+
+
+def rest_cloud(head: RiggedGaussianHead) -> GaussianCloud:
+    """The head's rest pose as a GaussianCloud (arrays shared, read-only)."""
+    return arrays_to_cloud(head.rest, {"name": head.name})
+
+
+def deformed_cloud(head: RiggedGaussianHead, values: np.ndarray) -> GaussianCloud:
+    """The head driven by one frame of motion channels ``values [len(CHANNELS)]``, as a cloud.
+
+    Raises ValueError for a wrong shape or NaN/inf channels (from the rig).
+    """
+    return arrays_to_cloud(head.deform(values), {"name": head.name})
+
+
+def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
+    """A rigged sub-head of the ``budget`` most contributing Gaussians (renderers.lod scores of
+    the rest pose, view independent so it stays valid while the camera moves), cached.
+
+    The sub-head deforms with the same rig, so a frame costs ~budget/N of the full deform.
+    Returns ``head`` itself when it has at most ``budget`` Gaussians.
+    Raises ValueError unless budget is a positive integer.
+    """
+    from renderers.lod import select_lod
+
+    if isinstance(budget, bool) or int(budget) != budget or budget < 1:
+        raise ValueError(f"LOD budget must be a positive integer, got {budget!r}")
+    if len(head) <= budget:
+        return head
+    key = (id(head), int(budget))
+    with _lock:
+        hit = _lods.get(key)
+        if hit is not None and hit[0] is head:
+            _lods.move_to_end(key)
+            return hit[1]
+    index = select_lod(rest_cloud(head), int(budget))
+    fields = (
+        "means", "quats", "scales", "opacities", "sh", "parts", "skin_index", "skin_weight",
+        "jaw_weight", "lid_angle", "pose_weight",
+    )  # fmt: skip
+    sub = head.replace_gaussians(**{f: getattr(head, f)[index] for f in fields})
+    sub.metadata["lod_index"] = index  # [budget] int64 indices into the parent's Gaussians
+    with _lock:
+        _remember(_lods, key, (head, sub), _LOD_CACHE_SIZE)
+    return sub

@@ -1,0 +1,122 @@
+"""Test-wide setup.
+
+- Qt runs headless (``QT_QPA_PLATFORM=offscreen``) unless the environment chose a platform;
+  GL widget tests run under Xvfb with ``QT_QPA_PLATFORM=xcb`` set by the caller.
+- Tests never touch the user's files: XDG_CONFIG_HOME and XDG_STATE_HOME (settings, recovery
+  folder) point at a temporary folder for the session and at ``tmp_path`` for each test.
+- Qt tests (those using qtbot or qapp) fail when they leak top-level widgets or leave worker
+  threads running, and a modal dialog fails the test instead of blocking it forever.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import tempfile
+import threading
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+_SESSION_DIR = tempfile.mkdtemp(prefix="ths-tests-")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_SESSION_DIR, "config")
+os.environ["XDG_STATE_HOME"] = os.path.join(_SESSION_DIR, "state")
+
+# Qt's own tooltip and similar process-wide singletons are created on first use and live on.
+_IGNORED_TOP_LEVELS = {"QTipLabel", "QWhatsThat", "QMenuBar"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Per-test settings and state folders (QSettings ini, recovery folder)."""
+    base = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
+    yield
+
+
+def _uses_qt(request) -> bool:
+    names = request.fixturenames
+    return "qtbot" in names or "qapp" in names
+
+
+def _live_top_levels() -> dict[int, str]:
+    from PySide6.QtWidgets import QApplication
+    from shiboken6 import Shiboken
+
+    out = {}
+    for w in QApplication.topLevelWidgets():
+        if not Shiboken.isValid(w):
+            continue
+        name = type(w).__name__
+        if w.metaObject().className() in _IGNORED_TOP_LEVELS:
+            continue
+        out[Shiboken.getCppPointer(w)[0]] = f"{name}({w.objectName() or w.windowTitle()!r})"
+    return out
+
+
+def _flush_deletes() -> None:
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    for _ in range(3):
+        gc.collect()
+        QCoreApplication.processEvents()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+@pytest.fixture(autouse=True)
+def _qt_leak_check(request, monkeypatch):
+    """For Qt tests: fail on leaked top-level widgets, running workers or new threads, and
+    make modal dialogs fail instead of blocking."""
+    if not _uses_qt(request):
+        yield
+        return
+    qapp = request.getfixturevalue("qapp")
+    from PySide6.QtWidgets import QDialog, QFileDialog, QInputDialog, QMessageBox
+
+    def no_modal(self_or_cls, *args, **kwargs):
+        raise AssertionError(
+            "a modal dialog was opened in a test (it would block): monkeypatch the "
+            "studio.ui.dialogs function that asks instead"
+        )
+
+    for cls in (QDialog, QMessageBox):
+        monkeypatch.setattr(cls, "exec", no_modal)
+    for name in ("getOpenFileName", "getSaveFileName", "getExistingDirectory"):
+        monkeypatch.setattr(QFileDialog, name, staticmethod(no_modal))
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(no_modal))
+
+    _flush_deletes()
+    before = _live_top_levels()
+    threads_before = set(threading.enumerate())
+    yield
+    # pytest-qt has closed the widgets given to qtbot.addWidget by now (and deleteLater'd
+    # them); anything else still alive was leaked by the test or the code under test.
+    problems = []
+    runner = sys.modules.get("studio.workers.runner")
+    if runner is not None:
+        for w in runner.active_workers():
+            w.cancel()
+            if not w.wait(3000):
+                problems.append(f"worker {w.name!r} still running")
+        qapp.processEvents()
+        left = runner.active_workers()
+        if left:
+            problems.append(f"workers not finished: {left}")
+    _flush_deletes()
+    leaked = {k: v for k, v in _live_top_levels().items() if k not in before}
+    if leaked:
+        problems.append(f"leaked top-level widgets: {sorted(leaked.values())}")
+        from PySide6.QtWidgets import QApplication
+
+        for w in QApplication.topLevelWidgets():  # clean up so the next test starts clean
+            w.close()
+            w.deleteLater()
+        _flush_deletes()
+    for t in set(threading.enumerate()) - threads_before:
+        t.join(timeout=2.0)
+        if t.is_alive() and not t.daemon:
+            problems.append(f"thread {t.name!r} still running")
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
