@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from models.face.fetch_models import DEFAULT_DEST, MODEL_FILES, SETUP_COMMAND
+from models.face.fetch_models import DEFAULT_DEST, SETUP_COMMAND
 
 __all__ = [
     "FaceDetection",
@@ -111,8 +111,10 @@ class FaceLandmarks:
     roi: FaceROI  # the crop the mesh was computed in
     iris: np.ndarray | None = None  # [2, 5, 2] subject's right eye then left; centre first
     eye_contours: np.ndarray | None = None  # [2, 71, 2] same eye order (MediaPipe's eye model)
-    num_faces: int = 1  # faces the detector saw the last time it ran for this result
-    detected: bool = field(default=False)  # True when this frame ran the detector
+    # track(): faces the detector found the last time it ran (the largest is tracked);
+    # landmarks(): 1 (the caller has the count from detect()).
+    num_faces: int = 1
+    detected: bool = False  # track(): True when this frame ran the detector
 
 
 def ssd_anchors() -> np.ndarray:
@@ -168,7 +170,7 @@ def _as_rgb(image: object) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -100.0, 100.0)))
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -100.0, 100.0)))
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -223,7 +225,8 @@ class FaceLandmarker:
         min_presence: float = 0.5,
     ) -> None:
         model_dir = Path(model_dir) if model_dir is not None else DEFAULT_DEST
-        missing = [n for n in (DETECTOR_FILE, MESH_FILE, IRIS_FILE) if not (model_dir / n).is_file()]
+        names = (DETECTOR_FILE, MESH_FILE, IRIS_FILE)
+        missing = [n for n in names if not (model_dir / n).is_file()]
         if missing:
             raise FaceModelsMissingError(
                 f"face models missing in {model_dir} ({', '.join(missing)}): "
@@ -232,7 +235,7 @@ class FaceLandmarker:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as e:  # pragma: no cover - dependency declared in pyproject
-            raise ImportError("face tracking needs ai-edge-litert: pip install ai-edge-litert") from e
+            raise ImportError("face tracking needs the ai-edge-litert package") from e
 
         def load(name: str):
             it = Interpreter(model_path=str(model_dir / name), num_threads=num_threads)
@@ -254,7 +257,8 @@ class FaceLandmarker:
         self._mesh_pts, self._mesh_flag = outs[(1, 1, 1, 1404)], outs[(1, 1, 1, 1)]
         self._iris_in = self._iris.get_input_details()[0]["index"]
         outs = {d["name"]: d["index"] for d in self._iris.get_output_details()}
-        self._iris_eye, self._iris_iris = outs["output_eyes_contours_and_brows"], outs["output_iris"]
+        self._iris_eye = outs["output_eyes_contours_and_brows"]
+        self._iris_iris = outs["output_iris"]
         self._anchors = ssd_anchors()  # [896, 2]
         self.detector_calls = 0  # how often the detector ran (tests, diagnostics)
         self._roi: FaceROI | None = None  # tracking state, in working-image pixels
@@ -286,11 +290,10 @@ class FaceLandmarker:
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         if roi.size > 2.5 * out:  # strong downscale: pre-blur so the bilinear taps do not alias
             k = roi.size / out
-            src_box = cv2.boundingRect(
-                cv2.transform(np.array([[[0, 0], [out, 0], [out, out], [0, out]]], np.float64), a)
-                .astype(np.float32)
-            )
-            x, y, bw, bh = src_box
+            corners = np.array([[0, 0], [out, 0], [out, out], [0, out]], dtype=np.float64)
+            src = corners @ a[:, :2].T + a[:, 2]
+            x, y = np.floor(src.min(0)).astype(int)
+            bw, bh = np.ceil(src.max(0)).astype(int) - (x, y)
             x0, y0 = max(0, x), max(0, y)
             x1, y1 = min(image.shape[1], x + bw), min(image.shape[0], y + bh)
             if x1 - x0 >= 2 and y1 - y0 >= 2:
@@ -412,7 +415,7 @@ class FaceLandmarker:
         iris = contours = None
         if self.iris_enabled and presence >= self.min_presence:
             iris, contours = self._irises(img, pts)
-        return FaceLandmarks(pts, presence, roi, iris, contours, self._num_faces)
+        return FaceLandmarks(pts, presence, roi, iris, contours)
 
     def _irises(self, img: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Iris [2, 5, 2] and eye contour [2, 71, 2], subject's right eye first."""
@@ -464,7 +467,7 @@ class FaceLandmarker:
             res = self._landmarks(work, self._roi)
             if res.presence >= self.min_presence:
                 self._roi = self.roi_from_landmarks(res.points)
-                return _unscale(res, f)
+                return _unscale(replace(res, num_faces=self._num_faces), f)
         # Lost or first frame: detect, and try the largest face once.
         self._roi = None
         dets = self._detect(work)
@@ -475,9 +478,7 @@ class FaceLandmarker:
         if res.presence < self.min_presence:
             return None
         self._roi = self.roi_from_landmarks(res.points)
-        res = FaceLandmarks(res.points, res.presence, res.roi, res.iris, res.eye_contours,
-                            len(dets), detected=True)  # fmt: skip
-        return _unscale(res, f)
+        return _unscale(replace(res, num_faces=len(dets), detected=True), f)
 
 
 def _unscale(res: FaceLandmarks, f: float) -> FaceLandmarks:
@@ -485,12 +486,10 @@ def _unscale(res: FaceLandmarks, f: float) -> FaceLandmarks:
     if f == 1.0:
         return res
     g = 1.0 / f
-    return FaceLandmarks(
-        res.points * g,
-        res.presence,
-        res.roi.scaled(g),
-        None if res.iris is None else res.iris * g,
-        None if res.eye_contours is None else res.eye_contours * g,
-        res.num_faces,
-        res.detected,
+    return replace(
+        res,
+        points=res.points * g,
+        roi=res.roi.scaled(g),
+        iris=None if res.iris is None else res.iris * g,
+        eye_contours=None if res.eye_contours is None else res.eye_contours * g,
     )

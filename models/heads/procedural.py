@@ -131,8 +131,8 @@ def _slit(p: np.ndarray) -> np.ndarray:
 
 
 def _lips(p: np.ndarray) -> np.ndarray:
-    upper = _ellipsoid(p, (0.0, MOUTH_Y + 0.0036, 0.0825), (0.019, 0.0045, 0.0068))
-    lower = _ellipsoid(p, (0.0, MOUTH_Y - 0.0048, 0.0805), (0.0165, 0.0054, 0.0078))
+    upper = _ellipsoid(p, (0.0, MOUTH_Y + 0.0036, 0.0822), (0.02, 0.0044, 0.0068))
+    lower = _ellipsoid(p, (0.0, MOUTH_Y - 0.0048, 0.0802), (0.0172, 0.0054, 0.0078))
     return np.minimum(upper, lower)
 
 
@@ -156,7 +156,7 @@ def skin_sdf(p: np.ndarray) -> np.ndarray:
     nose = _smin(nose, _sphere(m, (0.0092, -0.0285, 0.0825), 0.0058), 0.004)
     d = _smin(d, nose, 0.006)
     d = _smax(d, -_ellipsoid(m, (0.0057, -0.0338, 0.0862), (0.0025, 0.0017, 0.0038)), 0.0013)
-    d = _smin(d, _lips(p), 0.004)
+    d = _smin(d, _lips(p), 0.0075)
     d = _smax(d, -_slit(p), 0.0011)
     for c in EYE_C:  # sockets: the eyelid sphere plus an almond aperture in front of it
         q = (p[:, :2] - c[:2]) / np.array([0.95 * LID_R, 0.8 * LID_R])
@@ -346,7 +346,7 @@ def _noise(p: np.ndarray, freq: float, seed: int) -> np.ndarray:
 # --- the parts ------------------------------------------------------------------------------
 
 SKIN = np.array([0.97, 0.76, 0.62])
-LIP = np.array([0.84, 0.42, 0.42])
+LIP = np.array([0.86, 0.47, 0.46])
 HAIR = np.array([0.40, 0.22, 0.12])
 IRIS = np.array([0.22, 0.50, 0.72])
 SHIRT = np.array([0.20, 0.45, 0.52])
@@ -368,14 +368,17 @@ def _lip_mask(p: np.ndarray) -> np.ndarray:
     return inside * front * (1.0 - _smoothstep(MOUTH_HW - 0.002, MOUTH_HW + 0.0015, np.abs(x)))
 
 
-def _jaw_weight(p: np.ndarray) -> np.ndarray:
+def _jaw_weight(p: np.ndarray, n: np.ndarray) -> np.ndarray:
     """1 for what the jaw carries (below the mouth line), a sharp split between the lips and a
-    soft one beyond the mouth corners (the cheeks stretch)."""
+    soft one beyond the mouth corners (the cheeks stretch). Inside the mouth slit the side is
+    decided by the wall's normal (the upper lip's inner wall faces down)."""
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     ax = np.abs(x)
-    half = 0.0004 + 0.55 * np.maximum(ax - MOUTH_HW, 0.0)
+    half = 0.0002 + 0.55 * np.maximum(ax - MOUTH_HW, 0.0)
     ym = mouth_line(np.minimum(ax, MOUTH_HW)) + 0.25 * np.maximum(ax - MOUTH_HW, 0.0)
     below = 1.0 - _smoothstep(0.0, 1.0, (y - ym + half) / (2.0 * half))
+    in_slit = (np.abs(y - ym) < 0.0016) & (ax < MOUTH_HW) & (np.abs(n[:, 1]) > 0.3)
+    below = np.where(in_slit, (n[:, 1] > 0).astype(np.float64), below)
     lateral = 1.0 - _smoothstep(0.03, 0.066, ax)
     depth = _smoothstep(-0.005, 0.035, z)
     neck = _smoothstep(-0.15, -0.1, y)
@@ -391,11 +394,18 @@ def _skin(parts: _Parts, sp: float, rng) -> None:
     lo, hi = (-0.105, -0.185, -0.11), (0.105, 0.125, 0.115)
     pts = _sample_sdf(skin_sdf, lo, hi, sp, rng, reject=lambda c: hair_sdf(c) < -0.008)
     pts = pts[hair_sdf(pts) > 0.0006]  # under the hair: never seen
+    # the lips and their inner walls are small and move apart: sample them finer
+    mlo, mhi = np.array([-0.03, -0.075, 0.055]), np.array([0.03, -0.044, 0.1])
+    inside = np.all((pts > mlo) & (pts < mhi), axis=1)
+    fine = _sample_sdf(skin_sdf, mlo, mhi, 0.5 * sp, rng)
+    pts = np.concatenate([pts[~inside], fine])
+    is_fine = np.concatenate([np.zeros((~inside).sum(), bool), np.ones(len(fine), bool)])
     # sparser at the back of the head and down the neck
     back = _smoothstep(0.02, -0.06, pts[:, 2]) + _smoothstep(-0.11, -0.16, pts[:, 1])
     keep = rng.random(pts.shape[0]) < 1.0 / (1.0 + 1.2 * np.clip(back, 0, 1)) ** 2
+    keep |= is_fine
     pts = pts[keep]
-    local = sp * (1.0 + 1.2 * np.clip(back[keep], 0, 1))
+    local = np.where(is_fine[keep], 0.5 * sp, sp * (1.0 + 1.2 * np.clip(back[keep], 0, 1)))
     n = _gradient(skin_sdf, pts)
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     ao = _ao(pts, n)
@@ -421,7 +431,7 @@ def _skin(parts: _Parts, sp: float, rng) -> None:
     albedo[inner] *= np.array([0.8, 0.55, 0.55])
     color = _shade(albedo, n, ao, spec=0.0)
     color += (0.12 * lip * np.clip(n @ np.array([0.0, 0.6, 0.8]), 0, 1) ** 16)[:, None]
-    jaw = _jaw_weight(pts)
+    jaw = _jaw_weight(pts, n)
     pose = _pose_weight(pts)
     label = np.where(lip > 0.5, "lips", "skin").astype(object)
     label[_ears(pts) < 0.0015] = "ear"
@@ -467,8 +477,8 @@ def _brows(parts: _Parts, sp: float, rng) -> None:
         t = rng.random(m)
         v = rng.random(m) * 2 - 1
         x = side * (0.0135 + 0.041 * t)
-        yc = 0.0305 + 0.0115 * np.sin(np.pi * np.clip(t * 1.05, 0, 1)) - 0.0075 * t**2
-        thick = 0.0029 * (1.0 - 0.6 * t) + 0.001 + 0.001 * (1 - t) ** 4
+        yc = 0.028 + 0.0085 * np.sin(np.pi * np.clip(t * 1.05, 0, 1)) - 0.0065 * t**2
+        thick = 0.0025 * (1.0 - 0.6 * t) + 0.0009 + 0.0008 * (1 - t) ** 4
         y = yc + v * thick * (0.9 + 0.1 * np.cos(7 * t))
         pts = np.stack([x, y, np.full(m, 0.13)], -1)
         pts = _trace_front(skin_sdf, pts)
@@ -658,7 +668,7 @@ def _mouth(parts: _Parts, sp: float, rng) -> None:
         v = rng.random(m)
         top = mouth_line(x)
         if which == "upper":
-            y = top - 0.0012 + v * hgt
+            y = top - 0.0024 + v * hgt
             z = 0.0795 - 21.0 * x**2
         else:
             y = top - 0.0026 - v * hgt

@@ -34,9 +34,12 @@ With every channel the rig reads at its default (CHANNEL_DEFAULTS) ``deform`` re
 arrays themselves (read-only), so zero motion is the identity, bit for bit.
 
 Keypoints. ``keypoints_world(frame)`` applies the same rig to the canonical keypoints:
-``kp_to_world(x_c + exp)`` then the pose about ``pivot``. With the pivot at the keypoint origin
-this is exactly ``kp_to_world(transform_keypoints(x_c, frame))``; the default head pivots at the
-top of the neck instead, which differs from that formula by a pose-dependent translation.
+``kp_to_world(x_c + exp)`` then the pose about ``pivot``. Two deliberate differences from the
+motion space's ``x = s * (x_c @ R + exp) + t``: the expression is applied in the head's own frame
+and turns with it (a rig deforms the face, then poses the head; for typical angles and deltas the
+difference is a few thousandths of a unit), and the default head pivots at the top of the neck
+rather than at the keypoint origin (a pose-dependent translation). With ``exp = 0`` and
+``rig.pivot`` at the keypoint origin the two agree exactly.
 """
 
 from __future__ import annotations
@@ -527,11 +530,12 @@ class RiggedGaussianHead:
         r_rub, s, t_w = pose
         return self.rig.pivot + s * (p - self.rig.pivot) @ r_rub + t_w
 
-    def replace_gaussians(self, **arrays: np.ndarray) -> RiggedGaussianHead:
-        """A copy with some per-Gaussian arrays replaced (same N)."""
+    def replace(self, **changes: object) -> RiggedGaussianHead:
+        """A copy with some fields replaced (validated again); the rig and metadata are copied."""
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
-        d.update(arrays)
+        d["rig"] = RigParams.from_dict(self.rig.to_dict())
         d["metadata"] = dict(self.metadata)
+        d.update(changes)
         return RiggedGaussianHead(**d)
 
 

@@ -90,6 +90,10 @@ class ProjectFileError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self) -> tuple[type[ProjectFileError], tuple[str, str]]:
+        # Picklable (worker processes): the default would call __init__ with the message only.
+        return (type(self), (self.path, self.problem))
+
 
 class _Invalid(Exception):
     """Internal: a problem in the file's contents, turned into ProjectFileError at the top."""

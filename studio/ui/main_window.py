@@ -914,6 +914,14 @@ class MainWindow(QMainWindow):
         self.controller.set_playing(False)
         self.playback.shutdown()
         self._autosave_timer.stop()
+        for panel in self.panels.values():
+            # Panels may free what they hold outside Qt's parent tree (GL contexts, menus).
+            fn = getattr(panel, "shutdown", None)
+            if callable(fn):
+                try:
+                    fn()
+                except Exception:
+                    log.exception("shutting down a panel failed")
         for w in list(self._jobs) + [w for w in active_workers() if w not in self._jobs]:
             w.cancel()
         for w in list(self._jobs):

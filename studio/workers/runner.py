@@ -46,6 +46,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+# Exceptions that mean bad input rather than a bug (AudioError, FormatError and friends are
+# ValueErrors; missing files are OSErrors): reported as their message, without a traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+
+
 class Cancelled(Exception):
     """Raised by :meth:`Worker.result` when the job was cancelled."""
 
@@ -125,7 +130,8 @@ class Worker(QObject):
         progress(object): a :class:`Progress` for every yield.
         finished_ok(object): the job returned (its return value).
         failed(str, str): the job raised: a one-line message and the formatted traceback
-            (for the log, never for a dialog).
+            (for the log, never for a dialog; "" for EXPECTED_ERRORS, whose message is
+            enough).
         cancelled(): the job stopped at a yield after :meth:`cancel`.
         done(): after any of the three above, once the thread has ended (delivered by the
             GUI event loop); the worker is then no longer in :func:`active_workers`.
@@ -208,17 +214,26 @@ class Worker(QObject):
         try:
             outcome = self._execute()
         except BaseException as exc:  # never let an exception escape a QThread
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-            outcome = ("error", (message, traceback.format_exc()))
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            if isinstance(exc, EXPECTED_ERRORS) and text:
+                # Bad input (a missing file, an unreadable format): the message says it all.
+                message, tb = text, ""
+            else:
+                message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+                tb = traceback.format_exc()
+            outcome = ("error", (message, tb))
         self._outcome = outcome if outcome[0] != "error" else ("error", outcome[1][0])
         if outcome[0] == "ok":
             self.finished_ok.emit(outcome[1])
         elif outcome[0] == "cancelled":
             self.cancelled.emit()
         else:
-            log.error("%s failed: %s\n%s", self.name, *outcome[1])
-            self.failed.emit(*outcome[1])
+            message, tb = outcome[1]
+            if tb:
+                log.error("%s failed: %s\n%s", self.name, message, tb)
+            else:
+                log.info("%s failed: %s", self.name, message)
+            self.failed.emit(message, tb)
 
     def _on_thread_finished(self) -> None:  # GUI thread
         if self._thread is not None:

@@ -336,6 +336,10 @@ def test_error_message_is_one_line_and_bounded() -> None:
     e = ProjectFileError("/x/p.ths", "line one\nline two\t" + "y" * 1000)
     assert "\n" not in str(e) and str(e).startswith("/x/p.ths: line one line two")
     assert len(e.problem) <= 400
+    import pickle
+
+    again = pickle.loads(pickle.dumps(e))
+    assert str(again) == str(e) and again.path == "/x/p.ths"
 
 
 def test_empty_take_and_no_head_round_trip(tmp_path: Path) -> None:
@@ -347,3 +351,28 @@ def test_empty_take_and_no_head_round_trip(tmp_path: Path) -> None:
     q = load_project(tmp_path / "e.ths")
     _assert_same_bits(p, q)
     assert q.head is None and q.audio_clips == [] and q.assets == {}
+
+
+def test_external_audio_is_checked_and_symlinked_projects_resolve(tmp_path: Path) -> None:
+    from fileformat_factory import wav_bytes
+
+    from studio.document.project import AudioClip
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "voice.wav").write_bytes(wav_bytes())
+    p = make_project(duration=20, key_every=5, channels=("yaw",), n_takes=1)
+    p.audio_clips = [AudioClip("ext", "External", str(real / "voice.wav"))]
+    save_project(p, real / "p.ths")
+    link = tmp_path / "link.ths"
+    link.symlink_to(real / "p.ths")
+    assert load_project(link).audio_clips[0].asset == str(real / "voice.wav")
+    (real / "voice.wav").write_bytes(b"not audio at all" * 10)
+    with pytest.raises(ProjectFileError, match=r"unreadable audio file .*voice\.wav"):
+        load_project(real / "p.ths")
+    (real / "voice.wav").unlink()
+    with pytest.raises(ProjectFileError, match=r"missing external asset .*voice\.wav"):
+        load_project(real / "p.ths")
+    assert load_project(real / "p.ths", missing_assets="keep").audio_clips == p.audio_clips
+    with pytest.raises(ValueError):
+        load_project(real / "p.ths", missing_assets="ignore")

@@ -93,3 +93,32 @@ def test_removes_temp_files_of_dead_processes_only(tmp_path: Path) -> None:
     atomic_write(p, _write(b"x"))
     assert not stale.exists()
     assert live.exists() and other.exists()
+
+
+def test_os_errors_during_save_become_project_file_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from fileformat_factory import make_project
+
+    from studio.document import fileformat
+    from studio.document.fileformat import ProjectFileError, load_project, save_project
+
+    p = make_project(duration=20, key_every=5, channels=("yaw",), n_takes=1)
+    path = tmp_path / "p.ths"
+    save_project(p, path)
+    before = path.read_bytes()
+    p.metadata["changed"] = True
+    for name in ("fsync", "replace"):
+
+        def fail(*args, **kwargs):
+            raise OSError(errno.EIO, "Input/output error")
+
+        with monkeypatch.context() as m:
+            m.setattr(fileformat.os, name, fail)
+            with pytest.raises(ProjectFileError, match=r"cannot save \(Input/output error\)"):
+                save_project(p, path)
+        assert path.read_bytes() == before, name
+        assert "changed" not in load_project(path).metadata
+        assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n], name

@@ -1,0 +1,228 @@
+"""The viewport's GL frame: view cameras per mode, background, scene cache and composition.
+
+Qt-free (moderngl only, lazily imported by the caller's context): the Qt widget hands in its
+moderngl context and default framebuffer; tests can use an EGL standalone context instead.
+
+A frame is drawn in two steps so that cheap repaints (hover labels, the FPS readout) never redraw
+the head: :meth:`SceneCompositor.render` draws the head over a dark gradient into cached scene
+textures (one for mono and side-by-side, one per eye for anaglyph); :meth:`present` composes
+them into the target framebuffer (anaglyph: red from the left eye's luminance, green and blue
+from the right eye, the "half-colour" anaglyph that limits retinal rivalry).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from renderers.camera import StereoRig
+
+if TYPE_CHECKING:
+    import moderngl
+
+    from renderers.camera import Camera
+    from studio.viewport.camera_control import ViewState
+
+__all__ = ["BACKGROUND_BOTTOM", "BACKGROUND_TOP", "VIEW_MODES", "SceneCompositor", "view_cameras"]
+
+VIEW_MODES = ("mono", "sbs", "anaglyph")
+BACKGROUND_TOP = (0.215, 0.228, 0.255)
+BACKGROUND_BOTTOM = (0.062, 0.066, 0.076)
+
+Viewport = tuple[int, int, int, int]  # x, y, width, height in device pixels, GL bottom-left
+
+_FULLSCREEN_VERT = """
+#version 330 core
+out vec2 v_uv;
+void main() {
+    // One triangle covering the viewport; uv in [0, 1] over the visible part.
+    vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2));
+    v_uv = p;
+    gl_Position = vec4(p * 2.0 - 1.0, 0.0, 1.0);
+}
+"""
+
+_BACKGROUND_FRAG = """
+#version 330 core
+in vec2 v_uv;
+uniform vec3 u_top;
+uniform vec3 u_bottom;
+uniform float u_aspect;
+out vec4 f_color;
+void main() {
+    vec3 c = mix(u_bottom, u_top, smoothstep(0.0, 1.0, v_uv.y));
+    // A soft light behind the head (upper middle), fading to the edges.
+    vec2 d = (v_uv - vec2(0.5, 0.58)) * vec2(u_aspect, 1.0);
+    c += 0.045 * exp(-dot(d, d) * 3.0);
+    // Ordered dither against 8-bit banding in a dark gradient.
+    float n = fract(52.9829189 * fract(dot(gl_FragCoord.xy, vec2(0.06711056, 0.00583715))));
+    f_color = vec4(c + (n - 0.5) / 255.0, 1.0);
+}
+"""
+
+_BLIT_FRAG = """
+#version 330 core
+in vec2 v_uv;
+uniform sampler2D u_scene;
+out vec4 f_color;
+void main() { f_color = vec4(texture(u_scene, v_uv).rgb, 1.0); }
+"""
+
+_ANAGLYPH_FRAG = """
+#version 330 core
+in vec2 v_uv;
+uniform sampler2D u_left;
+uniform sampler2D u_right;
+out vec4 f_color;
+void main() {
+    vec3 l = texture(u_left, v_uv).rgb;
+    vec3 r = texture(u_right, v_uv).rgb;
+    f_color = vec4(dot(l, vec3(0.299, 0.587, 0.114)), r.g, r.b, 1.0);
+}
+"""
+
+
+def view_cameras(
+    view: ViewState,
+    mode: str,
+    width: int,
+    height: int,
+    ipd: float = 0.063,
+    convergence: float = 0.6,
+) -> list[tuple[Camera, Viewport]]:
+    """The cameras a view mode draws and their viewports (device pixels, GL origin).
+
+    mono: the centre camera over the whole image. sbs: the left eye in the left half, the right
+    eye in the right half (each half-width camera keeps the vertical field of view). anaglyph:
+    both eyes over the whole image (drawn into separate layers). ipd 0 (allowed by the project's
+    camera settings) gives two identical eyes. Raises ValueError for an unknown mode.
+    """
+    if mode not in VIEW_MODES:
+        raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
+    w, h = max(int(width), 1), max(int(height), 1)
+    if mode == "mono":
+        return [(view.camera(w, h), (0, 0, w, h))]
+    ew = max(w // 2, 1) if mode == "sbs" else w
+    center = view.camera(ew, h)
+    if ipd > 0 and math.isfinite(ipd):
+        left, right = StereoRig(ipd, convergence).cameras(center)
+    else:
+        left = right = center
+    if mode == "sbs":
+        return [(left, (0, 0, ew, h)), (right, (w - ew, 0, ew, h))]
+    return [(left, (0, 0, w, h)), (right, (0, 0, w, h))]
+
+
+DrawFn = Callable[["Camera", "moderngl.Framebuffer", Viewport], None]
+
+
+class SceneCompositor:
+    """Scene textures, background and composition on one moderngl context.
+
+    Not thread-safe; use from the thread that owns the context. ``release()`` frees GL objects.
+    """
+
+    def __init__(self, ctx: moderngl.Context) -> None:
+        import moderngl
+
+        self._mgl = moderngl
+        self.ctx = ctx
+        self._bg = ctx.program(vertex_shader=_FULLSCREEN_VERT, fragment_shader=_BACKGROUND_FRAG)
+        self._bg["u_top"].value = BACKGROUND_TOP
+        self._bg["u_bottom"].value = BACKGROUND_BOTTOM
+        self._blit = ctx.program(vertex_shader=_FULLSCREEN_VERT, fragment_shader=_BLIT_FRAG)
+        self._blit["u_scene"].value = 0
+        self._ana = ctx.program(vertex_shader=_FULLSCREEN_VERT, fragment_shader=_ANAGLYPH_FRAG)
+        self._ana["u_left"].value = 0
+        self._ana["u_right"].value = 1
+        self._vaos = {
+            name: ctx.vertex_array(prog, [])
+            for name, prog in (("bg", self._bg), ("blit", self._blit), ("ana", self._ana))
+        }
+        self._layers: list[tuple[moderngl.Texture, moderngl.Framebuffer]] = []
+        self._size = (0, 0)
+        self.mode: str | None = None  # mode of the cached scene
+
+    def _ensure(self, width: int, height: int, layers: int) -> None:
+        if self._size != (width, height):
+            self._release_layers()
+            self._size = (width, height)
+        while len(self._layers) < layers:
+            tex = self.ctx.texture((width, height), 4, dtype="f1")
+            tex.filter = (self._mgl.NEAREST, self._mgl.NEAREST)
+            tex.repeat_x = tex.repeat_y = False
+            self._layers.append((tex, self.ctx.framebuffer(color_attachments=[tex])))
+
+    def draw_background(self, framebuffer: moderngl.Framebuffer, viewport: Viewport) -> None:
+        """The dark vertical gradient over ``viewport`` (opaque, no blending)."""
+        ctx = self.ctx
+        framebuffer.use()
+        ctx.viewport = viewport
+        ctx.scissor = None
+        ctx.disable(self._mgl.BLEND | self._mgl.DEPTH_TEST | self._mgl.CULL_FACE)
+        self._bg["u_aspect"].value = viewport[2] / max(viewport[3], 1)
+        self._vaos["bg"].render(self._mgl.TRIANGLES, vertices=3)
+
+    def render(
+        self,
+        draw: DrawFn | None,
+        views: list[tuple[Camera, Viewport]],
+        mode: str,
+        width: int,
+        height: int,
+    ) -> None:
+        """Draw the scene: background, then ``draw(camera, framebuffer, viewport)`` for every
+        view (None: background only, e.g. no head yet). width/height: the scene size in device
+        pixels. Raises ValueError for an unknown mode."""
+        if mode not in VIEW_MODES:
+            raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
+        anaglyph = mode == "anaglyph"
+        self._ensure(width, height, 2 if anaglyph else 1)
+        for i, (cam, vp) in enumerate(views):
+            _, fbo = self._layers[i if anaglyph else 0]
+            self.draw_background(fbo, vp)
+            if draw is not None:
+                draw(cam, fbo, vp)
+        self.ctx.scissor = None
+        self.mode = mode
+
+    def present(self, framebuffer: moderngl.Framebuffer, width: int, height: int) -> bool:
+        """Compose the cached scene into ``framebuffer`` over (0, 0, width, height). Returns
+        False (and draws nothing) when there is no scene of that size yet."""
+        if self.mode is None or self._size != (width, height) or not self._layers:
+            return False
+        ctx = self.ctx
+        framebuffer.use()
+        ctx.viewport = (0, 0, width, height)
+        ctx.scissor = None
+        ctx.disable(self._mgl.BLEND | self._mgl.DEPTH_TEST | self._mgl.CULL_FACE)
+        if self.mode == "anaglyph":
+            self._layers[0][0].use(0)
+            self._layers[1][0].use(1)
+            self._vaos["ana"].render(self._mgl.TRIANGLES, vertices=3)
+        else:
+            self._layers[0][0].use(0)
+            self._vaos["blit"].render(self._mgl.TRIANGLES, vertices=3)
+        return True
+
+    def read_scene(self, layer: int = 0) -> bytes:
+        """Raw RGBA8 bytes of a cached scene layer (bottom row first), for tests."""
+        return self._layers[layer][1].read(components=4)
+
+    def invalidate(self) -> None:
+        self.mode = None
+
+    def _release_layers(self) -> None:
+        for tex, fbo in self._layers:
+            fbo.release()
+            tex.release()
+        self._layers = []
+        self.mode = None
+
+    def release(self) -> None:
+        self._release_layers()
+        for vao in self._vaos.values():
+            vao.release()
+        for prog in (self._bg, self._blit, self._ana):
+            prog.release()

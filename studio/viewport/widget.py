@@ -1,0 +1,904 @@
+"""The 3D viewport: the animated head, live, in a QOpenGLWidget drawn with moderngl.
+
+:class:`ViewportWidget` (``ViewportWidget(controller, parent=None)``) follows the controller: it
+redraws on frameChanged / documentChanged / projectReplaced, deforms the head for the current frame
+through its rig (cached by (revision, frame)) and uploads only the arrays that changed.
+
+Navigation (viewport focused): left-drag or Alt+left-drag orbits, middle-drag or Shift+drag pans,
+the wheel (or Alt+right-drag) zooms, F or Home frames the head. K toggles the 21 motion-space
+keypoints: hover shows a keypoint's name, dragging one keys its expression delta at the current
+frame as one undo step (preview while dragging, one edit on release). V cycles the view modes
+(mono, stereo side-by-side, red-cyan anaglyph), 1/2/3 pick one.
+
+Level of detail: on a software OpenGL (llvmpipe) or when a full frame takes longer than
+``SLOW_FRAME_MS``, frames drawn while interacting (dragging, playing, scrubbing) use the
+``lod_budget`` most contributing Gaussians; the full head is drawn ``SETTLE_MS`` after the
+interaction stops. The corner readout shows the frame time, fps and splat count.
+
+Without OpenGL 3.3 (the offscreen Qt platform, no driver, a broken context) the widget paints a
+message instead and the rest of the studio keeps working.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QGuiApplication,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QSurfaceFormat,
+    QWheelEvent,
+)
+from PySide6.QtOpenGLWidgets import QOpenGLWidget
+from PySide6.QtWidgets import QStackedLayout, QWidget
+
+from models.motion_space import KEYPOINTS, NUM_KEYPOINTS
+from studio.heads import (
+    HeadResolveError,
+    head_cache_key,
+    lod_head,
+    project_head,
+    resolve_head,
+    resolve_mpi,
+)
+from studio.viewport.camera_control import CameraControl, ViewState
+from studio.viewport.gl_scene import VIEW_MODES, SceneCompositor, view_cameras
+from studio.viewport.head_cache import DeformCache, SplatUploader
+from studio.viewport.keypoint_edit import KeypointDrag
+
+if TYPE_CHECKING:
+    import moderngl
+
+    from models.heads import RiggedGaussianHead
+    from renderers.camera import Camera
+    from renderers.mpi import MPI
+    from studio.ui.controller import StudioController
+
+__all__ = ["DEFAULT_LOD_BUDGET", "SETTLE_MS", "SLOW_FRAME_MS", "VIEW_MODES", "ViewportWidget"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOD_BUDGET = 25_000
+SETTLE_MS = 150  # full quality this long after the last interaction
+SLOW_FRAME_MS = 40.0  # a full-quality frame slower than this enables LOD on a hardware GL too
+_PICK_RADIUS = 10.0  # logical pixels
+_REGION_COLORS = {
+    "forehead": "#9fb7ff",
+    "brows": "#f2c14e",
+    "eyes": "#5cc8ff",
+    "nose": "#c7a6ff",
+    "cheeks": "#ff9f6e",
+    "lips": "#ff5f7e",
+    "jaw": "#7ee08a",
+}
+_GL_UNPACK_ALIGNMENT, _GL_PACK_ALIGNMENT = 0x0CF5, 0x0D05
+_SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software", "lavapipe")
+
+
+def _surface_format() -> QSurfaceFormat:
+    fmt = QSurfaceFormat()
+    fmt.setRenderableType(QSurfaceFormat.RenderableType.OpenGL)
+    fmt.setVersion(3, 3)
+    fmt.setProfile(QSurfaceFormat.OpenGLContextProfile.CoreProfile)
+    fmt.setDepthBufferSize(0)
+    fmt.setStencilBufferSize(8)  # QPainter's overlay clips with the stencil buffer
+    fmt.setSamples(0)
+    return fmt
+
+
+def gl_unavailable_reason() -> str | None:
+    """Why no GL viewport can be shown in this process, or None when an OpenGL 3.3 context
+    can be created and made current (probed with a throwaway QOpenGLContext)."""
+    from PySide6.QtGui import QOffscreenSurface, QOpenGLContext
+
+    platform = QGuiApplication.platformName()
+    if platform in ("offscreen", "minimal"):
+        return f"OpenGL is not supported on the '{platform}' display platform"
+    ctx = QOpenGLContext()
+    ctx.setFormat(_surface_format())
+    if not ctx.create():
+        return "no OpenGL 3.3 context can be created (graphics driver missing?)"
+    surface = QOffscreenSurface()
+    surface.setFormat(ctx.format())
+    surface.create()
+    try:
+        if not ctx.makeCurrent(surface):
+            return "an OpenGL context was created but cannot be made current"
+        major, minor = ctx.format().majorVersion(), ctx.format().minorVersion()
+        ctx.doneCurrent()
+    finally:
+        surface.destroy()
+    if (major, minor) < (3, 3):
+        return f"OpenGL {major}.{minor} found; the viewport needs 3.3"
+    return None
+
+
+class ViewportWidget(QWidget):
+    """The studio's 3D viewport (see the module docstring). ``controller``: StudioController."""
+
+    # A new frame reached the screen (QOpenGLWidget.frameSwapped).
+    framePresented = Signal()
+    viewModeChanged = Signal(str)
+    keypointsVisibleChanged = Signal(bool)
+    # The head (or MPI) for the current project is loaded, or failed (see head_error).
+    headChanged = Signal()
+    _headLoaded = Signal(object, object, object, str)  # key, head, mpi, error (worker thread)
+
+    def __init__(self, controller: StudioController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.setObjectName("viewport")
+        self.setMinimumSize(160, 120)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.camera_control = CameraControl(ViewState.from_settings(controller.project.camera))
+        self._view_mode = "mono"
+        self._keypoints_visible = False
+        self._lod_budget: int | None = DEFAULT_LOD_BUDGET
+        self._lod_forced: bool | None = None  # None: auto (software GL or slow frames)
+        # Head state (GUI thread only).
+        self._head: RiggedGaussianHead | None = None
+        self._mpi: MPI | None = None
+        self._head_key: tuple | None = None
+        self._loading_key: tuple | None = None
+        self.head_error: str | None = None
+        self._deform_full = DeformCache()
+        self._deform_lod = DeformCache()
+        # Interaction.
+        self._interact_until = 0.0
+        self._kp_drag: KeypointDrag | None = None
+        self._kp_drag_view = 0
+        self._preview_values: np.ndarray | None = None
+        self._hover_kp: int | None = None
+        self._press_pos: QPointF | None = None
+        # Statistics for the readout and the benchmark.
+        self.stats: dict[str, Any] = {"render_ms": 0.0, "splats": 0, "lod": False, "renders": 0}
+        self._render_times: deque[float] = deque(maxlen=120)
+        self._full_ms = 0.0
+
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.timeout.connect(self._on_settled)
+        self._headLoaded.connect(self._on_head_loaded, Qt.ConnectionType.QueuedConnection)
+
+        self._stack = QStackedLayout(self)
+        self._stack.setContentsMargins(0, 0, 0, 0)
+        self._message = _MessageView(self)
+        self._gl: _GLView | None = None
+        reason = gl_unavailable_reason()
+        if reason is None:
+            self._gl = _GLView(self)
+            self._stack.addWidget(self._gl)
+            self.setFocusProxy(self._gl)
+        self._stack.addWidget(self._message)
+        self.gl_error: str | None = None
+        if reason is not None:
+            self._set_gl_unavailable(reason)
+
+        controller.frameChanged.connect(self._on_frame_changed)
+        controller.documentChanged.connect(self._on_document_changed)
+        controller.projectReplaced.connect(self._on_project_replaced)
+        controller.playingChanged.connect(self._on_playing_changed)
+        self._request_head()
+
+    # ------------------------------------------------------------------------------ public API
+    @property
+    def gl_available(self) -> bool:
+        """False once the viewport knows it cannot draw with OpenGL (see ``gl_error``)."""
+        return self._gl is not None and self.gl_error is None
+
+    @property
+    def view_mode(self) -> str:
+        return self._view_mode
+
+    def set_view_mode(self, mode: str) -> None:
+        """"mono", "sbs" (stereo side by side) or "anaglyph" (red-cyan). Raises ValueError."""
+        if mode not in VIEW_MODES:
+            raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
+        if mode != self._view_mode:
+            self._view_mode = mode
+            self._redraw(scene=True)
+            self.viewModeChanged.emit(mode)
+
+    @property
+    def keypoints_visible(self) -> bool:
+        return self._keypoints_visible
+
+    def set_keypoints_visible(self, visible: bool) -> None:
+        if bool(visible) != self._keypoints_visible:
+            self._keypoints_visible = bool(visible)
+            self._hover_kp = None
+            self._redraw(scene=False)
+            self.keypointsVisibleChanged.emit(self._keypoints_visible)
+
+    def toggle_keypoints(self) -> None:
+        self.set_keypoints_visible(not self._keypoints_visible)
+
+    @property
+    def view_state(self) -> ViewState:
+        return self.camera_control.state
+
+    def set_view_state(self, state: ViewState) -> None:
+        self.camera_control.state = state
+        self._redraw(scene=True)
+
+    @property
+    def lod_budget(self) -> int | None:
+        return self._lod_budget
+
+    def set_lod_budget(self, budget: int | None, force: bool | None = None) -> None:
+        """Gaussians drawn while interacting (None: always the full head). force: True/False
+        to use LOD while interacting regardless of the GL (None: automatic)."""
+        if budget is not None and (isinstance(budget, bool) or int(budget) < 1):
+            raise ValueError(f"LOD budget must be a positive integer or None, got {budget!r}")
+        self._lod_budget = None if budget is None else int(budget)
+        self._lod_forced = force
+        self._redraw(scene=True)
+
+    @property
+    def head(self) -> RiggedGaussianHead | None:
+        """The rigged head being shown (None while loading, or when an MPI is shown)."""
+        return self._head
+
+    @property
+    def head_ready(self) -> bool:
+        return self._head_key is not None and self._loading_key is None
+
+    @property
+    def representation(self) -> str:
+        """"mpi" when a baked MPI is shown, else "gaussian"."""
+        return "mpi" if self._mpi is not None else "gaussian"
+
+    def frame_head(self) -> None:
+        """Aim the view at the head (face and hair, not the shoulders) and fit it."""
+        center, radius = self._head_bounds()
+        w, h = max(self.width(), 1), max(self.height(), 1)
+        aspect = (w / 2 if self._view_mode == "sbs" else w) / h
+        self.camera_control.frame(center, radius, aspect)
+        self._redraw(scene=True)
+
+    def use_view_as_project_camera(self) -> bool:
+        """Write the view's orbit into the project camera (one undo step)."""
+        from studio.document import SetCamera
+
+        cam = self.camera_control.state.to_settings(self.controller.project.camera)
+        return self.controller.push(SetCamera(cam, label="Set camera from viewport"))
+
+    def grab_frame(self) -> QImage:
+        """The viewport's current image (renders a frame now). A null QImage without GL."""
+        if not self.gl_available or self._gl is None:
+            return QImage()
+        return self._gl.grabFramebuffer()
+
+    def current_cameras(self) -> list[tuple[Camera, tuple[int, int, int, int]]]:
+        """The view mode's cameras and viewports in device pixels (see gl_scene.view_cameras)."""
+        w, h = self._device_size()
+        cam = self.controller.project.camera
+        return view_cameras(
+            self.camera_control.state, self._view_mode, w, h, cam.ipd, cam.convergence
+        )
+
+    def keypoint_positions(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Projected keypoints per drawn view: (view index, xy [21, 2] logical pixels, visible
+        [21] bool). Empty without a rigged head. Anaglyph overlays use the centre camera."""
+        if self._head is None or self._mpi is not None:
+            return []
+        world = self._head.keypoints_world(self._values())
+        dpr = self._dpr()
+        w, h = self._device_size()
+        if self._view_mode == "anaglyph":
+            views = [(self.camera_control.state.camera(w, h), (0, 0, w, h))]
+        else:
+            views = self.current_cameras()
+        out = []
+        for i, (cam, (x, _y, _vw, _vh)) in enumerate(views):
+            uv, depth = cam.project(world)
+            vis = np.isfinite(uv).all(axis=1) & (depth > 0)
+            xy = np.where(vis[:, None], (uv + [x, 0]) / dpr, np.nan)
+            out.append((i, xy, vis))
+        return out
+
+    # ------------------------------------------------------------------------------ head loading
+    def _head_request_key(self) -> tuple:
+        project = self.controller.project
+        ref = project.head
+        try:
+            if ref is not None and ref.kind == "mpi":
+                return ("mpi", ref.asset, str(self.controller.path))
+            return head_cache_key(ref, project.assets)
+        except HeadResolveError as exc:
+            return ("error", str(exc))
+
+    def _request_head(self) -> None:
+        key = self._head_request_key()
+        if key == self._head_key or key == self._loading_key:
+            return
+        self._loading_key = key
+        project = self.controller.project
+        path = self.controller.path
+        signal = self._headLoaded
+
+        def load() -> None:
+            head = mpi = None
+            errors = []
+            try:
+                mpi = resolve_mpi(project, path)
+            except HeadResolveError as exc:
+                errors.append(str(exc))
+            if mpi is None:
+                try:
+                    head = project_head(project)
+                except HeadResolveError as exc:
+                    errors.append(str(exc))
+                    try:
+                        head = resolve_head(None)  # the default head, so the view shows a face
+                    except HeadResolveError as exc2:
+                        errors.append(str(exc2))
+            try:
+                signal.emit(key, head, mpi, "; ".join(errors))
+            except RuntimeError:  # the widget was deleted while loading
+                pass
+
+        threading.Thread(target=load, name="viewport-head-loader", daemon=True).start()
+
+    def _on_head_loaded(self, key: tuple, head: Any, mpi: Any, error: str) -> None:
+        if key != self._loading_key:
+            return  # a newer request is under way
+        self._loading_key = None
+        first = self._head_key is None
+        self._head_key = key
+        self._head, self._mpi = head, mpi
+        self._deform_full.clear()
+        self._deform_lod.clear()
+        self.head_error = error or None
+        if error:
+            self.controller.notify(f"Viewport: {error}", "warning")
+        if self._gl is not None:
+            self._gl.head_changed()
+        if first and self.controller.project.camera == type(self.controller.project.camera)():
+            # A project that never set its camera: frame the head instead of the bare default.
+            self.frame_head()
+        self.headChanged.emit()
+        self._redraw(scene=True)
+
+    def _head_bounds(self) -> tuple[np.ndarray, float]:
+        if self._mpi is not None:
+            cam = self._mpi.camera
+            depth = float(np.mean(self._mpi.depths))
+            corners = cam.unproject(
+                np.array([[0, 0], [cam.width, cam.height]], dtype=np.float64), depth
+            )
+            center = cam.unproject(np.array([[cam.cx, cam.cy]]), depth)[0]
+            return center, 0.5 * float(np.linalg.norm(corners[1] - corners[0])) / math.sqrt(2)
+        if self._head is None:
+            return np.zeros(3), 0.15
+        from models.heads.rig import PART_INDEX
+
+        arrays = self._deform_for(self._head, self._deform_full)
+        keep = ~np.isin(self._head.parts, [PART_INDEX["neck"], PART_INDEX["clothes"]])
+        pts = arrays.means[keep] if keep.any() else arrays.means
+        lo, hi = np.percentile(pts, 0.5, axis=0), np.percentile(pts, 99.5, axis=0)
+        center = (lo + hi) / 2.0
+        radius = float(np.linalg.norm(hi - lo)) / 2.0
+        return center, max(radius * 0.85, 1e-3)
+
+    # ------------------------------------------------------------------------------ state
+    def _values(self) -> np.ndarray:
+        if self._preview_values is not None:
+            return self._preview_values
+        return self.controller.current_values()
+
+    def _deform_for(self, head: RiggedGaussianHead, cache: DeformCache) -> Any:
+        if self._preview_values is not None:
+            return head.deform(self._preview_values)
+        c = self.controller
+        return cache.deform(head, (c.revision, c.frame), c.current_values())
+
+    def _interacting(self) -> bool:
+        return (
+            self.camera_control.dragging
+            or self._kp_drag is not None
+            or self.controller.playing
+            or time.perf_counter() < self._interact_until
+        )
+
+    def _mark_interaction(self) -> None:
+        self._interact_until = time.perf_counter() + SETTLE_MS / 1000.0
+        self._settle.start(SETTLE_MS)
+
+    def _use_lod(self) -> bool:
+        head = self._head
+        if head is None or self._lod_budget is None or len(head) <= self._lod_budget:
+            return False
+        if not self._interacting():
+            return False
+        if self._lod_forced is not None:
+            return self._lod_forced
+        software = self._gl is not None and self._gl.software
+        return software or self._full_ms > SLOW_FRAME_MS
+
+    def _on_settled(self) -> None:
+        if self._interacting():
+            self._settle.start(SETTLE_MS)
+        elif self.stats.get("lod"):
+            self._redraw(scene=True)
+
+    def _redraw(self, scene: bool = True) -> None:
+        if self._gl is not None and self.gl_error is None:
+            if scene:
+                self._gl.scene_dirty = True
+            self._gl.update()
+        else:
+            self._message.update()
+
+    def _set_gl_unavailable(self, reason: str) -> None:
+        self.gl_error = reason
+        self._message.text = f"3D viewport unavailable: {reason}."
+        self._stack.setCurrentWidget(self._message)
+        log.warning("viewport: %s", reason)
+
+    def _device_size(self) -> tuple[int, int]:
+        dpr = self._dpr()
+        return max(round(self.width() * dpr), 1), max(round(self.height() * dpr), 1)
+
+    def _dpr(self) -> float:
+        return float(self._gl.devicePixelRatioF()) if self._gl is not None else 1.0
+
+    # ------------------------------------------------------------------------------ controller
+    def _on_frame_changed(self, _frame: int) -> None:
+        if self._kp_drag is not None:
+            self._cancel_keypoint_drag()
+        self._mark_interaction()
+        self._redraw(scene=True)
+
+    def _on_document_changed(self, kind: str, detail: dict) -> None:
+        if kind == "camera":
+            self.camera_control.state = ViewState.from_settings(self.controller.project.camera)
+        if kind in ("head", "assets"):
+            self._request_head()
+        self._redraw(scene=True)
+
+    def _on_project_replaced(self) -> None:
+        self._cancel_keypoint_drag()
+        self.camera_control.state = ViewState.from_settings(self.controller.project.camera)
+        self._request_head()
+        self._redraw(scene=True)
+
+    def _on_playing_changed(self, playing: bool) -> None:
+        if not playing:
+            self._mark_interaction()
+
+    # ------------------------------------------------------------------------------ input
+    def _view_at(self, pos: QPointF) -> int:
+        if self._view_mode == "sbs" and pos.x() >= self.width() / 2:
+            return 1
+        return 0
+
+    def _pick_keypoint(self, pos: QPointF) -> tuple[int, int] | None:
+        """(view index, keypoint) under ``pos`` (logical pixels), nearest first, or None."""
+        if not self._keypoints_visible:
+            return None
+        best: tuple[float, int, int] | None = None
+        for view, xy, vis in self.keypoint_positions():
+            d = np.hypot(xy[:, 0] - pos.x(), xy[:, 1] - pos.y())
+            d = np.where(vis, d, np.inf)
+            k = int(np.argmin(d))
+            if d[k] <= _PICK_RADIUS and (best is None or d[k] < best[0]):
+                best = (float(d[k]), view, k)
+        return None if best is None else (best[1], best[2])
+
+    def _on_mouse_press(self, event: QMouseEvent) -> None:
+        pos = event.position()
+        button, mods = event.button(), event.modifiers()
+        alt = bool(mods & Qt.KeyboardModifier.AltModifier)
+        shift = bool(mods & Qt.KeyboardModifier.ShiftModifier)
+        if button == Qt.MouseButton.LeftButton and not alt and not shift:
+            hit = self._pick_keypoint(pos)
+            if hit is not None and self._head is not None:
+                self._begin_keypoint_drag(*hit)
+                return
+        mode = None
+        if button == Qt.MouseButton.MiddleButton or (
+            button == Qt.MouseButton.LeftButton and shift
+        ):
+            mode = "pan"
+        elif button == Qt.MouseButton.LeftButton:
+            mode = "orbit"
+        elif button == Qt.MouseButton.RightButton and alt:
+            mode = "zoom"
+        if mode is not None:
+            self.camera_control.begin(mode, pos.x(), pos.y(), self.height())
+            self._mark_interaction()
+
+    def _on_mouse_move(self, event: QMouseEvent) -> None:
+        pos = event.position()
+        if self._kp_drag is not None:
+            self._move_keypoint_drag(pos)
+            return
+        if self.camera_control.dragging:
+            if self.camera_control.move(pos.x(), pos.y()):
+                self._mark_interaction()
+                self._redraw(scene=True)
+            return
+        if self._keypoints_visible:
+            hit = self._pick_keypoint(pos)
+            k = None if hit is None else hit[1]
+            if k != self._hover_kp:
+                self._hover_kp = k
+                self._redraw(scene=False)
+
+    def _on_mouse_release(self, event: QMouseEvent) -> None:
+        if self._kp_drag is not None and event.button() == Qt.MouseButton.LeftButton:
+            self._finish_keypoint_drag()
+            return
+        if self.camera_control.dragging:
+            self.camera_control.end()
+            self._mark_interaction()
+
+    def _on_wheel(self, event: QWheelEvent) -> None:
+        notches = event.angleDelta().y() / 120.0
+        if notches:
+            self.camera_control.zoom(notches)
+            self._mark_interaction()
+            self._redraw(scene=True)
+        event.accept()
+
+    def _on_key(self, event: QKeyEvent) -> bool:
+        """Viewport shortcuts; returns whether the key was used."""
+        key = event.key()
+        if event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            return False
+        if key in (Qt.Key.Key_F, Qt.Key.Key_Home):
+            self.frame_head()
+        elif key == Qt.Key.Key_K:
+            self.toggle_keypoints()
+        elif key == Qt.Key.Key_V:
+            modes = list(VIEW_MODES)
+            self.set_view_mode(modes[(modes.index(self._view_mode) + 1) % len(modes)])
+        elif key in (Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3):
+            self.set_view_mode(VIEW_MODES[key - Qt.Key.Key_1])
+        elif key == Qt.Key.Key_Escape and self._kp_drag is not None:
+            self._cancel_keypoint_drag()
+        else:
+            return False
+        return True
+
+    # ------------------------------------------------------------------------------ keypoint drag
+    def _begin_keypoint_drag(self, view: int, k: int) -> None:
+        cams = self.current_cameras()
+        cam = cams[view][0] if self._view_mode != "anaglyph" else self._center_camera()
+        try:
+            self._kp_drag = KeypointDrag(self._head, self.controller.current_values(), k, cam)
+        except ValueError as exc:
+            self.controller.notify(f"Keypoint drag: {exc}", "warning")
+            return
+        self._kp_drag_view = view
+        self._hover_kp = k
+        self._mark_interaction()
+
+    def _center_camera(self) -> Camera:
+        w, h = self._device_size()
+        return self.camera_control.state.camera(w, h)
+
+    def _move_keypoint_drag(self, pos: QPointF) -> None:
+        drag = self._kp_drag
+        assert drag is not None
+        dpr = self._dpr()
+        x0 = 0
+        if self._view_mode == "sbs":
+            x0 = self.current_cameras()[self._kp_drag_view][1][0]
+        u, v = pos.x() * dpr - x0, pos.y() * dpr
+        self._preview_values = drag.update(u, v)
+        self._mark_interaction()
+        self._redraw(scene=True)
+
+    def _finish_keypoint_drag(self) -> None:
+        drag = self._kp_drag
+        self._kp_drag = None
+        self._preview_values = None
+        if drag is not None and drag.changed:
+            c = self.controller
+            c.key_values(
+                drag.keys(c.frame), label=f"Move keypoint {drag.keypoint.name} at frame {c.frame}"
+            )
+        self._mark_interaction()
+        self._redraw(scene=True)
+
+    def _cancel_keypoint_drag(self) -> None:
+        if self._kp_drag is not None or self._preview_values is not None:
+            self._kp_drag = None
+            self._preview_values = None
+            self._redraw(scene=True)
+
+    # ------------------------------------------------------------------------------ drawing
+    def _render_scene(self, view: _GLView, w: int, h: int) -> None:
+        """Draw the head for the current state into the view's compositor (GL current)."""
+        t0 = time.perf_counter()
+        lod = False
+        draw = None
+        splats = 0
+        if self._mpi is not None:
+            renderer = view.mpi_renderer(self._mpi)
+            splats = renderer.num_quads
+
+            def draw(cam: Camera, fbo: moderngl.Framebuffer, vp: tuple) -> None:
+                renderer.draw(cam, fbo, viewport=vp, background=None)
+
+        elif self._head is not None:
+            lod = self._use_lod()
+            head = lod_head(self._head, self._lod_budget) if lod else self._head
+            arrays = self._deform_for(head, self._deform_lod if lod else self._deform_full)
+            splat = view.splat_renderer(lod)
+            splat.uploader.push(arrays)
+            splats = len(arrays)
+
+            def draw(cam: Camera, fbo: moderngl.Framebuffer, vp: tuple) -> None:
+                splat.renderer.draw(cam, fbo, viewport=vp, background=None)
+
+        views = self.current_cameras()
+        view.compositor.render(draw, views, self._view_mode, w, h)
+        if view.sync_timing:
+            view.ctx.finish()
+        ms = (time.perf_counter() - t0) * 1000.0
+        if not lod and self._head is not None:
+            self._full_ms = ms
+        now = time.perf_counter()
+        self._render_times.append(now)
+        self.stats.update(render_ms=ms, splats=splats, lod=lod, renders=self.stats["renders"] + 1)
+        if lod:
+            self._settle.start(SETTLE_MS)
+
+    def _fps(self) -> float | None:
+        now = time.perf_counter()
+        recent = [t for t in self._render_times if now - t < 1.0]
+        if len(recent) < 3:
+            return None
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+    def _paint_overlay(self, painter: QPainter) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if self._keypoints_visible:
+            self._paint_keypoints(painter)
+        # Readout, top-left corner.
+        s = self.stats
+        parts = [f"{s['render_ms']:.0f} ms"]
+        fps = self._fps()
+        if fps is not None:
+            parts.append(f"{fps:.0f} fps")
+        if self._mpi is not None:
+            parts.append(f"MPI {self._mpi.num_planes} planes")
+        elif s["splats"]:
+            parts.append(f"{s['splats'] / 1000:.0f}k splats" + (" (LOD)" if s["lod"] else ""))
+        if self._view_mode != "mono":
+            parts.append({"sbs": "stereo SBS", "anaglyph": "anaglyph"}[self._view_mode])
+        text = "  ·  ".join(parts)
+        if self._loading_key is not None:
+            text = "Loading head…"
+        font = QFont(painter.font())
+        font.setPointSizeF(max(font.pointSizeF() * 0.9, 7.0))
+        painter.setFont(font)
+        fm = painter.fontMetrics()
+        rect = QRectF(8, 8, fm.horizontalAdvance(text) + 12, fm.height() + 6)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 110))
+        painter.drawRoundedRect(rect, 4, 4)
+        painter.setPen(QColor("#c8cad0"))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+
+    def _paint_keypoints(self, painter: QPainter) -> None:
+        active = self._kp_drag.index if self._kp_drag is not None else self._hover_kp
+        for _view, xy, vis in self.keypoint_positions():
+            for k in range(NUM_KEYPOINTS):
+                if not vis[k]:
+                    continue
+                color = QColor(_REGION_COLORS.get(KEYPOINTS[k].region, "#ffffff"))
+                r = 5.0 if k == active else 3.5
+                painter.setPen(QPen(QColor(10, 10, 12, 200), 1.2))
+                painter.setBrush(color)
+                painter.drawEllipse(QPointF(xy[k, 0], xy[k, 1]), r, r)
+            if active is not None and vis[active]:
+                kp = KEYPOINTS[active]
+                label = f"{kp.index} {kp.name} ({kp.region})"
+                if self._kp_drag is not None:
+                    e = self._kp_drag.exp
+                    label += f"  x {e[0]:+.3f}  y {e[1]:+.3f}"
+                fm = painter.fontMetrics()
+                p = QPointF(xy[active, 0] + 9, xy[active, 1] - 9)
+                rect = QRectF(p.x(), p.y() - fm.ascent() - 3, fm.horizontalAdvance(label) + 10,
+                              fm.height() + 4)  # fmt: skip
+                painter.setPen(Qt.PenStyle.NoPen)
+                painter.setBrush(QColor(0, 0, 0, 160))
+                painter.drawRoundedRect(rect, 3, 3)
+                painter.setPen(QColor("#f0f0f2"))
+                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
+
+
+class _SplatSlot:
+    """A GaussianSplatRenderer with its delta uploader."""
+
+    def __init__(self, ctx: moderngl.Context) -> None:
+        from renderers.gl_splats import GaussianSplatRenderer
+
+        self.renderer = GaussianSplatRenderer(ctx)
+        self.uploader = SplatUploader(self.renderer)
+
+
+class _GLView(QOpenGLWidget):
+    """The GL surface of a ViewportWidget: owns the moderngl context and GL objects."""
+
+    def __init__(self, owner: ViewportWidget) -> None:
+        super().__init__(owner)
+        self.owner = owner
+        self.setFormat(_surface_format())
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.ctx: moderngl.Context | None = None
+        self.compositor: SceneCompositor | None = None
+        self.software = False
+        self.sync_timing = False  # glFinish after a scene render (benchmarks: honest timings)
+        self.scene_dirty = True
+        self._splats: dict[bool, _SplatSlot] = {}
+        self._mpi_renderer: Any = None
+        self._mpi_obj: Any = None
+        self.frameSwapped.connect(owner.framePresented)
+
+    # GL objects ------------------------------------------------------------------------------
+    def splat_renderer(self, lod: bool) -> _SplatSlot:
+        slot = self._splats.get(lod)
+        if slot is None:
+            slot = self._splats[lod] = _SplatSlot(self.ctx)
+        return slot
+
+    def mpi_renderer(self, mpi: MPI) -> Any:
+        from renderers.gl_mpi import MPIRenderer
+
+        if self._mpi_renderer is None:
+            self._mpi_renderer = MPIRenderer(self.ctx)
+        if self._mpi_obj is not mpi:
+            self._mpi_renderer.upload(mpi)
+            self._mpi_obj = mpi
+        return self._mpi_renderer
+
+    def head_changed(self) -> None:
+        for slot in self._splats.values():
+            slot.uploader.invalidate()
+        self._mpi_obj = None
+        self.scene_dirty = True
+
+    def _drop_gl(self) -> None:
+        self._splats = {}
+        self._mpi_renderer = None
+        self._mpi_obj = None
+        self.compositor = None
+        self.ctx = None
+
+    def _release_gl(self) -> None:
+        # The context is about to go (reparenting to another window, or the widget dies).
+        if self.ctx is None:
+            return
+        self.makeCurrent()
+        try:
+            for slot in self._splats.values():
+                slot.renderer.release()
+            if self._mpi_renderer is not None:
+                self._mpi_renderer.release()
+            if self.compositor is not None:
+                self.compositor.release()
+        except Exception as exc:  # releasing on a dying context must never crash the app
+            log.debug("viewport: GL release failed: %s", exc)
+        finally:
+            self.doneCurrent()
+            self._drop_gl()
+
+    # QOpenGLWidget ---------------------------------------------------------------------------
+    def initializeGL(self) -> None:
+        self._drop_gl()  # objects of an earlier context (reparenting) are gone with it
+        try:
+            import moderngl
+
+            ctx = moderngl.create_context(require=330)
+            self.compositor = SceneCompositor(ctx)
+            self.ctx = ctx
+        except Exception as exc:  # moderngl raises plain Exceptions for driver problems
+            self._drop_gl()
+            QTimer.singleShot(0, lambda: self.owner._set_gl_unavailable(f"OpenGL error: {exc}"))
+            return
+        renderer = str(ctx.info.get("GL_RENDERER", "")).lower()
+        self.software = any(s in renderer for s in _SOFTWARE_GL)
+        context = self.context()
+        if context is not None:
+            context.aboutToBeDestroyed.connect(self._release_gl)
+        self.scene_dirty = True
+
+    def resizeGL(self, w: int, h: int) -> None:
+        self.scene_dirty = True
+
+    def paintGL(self) -> None:
+        ctx = self.ctx
+        if ctx is None or self.compositor is None:
+            return
+        owner = self.owner
+        fbo = ctx.detect_framebuffer(self.defaultFramebufferObject())
+        fbo.use()
+        w, h = owner._device_size()
+        try:
+            if self.scene_dirty or not self.compositor.present(fbo, w, h):
+                owner._render_scene(self, w, h)
+                self.scene_dirty = False
+                self.compositor.present(fbo, w, h)
+        except Exception as exc:
+            log.exception("viewport: drawing failed")
+            self.scene_dirty = False
+            QTimer.singleShot(0, lambda: owner._set_gl_unavailable(f"drawing failed: {exc}"))
+            return
+        # moderngl uploads with GL_UNPACK_ALIGNMENT 1; QPainter's glyph cache uploads 4-byte
+        # aligned rows assuming GL's default, and garbles text otherwise.
+        funcs = self.context().functions()
+        funcs.glPixelStorei(_GL_UNPACK_ALIGNMENT, 4)
+        funcs.glPixelStorei(_GL_PACK_ALIGNMENT, 4)
+        painter = QPainter(self)
+        try:
+            owner._paint_overlay(painter)
+        finally:
+            painter.end()
+
+    # events -> owner -------------------------------------------------------------------------
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.setFocus(Qt.FocusReason.MouseFocusReason)
+        self.owner._on_mouse_press(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        self.owner._on_mouse_move(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        self.owner._on_mouse_release(event)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        self.owner._on_wheel(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if not self.owner._on_key(event):
+            super().keyPressEvent(event)
+
+    def event(self, event: QEvent) -> bool:
+        # Keep F/Home/K/V/1-3 for the viewport while it has focus, even when the main window
+        # binds them as shortcuts (Home = "frame all" elsewhere).
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
+            keys = (Qt.Key.Key_F, Qt.Key.Key_Home, Qt.Key.Key_K, Qt.Key.Key_V, Qt.Key.Key_1,
+                    Qt.Key.Key_2, Qt.Key.Key_3)  # fmt: skip
+            if event.key() in keys and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+                event.accept()
+                return True
+        return super().event(event)
+
+
+class _MessageView(QWidget):
+    """Painted instead of the GL view when OpenGL is unavailable."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.text = ""
+
+    def paintEvent(self, event: Any) -> None:
+        p = QPainter(self)
+        r = self.rect()
+        p.fillRect(r, QColor("#15161a"))
+        p.setPen(QColor("#b0b3ba"))
+        p.drawText(
+            r.adjusted(16, 16, -16, -16),
+            Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+            self.text or "3D viewport unavailable.",
+        )
+        p.end()
