@@ -18,6 +18,7 @@ MPI heads (``HeadRef.kind == "mpi"``) name a baked MPI folder (``mpi.json`` + pl
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -257,7 +258,9 @@ def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
         "means", "quats", "scales", "opacities", "sh", "parts", "skin_index", "skin_weight",
         "jaw_weight", "lid_angle", "pose_weight",
     )  # fmt: skip
-    sub = head.replace_gaussians(**{f: getattr(head, f)[index] for f in fields})
+    # dataclasses.replace re-runs the head's validation and rig precomputation for the subset.
+    sub = dataclasses.replace(head, **{f: getattr(head, f)[index] for f in fields})
+    sub.metadata = dict(head.metadata)
     sub.metadata["lod_index"] = index  # [budget] int64 indices into the parent's Gaussians
     with _lock:
         _remember(_lods, key, (head, sub), _LOD_CACHE_SIZE)

@@ -38,8 +38,10 @@ def _tolerated(w) -> bool:
     root = w
     while isinstance(root.parent(), QMenu):
         root = root.parent()
-    return isinstance(root, QMenu) and root.parent() is None and root.title() in (
-        _TOLERATED_MENU_TREES
+    return (
+        isinstance(root, QMenu)
+        and root.parent() is None
+        and root.title() in (_TOLERATED_MENU_TREES)
     )
 
 
@@ -138,3 +140,13 @@ def _qt_leak_check(request, monkeypatch):
             problems.append(f"thread {t.name!r} still running")
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Collect Qt wrappers while the QApplication still exists: left to interpreter
+    finalization, PySide6 6.12 can abort in the final garbage collection ("bool_dealloc")."""
+    if "PySide6.QtWidgets" in sys.modules:
+        from PySide6.QtWidgets import QApplication
+
+        if QApplication.instance() is not None:
+            _flush_deletes()

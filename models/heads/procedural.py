@@ -832,14 +832,20 @@ def build_default_head(detail: str = "default", seed: int = 0) -> RiggedGaussian
     skin_index, skin_weight = _skin_weights(g["means"], g["jaw"], anchors, skinnable)
     # Order the Gaussians so that each rig set is one contiguous run (slices, not gathers):
     # partial-pose, rigid, eye parts, skinned, skinned+jaw, jaw-only.
+    # Weights as stored (float32), snapped so that "1" and "0" are exact.
+    g["pose"] = np.where(g["pose"] > 0.999, 1.0, g["pose"]).astype(np.float32)
+    g["jaw"] = np.where(g["jaw"] < 1e-3, 0.0, g["jaw"]).astype(np.float32)
     skinned = skin_weight.sum(axis=1) > 0
     jaw = g["jaw"] > 0
+    partial = g["pose"] < 1.0
+    # Order so that every rig set is one contiguous run: [P-J][P&J][J-S][J&S][S-J][rest], with
+    # P partial pose (neck), J jaw, S skinned (P and S never overlap); parts and neck weights
+    # sorted inside groups.
     group = np.select(
-        [g["pose"] < 1.0, skinned & ~jaw, skinned & jaw, jaw],
-        [0, 3, 4, 5],
-        default=1,
+        [partial & ~jaw, partial & jaw, jaw & ~skinned, jaw & skinned, skinned], [0, 1, 2, 3, 4],
+        default=5,
     )
-    order = np.lexsort((pi, group))
+    order = np.lexsort((pi, np.where(partial, g["pose"], 0.0), group))
     kp_to_world = np.eye(4)
     kp_to_world[:3, :3] = KP_SCALE * np.diag([1.0, -1.0, -1.0])
     kp_to_world[:3, 3] = KP_ORIGIN

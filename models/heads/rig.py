@@ -70,7 +70,7 @@ __all__ = [
 PARTS: tuple[str, ...] = (
     "skin", "lips", "ear", "hair", "brow",
     "sclera_r", "iris_r", "sclera_l", "iris_l", "highlight_r", "highlight_l",
-    "lid_upper_r", "lid_lower_r", "lid_upper_l", "lid_lower_l", "lash_r", "lash_l",
+    "lid_upper_r", "lash_r", "lid_lower_r", "lid_upper_l", "lash_l", "lid_lower_l",
     "mouth", "teeth_upper", "teeth_lower", "tongue", "neck", "clothes",
 )  # fmt: skip
 PART_INDEX: dict[str, int] = {name: i for i, name in enumerate(PARTS)}
@@ -78,7 +78,7 @@ PART_INDEX: dict[str, int] = {name: i for i, name in enumerate(PARTS)}
 _F = np.array([1.0, -1.0, -1.0])  # RDF <-> RUB axis flip
 _BLINK_Y = (11, 13, 15, 16)
 _JAW_KP = 19
-_NECK_LEVELS = 32  # the neck's partial pose rotations are quantised to this many steps
+_NECK_LEVELS = 16  # the neck's partial pose rotations are quantised to this many steps
 
 
 @dataclass
@@ -195,11 +195,10 @@ def quat_from_matrix(m: np.ndarray) -> np.ndarray:
 
 
 def _left_matrix(q: np.ndarray) -> np.ndarray:
-    """[4, 4] matrix L with ``quat_multiply(q, p) == p @ L`` for row quaternions p."""
-    w, x, y, z = q
-    return np.array(
-        [[w, x, y, z], [-x, w, z, -y], [-y, -z, w, x], [-z, y, -x, w]], dtype=np.float64
-    )
+    """Matrices L [..., 4, 4] with ``quat_multiply(q, p) == p @ L`` for row quaternions p."""
+    w, x, y, z = np.moveaxis(np.asarray(q, dtype=np.float64), -1, 0)
+    rows = [[w, x, y, z], [-x, w, z, -y], [-y, -z, w, x], [-z, y, -x, w]]
+    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
 
 
 def _rotate_about_x(
@@ -219,6 +218,30 @@ def _rotate_about_x(
     quats[:, 1] = ch * x + sh * w
     quats[:, 2] = ch * qy - sh * qz
     quats[:, 3] = ch * qz + sh * qy
+
+
+_CHUNK = 16384
+
+
+def _rows_times(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``x @ m`` for x [N, D] float32 and a small m [D, E], in row chunks.
+
+    One big (N, 3) @ (3, 3) lets OpenBLAS spread a tiny job over threads, which on busy cores
+    costs 10-100x more than the arithmetic; chunks of 16k rows stay single-threaded (~0.5 ms for
+    200k rows here).
+    """
+    m = np.ascontiguousarray(m, dtype=x.dtype)
+    out = np.empty((x.shape[0], m.shape[1]), dtype=x.dtype)
+    for i in range(0, x.shape[0], _CHUNK):
+        np.matmul(x[i : i + _CHUNK], m, out=out[i : i + _CHUNK])
+    return out
+
+
+def _add_row(x: np.ndarray, v: np.ndarray) -> None:
+    """In place ``x += v`` for x [N, D], v [D]: per column, because broadcasting a length-3 row
+    over N rows runs numpy's inner loop N times (~10x slower)."""
+    for j in range(x.shape[1]):
+        x[:, j] += x.dtype.type(v[j])
 
 
 def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
@@ -311,12 +334,16 @@ class RiggedGaussianHead:
         self._rest = GaussianArrays(self.means, self.quats, self.scales, self.opacities, self.sh)
         skinned = np.flatnonzero(np.any(self.skin_weight > 0, axis=1))
         self._skin_set = _as_slice(skinned)
-        dense = np.zeros((skinned.size, NUM_KEYPOINTS), dtype=np.float32)
-        rows = np.repeat(np.arange(skinned.size), self.skin_index.shape[1])
-        np.add.at(
-            dense, (rows, self.skin_index[skinned].ravel()), self.skin_weight[skinned].ravel()
-        )
-        self._skin_dense = dense  # [S, 21]
+        # per slot k: keypoint indices [S] and weights [S, 1] (a gather + FMA per slot is
+        # cheaper than a dense [S, 21] @ [21, 3] GEMM in BLAS for this thin shape)
+        self._skin_slots = [
+            (
+                self.skin_index[skinned, k].astype(np.intp),
+                np.repeat(self.skin_weight[skinned, k, None], 3, axis=1),  # [S, 3]: no broadcast
+            )
+            for k in range(self.skin_index.shape[1])
+            if np.any(self.skin_weight[skinned, k] > 0)
+        ]
         jaw = np.flatnonzero(self.jaw_weight > 0)
         self._jaw_set = _as_slice(jaw)
         self._jaw_w = self.jaw_weight[jaw].astype(np.float64)
@@ -341,8 +368,13 @@ class RiggedGaussianHead:
                 )
             )
         partial = np.flatnonzero(self.pose_weight < 1.0)
-        self._partial_set = partial
-        self._partial_level = np.rint(self.pose_weight[partial] * _NECK_LEVELS).astype(np.int64)
+        level = np.rint(self.pose_weight * _NECK_LEVELS).astype(np.int64)
+        # one run of Gaussians per quantised neck weight (contiguous when built sorted by it)
+        self._partial_runs = [
+            (int(lv), _as_slice(partial[level[partial] == lv])) for lv in np.unique(level[partial])
+        ]
+        self._has_partial = partial.size > 0
+        self._partial_levels = np.array([lv for lv, _ in self._partial_runs], dtype=np.float64)
         full = np.ones(n, dtype=bool)
         full[partial] = False
         self._full_set = _as_slice(np.flatnonzero(full))
@@ -425,7 +457,13 @@ class RiggedGaussianHead:
         exp_t = np.where(self._translating, exp, 0.0)
         if np.any(exp_t):
             delta = (exp_t * (_F * self._kp_scale)).astype(np.float32)  # [21, 3] metres RUB
-            means[self._skin_set] += self._skin_dense @ delta
+            disp = None
+            for idx, w in self._skin_slots:
+                term = delta[idx]
+                term *= w
+                disp = term if disp is None else np.add(disp, term, out=disp)
+            if disp is not None:
+                means[self._skin_set] += disp
 
         # 2. jaw
         theta = float(np.clip(self.rig.jaw_gain * exp[_JAW_KP, 1], -0.05, 0.6))
@@ -466,8 +504,12 @@ class RiggedGaussianHead:
                 rx = np.array([[1, 0, 0], [0, cb, -sb], [0, sb, cb]])
                 rot = ry @ rx  # column vectors: pupil to +x (image right) and -y (image down)
                 sel = self._eye_sets[e]
-                means[sel] = ((means[sel] - center) @ rot.T + center).astype(np.float32)
-                quats[sel] = quats[sel] @ _left_matrix(quat_from_matrix(rot)).astype(np.float32)
+                m = means[sel]
+                _add_row(m, -center)
+                m = _rows_times(m, rot.T)
+                _add_row(m, center)
+                means[sel] = m
+                quats[sel] = _rows_times(quats[sel], _left_matrix(quat_from_matrix(rot)))
 
         # 5. head pose
         pose = self._pose(v)
@@ -477,12 +519,14 @@ class RiggedGaussianHead:
                 quats = self.quats.copy()
             pivot = self.rig.pivot
             full = self._full_set
-            a = (s * r_rub).astype(np.float32)
-            off = (pivot - pivot @ (s * r_rub) + t_w).astype(np.float32)
-            means[full] = means[full] @ a + off
-            lq = _left_matrix(quat_from_matrix(r_rub.T)).astype(np.float32)
-            quats[full] = quats[full] @ lq
-            if self._partial_set.size:
+            a = s * r_rub
+            off = (pivot - pivot @ a + t_w).astype(np.float32)
+            moved = _rows_times(means[full], a)
+            _add_row(moved, off)
+            means[full] = moved
+            lq = _left_matrix(quat_from_matrix(r_rub.T))
+            quats[full] = _rows_times(quats[full], lq)
+            if self._has_partial:
                 self._pose_partial(v, means, quats, s, t_w)
             if s != 1.0:
                 scales = (self.scales * np.float32(s)).astype(np.float32)
@@ -495,15 +539,18 @@ class RiggedGaussianHead:
     ) -> None:
         """Neck Gaussians: a fraction (pose_weight) of the rotation; full scale and translation."""
         ch = CHANNEL_INDEX
-        frac = np.arange(_NECK_LEVELS + 1) / _NECK_LEVELS
+        pivot = self.rig.pivot
+        frac = self._partial_levels / _NECK_LEVELS  # [L]
         r = rotation_matrix(v[ch["pitch"]] * frac, v[ch["yaw"]] * frac, v[ch["roll"]] * frac)
-        r_rub = _F[None, :, None] * r * _F[None, None, :]  # [L, 3, 3]
-        idx, lev = self._partial_set, self._partial_level
-        p = means[idx].astype(np.float64) - self.rig.pivot
-        p = np.einsum("ni,nij->nj", p, r_rub[lev])
-        means[idx] = (s * p + self.rig.pivot + t_w).astype(np.float32)
-        q = quat_from_matrix(np.swapaxes(r_rub, -1, -2))[lev]  # [M, 4]
-        quats[idx] = quat_multiply(q, quats[idx].astype(np.float64)).astype(np.float32)
+        r = _F[None, :, None] * r * _F[None, None, :]  # [L, 3, 3] RUB, row vectors
+        offs = (pivot - s * (pivot @ r) + t_w).astype(np.float32)  # [L, 3]
+        lqs = _left_matrix(quat_from_matrix(np.swapaxes(r, -1, -2)))  # [L, 4, 4]
+        for i, (level, sel) in enumerate(self._partial_runs):
+            moved = _rows_times(means[sel], s * r[i])
+            _add_row(moved, offs[i])
+            means[sel] = moved
+            if level:
+                quats[sel] = _rows_times(quats[sel], lqs[i])
 
     def deform_batch(self, frames: np.ndarray) -> list[GaussianArrays]:
         """:meth:`deform` for each row of ``frames [F, len(CHANNELS)]``."""

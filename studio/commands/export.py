@@ -27,7 +27,9 @@ def parse_size(text: str) -> tuple[int, int]:
             return int(w), int(h)
         return int(text), int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"eye size must be N or WxH pixels, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"eye size must be N or WxH pixels, got {text!r}"
+        ) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("project", type=Path, help="project file (.ths)")
-    p.add_argument("--out", type=Path, required=True, help="output .mp4/.mkv file, or a folder (png)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="output .mp4/.mkv file, or a folder (png)"
+    )
     p.add_argument(
         "--layout", choices=("sbs", "hsbs", "tb", "mono"), default="sbs",
         help="sbs: full side-by-side (default); hsbs: half side-by-side; tb: top-bottom; mono",
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"talking-head-studio export: note: {warning}", file=sys.stderr)
     line = None if args.quiet else ProgressLine("export")
     last = None
-    gen = export_project(project, plan)
+    gen = export_project(project, plan, project_path=args.project)
     try:
         for report in gen:
             last = report

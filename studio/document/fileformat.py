@@ -68,6 +68,9 @@ __all__ = [
 
 FORMAT_NAME = "talking-head-studio"
 SCHEMA_VERSION = 1
+# Assets that ship with the application (e.g. "builtin:default", the default head) are stored by
+# name, never embedded or resolved as paths; the studio resolves them (studio.heads).
+BUILTIN_PREFIX = "builtin:"
 PROJECT_MEMBER = "project.json"
 
 # A project.json larger than this is not something we wrote (a 10-minute project is ~40 kB).
@@ -574,6 +577,8 @@ def _asset_ref(asset: str, project: Project, relative_to: Path | None) -> dict[s
     """
     if asset in project.assets:
         return {"embedded": asset}
+    if asset.startswith(BUILTIN_PREFIX):
+        return {"builtin": asset[len(BUILTIN_PREFIX) :]}
     path = Path(os.path.abspath(asset))
     if relative_to is not None:
         with contextlib.suppress(ValueError):
@@ -694,6 +699,11 @@ def _load_asset_ref(
         if name not in embedded:
             raise _Invalid(f"field {where}: embedded asset {name!r} is not in the asset table")
         return name
+    if "builtin" in ref:
+        name = _get_str(ref, "builtin", where)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+            raise _Invalid(f"field {where}: invalid built-in asset name {name!r}")
+        return BUILTIN_PREFIX + name
     rel = _get_str(ref, "external", where)
     if not rel or "\x00" in rel:
         raise _Invalid(f"field {where}: invalid external asset path {rel!r}")

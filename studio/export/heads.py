@@ -1,46 +1,43 @@
 """Heads for export: turn a project's HeadRef into something that gives render-ready data per
 frame of motion. Qt-free.
 
-Private adapter until ``studio.heads`` lands (a colleague's module): resolving "builtin:<name>",
-embedded assets and external files is done here; when ``studio.heads`` exists its resolver is
-preferred (see :func:`resolve_head_source`).
+Heads are resolved by studio.heads (built-ins, embedded and external .thead files, baked MPI
+folders, level-of-detail sub-heads); this module wraps them for the offline renderer.
 
 Sources:
 - :class:`RiggedHeadSource`: a RiggedGaussianHead driven by the motion channels (deform).
-- :class:`StaticCloudSource`: a plain 3DGS cloud (.ply/.splat) or any GaussianCloud; it does not
-  move (tests render synthetic scenes through the export pipeline with it).
+- :class:`StaticCloudSource`: any GaussianCloud, drawn unchanged (synthetic test scenes).
+- :class:`StaticMPISource`: a project's baked MPI head (MPI heads do not animate yet).
 - :class:`MPIHeadSource`: an MPI baked per frame by ``models.heads.bake_mpi`` (not there yet:
   asking for it raises ExportError).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from studio.document import Project
+from studio.document import HeadRef, Project
 from studio.export.errors import ExportError
 
 if TYPE_CHECKING:
     from models.heads import GaussianArrays, RiggedGaussianHead
-    from renderers import GaussianCloud
+    from renderers import MPI, GaussianCloud
+
+BUILTIN_PREFIX = "builtin:"
 
 __all__ = [
     "HeadSource",
     "MPIHeadSource",
     "RiggedHeadSource",
     "StaticCloudSource",
+    "StaticMPISource",
     "load_project_head",
     "resolve_head_source",
 ]
-
-_PER_GAUSSIAN = ("means", "quats", "scales", "opacities", "sh", "parts", "skin_index",
-                 "skin_weight", "jaw_weight", "lid_angle", "pose_weight")  # fmt: skip
 
 
 class HeadSource:
@@ -64,12 +61,13 @@ def _cloud(arrays: Any) -> GaussianCloud:
 
 
 class RiggedHeadSource(HeadSource):
-    """A rigged Gaussian head; with ``lod_budget`` only the most contributing Gaussians are kept
-    (survivors enlarged to keep coverage, renderers.lod), which also makes deform cheaper."""
+    """A rigged Gaussian head driven by the motion channels (``deform`` per frame)."""
 
     def __init__(self, head: RiggedGaussianHead, lod_budget: int | None = None) -> None:
-        if lod_budget is not None and lod_budget < len(head):
-            head = _lod_head(head, int(lod_budget))
+        if lod_budget is not None:
+            from studio.heads import lod_head
+
+            head = lod_head(head, int(lod_budget))
         self.head = head
         self.name = head.name
 
@@ -94,8 +92,21 @@ class StaticCloudSource(HeadSource):
         return self.cloud
 
 
+class StaticMPISource(HeadSource):
+    """A baked MPI drawn unchanged every frame (MPI heads do not animate yet)."""
+
+    kind = "mpi"
+
+    def __init__(self, mpi: MPI, name: str = "mpi") -> None:
+        self.mpi = mpi
+        self.name = name
+
+    def frame(self, values: np.ndarray) -> MPI:
+        return self.mpi
+
+
 class MPIHeadSource(HeadSource):
-    """An MPI per frame from ``bake(head, values)`` (models.heads MPI baking)."""
+    """An MPI per frame from ``bake(head, values)`` (models.heads MPI baking, when it lands)."""
 
     kind = "mpi"
 
@@ -107,109 +118,68 @@ class MPIHeadSource(HeadSource):
         return self._bake(self.head, values)
 
 
-def _lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
-    from models.heads import RiggedGaussianHead
-    from renderers.lod import contribution_scores, select_lod
-
-    cloud = _cloud(head.rest)
-    index = select_lod(cloud, budget)
-    score = contribution_scores(cloud)
-    arrays = {name: np.asarray(getattr(head, name))[index] for name in _PER_GAUSSIAN}
-    kept = float(score[index].sum())
-    if kept > 0:  # enlarge the two largest axes so the total covered area stays about the same
-        factor = float(np.clip(np.sqrt(score.sum() / kept), 1.0, 1.5))
-        scales = arrays["scales"].copy()
-        order = np.argsort(scales, axis=1)
-        rows = np.arange(len(scales))[:, None]
-        scales[rows, order[:, 1:]] *= np.float32(factor)
-        arrays["scales"] = scales
-    fields = {f: getattr(head, f) for f in head.__dataclass_fields__}
-    fields.update(arrays)
-    fields["metadata"] = {**head.metadata, "lod_budget": budget}
-    return RiggedGaussianHead(**fields)
-
-
-def _load_head_file(path: Path, label: str) -> RiggedGaussianHead | GaussianCloud:
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".thead":
-            from models.heads import load_head
-
-            return load_head(path)
-        if suffix in (".ply", ".splat"):
-            from renderers import load_gaussians
-
-            return load_gaussians(path)
-    except Exception as exc:  # HeadFileError, FormatError, OSError: one line for the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"head {label}: {first}") from None
-    raise ExportError(f"head {label}: unknown head file type {suffix!r} (.thead, .ply, .splat)")
-
-
-def load_project_head(project: Project) -> RiggedGaussianHead | GaussianCloud:
-    """The project's head as a rigged head (.thead, built-ins) or a static cloud (.ply/.splat).
-
-    No head: the built-in default head. Raises ExportError for unknown built-ins and missing or
-    unreadable head files.
-    """
-    from models.heads import load_builtin_head
-
+def _normalised_ref(project: Project) -> HeadRef | None:
     ref = project.head
-    if ref is None:
-        return load_builtin_head("default")
-    asset = ref.asset
-    if not asset.startswith("builtin:") and Path(asset).name.startswith("builtin:"):
-        # A project file loader that resolves every asset against the project folder turns
-        # "builtin:default" into "<folder>/builtin:default"; built-ins are names, not files.
-        asset = Path(asset).name
-    if asset.startswith("builtin:"):
-        name = asset.split(":", 1)[1] or "default"
-        try:
-            return load_builtin_head(name)
-        except KeyError:
-            raise ExportError(f"head {asset!r}: no such built-in head") from None
-    if asset in project.assets:
-        suffix = Path(asset).suffix or (".thead" if project.assets[asset][:2] == b"PK" else "")
-        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="ths-head-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(project.assets[asset])
-            return _load_head_file(Path(tmp), asset)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    path = Path(asset)
-    if not path.is_file():
-        raise ExportError(f"head {asset!r}: no such file (and not embedded in the project)")
-    return _load_head_file(path, asset)
+    if ref is not None and not ref.asset.startswith(BUILTIN_PREFIX):
+        name = Path(ref.asset).name
+        if name.startswith(BUILTIN_PREFIX) and ref.asset not in project.assets:
+            # load_project(missing_assets="keep") resolves every asset against the project
+            # folder, turning "builtin:default" into "<folder>/builtin:default"; built-ins are
+            # names, not files.
+            ref = HeadRef(name, ref.kind)
+    return ref
+
+
+def load_project_head(project: Project) -> RiggedGaussianHead:
+    """The project's rigged Gaussian head (studio.heads.project_head: built-ins, embedded or
+    external .thead; the default head when there is none or it is an MPI).
+
+    Raises ExportError (one line) when it cannot be loaded.
+    """
+    from studio.heads import HeadResolveError, resolve_head
+
+    ref = _normalised_ref(project)
+    try:
+        if ref is None or ref.kind == "mpi":
+            return resolve_head(None)
+        return resolve_head(ref, project.assets)
+    except HeadResolveError as exc:
+        raise ExportError(str(exc).strip().splitlines()[0]) from None
 
 
 def resolve_head_source(
-    project: Project, kind: str = "gaussian", lod_budget: int | None = None
+    project: Project,
+    kind: str = "gaussian",
+    lod_budget: int | None = None,
+    project_path: str | os.PathLike[str] | None = None,
 ) -> HeadSource:
     """A HeadSource for ``project`` rendered as ``kind`` ("gaussian" or "mpi").
 
-    Raises ExportError when the head cannot be loaded, or for "mpi" when models.heads has no
-    MPI baking yet (``bake_mpi``).
+    "mpi": the project's baked MPI when its head is an MPI (studio.heads.resolve_mpi; relative
+    folders are looked up next to ``project_path``), drawn unchanged every frame; a Gaussian
+    head baked to an MPI per frame needs ``models.heads.bake_mpi``, which does not exist yet.
+    Raises ExportError when the head cannot be loaded, or for "mpi" without an MPI to draw.
     """
-    from models.heads import RiggedGaussianHead
+    from studio.heads import HeadResolveError, lod_head, resolve_mpi
 
-    head = load_project_head(project)
+    ref = _normalised_ref(project)
     if kind == "mpi":
+        if ref is not None and ref.kind == "mpi":
+            try:
+                mpi = resolve_mpi(project, project_path)
+            except HeadResolveError as exc:
+                raise ExportError(str(exc).strip().splitlines()[0]) from None
+            return StaticMPISource(mpi, name=ref.asset)
         import models.heads as heads_pkg
 
         bake = getattr(heads_pkg, "bake_mpi", None)
         if bake is None:
             raise ExportError(
-                "MPI export is not available yet: models.heads has no MPI baking (bake_mpi); "
-                "use --head gaussian"
+                "MPI export of a Gaussian head needs MPI baking, which models.heads does not "
+                "have yet (bake_mpi); use --head gaussian"
             )
-        return MPIHeadSource(head, bake)
-    if isinstance(head, RiggedGaussianHead):
-        return RiggedHeadSource(head, lod_budget)
-    cloud = head
-    if lod_budget is not None and lod_budget < len(cloud):
-        from renderers.lod import lod_cloud
-
-        cloud = lod_cloud(cloud, lod_budget, compensate=True)
-    return StaticCloudSource(cloud, name=str(project.head.asset if project.head else "cloud"))
+        return MPIHeadSource(load_project_head(project), bake)
+    head = load_project_head(project)
+    if lod_budget is not None:
+        head = lod_head(head, int(lod_budget))
+    return RiggedHeadSource(head)

@@ -92,6 +92,7 @@ def export_project(
     cancel: CancelFlag | None = None,
     head_source: HeadSource | None = None,
     context_factory: Callable[[], moderngl.Context] | None = None,
+    project_path: str | os.PathLike[str] | None = None,
 ) -> Iterator[ExportProgress]:
     """Export ``project``; a generator of :class:`ExportProgress` (one report before the first
     frame, one per frame, a last one with ``done=True``).
@@ -99,7 +100,8 @@ def export_project(
     cancel: checked before every frame; when set, the temporary output is removed and
     ExportCancelled is raised. head_source: render this instead of the project's head (tests,
     synthetic scenes). context_factory: makes the GL context in the generator's thread (default
-    headless EGL; pass a Qt-shared one inside the studio).
+    headless EGL; pass a Qt-shared one inside the studio). project_path: the .ths file, where
+    relative MPI head folders are looked up.
     Raises ExportError for bad settings, missing audio or head, unwritable/full disks;
     ExportCancelled when cancelled. In every failure the temporary output is removed.
     """
@@ -109,7 +111,9 @@ def export_project(
     plan = settings if isinstance(settings, ExportPlan) else plan_export(project, settings)
     timings = {"evaluate": 0.0, "deform": 0.0, "render": 0.0, "encode": 0.0, "finish": 0.0}
     audio = mix_project_audio(project, plan.start, plan.end) if plan.audio else None
-    source = head_source or resolve_head_source(project, plan.head, plan.lod_budget)
+    source = head_source or resolve_head_source(
+        project, plan.head, plan.lod_budget, project_path
+    )
     t0 = time.perf_counter()
     values = project.evaluate(plan.positions)  # [N, len(CHANNELS)], exact at integer frames
     timings["evaluate"] = time.perf_counter() - t0

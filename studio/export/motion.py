@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -52,6 +54,9 @@ from models.motion_space import (
 from studio.document import Interpolation, Project, Take
 from studio.document.errors import DocumentError
 from studio.export.errors import ExportError
+
+if TYPE_CHECKING:
+    from models.heads import RiggedGaussianHead
 
 __all__ = [
     "DERIVED_COLUMNS",
@@ -85,7 +90,7 @@ def rig_constants(project: Project | None = None) -> dict[str, float]:
     """The rig values the derived columns use: ``mouth_full_open`` (exp_19_y at full jaw),
     ``lid_travel_upper`` (exp_{11,15}_y that closes an open upper lid). From the project's head
     when it is a rigged head, else from the built-in default head."""
-    from models.heads import RiggedGaussianHead, load_builtin_head
+    from models.heads import RiggedGaussianHead
 
     head = None
     if project is not None and project.head is not None:
@@ -95,11 +100,22 @@ def rig_constants(project: Project | None = None) -> dict[str, float]:
             loaded = load_project_head(project)
             head = loaded if isinstance(loaded, RiggedGaussianHead) else None
     if head is None:
-        head = load_builtin_head("default")
+        return dict(_builtin_constants())
+    return _constants(head)
+
+
+def _constants(head: RiggedGaussianHead) -> dict[str, float]:
     return {
         "mouth_full_open": JAW_MAX_RAD / float(head.rig.jaw_gain),
         "lid_travel_upper": float(head.rig.lid_travel_upper),
     }
+
+
+@functools.cache
+def _builtin_constants() -> dict[str, float]:
+    from models.heads import load_builtin_head
+
+    return _constants(load_builtin_head("default"))
 
 
 def derived_motion(values: np.ndarray, rig: dict[str, float]) -> dict[str, np.ndarray]:

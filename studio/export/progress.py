@@ -14,7 +14,7 @@ def format_eta(seconds: float | None) -> str:
     """``h:mm:ss`` / ``m:ss``; "--:--" when unknown."""
     if seconds is None or seconds != seconds or seconds < 0:
         return "--:--"
-    s = int(round(seconds))
+    s = round(seconds)
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -38,14 +38,18 @@ class ProgressLine:
         self._last = 0.0
         self._last_pct = -1
         self._width = 0
+        self._last_frame = -1
 
     def update(self, frame: int, total: int, fps: float, eta_s: float | None) -> None:
+        if frame == self._last_frame:
+            return
         now = time.monotonic()
         text = f"{self.label}  {frame}/{total} frames  {fps:5.1f} fps  ETA {format_eta(eta_s)}"
         if self.tty:
             if frame < total and now - self._last < self.interval:
                 return
             self._last = now
+            self._last_frame = frame
             pad = max(0, self._width - len(text))
             self.stream.write("\r" + text + " " * pad)
             self._width = len(text)
@@ -54,6 +58,7 @@ class ProgressLine:
             if pct // self.log_every == self._last_pct // self.log_every and frame < total:
                 return
             self._last_pct = pct
+            self._last_frame = frame
             self.stream.write(text + "\n")
         self.stream.flush()
 

@@ -102,7 +102,9 @@ class OfflineRenderer:
     def _upload(self, values: np.ndarray) -> None:
         data = self.source.frame(values)
         if self.source.kind == "mpi":
-            self.renderer.upload(data)
+            if self._last.get("mpi") is not data:  # a static MPI is uploaded once
+                self.renderer.upload(data)
+                self._last["mpi"] = data
             return
         # Re-upload only what changed since the last frame: the rig hands out the head's own
         # array objects for what a frame leaves alone (references are kept, so `is` is safe).

@@ -56,7 +56,13 @@ from studio.ui.timeline import channel_label
 __all__ = ["DEFAULT_CHANNELS", "GraphEditorWidget"]
 
 # Shown when no channel is selected: the jaw opener and the main lip channels.
-DEFAULT_CHANNELS: tuple[str, ...] = (JAW_OPEN_CHANNEL, "exp_17_y", "exp_6_y", "exp_14_x", "exp_20_x")
+DEFAULT_CHANNELS: tuple[str, ...] = (
+    JAW_OPEN_CHANNEL,
+    "exp_17_y",
+    "exp_6_y",
+    "exp_14_x",
+    "exp_20_x",
+)
 EMOTION_CHANNELS = tuple(f"emotion_{e}" for e in EMOTIONS)
 
 _uid = itertools.count(1)
@@ -87,6 +93,13 @@ class _GraphViewBox(pg.ViewBox):
         super().mouseClickEvent(ev)
 
 
+class _PassiveScatter(pg.ScatterPlotItem):
+    """Markers that leave clicks to the ViewBox (which does hit-testing for keys/handles)."""
+
+    def mouseClickEvent(self, ev) -> None:
+        ev.ignore()
+
+
 class _ShownCurve:
     """The pyqtgraph items of one displayed channel."""
 
@@ -94,7 +107,7 @@ class _ShownCurve:
         self.channel = channel
         self.colour = colour
         self.line = pg.PlotCurveItem(pen=pg.mkPen(colour, width=width), antialias=True)
-        self.keys = pg.ScatterPlotItem(size=9, symbol="o", pxMode=True, antialias=True)
+        self.keys = _PassiveScatter(size=9, symbol="o", pxMode=True, antialias=True)
         self.keys.setZValue(10)
         self.line.setZValue(5)
 
@@ -135,7 +148,7 @@ class GraphEditorWidget(QWidget):
             pen=pg.mkPen(HANDLE, width=1), connect="pairs", antialias=True
         )
         self._handle_lines.setZValue(8)
-        self._handle_points = pg.ScatterPlotItem(
+        self._handle_points = _PassiveScatter(
             size=7, symbol="o", pen=pg.mkPen(30, 30, 30), brush=pg.mkBrush(HANDLE)
         )
         self._handle_points.setZValue(9)
@@ -161,6 +174,10 @@ class GraphEditorWidget(QWidget):
         c.documentChanged.connect(self._on_document_changed)
         c.frameChanged.connect(self._on_frame_changed)
         c.keySelectionChanged.connect(self._on_key_selection)
+        # Frame All (Home) from the main window's View menu.
+        view_all = getattr(c, "viewAllRequested", None)
+        if view_all is not None:
+            view_all.connect(self.frame_all)
         c.channelSelectionChanged.connect(self._rebuild)
         self._rebuild()
         self.frame_all()
@@ -270,9 +287,7 @@ class GraphEditorWidget(QWidget):
             dark = QColor(sc.colour).darker(220)
             brushes = [pg.mkBrush(KEY_SEL) if s else pg.mkBrush(dark) for s in selected]
             pens = [pg.mkPen("w" if s else sc.colour, width=1.5) for s in selected]
-            sc.keys.setData(
-                x=c.frames.astype(np.float64), y=c.values, brush=brushes, pen=pens
-            )
+            sc.keys.setData(x=c.frames.astype(np.float64), y=c.values, brush=brushes, pen=pens)
 
     def _refresh_handles(self) -> None:
         """Handles of the selected bezier keys of the shown curves."""
@@ -308,9 +323,7 @@ class GraphEditorWidget(QWidget):
             self._handle_points.setData(x=[], y=[])
 
     def _refresh_area(self) -> None:
-        show = self._stack_action.isChecked() and any(
-            ch in EMOTION_CHANNELS for ch in self._shown
-        )
+        show = self._stack_action.isChecked() and any(ch in EMOTION_CHANNELS for ch in self._shown)
         if not show:
             self._area.clear()
             self._area.setVisible(False)
@@ -425,7 +438,10 @@ class GraphEditorWidget(QWidget):
             c = self._curve(ch)
             px, py = self._px(c.frames.astype(np.float64), c.values)
             inside = (
-                (px >= rect.left()) & (px <= rect.right()) & (py >= rect.top()) & (py <= rect.bottom())
+                (px >= rect.left())
+                & (px <= rect.right())
+                & (py >= rect.top())
+                & (py <= rect.bottom())
             )
             out.update((ch, int(f)) for f in c.frames[inside])
         return out
@@ -720,7 +736,12 @@ class GraphEditorWidget(QWidget):
             a = interp.addAction(it.name.capitalize(), lambda it=it: self.set_interpolation(it))
             a.setEnabled(has_sel)
         modes = menu.addMenu("Handle type")
-        for mode in (HandleMode.AUTO_CLAMPED, HandleMode.VECTOR, HandleMode.ALIGNED, HandleMode.FREE):
+        for mode in (
+            HandleMode.AUTO_CLAMPED,
+            HandleMode.VECTOR,
+            HandleMode.ALIGNED,
+            HandleMode.FREE,
+        ):
             a = modes.addAction(
                 mode.name.capitalize().replace("_", " "), lambda m=mode: self.set_handle_mode(m)
             )

@@ -137,9 +137,10 @@ SEMANTIC_CONTROLS: tuple[SemanticControl, ...] = (
         13: (0, -0.004, 0), 16: (0, -0.004, 0), 3: (0, -0.006, 0), 7: (0, -0.006, 0)}, SMILE),
         -1.0, 1.0, "Mouth corners up and out, cheeks up, a slight squint (negative: frown)"),
     SemanticControl("grin", "Grin", "Mouth", _kp({
-        20: (0.014, -0.008, 0), 14: (-0.014, -0.008, 0), 6: (0, -0.006, 0),
-        17: (0, 0.008, 0), 19: (0, 0.012, 0)}, LIPS),
-        0.0, 1.0, "A wide smile with the lips parted"),
+        # Corners and upper lip only: the jaw belongs to "Lip open", so a talking mouth does
+        # not read back as a grin.
+        20: (0.014, -0.008, 0), 14: (-0.014, -0.008, 0), 6: (0, -0.008, 0)}, LIPS),
+        0.0, 1.0, "A wide smile showing the upper teeth"),
     SemanticControl("lip_open", "Lip open", "Mouth", _kp({
         19: (0, 0.055, 0), 17: (0, 0.02, 0)}, LIP_OPEN),
         0.0, 1.0, "Open the jaw and the lips (the 'jaw open' direction)"),

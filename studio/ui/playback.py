@@ -337,7 +337,8 @@ class PlaybackEngine(QObject):
             self._move(start)
             c.set_playing(False)
             return
-        self._move(math.floor(f))
+        # The epsilon absorbs clock subtraction error (0.52 s * 25 must be frame 13, not 12).
+        self._move(math.floor(f + 1e-6))
 
     # ----------------------------------------------------------------------------- audio
     def _set_status(self, text: str) -> None:

@@ -35,6 +35,7 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPen,
+    QPixmap,
     QPolygonF,
     QWheelEvent,
 )
@@ -147,8 +148,10 @@ class TimelineWidget(QWidget):
         self._rows: list[_Row] = []
         self._content_h = 0
         self._union: dict[str, np.ndarray] = {}  # row key -> union of key frames
-        self._sel_by_ch: dict[str, set[int]] = {}
+        self._sel_by_ch: dict[str, np.ndarray] = {}  # channel -> sorted selected frames
+        self._sel_rows: dict[str, np.ndarray] = {}  # row key -> union of those (cache)
         self._peaks: dict[str, AudioPeaks | None] = {}
+        self._sprites: dict[tuple, tuple[QPixmap, float]] = {}
         self._drag: _Drag | None = None
         self._framed = False
         c = controller
@@ -156,6 +159,10 @@ class TimelineWidget(QWidget):
         c.documentChanged.connect(self._on_document_changed)
         c.frameChanged.connect(self._on_frame_changed)
         c.keySelectionChanged.connect(self._on_key_selection)
+        # Frame All (Home) from the main window's View menu.
+        view_all = getattr(c, "viewAllRequested", None)
+        if view_all is not None:
+            view_all.connect(self.frame_all)
         c.channelSelectionChanged.connect(self.update)
         self._last_frame = c.frame
         self._rebuild_rows()
@@ -390,10 +397,11 @@ class TimelineWidget(QWidget):
         self._last_frame = frame
 
     def _on_key_selection(self) -> None:
-        by: dict[str, set[int]] = {}
+        by: dict[str, list[int]] = {}
         for ch, f in self._c.selected_keys:
-            by.setdefault(ch, set()).add(int(f))
-        self._sel_by_ch = by
+            by.setdefault(ch, []).append(int(f))
+        self._sel_by_ch = {ch: np.unique(np.asarray(fs, np.int64)) for ch, fs in by.items()}
+        self._sel_rows = {}
         self.update()
 
     # ========================================================================= painting
@@ -414,16 +422,24 @@ class TimelineWidget(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
         p.setFont(self._font)
-        clip = event.rect()
+        # Paint each exposed rectangle on its own: scrubbing exposes two thin strips and the
+        # frame readout, whose bounding box would be most of the widget.
+        for clip in event.region():
+            p.save()
+            p.setClipRect(clip)
+            self._paint_clip(p, clip)
+            p.restore()
+        p.end()
+
+    def _paint_clip(self, p: QPainter, clip: QRect) -> None:
         p.fillRect(clip, BG)
         right = self._time_right()
         time_rect = QRect(self.NAME_W, 0, right - self.NAME_W, self.height())
         if clip.intersects(time_rect):
-            self._paint_rows(p, clip & QRect(self.NAME_W, self.rows_top, right, self.height()))
+            h = self.height()
+            self._paint_rows(p, clip & QRect(self.NAME_W, self.rows_top, right, h))
             self._paint_ruler(p, clip & QRect(self.NAME_W, 0, right, self.RULER_H))
-            self._paint_markers(
-                p, clip & QRect(self.NAME_W, self.RULER_H, right, self.MARKER_H)
-            )
+            self._paint_markers(p, clip & QRect(self.NAME_W, self.RULER_H, right, self.MARKER_H))
             self._paint_audio(
                 p, clip & QRect(self.NAME_W, self.RULER_H + self.MARKER_H, right, self.AUDIO_H)
             )
@@ -431,7 +447,6 @@ class TimelineWidget(QWidget):
             self._paint_box(p)
         if clip.left() < self.NAME_W:
             self._paint_names(p, clip)
-        p.end()
 
     def _tick_step(self) -> tuple[int, int]:
         """(labelled step, minor step) in frames for the current zoom."""
@@ -471,11 +486,7 @@ class TimelineWidget(QWidget):
         p.setBrush(RANGE)
         for f, sign in ((start_f, 1), (end_f - 1, -1)):
             x = self.x_for_frame(f)
-            p.drawPolygon(
-                QPolygonF(
-                    [QPointF(x, h - 9), QPointF(x, h), QPointF(x + 7 * sign, h)]
-                )
-            )
+            p.drawPolygon(QPolygonF([QPointF(x, h - 9), QPointF(x, h), QPointF(x + 7 * sign, h)]))
         p.restore()
 
     def _work_range(self) -> tuple[int, int]:
@@ -648,34 +659,65 @@ class TimelineWidget(QWidget):
         p.restore()
 
     def _selected_mask(self, row: _Row, frames: np.ndarray) -> np.ndarray:
-        sel = np.zeros(frames.shape[0], bool)
-        for ch in row.channels:
-            s = self._sel_by_ch.get(ch)
-            if s:
-                sel |= np.isin(frames, np.fromiter(s, np.int64, len(s)))
-        return sel
+        """Which of ``frames`` (sorted) hold a selected key in ``row``."""
+        key = row.channels[0] if row.kind == "channel" else (row.group or "summary")
+        sel = self._sel_rows.get(key)
+        if sel is None:
+            parts = [self._sel_by_ch[ch] for ch in row.channels if ch in self._sel_by_ch]
+            sel = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+            self._sel_rows[key] = sel
+        if sel.size == 0:
+            return np.zeros(frames.shape[0], bool)
+        idx = np.minimum(np.searchsorted(sel, frames), sel.size - 1)
+        return sel[idx] == frames
+
+    def _sprite(self, size: float, fill: QColor, edge: QColor) -> tuple[QPixmap, float]:
+        """A pre-rendered key diamond and the offset of its centre (drawing sprites is ~10x
+        faster than rasterising an antialiased polygon per key)."""
+        dpr = self.devicePixelRatioF()
+        key = (round(size * 2), fill.rgba(), edge.rgba(), dpr)
+        hit = self._sprites.get(key)
+        if hit is None:
+            side = math.ceil(size) + 3
+            pm = QPixmap(round(side * dpr), round(side * dpr))
+            pm.setDevicePixelRatio(dpr)
+            pm.fill(Qt.GlobalColor.transparent)
+            sp = QPainter(pm)
+            sp.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            sp.setPen(QPen(edge, 1))
+            sp.setBrush(fill)
+            c, h = side / 2, size / 2
+            sp.drawConvexPolygon(
+                QPolygonF(
+                    [QPointF(c, c - h), QPointF(c + h, c), QPointF(c, c + h), QPointF(c - h, c)]
+                )
+            )
+            sp.end()
+            hit = (pm, side / 2)
+            self._sprites[key] = hit
+        return hit
 
     def _draw_keys(
         self, p: QPainter, frames: np.ndarray, cy: float, size: float, fill: QColor, edge: QColor
     ) -> None:
         if frames.size == 0:
             return
-        h = size / 2
-        diamond = QPolygonF([QPointF(0, -h), QPointF(h, 0), QPointF(0, h), QPointF(-h, 0)])
-        p.setPen(QPen(edge, 1))
-        p.setBrush(fill)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        xs = self.NAME_W + (frames - self._x0) * self._ppf
+        pm, off = self._sprite(size, fill, edge)
+        # Snap to whole pixels so sprites stay crisp.
+        xs = np.round(self.NAME_W + (frames - self._x0) * self._ppf - off)
+        y = round(cy - off)
         for x in xs.tolist():
-            p.drawConvexPolygon(diamond.translated(x, cy))
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+            p.drawPixmap(QPointF(x, y), pm)
 
     def _paint_playhead(self, p: QPainter, clip: QRect) -> None:
         x = self.x_for_frame(self._c.frame)
         if x < self.NAME_W - 1 or x > self._time_right() + 1:
             return
         p.save()
-        p.setClipRect(QRect(self.NAME_W, 0, self._time_right() - self.NAME_W, self.height()))
+        p.setClipRect(
+            QRect(self.NAME_W, 0, self._time_right() - self.NAME_W, self.height()),
+            Qt.ClipOperation.IntersectClip,
+        )
         p.setPen(QPen(PLAYHEAD, 1.5))
         p.drawLine(QPointF(x, self.RULER_H - 2), QPointF(x, self.height()))
         text = str(self._c.frame)
@@ -701,8 +743,8 @@ class TimelineWidget(QWidget):
 
     def _paint_names(self, p: QPainter, clip: QRect) -> None:
         p.save()
-        p.setClipRect(QRect(0, 0, self.NAME_W, self.height()))
-        p.fillRect(QRect(0, 0, self.NAME_W, self.height()), NAME_BG)
+        p.setClipRect(QRect(0, 0, self.NAME_W, self.height()), Qt.ClipOperation.IntersectClip)
+        p.fillRect(clip & QRect(0, 0, self.NAME_W, self.height()), NAME_BG)
         # Header: frame and time readout, lane names.
         fps = self._c.project.frame_rate.fps
         f = self._c.frame
@@ -713,13 +755,15 @@ class TimelineWidget(QWidget):
         p.drawText(QPointF(8, self.RULER_H + 13), "Markers")
         p.drawText(QPointF(8, self.RULER_H + self.MARKER_H + self.AUDIO_H / 2 + 4), "Audio")
         # Rows.
-        p.setClipRect(QRect(0, self.rows_top, self.NAME_W, self.height()))
+        p.setClipRect(
+            QRect(0, self.rows_top, self.NAME_W, self.height()), Qt.ClipOperation.IntersectClip
+        )
         top = self.rows_top - self._scroll
         sel_ch = set(self._c.selected_channels)
         take = self._c.project.active_take
         for r in self._rows:
             y = top + r.y
-            if y + r.h < self.rows_top or y > self.height():
+            if y + r.h < max(self.rows_top, clip.top()) or y > clip.bottom():
                 continue
             rect = QRect(0, y, self.NAME_W, r.h)
             if r.kind == "summary":
@@ -747,7 +791,7 @@ class TimelineWidget(QWidget):
                 p.setPen(TEXT if r.channels[0] in take.curves else TEXT_DIM)
                 p.drawText(rect.adjusted(30, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, r.label)
         p.setPen(QPen(QColor(20, 20, 20), 1))
-        p.setClipping(False)
+        p.setClipRect(clip)
         p.drawLine(self.NAME_W - 1, 0, self.NAME_W - 1, self.height())
         p.restore()
 
@@ -1102,9 +1146,7 @@ class TimelineWidget(QWidget):
         m = self._marker_at(pos)
         if m is not None:
             menu.addAction(f"Rename marker {m.name!r}…", lambda: self._rename_marker(m))
-            menu.addAction(
-                f"Delete marker {m.name!r}", lambda: self._c.push(RemoveMarker(m))
-            )
+            menu.addAction(f"Delete marker {m.name!r}", lambda: self._c.push(RemoveMarker(m)))
             menu.addSeparator()
         keys = self._keys_under(pos)
         if keys and not keys <= self._c.selected_keys:

@@ -100,7 +100,7 @@ class AudioPeaks:
             lo_arr, hi_arr, scale = self._mono, self._mono, 1.0
         size = lo_arr.shape[0]
         idx = np.minimum((edges[:-1] / scale).astype(np.int64), size - 1)  # [n]
-        end = max(min(int(math.ceil(edges[-1] / scale)), size), int(idx[-1]) + 1)
+        end = max(min(math.ceil(edges[-1] / scale), size), int(idx[-1]) + 1)
         # Reduce only this tile's span; reduceat gives a[i] for empty columns (spp < 1), which
         # is the nearest sample, as wanted.
         rel = idx - idx[0]

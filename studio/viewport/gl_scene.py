@@ -4,10 +4,12 @@ Qt-free (moderngl only, lazily imported by the caller's context): the Qt widget 
 moderngl context and default framebuffer; tests can use an EGL standalone context instead.
 
 A frame is drawn in two steps so that cheap repaints (hover labels, the FPS readout) never redraw
-the head: :meth:`SceneCompositor.render` draws the head over a dark gradient into cached scene
-textures (one for mono and side-by-side, one per eye for anaglyph); :meth:`present` composes
-them into the target framebuffer (anaglyph: red from the left eye's luminance, green and blue
-from the right eye, the "half-colour" anaglyph that limits retinal rivalry).
+the head, and so that interactive frames can be drawn at a reduced resolution (the scene then
+fills the lower-left part of the scene textures and is magnified bilinearly when presented):
+:meth:`SceneCompositor.render` draws the head over a dark gradient into cached scene textures
+(one for mono and side-by-side, one per eye for anaglyph); :meth:`present` composes them into
+the target framebuffer (anaglyph: red from the left eye's luminance, green and blue from the
+right eye, the "half-colour" anaglyph that limits retinal rivalry).
 """
 
 from __future__ import annotations
@@ -65,8 +67,14 @@ _BLIT_FRAG = """
 #version 330 core
 in vec2 v_uv;
 uniform sampler2D u_scene;
+uniform vec2 u_uv_scale;
+uniform vec2 u_texel;
 out vec4 f_color;
-void main() { f_color = vec4(texture(u_scene, v_uv).rgb, 1.0); }
+void main() {
+    // Stay half a texel inside the drawn part: bilinear taps must not reach unused texels.
+    vec2 uv = clamp(v_uv * u_uv_scale, 0.5 * u_texel, u_uv_scale - 0.5 * u_texel);
+    f_color = vec4(texture(u_scene, uv).rgb, 1.0);
+}
 """
 
 _ANAGLYPH_FRAG = """
@@ -74,10 +82,13 @@ _ANAGLYPH_FRAG = """
 in vec2 v_uv;
 uniform sampler2D u_left;
 uniform sampler2D u_right;
+uniform vec2 u_uv_scale;
+uniform vec2 u_texel;
 out vec4 f_color;
 void main() {
-    vec3 l = texture(u_left, v_uv).rgb;
-    vec3 r = texture(u_right, v_uv).rgb;
+    vec2 uv = clamp(v_uv * u_uv_scale, 0.5 * u_texel, u_uv_scale - 0.5 * u_texel);
+    vec3 l = texture(u_left, uv).rgb;
+    vec3 r = texture(u_right, uv).rgb;
     f_color = vec4(dot(l, vec3(0.299, 0.587, 0.114)), r.g, r.b, 1.0);
 }
 """
@@ -142,6 +153,7 @@ class SceneCompositor:
         }
         self._layers: list[tuple[moderngl.Texture, moderngl.Framebuffer]] = []
         self._size = (0, 0)
+        self._content = (0, 0)  # the part of the layers the cached scene covers
         self.mode: str | None = None  # mode of the cached scene
 
     def _ensure(self, width: int, height: int, layers: int) -> None:
@@ -150,7 +162,7 @@ class SceneCompositor:
             self._size = (width, height)
         while len(self._layers) < layers:
             tex = self.ctx.texture((width, height), 4, dtype="f1")
-            tex.filter = (self._mgl.NEAREST, self._mgl.NEAREST)
+            tex.filter = (self._mgl.LINEAR, self._mgl.LINEAR)
             tex.repeat_x = tex.repeat_y = False
             self._layers.append((tex, self.ctx.framebuffer(color_attachments=[tex])))
 
@@ -171,14 +183,21 @@ class SceneCompositor:
         mode: str,
         width: int,
         height: int,
+        content: tuple[int, int] | None = None,
     ) -> None:
         """Draw the scene: background, then ``draw(camera, framebuffer, viewport)`` for every
-        view (None: background only, e.g. no head yet). width/height: the scene size in device
-        pixels. Raises ValueError for an unknown mode."""
+        view (None: background only, e.g. no head yet). width/height: the presented size in
+        device pixels; content: the (smaller) size the views were made for, when drawing at a
+        reduced resolution (default: width x height). Raises ValueError for an unknown mode or
+        a content size larger than the scene."""
         if mode not in VIEW_MODES:
             raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
+        cw, ch = content or (width, height)
+        if not (0 < cw <= width and 0 < ch <= height):
+            raise ValueError(f"content size {cw}x{ch} must lie within {width}x{height}")
         anaglyph = mode == "anaglyph"
         self._ensure(width, height, 2 if anaglyph else 1)
+        self._content = (cw, ch)
         for i, (cam, vp) in enumerate(views):
             _, fbo = self._layers[i if anaglyph else 0]
             self.draw_background(fbo, vp)
@@ -197,6 +216,11 @@ class SceneCompositor:
         ctx.viewport = (0, 0, width, height)
         ctx.scissor = None
         ctx.disable(self._mgl.BLEND | self._mgl.DEPTH_TEST | self._mgl.CULL_FACE)
+        uv_scale = (self._content[0] / width, self._content[1] / height)
+        texel = (1.0 / width, 1.0 / height)
+        for prog in (self._blit, self._ana):
+            prog["u_uv_scale"].value = uv_scale
+            prog["u_texel"].value = texel
         if self.mode == "anaglyph":
             self._layers[0][0].use(0)
             self._layers[1][0].use(1)

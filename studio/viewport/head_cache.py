@@ -36,9 +36,7 @@ class DeformCache:
         self.hits = 0
         self.misses = 0
 
-    def deform(
-        self, head: RiggedGaussianHead, key: Hashable, values: np.ndarray
-    ) -> GaussianArrays:
+    def deform(self, head: RiggedGaussianHead, key: Hashable, values: np.ndarray) -> GaussianArrays:
         """The deformed Gaussians for ``values [len(CHANNELS)]``, cached under ``key``."""
         if head is not self._head:
             self._items.clear()

@@ -62,8 +62,7 @@ class KeypointDrag:
         self.start_exp = self.start_values[self._channels].copy()  # [3]
         p0 = head.keypoints_world(self.start_values)[self.index]
         self.start_world = p0  # [3] metres RUB
-        self.depth = float(camera.world_to_cam_points(p0[None])[0, 2])
-        if self.depth <= 0:
+        if float(camera.world_to_cam_points(p0[None])[0, 2]) <= 0:
             raise ValueError(f"keypoint {self.keypoint.name} is behind the camera")
         # World displacement per keypoint unit of each exp axis (exact: the rig is affine in exp).
         step = 0.1
@@ -81,18 +80,34 @@ class KeypointDrag:
         return self.values[self._channels].copy()
 
     def update(self, u: float, v: float) -> np.ndarray:
-        """Move the keypoint towards camera pixel (u, v) on the plane of constant camera depth
-        through its start position; returns the motion frame [C] (a copy) to preview."""
+        """Move the keypoint so that it projects to camera pixel (u, v) (least squares when its
+        allowed axes cannot reach it, e.g. seen from the side); returns the motion frame [C]
+        (a copy) to preview."""
         cam = self.camera
-        target = cam.unproject(np.array([[u, v]], dtype=np.float64), self.depth)[0]
-        d_world = target - self.start_world
-        rot = cam.rotation
-        m = (rot @ self.jacobian[:, list(self.axes)])[:2]  # image-plane motion per exp unit
-        b = (rot @ d_world)[:2]
-        d, *_ = np.linalg.lstsq(m, b, rcond=None)
+        axes = list(self.axes)
+        jac = self.jacobian[:, axes]  # [3, A]
+        rot, t = cam.rotation, cam.world_to_camera[:3, 3]
+        target = np.array([u, v], dtype=np.float64)
+        d = np.zeros(len(axes))
+        # Gauss-Newton on the projection (the world position is affine in d; only the
+        # perspective division is not): converges in 2-3 steps for mouse-sized motions.
+        for _ in range(4):
+            pc = rot @ (self.start_world + jac @ d) + t
+            z = max(float(pc[2]), 1e-6)
+            uv = np.array([cam.fx * pc[0] / z + cam.cx, cam.fy * pc[1] / z + cam.cy])
+            dproj = np.array(
+                [
+                    [cam.fx / z, 0.0, -cam.fx * pc[0] / z**2],
+                    [0.0, cam.fy / z, -cam.fy * pc[1] / z**2],
+                ]
+            )
+            step, *_ = np.linalg.lstsq(dproj @ rot @ jac, target - uv, rcond=None)
+            d += step
+            if float(np.abs(step).max()) < 1e-9:
+                break
         exp = self.start_exp.copy()
-        exp[list(self.axes)] += d
-        exp[list(self.axes)] = self._clamped(exp[list(self.axes)])
+        exp[axes] += d
+        exp[axes] = self._clamped(exp[axes])
         self.values = self.start_values.copy()
         self.values[self._channels] = exp
         return self.values.copy()

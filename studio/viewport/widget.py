@@ -12,7 +12,9 @@ frame as one undo step (preview while dragging, one edit on release). V cycles t
 
 Level of detail: on a software OpenGL (llvmpipe) or when a full frame takes longer than
 ``SLOW_FRAME_MS``, frames drawn while interacting (dragging, playing, scrubbing) use the
-``lod_budget`` most contributing Gaussians; the full head is drawn ``SETTLE_MS`` after the
+``lod_budget`` most contributing Gaussians and a reduced resolution that adapts so a frame draws
+in about ``INTERACTIVE_MS`` (splatting on a CPU is fill-rate bound: a head filling an 800x600
+view covers ~10^8 fragments); the full head at full resolution is drawn ``SETTLE_MS`` after the
 interaction stops. The corner readout shows the frame time, fps and splat count.
 
 Without OpenGL 3.3 (the offscreen Qt platform, no driver, a broken context) the widget paints a
@@ -74,6 +76,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LOD_BUDGET = 25_000
 SETTLE_MS = 150  # full quality this long after the last interaction
 SLOW_FRAME_MS = 40.0  # a full-quality frame slower than this enables LOD on a hardware GL too
+INTERACTIVE_MS = 25.0  # interactive frames aim at this draw time (resolution adapts)
 _PICK_RADIUS = 10.0  # logical pixels
 _REGION_COLORS = {
     "forehead": "#9fb7ff",
@@ -164,7 +167,13 @@ class ViewportWidget(QWidget):
         self._hover_kp: int | None = None
         self._press_pos: QPointF | None = None
         # Statistics for the readout and the benchmark.
-        self.stats: dict[str, Any] = {"render_ms": 0.0, "splats": 0, "lod": False, "renders": 0}
+        self.stats: dict[str, Any] = {
+            "render_ms": 0.0, "splats": 0, "lod": False, "scale": 1.0, "degraded": False,
+            "renders": 0,
+        }  # fmt: skip
+        # Resolution scale of interactive frames, adapted towards INTERACTIVE_MS per frame.
+        self._interactive_scale = 0.5
+        self._lod_level = 0  # interactive budget = lod_budget >> level (adaptive, 0..2)
         self._render_times: deque[float] = deque(maxlen=120)
         self._full_ms = 0.0
 
@@ -204,7 +213,7 @@ class ViewportWidget(QWidget):
         return self._view_mode
 
     def set_view_mode(self, mode: str) -> None:
-        """"mono", "sbs" (stereo side by side) or "anaglyph" (red-cyan). Raises ValueError."""
+        """ "mono", "sbs" (stereo side by side) or "anaglyph" (red-cyan). Raises ValueError."""
         if mode not in VIEW_MODES:
             raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
         if mode != self._view_mode:
@@ -245,6 +254,7 @@ class ViewportWidget(QWidget):
             raise ValueError(f"LOD budget must be a positive integer or None, got {budget!r}")
         self._lod_budget = None if budget is None else int(budget)
         self._lod_forced = force
+        self._lod_level = 0
         self._redraw(scene=True)
 
     @property
@@ -258,7 +268,7 @@ class ViewportWidget(QWidget):
 
     @property
     def representation(self) -> str:
-        """"mpi" when a baked MPI is shown, else "gaussian"."""
+        """ "mpi" when a baked MPI is shown, else "gaussian"."""
         return "mpi" if self._mpi is not None else "gaussian"
 
     def frame_head(self) -> None:
@@ -306,7 +316,7 @@ class ViewportWidget(QWidget):
         for i, (cam, (x, _y, _vw, _vh)) in enumerate(views):
             uv, depth = cam.project(world)
             vis = np.isfinite(uv).all(axis=1) & (depth > 0)
-            xy = np.where(vis[:, None], (uv + [x, 0]) / dpr, np.nan)
+            xy = np.where(vis[:, None], (uv + np.array([x, 0.0])) / dpr, np.nan)
             out.append((i, xy, vis))
         return out
 
@@ -418,9 +428,10 @@ class ViewportWidget(QWidget):
         self._interact_until = time.perf_counter() + SETTLE_MS / 1000.0
         self._settle.start(SETTLE_MS)
 
-    def _use_lod(self) -> bool:
-        head = self._head
-        if head is None or self._lod_budget is None or len(head) <= self._lod_budget:
+    def _degraded(self) -> bool:
+        """Whether this frame is an interactive one drawn at reduced quality (LOD budget and
+        resolution): while interacting, on a software GL or after slow full frames."""
+        if self._head is None and self._mpi is None:
             return False
         if not self._interacting():
             return False
@@ -432,7 +443,7 @@ class ViewportWidget(QWidget):
     def _on_settled(self) -> None:
         if self._interacting():
             self._settle.start(SETTLE_MS)
-        elif self.stats.get("lod"):
+        elif self.stats.get("degraded"):
             self._redraw(scene=True)
 
     def _redraw(self, scene: bool = True) -> None:
@@ -510,9 +521,7 @@ class ViewportWidget(QWidget):
                 self._begin_keypoint_drag(*hit)
                 return
         mode = None
-        if button == Qt.MouseButton.MiddleButton or (
-            button == Qt.MouseButton.LeftButton and shift
-        ):
+        if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and shift):
             mode = "pan"
         elif button == Qt.MouseButton.LeftButton:
             mode = "orbit"
@@ -626,6 +635,7 @@ class ViewportWidget(QWidget):
     def _render_scene(self, view: _GLView, w: int, h: int) -> None:
         """Draw the head for the current state into the view's compositor (GL current)."""
         t0 = time.perf_counter()
+        degraded = self._degraded()
         lod = False
         draw = None
         splats = 0
@@ -637,8 +647,11 @@ class ViewportWidget(QWidget):
                 renderer.draw(cam, fbo, viewport=vp, background=None)
 
         elif self._head is not None:
-            lod = self._use_lod()
-            head = lod_head(self._head, self._lod_budget) if lod else self._head
+            budget = self._lod_budget
+            if budget is not None:
+                budget = max(budget >> self._lod_level, 1)
+            lod = degraded and budget is not None and len(self._head) > budget
+            head = lod_head(self._head, budget) if lod else self._head
             arrays = self._deform_for(head, self._deform_lod if lod else self._deform_full)
             splat = view.splat_renderer(lod)
             splat.uploader.push(arrays)
@@ -647,18 +660,34 @@ class ViewportWidget(QWidget):
             def draw(cam: Camera, fbo: moderngl.Framebuffer, vp: tuple) -> None:
                 splat.renderer.draw(cam, fbo, viewport=vp, background=None)
 
-        views = self.current_cameras()
-        view.compositor.render(draw, views, self._view_mode, w, h)
+        scale = self._interactive_scale if degraded else 1.0
+        sw, sh = max(round(w * scale), 1), max(round(h * scale), 1)
+        cam = self.controller.project.camera
+        views = view_cameras(
+            self.camera_control.state, self._view_mode, sw, sh, cam.ipd, cam.convergence
+        )
+        view.compositor.render(draw, views, self._view_mode, w, h, content=(sw, sh))
         if view.sync_timing:
             view.ctx.finish()
         ms = (time.perf_counter() - t0) * 1000.0
-        if not lod and self._head is not None:
-            self._full_ms = ms
-        now = time.perf_counter()
-        self._render_times.append(now)
-        self.stats.update(render_ms=ms, splats=splats, lod=lod, renders=self.stats["renders"] + 1)
-        if lod:
+        if degraded:
+            # Fill rate dominates on a software GL: time ~ pixels ~ scale^2. Damped step.
+            want = scale * math.sqrt(INTERACTIVE_MS / max(ms, 1.0))
+            self._interactive_scale = float(np.clip(0.5 * scale + 0.5 * want, 0.25, 1.0))
+            # Per-Gaussian work (projection, triangle setup) does not shrink with resolution:
+            # at the smallest scale, halve the budget (down to a quarter); give it back when fast.
+            if ms > 1.5 * INTERACTIVE_MS and scale <= 0.3 and self._lod_level < 2:
+                self._lod_level += 1
+            elif ms < 0.5 * INTERACTIVE_MS and self._lod_level > 0:
+                self._lod_level -= 1
             self._settle.start(SETTLE_MS)
+        elif self._head is not None or self._mpi is not None:
+            self._full_ms = ms
+        self._render_times.append(time.perf_counter())
+        self.stats.update(
+            render_ms=ms, splats=splats, lod=lod, scale=scale, degraded=degraded,
+            renders=self.stats["renders"] + 1,
+        )  # fmt: skip
 
     def _fps(self) -> float | None:
         now = time.perf_counter()
@@ -681,6 +710,8 @@ class ViewportWidget(QWidget):
             parts.append(f"MPI {self._mpi.num_planes} planes")
         elif s["splats"]:
             parts.append(f"{s['splats'] / 1000:.0f}k splats" + (" (LOD)" if s["lod"] else ""))
+        if s["degraded"] and s["scale"] < 1.0:
+            parts.append(f"{s['scale'] * 100:.0f}% res")
         if self._view_mode != "mono":
             parts.append({"sbs": "stereo SBS", "anaglyph": "anaglyph"}[self._view_mode])
         text = "  ·  ".join(parts)
@@ -813,7 +844,8 @@ class _GLView(QOpenGLWidget):
             self.ctx = ctx
         except Exception as exc:  # moderngl raises plain Exceptions for driver problems
             self._drop_gl()
-            QTimer.singleShot(0, lambda: self.owner._set_gl_unavailable(f"OpenGL error: {exc}"))
+            reason = f"OpenGL error: {exc}"
+            QTimer.singleShot(0, lambda: self.owner._set_gl_unavailable(reason))
             return
         renderer = str(ctx.info.get("GL_RENDERER", "")).lower()
         self.software = any(s in renderer for s in _SOFTWARE_GL)
@@ -841,7 +873,8 @@ class _GLView(QOpenGLWidget):
         except Exception as exc:
             log.exception("viewport: drawing failed")
             self.scene_dirty = False
-            QTimer.singleShot(0, lambda: owner._set_gl_unavailable(f"drawing failed: {exc}"))
+            reason = f"drawing failed: {exc}"
+            QTimer.singleShot(0, lambda: owner._set_gl_unavailable(reason))
             return
         # moderngl uploads with GL_UNPACK_ALIGNMENT 1; QPainter's glyph cache uploads 4-byte
         # aligned rows assuming GL's default, and garbles text otherwise.

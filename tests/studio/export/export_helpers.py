@@ -7,7 +7,6 @@ import io
 
 import numpy as np
 
-from models.motion_space import CHANNELS
 from studio.document import AudioClip, Curve, Interpolation, Project, Take
 
 
@@ -15,7 +14,7 @@ def wav_bytes(seconds: float, rate: int = 16000, freq: float = 440.0, channels: 
     """A sine tone as 16-bit PCM WAV bytes."""
     import soundfile as sf
 
-    t = np.arange(int(round(seconds * rate))) / rate
+    t = np.arange(round(seconds * rate)) / rate
     tone = 0.25 * np.sin(2 * np.pi * freq * t)
     data = np.repeat(tone[:, None], channels, axis=1)
     buf = io.BytesIO()
@@ -28,10 +27,15 @@ def tiny_project(frames: int = 10, fps: int = 25, audio: bool = True) -> Project
     embedded at frame 0 that lasts longer than the project."""
     project = Project.new(fps=fps, duration_frames=frames)
     keys = np.array([0, frames // 2, frames - 1])
+    n = 3 if frames >= 3 else 1  # keys must be distinct frames
+
+    def curve(channel: str, values: list[float], interp: Interpolation) -> Curve:
+        return Curve(keys[:n], values[:n], interp, channel=channel)
+
     curves = {
-        "yaw": Curve(keys, [0.0, 12.0, -5.0], Interpolation.BEZIER, channel="yaw"),
-        "exp_19_y": Curve(keys, [0.0, 0.02, 0.005], Interpolation.LINEAR, channel="exp_19_y"),
-        "eye_open_l": Curve(keys, [1.0, 0.1, 1.0], Interpolation.LINEAR, channel="eye_open_l"),
+        "yaw": curve("yaw", [0.0, 12.0, -5.0], Interpolation.BEZIER),
+        "exp_19_y": curve("exp_19_y", [0.0, 0.02, 0.005], Interpolation.LINEAR),
+        "eye_open_l": curve("eye_open_l", [1.0, 0.1, 1.0], Interpolation.LINEAR),
         "emotion_happy": Curve([0], [0.5], Interpolation.CONSTANT, channel="emotion_happy"),
     }
     take = Take.new("Take A", curves)

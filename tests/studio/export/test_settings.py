@@ -69,7 +69,9 @@ def test_frame_positions_exact_and_resampled(tmp_path):
 def test_camera_overrides_and_rig(tmp_path):
     plan = plan_export(
         tiny_project(),
-        ExportSettings(tmp_path / "a.mp4", eye_size=(64, 64), ipd=0.05, convergence=0.8, fov_deg=40),
+        ExportSettings(
+            tmp_path / "a.mp4", eye_size=(64, 64), ipd=0.05, convergence=0.8, fov_deg=40
+        ),
     )
     left, right = eye_cameras(plan)
     assert np.linalg.norm(left.position - right.position) == pytest.approx(0.05)
@@ -131,3 +133,17 @@ def test_mono_allows_zero_ipd_and_audio_flag(tmp_path):
     assert plan.eyes == ("mono",) and plan.audio
     silent = plan_export(tiny_project(audio=False), ExportSettings(tmp_path / "a.mp4"))
     assert not silent.audio
+
+
+def test_export_package_is_qt_free():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, studio.export, studio.export.job, studio.export.renderer, "
+        "studio.export.writers, studio.export.isobmff, studio.export.heads, "
+        "studio.commands.export, studio.commands.export_motion\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6', 'pyqtgraph')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

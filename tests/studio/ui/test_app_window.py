@@ -130,7 +130,11 @@ def test_undo_redo_shortcuts(window):
     assert keyed is not original and c.is_modified
     _key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert c.project.active_take is original and not c.is_modified
-    _key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    _key(
+        window,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
     assert c.project.active_take is keyed
     _key(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     _key(window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)  # the Windows habit
@@ -211,7 +215,7 @@ def test_a_bad_project_file_gives_a_message_and_keeps_the_project(window, tmp_pa
     before = c.project
     assert not window.open_project(bad)
     assert c.project is before
-    (title, text), = asked["errors"]
+    ((title, text),) = asked["errors"]
     assert title == "Cannot open the project"
     assert "bad.ths" in text and "Traceback" not in text and "\n" not in text
     assert any("bad.ths" in line for _level, line in window.log_panel.lines)
@@ -372,7 +376,7 @@ def test_project_with_a_missing_audio_file_opens_with_a_warning(window, tmp_path
     wav.unlink()
     assert window.open_project(path)
     assert window.controller.project.audio_clips[0].name == "voice"
-    (title, text), = asked["errors"]
+    ((title, text),) = asked["errors"]
     assert "missing" in title.lower() and "external.ths" in text
     # Playing it is silent, not an error.
     window.controller.set_playing(True)

@@ -1,0 +1,566 @@
+"""Sampling motion from a MotionDiT with diffusers schedulers: offline, streaming, constrained.
+
+Ditto's recipe: 1000 training steps with the cosine ("squaredcos_cap_v2") schedule, x0
+prediction (``prediction_type="sample"``), DDIM on the "trailing" timesteps 999, 899, ..., 99
+(10 steps) with eta = 1, classifier-free guidance 2. Long audio is cut into windows of
+``seq_len`` (80) frames overlapping by ``overlap`` (10); each window's reference motion is the
+already generated frame just before it (the model was trained with the frame preceding the
+segment), and overlaps are joined by a linear crossfade.
+
+Constraints re-impose known values at every denoising step (inpainting): after each scheduler
+step the kept entries are replaced by the known motion noised to the next timestep, and after the
+last step by the known motion itself; the returned array copies kept entries from the input, so
+they are bit-exact. This serves range regeneration (keep frames outside ``[start, end)``) and
+region masks (generate only lips / eyes / brows / pose dims, keep the others).
+
+Entry points:
+- :func:`iter_generate_motion`: a generator yielding :class:`GenerationProgress` after every
+  denoising step (a cancellation point) with a preview after every window; the last event holds
+  the result.
+- :func:`generate_motion`: the same, driven to the end, with ``callback`` and ``cancel``.
+- :class:`MotionStream`: consumes audio features in chunks and returns frames as soon as a hop
+  of new frames can be generated (earlier frames are re-imposed as context).
+
+Shapes: T frames, A audio features, M = 265 (Ditto's packed motion, models/motion_space.py's
+pack_ditto/unpack_ditto convert), 79 extra condition values per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from models.motion_dit import EXTRA_COND_DIM, EncodedCondition, MotionDiT
+from models.motion_space import (
+    BROWS,
+    CHANNEL_DEFAULTS,
+    CHANNEL_INDEX,
+    EMOTIONS,
+    EYES,
+    LIPS,
+    channel_name,
+    pack_ditto,
+)
+
+__all__ = [
+    "REGIONS",
+    "GenerationCancelled",
+    "GenerationProgress",
+    "MotionConditions",
+    "MotionStream",
+    "crossfade_windows",
+    "generate_motion",
+    "iter_generate_motion",
+    "make_scheduler",
+    "region_dims",
+    "window_starts",
+]
+
+
+class GenerationCancelled(Exception):
+    """Raised by :func:`generate_motion` when ``cancel()`` returned True."""
+
+
+# --- conditions ----------------------------------------------------------------------------------
+@dataclass
+class MotionConditions:
+    """The non-audio per-frame condition, in Ditto's units and order.
+
+    x_c: [63] or [21, 3] canonical keypoints of the head; emotion: [8] or [T, 8] weights in
+    EMOTIONS order (default: neutral); eye_open: [2] or [T, 2] and eye_ball: [6] or [T, 6],
+    Ditto's eye aspect ratios and pupil offsets. Per-frame arrays shorter than the audio hold
+    their last row.
+    """
+
+    x_c: np.ndarray
+    eye_open: np.ndarray
+    eye_ball: np.ndarray
+    emotion: np.ndarray = field(
+        default_factory=lambda: np.eye(len(EMOTIONS))[EMOTIONS.index("neutral")]
+    )
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[stop - start, 79]`` (float32) for frames ``start..stop-1``."""
+        parts = []
+        idx = np.arange(start, stop)
+        for name, width in (("emotion", 8), ("eye_open", 2), ("eye_ball", 6), ("x_c", 63)):
+            a = np.asarray(getattr(self, name), dtype=np.float32)
+            if name == "x_c":
+                a = a.reshape(-1)
+            if a.shape[-1] != width or a.ndim not in (1, 2):
+                raise ValueError(f"MotionConditions.{name}: expected [{width}] or [T, {width}]")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"MotionConditions.{name} has NaN/inf values")
+            if a.ndim == 1:
+                parts.append(np.broadcast_to(a, (idx.size, width)))
+            else:
+                parts.append(a[np.minimum(idx, a.shape[0] - 1)])
+        return np.concatenate(parts, axis=1)
+
+
+# --- regions -------------------------------------------------------------------------------------
+def _channels_for(region: str) -> list[str]:
+    kps = {"lips": LIPS, "eyes": EYES, "brows": BROWS, "expression": range(21)}
+    if region == "pose":
+        return ["pitch", "yaw", "roll", "tx", "ty", "tz", "scale"]
+    if region in kps:
+        return [channel_name(k, a) for k in kps[region] for a in range(3)]
+    raise ValueError(f"unknown region {region!r}; choose from {', '.join(REGIONS)}")
+
+
+REGIONS = ("lips", "eyes", "brows", "pose", "expression")
+
+
+def region_dims(*regions: str) -> np.ndarray:
+    """Bool mask ``[265]`` of the packed dims that carry the named regions.
+
+    Found through pack_ditto (the one place that knows the packed layout): a dim belongs to a
+    region when changing the region's channels changes it. Raises ValueError for unknown names.
+    """
+    base = pack_ditto(CHANNEL_DEFAULTS[None])[0]
+    # Sweep each channel over a wide range: an angle's 66 bin logits each respond to some angle.
+    sweep = np.linspace(-100.0, 100.0, 201)
+    mask = np.zeros(base.shape[0], dtype=bool)
+    for region in regions:
+        v = np.repeat(np.array(CHANNEL_DEFAULTS, dtype=np.float64)[None], sweep.size, axis=0)
+        for name in _channels_for(region):
+            v[:, CHANNEL_INDEX[name]] += sweep
+        mask |= np.any(pack_ditto(v) != base, axis=0)
+    return mask
+
+
+# --- schedulers and windows ----------------------------------------------------------------------
+def make_scheduler(kind: str = "ddim", num_train_timesteps: int = 1000):
+    """A diffusers scheduler set up for Ditto's x0-predicting model ("ddim" or "lcm").
+
+    Raises ValueError for another kind."""
+    from diffusers import DDIMScheduler, LCMScheduler
+
+    common = dict(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="sample",
+        clip_sample=False,
+        timestep_spacing="trailing",
+    )
+    if kind == "ddim":
+        return DDIMScheduler(**common, set_alpha_to_one=True)
+    if kind == "lcm":
+        return LCMScheduler(**common)
+    raise ValueError(f"unknown scheduler {kind!r} (use 'ddim' or 'lcm')")
+
+
+def window_starts(num: int, seq_len: int, overlap: int) -> list[int]:
+    """Start frames of windows of ``seq_len`` overlapping by ``overlap`` that cover ``num``
+    frames (the last window may run past the end)."""
+    if not 0 <= overlap < seq_len:
+        raise ValueError(f"overlap must be in [0, {seq_len}), got {overlap}")
+    stride = seq_len - overlap
+    starts = [0]
+    while starts[-1] + seq_len < num:
+        starts.append(starts[-1] + stride)
+    return starts
+
+
+def _fuse_into(out: np.ndarray, win: np.ndarray, start: int, end: int) -> int:
+    """Write ``win [..., L, M]`` into ``out [..., N, M]`` at ``start``; the first ``end - start``
+    frames (those already written) are crossfaded linearly. Returns the new written end."""
+    L = win.shape[-2]
+    o = max(0, end - start)
+    if o:
+        w = (np.arange(1, o + 1) / (o + 1))[:, None]
+        out[..., start : start + o, :] = (1.0 - w) * out[..., start : start + o, :] + w * win[
+            ..., :o, :
+        ]
+    out[..., start + o : start + L, :] = win[..., o:, :]
+    return start + L
+
+
+def crossfade_windows(windows: Sequence[np.ndarray], starts: Sequence[int], num: int) -> np.ndarray:
+    """Join windows ``[L, M]`` starting at ``starts`` into ``[num, M]`` (float64).
+
+    Where window k overlaps the frames already written (``O = prev_end - start`` frames), the
+    result is ``(1 - w) * previous + w * window`` with ``w`` rising linearly from
+    ``1 / (O + 1)`` to ``O / (O + 1)``; elsewhere each frame comes from one window unchanged.
+    """
+    L, M = np.shape(windows[0])
+    out = np.zeros((max(s + L for s in starts), M), dtype=np.float64)
+    end = 0
+    for win, s in zip(windows, starts, strict=True):
+        end = _fuse_into(out, np.asarray(win, dtype=np.float64), s, end)
+    return out[:num]
+
+
+# --- progress ------------------------------------------------------------------------------------
+@dataclass
+class GenerationProgress:
+    """One step of a generation: ``step`` of ``total`` denoising steps done (over all windows),
+    the window being generated, a ``preview [frames, 265]`` of the motion joined so far (first
+    variation; set after each window) and on the final event the ``result``."""
+
+    step: int
+    total: int
+    window: int
+    num_windows: int
+    preview: np.ndarray | None = None
+    result: np.ndarray | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / max(1, self.total)
+
+
+# --- the window sampler --------------------------------------------------------------------------
+def _window_sampler(
+    model: MotionDiT,
+    scheduler,
+    steps: int,
+    cond: EncodedCondition,
+    uncond: EncodedCondition | None,
+    ref: torch.Tensor,  # [B, M]
+    known: torch.Tensor | None,  # [L, M] values to keep
+    keep: torch.Tensor | None,  # [L, M] bool, True = keep
+    guidance_scale: float,
+    generator: torch.Generator,
+    limits: tuple[torch.Tensor, torch.Tensor] | None,
+    eta: float,
+) -> Iterator[torch.Tensor | None]:
+    """Denoise one window; yields None after each step, finally the sample ``[B, L, M]``."""
+    cfg = model.config
+    B = ref.shape[0]
+    shape = (B, cfg.seq_len, cfg.motion_dim)
+    device = ref.device
+    x = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+    scheduler.set_timesteps(steps, device=device)
+    timesteps = scheduler.timesteps
+    if known is not None:
+        known_noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+        known_b = known[None].expand(shape)
+
+        def impose(x: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+            target = known_b if t is None else scheduler.add_noise(known_b, known_noise, t[None])
+            return torch.where(keep, target, x)
+
+        x = impose(x, timesteps[0])
+    is_ddim = type(scheduler).__name__ == "DDIMScheduler"
+    for i, t in enumerate(timesteps):
+        x0 = model.guided_denoise(x, ref, t, cond, uncond, guidance_scale).float()
+        if limits is not None:
+            x0 = torch.clamp(x0, limits[0], limits[1])
+        kwargs = {"eta": eta} if is_ddim else {}
+        x = scheduler.step(x0, t, x, generator=generator, **kwargs).prev_sample
+        if known is not None:
+            x = impose(x, timesteps[i + 1] if i + 1 < len(timesteps) else None)
+        yield None
+    if limits is not None:
+        x = torch.clamp(x, limits[0], limits[1])
+    yield x
+
+
+def _as_limits(limits, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if limits is None:
+        return None
+    lo, hi = (torch.as_tensor(np.asarray(v, dtype=np.float32), device=device) for v in limits)
+    if torch.any(lo > hi):
+        raise ValueError("limits: lower bound above upper bound")
+    return lo, hi
+
+
+def _validate(model: MotionDiT, features: np.ndarray, ref_motion: np.ndarray) -> tuple:
+    cfg = model.config
+    feats = np.asarray(features, dtype=np.float32)
+    if feats.ndim != 2 or feats.shape[1] != cfg.audio_dim or feats.shape[0] == 0:
+        raise ValueError(f"features must be [T > 0, {cfg.audio_dim}], got {feats.shape}")
+    if not np.all(np.isfinite(feats)):
+        raise ValueError("features contain NaN/inf")
+    ref = np.asarray(ref_motion, dtype=np.float32).reshape(-1)
+    if ref.shape != (cfg.motion_dim,) or not np.all(np.isfinite(ref)):
+        raise ValueError(f"ref_motion must be finite [{cfg.motion_dim}], got {ref.shape}")
+    return feats, ref
+
+
+def _cond_rows(
+    feats: np.ndarray, conditions: MotionConditions, start: int, stop: int
+) -> np.ndarray:
+    """Condition rows ``[stop - start, A + 79]``; frames past the audio repeat its last row."""
+    idx = np.minimum(np.arange(start, stop), feats.shape[0] - 1)
+    extra = conditions.frames(start, stop)
+    if extra.shape[1] != EXTRA_COND_DIM:
+        raise ValueError("MotionConditions must give 79 values per frame")
+    return np.concatenate([feats[idx], extra], axis=1)
+
+
+def _model_device(model: MotionDiT) -> torch.device:
+    return next(model.parameters()).device
+
+
+def iter_generate_motion(
+    model: MotionDiT,
+    features: np.ndarray,
+    conditions: MotionConditions,
+    ref_motion: np.ndarray,
+    *,
+    steps: int = 10,
+    guidance_scale: float = 2.0,
+    seed: int = 0,
+    scheduler: str = "ddim",
+    eta: float = 1.0,
+    overlap: int = 10,
+    num_variations: int = 1,
+    intensity: np.ndarray | None = None,
+    init_motion: np.ndarray | None = None,
+    frame_range: tuple[int, int] | None = None,
+    regions: Sequence[str] | np.ndarray | None = None,
+    limits: tuple[np.ndarray, np.ndarray] | None = None,
+    context: int | None = None,
+) -> Iterator[GenerationProgress]:
+    """Generate motion ``[T, 265]`` (``[n, T, 265]`` for ``num_variations = n > 1``) for audio
+    ``features [T, A]``, yielding progress after every denoising step.
+
+    conditions: emotion / eye state / canonical keypoints (MotionConditions). ref_motion [265]:
+    the motion before frame 0 (the source portrait's). steps / guidance_scale / seed / scheduler
+    ("ddim" or "lcm") / eta (DDIM only; Ditto samples with 1). overlap: frames shared by
+    consecutive windows. intensity [T]: per-frame scale of the audio-driven part (1 = as
+    trained). limits (lo [265], hi [265]): clamp of the x0 prediction at every step and of the
+    output (magnitude control).
+
+    Constraints (need ``init_motion [T, 265]``, the current motion): ``frame_range (start, end)``
+    regenerates only those frames; ``regions`` (names from REGIONS, or a bool mask [265])
+    regenerates only those dims. Everything else is returned bit-exact from ``init_motion``.
+    ``context`` (default: overlap) frames of kept motion on each side of the range are included in
+    the windows so the new frames join the old ones.
+
+    The last event's ``result`` is float64. Same seed and arguments -> the same result.
+    Raises ValueError for bad shapes, non-finite inputs or constraints without ``init_motion``.
+    """
+    cfg = model.config
+    feats, ref = _validate(model, features, ref_motion)
+    T, L, M = feats.shape[0], cfg.seq_len, cfg.motion_dim
+    device = _model_device(model)
+    if steps < 1 or num_variations < 1:
+        raise ValueError("steps and num_variations must be >= 1")
+    if intensity is not None:
+        intensity = np.asarray(intensity, dtype=np.float32).reshape(-1)
+        if intensity.shape != (T,) or not np.all(np.isfinite(intensity)):
+            raise ValueError(f"intensity must be finite [{T}], got {intensity.shape}")
+
+    keep_mask = None  # [T, M] True = keep init_motion
+    if frame_range is not None or regions is not None:
+        if init_motion is None:
+            raise ValueError("frame_range/regions need init_motion, the motion to keep")
+        init = np.asarray(init_motion)
+        if init.shape != (T, M) or not np.all(np.isfinite(init)):
+            raise ValueError(f"init_motion must be finite [{T}, {M}], got {init.shape}")
+        gen = np.ones((T, M), dtype=bool)
+        if frame_range is not None:
+            a, b = int(frame_range[0]), int(frame_range[1])
+            if not 0 <= a < b <= T:
+                raise ValueError(f"frame_range must satisfy 0 <= start < end <= {T}, got {a, b}")
+            gen[:a] = False
+            gen[b:] = False
+        if regions is not None:
+            dims = regions if isinstance(regions, np.ndarray) else region_dims(*regions)
+            dims = np.asarray(dims, dtype=bool)
+            if dims.shape != (M,):
+                raise ValueError(f"region mask must be [{M}] bool")
+            gen &= dims[None, :]
+        keep_mask = ~gen
+    else:
+        init = None
+
+    # The span of frames the windows cover: everything, or the range plus context.
+    span0, span1 = 0, T
+    if frame_range is not None:
+        ctx = overlap if context is None else int(context)
+        span0, span1 = max(0, frame_range[0] - ctx), min(T, frame_range[1] + ctx)
+    starts = [span0 + s for s in window_starts(span1 - span0, L, overlap)]
+    total = len(starts) * steps
+    gen_t = torch.Generator().manual_seed(int(seed))
+    lim = _as_limits(limits, device)
+    sched = make_scheduler(scheduler)
+    n = num_variations
+    ref0 = ref if span0 == 0 or init is None else np.asarray(init[span0 - 1], dtype=np.float32)
+    joined = np.zeros((n, span1 - span0 + L, M), dtype=np.float64)  # fused so far, span-relative
+    end = 0
+    done = 0
+    with torch.inference_mode():
+        uncond = None
+        for k, s in enumerate(starts):
+            rows = _cond_rows(feats, conditions, s, s + L)
+            inten = None
+            if intensity is not None:
+                inten = torch.from_numpy(intensity[np.minimum(np.arange(s, s + L), T - 1)]).to(
+                    device
+                )
+            cond = model.encode_condition(
+                torch.from_numpy(rows)[None].to(device),
+                True,
+                None if inten is None else inten[None],
+            ).repeat(n)
+            if guidance_scale != 1.0:
+                uncond = model.encode_condition(None, False, None if inten is None else inten[None])
+            if k == 0:
+                ref_b = torch.from_numpy(np.asarray(ref0, dtype=np.float32))[None].repeat(n, 1)
+            else:
+                ref_b = torch.from_numpy(joined[:, s - span0 - 1].astype(np.float32))
+            known = keep = None
+            if keep_mask is not None:
+                idx = np.arange(s, s + L)
+                valid = idx < T
+                km = np.zeros((L, M), dtype=bool)
+                km[valid] = keep_mask[idx[valid]]
+                kv = np.zeros((L, M), dtype=np.float32)
+                kv[valid] = init[idx[valid]]
+                known = torch.from_numpy(kv).to(device)
+                keep = torch.from_numpy(km).to(device)[None].expand(n, L, M)
+            sampler = _window_sampler(
+                model, sched, steps, cond, uncond, ref_b.to(device), known, keep,
+                guidance_scale, gen_t, lim, eta,
+            )  # fmt: skip
+            x = None
+            for out in sampler:
+                if out is None:
+                    done += 1
+                    yield GenerationProgress(done, total, k, len(starts))
+                else:
+                    x = out
+            end = _fuse_into(joined, x.double().cpu().numpy(), s - span0, end)
+            preview = joined[0, : min(end, span1 - span0)].copy()
+            yield GenerationProgress(done, total, k, len(starts), preview=preview)
+
+    result = joined[:, : span1 - span0]
+    if init is not None:
+        full = np.repeat(np.asarray(init, dtype=np.float64)[None], n, axis=0)
+        full[:, span0:span1] = result
+        # Kept entries come straight from the input: bit-exact, whatever the crossfade did.
+        result = np.where(keep_mask[None], np.asarray(init)[None], full).astype(np.float64)
+    yield GenerationProgress(
+        total, total, len(starts) - 1, len(starts), result=result[0] if n == 1 else result
+    )
+
+
+def generate_motion(
+    model: MotionDiT,
+    features: np.ndarray,
+    conditions: MotionConditions,
+    ref_motion: np.ndarray,
+    *,
+    callback: Callable[[GenerationProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    **kwargs,
+) -> np.ndarray:
+    """Run :func:`iter_generate_motion` to the end and return its result.
+
+    ``callback(progress)`` after every step; ``cancel()`` is checked after every step and a True
+    raises GenerationCancelled. Other keyword arguments as for iter_generate_motion.
+    """
+    result = None
+    for progress in iter_generate_motion(model, features, conditions, ref_motion, **kwargs):
+        if callback is not None:
+            callback(progress)
+        if progress.result is not None:
+            result = progress.result
+        elif cancel is not None and cancel():
+            raise GenerationCancelled("motion generation cancelled")
+    assert result is not None
+    return result
+
+
+# --- streaming -----------------------------------------------------------------------------------
+class MotionStream:
+    """Streaming generation: push audio features as they arrive, get frames as soon as possible.
+
+    Each time ``hop`` new frames (plus ``lookahead`` frames of future audio) are available, one
+    window ending at the newest usable frame is denoised; the frames emitted before it inside the
+    window are re-imposed as known context (inpainting), so the new frames continue them, and the
+    ``hop`` new frames are returned. Before ``seq_len`` frames exist the window starts at frame 0
+    and the missing future features repeat the last received row. Emitted frames never change.
+    Each emitted hop costs one window, so a smaller hop means lower delay and more compute.
+
+    ``push(features [n, A]) -> [k, 265]`` (k may be 0), ``flush() -> [k, 265]`` emits the rest.
+    """
+
+    def __init__(
+        self,
+        model: MotionDiT,
+        conditions: MotionConditions,
+        ref_motion: np.ndarray,
+        *,
+        hop: int = 20,
+        lookahead: int = 0,
+        steps: int = 10,
+        guidance_scale: float = 2.0,
+        seed: int = 0,
+        scheduler: str = "ddim",
+        eta: float = 1.0,
+        limits: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        L = model.config.seq_len
+        if not 1 <= hop <= L or not 0 <= lookahead <= L - hop:
+            raise ValueError(f"need 1 <= hop <= {L} and 0 <= lookahead <= seq_len - hop")
+        self.model, self.conditions = model, conditions
+        self.ref = np.asarray(ref_motion, dtype=np.float32).reshape(-1)
+        self.hop, self.lookahead, self.steps = hop, lookahead, steps
+        self.guidance_scale, self.eta = guidance_scale, eta
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.scheduler = make_scheduler(scheduler)
+        self.device = _model_device(model)
+        self.limits = _as_limits(limits, self.device)
+        self.features = np.zeros((0, model.config.audio_dim), dtype=np.float32)
+        self.motion = np.zeros((0, model.config.motion_dim), dtype=np.float64)
+        self._uncond = None
+
+    @property
+    def emitted(self) -> int:
+        return self.motion.shape[0]
+
+    def push(self, features: np.ndarray) -> np.ndarray:
+        """Append ``features [n, A]``; returns the newly generated frames ``[k, 265]``."""
+        f = np.asarray(features, dtype=np.float32)
+        if f.ndim != 2 or f.shape[1] != self.features.shape[1] or not np.all(np.isfinite(f)):
+            raise ValueError(f"features must be finite [n, {self.features.shape[1]}]")
+        self.features = np.concatenate([self.features, f])
+        out = []
+        while self.features.shape[0] >= self.emitted + self.hop + self.lookahead:
+            out.append(self._generate(self.hop))
+        return np.concatenate(out) if out else self.motion[:0].copy()
+
+    def flush(self) -> np.ndarray:
+        """Generate the frames still missing for the features received so far."""
+        out = []
+        while self.emitted < self.features.shape[0]:
+            out.append(self._generate(min(self.hop, self.features.shape[0] - self.emitted)))
+        return np.concatenate(out) if out else self.motion[:0].copy()
+
+    def _generate(self, count: int) -> np.ndarray:
+        model, cfg = self.model, self.model.config
+        L, M = cfg.seq_len, cfg.motion_dim
+        e = self.emitted
+        new_end = e + count
+        start = max(0, min(new_end + self.lookahead, self.features.shape[0]) - L)
+        start = min(start, e)
+        rows = _cond_rows(self.features, self.conditions, start, start + L)
+        with torch.inference_mode():
+            cond = model.encode_condition(torch.from_numpy(rows)[None].to(self.device))
+            if self.guidance_scale != 1.0 and self._uncond is None:
+                self._uncond = model.encode_condition(None, False)
+            ref = self.ref if start == 0 else self.motion[start - 1].astype(np.float32)
+            known = keep = None
+            if e > start:
+                kv = np.zeros((L, M), dtype=np.float32)
+                kv[: e - start] = self.motion[start:e]
+                km = np.zeros((L, M), dtype=bool)
+                km[: e - start] = True
+                known = torch.from_numpy(kv).to(self.device)
+                keep = torch.from_numpy(km).to(self.device)[None]
+            *_, x = _window_sampler(
+                model, self.scheduler, self.steps, cond, self._uncond,
+                torch.from_numpy(ref)[None].to(self.device), known, keep,
+                self.guidance_scale, self.generator, self.limits, self.eta,
+            )  # fmt: skip
+        new = x[0, e - start : new_end - start].double().cpu().numpy()
+        self.motion = np.concatenate([self.motion, new])
+        return new

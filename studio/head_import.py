@@ -1,0 +1,360 @@
+"""Head import: portraits and 3DGS .ply files become rigged Gaussian heads; heads become MPIs.
+
+Studio glue (it combines models.heads/models.face with the renderers, which may not import each
+other). Qt-free; heavy imports happen inside the functions.
+
+- :func:`import_portrait`: an image with a face -> ``models.heads.portrait.portrait_head``.
+- :func:`import_ply`: a 3DGS .ply/.splat head -> rendered from the front, face landmarks found
+  on the render, the 21 keypoints unprojected onto the splat surface (a depth render: the
+  Gaussians' camera depth composited like colour), rigged by smooth weights around them.
+- :func:`head_mpi`: a rigged head (any frame of motion) baked into an MPI from a frontal camera.
+- :func:`import_head`: either import by file type, written atomically to a ``.thead`` file; a
+  generator yielding progress lines (the CLI prints them, a worker shows them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from models.face import FaceLandmarker
+    from models.heads import RiggedGaussianHead
+    from renderers import MPI, Camera, GaussianCloud
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "PLY_SUFFIXES",
+    "HeadImportError",
+    "ImportedHead",
+    "head_mpi",
+    "import_head",
+    "import_ply",
+    "import_portrait",
+    "mpi_camera",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+PLY_SUFFIXES = (".ply", ".splat")
+_FRONT_FOV = 30.0
+_FRONT_SIZE = 512
+
+
+class HeadImportError(ValueError):
+    """An input cannot become a head (unreadable, no face, unknown type); one-line message."""
+
+
+@dataclass
+class ImportedHead:
+    """An imported head and the notes for the user (several faces, resampling, ...)."""
+
+    head: RiggedGaussianHead
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ portraits
+def import_portrait(
+    source: str | os.PathLike | np.ndarray,
+    *,
+    name: str | None = None,
+    landmarker: FaceLandmarker | None = None,
+    face_px: int = 160,
+) -> ImportedHead:
+    """A rigged 2.5D head from a portrait image (path or array; see
+    ``models.heads.portrait.portrait_head``). Raises HeadImportError for unusable images and
+    ``models.face.FaceModelsMissingError`` when the face models are not installed."""
+    from models.heads.portrait import PortraitImportError, portrait_head
+
+    if name is None:
+        name = Path(source).stem if isinstance(source, str | os.PathLike) else "portrait"
+    try:
+        res = portrait_head(source, landmarker=landmarker, name=name, face_px=face_px)
+    except PortraitImportError as exc:
+        where = f"{Path(source).name}: " if isinstance(source, str | os.PathLike) else ""
+        raise HeadImportError(f"{where}{exc}") from exc
+    return ImportedHead(res.head, res.notes)
+
+
+# ------------------------------------------------------------------------------ MPIs
+def mpi_camera(
+    head: RiggedGaussianHead, distance: float = 0.6, width: int = 512, height: int = 512,
+    fov_y_deg: float = 30.0,
+) -> Camera:  # fmt: skip
+    """The frontal camera of a head's MPI: ``distance`` metres in front of the keypoint origin
+    (the head's centre, along the head's +z), looking at it."""
+    from renderers import Camera
+
+    centre = np.asarray(head.kp_to_world[:3, 3], dtype=np.float64)
+    eye = centre + np.array([0.0, 0.0, float(distance)])
+    return Camera.look_at(eye, centre, fov_y_deg=fov_y_deg, width=width, height=height)
+
+
+def head_mpi(
+    head: RiggedGaussianHead,
+    frame: np.ndarray | None = None,
+    *,
+    camera: Camera | None = None,
+    distance: float = 0.6,
+    width: int = 512,
+    height: int = 512,
+    num_planes: int = 24,
+    backend: str = "auto",
+) -> MPI:
+    """The head driven by ``frame`` (motion channels; None = rest) baked into an MPI.
+
+    camera: the MPI's reference camera (default :func:`mpi_camera` at ``distance``); the planes
+    follow IM-Portrait around the head centre's distance from it. Raises ValueError for bad
+    channels or a camera too close to the head.
+    """
+    from renderers.bake import bake_mpi
+    from studio.heads import arrays_to_cloud
+
+    cam = camera if camera is not None else mpi_camera(head, distance, width, height)
+    arrays = head.rest if frame is None else head.deform(frame)
+    cloud = arrays_to_cloud(arrays, {"name": head.name})
+    w2c = np.asarray(cam.world_to_camera, dtype=np.float64)
+    r = float(w2c[2, :3] @ head.kp_to_world[:3, 3] + w2c[2, 3])
+    return bake_mpi(cloud, cam, distance=r, num_planes=num_planes, backend=backend)
+
+
+# ------------------------------------------------------------------------------ .ply heads
+def _front_camera(cloud: GaussianCloud) -> Camera:
+    """A camera in front of the cloud (+z) framing its bounding box."""
+    from renderers import Camera
+
+    lo, hi = cloud.bounds()
+    centre = (lo + hi) / 2.0
+    extent = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-6))
+    dist = 0.6 * extent / np.tan(np.radians(_FRONT_FOV / 2)) + (hi[2] - centre[2])
+    eye = centre + np.array([0.0, 0.0, dist])
+    return Camera.look_at(eye, centre, fov_y_deg=_FRONT_FOV, width=_FRONT_SIZE, height=_FRONT_SIZE)
+
+
+def _depth_image(cloud: GaussianCloud, camera: Camera) -> np.ndarray:
+    """Camera depth [H, W] (NaN where nothing is drawn): the Gaussians' camera z composited like
+    colour (8 bits over the cloud's depth range) and divided by the coverage."""
+    from renderers import GaussianCloud
+    from renderers.render import render
+
+    w2c = np.asarray(camera.world_to_camera, dtype=np.float64)
+    z = cloud.means.astype(np.float64) @ w2c[2, :3] + w2c[2, 3]
+    lo, hi = float(z.min()), float(z.max())
+    t = (z - lo) / max(hi - lo, 1e-9)
+    depth_cloud = GaussianCloud.from_colors(
+        cloud.means, cloud.quats, cloud.scales, cloud.opacities, np.repeat(t[:, None], 3, 1)
+    )
+    img = render(depth_cloud, camera, backend="auto")[0]
+    alpha = img[..., 3]
+    val = img[..., :3].mean(-1) / np.maximum(alpha, 1e-6)
+    return np.where(alpha > 0.5, lo + val * (hi - lo), np.nan)
+
+
+def import_ply(
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    landmarker: FaceLandmarker | None = None,
+    axes: str | None = None,
+) -> ImportedHead:
+    """A rigged head from a 3DGS .ply/.splat file (module docstring).
+
+    The file is read in our RUB frame (``axes`` as in renderers.formats.read_ply); when no face
+    is found in its +z view, the other common convention (y and z flipped) is tried. Keypoints
+    are stored in the head file and can be corrected later. Raises HeadImportError for an
+    unreadable file or when no plausible face is found.
+    """
+    from models.face import FaceLandmarker, keypoints_from_landmarks
+    from models.heads import RigParams, RiggedGaussianHead
+    from models.heads.portrait import (
+        EYE_SURFACE_Z,
+        INTER_PUPIL_M,
+        KP_ORIGIN,
+        KP_SCALE,
+        keypoint_skin_weights,
+    )
+    from models.heads.rig import PART_INDEX
+    from renderers.formats import FormatError, load_gaussians
+    from renderers.render import render
+
+    path = Path(path)
+    try:
+        cloud = load_gaussians(path, axes=axes)
+    except (FormatError, OSError) as exc:
+        raise HeadImportError(f"{path.name}: {exc}") from exc
+    if len(cloud) < 100:
+        raise HeadImportError(f"{path.name}: only {len(cloud)} Gaussians; not a head")
+    lmk = landmarker if landmarker is not None else FaceLandmarker()
+    notes: list[str] = []
+    found = None
+    for label, candidate in (("as stored", cloud), ("with y and z flipped", cloud.flip_yz())):
+        cam = _front_camera(candidate)
+        img = render(candidate, cam, backend="auto", background=(0.5, 0.5, 0.5))[0]
+        rgb = (np.clip(img[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)
+        dets = lmk.detect(rgb)
+        if not dets:
+            continue
+        lm = lmk.landmarks(rgb, dets[0])
+        if lm.presence < lmk.min_presence:
+            continue
+        found = (label, candidate, cam, lm, len(dets))
+        break
+    if found is None:
+        raise HeadImportError(
+            f"{path.name}: no plausible face found in a front view of the splats (the face must "
+            "look along +z, or -z in OpenCV axes); place the keypoints in the viewport instead"
+        )
+    label, cloud, cam, lm, n_faces = found
+    if label != "as stored":
+        notes.append(f"face found {label}: the head was turned to face +z")
+    if n_faces > 1:
+        notes.append(f"{n_faces} faces found in the front view; using the largest")
+    depth = _depth_image(cloud, cam)
+
+    def surface(uv: np.ndarray) -> np.ndarray:
+        """World points [K, 3] on the splat surface under pixels uv [K, 2]."""
+        h, w = depth.shape
+        out = np.empty((uv.shape[0], 3))
+        for i, (u, v) in enumerate(uv):
+            x, y = int(np.clip(u, 0, w - 1)), int(np.clip(v, 0, h - 1))
+            r = 1
+            while True:  # the nearest covered pixels (a keypoint may sit on an edge)
+                win = depth[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]
+                if np.isfinite(win).any() or r > 16:
+                    break
+                r *= 2
+            z = float(np.nanmedian(win)) if np.isfinite(win).any() else float(np.nanmedian(depth))
+            out[i] = cam.unproject(np.array([[u, v]]), np.array([z]))[0]
+        return out
+
+    kp_uv = keypoints_from_landmarks(lm.points[:, :2])
+    anchors = surface(kp_uv)
+    if lm.iris is not None:
+        pupils_uv = lm.iris[:, 0, :]
+    else:
+        pupils_uv = np.stack([lm.points[[33, 133], :2].mean(0), lm.points[[362, 263], :2].mean(0)])
+    pupils = surface(pupils_uv)
+    iod = float(np.linalg.norm(pupils[1] - pupils[0]))
+    if not np.isfinite(iod) or iod <= 0:
+        raise HeadImportError(f"{path.name}: the eyes found in the front view are degenerate")
+    s = iod / INTER_PUPIL_M  # head units per metre of an average face
+    eye_mid = pupils.mean(0)
+    origin = eye_mid + s * (KP_ORIGIN - np.array([0.0, 0.0, EYE_SURFACE_Z]))
+    kp_to_world = np.eye(4)
+    kp_to_world[:3, :3] = KP_SCALE * s * np.diag([1.0, -1.0, -1.0])
+    kp_to_world[:3, 3] = origin
+    x_c = (anchors - origin) @ np.linalg.inv(kp_to_world[:3, :3]).T
+
+    # Rig weights in the head's own units (s per metre).
+    p = cloud.means.astype(np.float64)
+    mouth_y = 0.5 * (anchors[6, 1] + anchors[17, 1])
+    mouth_x = 0.5 * (anchors[14, 0] + anchors[20, 0])
+    mouth_hw = 0.5 * abs(anchors[20, 0] - anchors[14, 0])
+    hinge = eye_mid + s * np.array([0.0, -0.014, -0.086])
+    du = np.abs(p[:, 0] - mouth_x)
+    below = mouth_y - p[:, 1]
+    band = s * (0.003 + 0.02 * np.clip((du - mouth_hw) / (0.02 * s), 0, 1))
+    jaw = _smoothstep(-0.0005 * s, band, below)
+    jaw *= 1.0 - _smoothstep(mouth_hw + 0.012 * s, mouth_hw + 0.04 * s, du)
+    jaw *= 1.0 - _smoothstep(0.0, 0.02 * s, anchors[8, 1] - p[:, 1])
+    jaw *= _smoothstep(hinge[2], hinge[2] + 0.03 * s, p[:, 2])  # the front of the head only
+    pose = 1.0 - _smoothstep(0.005 * s, 0.09 * s, anchors[8, 1] - p[:, 1])
+    active = np.ones(len(cloud))
+    skin_index, skin_weight = keypoint_skin_weights(p, jaw, anchors, active, radius_scale=s)
+    k19 = anchors[19]
+    rig = RigParams(
+        eye_centers=pupils - s * np.array([0.0, 0.0, 0.0165]),
+        eye_radius=0.0165 * s,
+        eye_width=0.03 * s,
+        lid_travel_upper=0.045,
+        lid_travel_lower=0.02,
+        jaw_hinge=hinge,
+        jaw_gain=float(KP_SCALE * s / np.hypot(k19[1] - hinge[1], k19[2] - hinge[2])),
+        pivot=eye_mid + s * np.array([0.0, -0.05, -0.1]),
+    )
+    n = len(cloud)
+    head = RiggedGaussianHead(
+        name=name or path.stem,
+        means=cloud.means,
+        quats=cloud.quats / np.linalg.norm(cloud.quats, axis=1, keepdims=True),
+        scales=cloud.scales,
+        opacities=cloud.opacities,
+        sh=cloud.sh,
+        parts=np.full(n, PART_INDEX["skin"], np.uint8),
+        keypoints=x_c,
+        kp_to_world=kp_to_world,
+        skin_index=skin_index,
+        skin_weight=skin_weight,
+        jaw_weight=jaw.astype(np.float32),
+        lid_angle=np.zeros(n, np.float32),
+        pose_weight=pose.astype(np.float32),
+        rig=rig,
+        metadata={
+            "generator": "studio.head_import.import_ply",
+            "source": str(path),
+            "keypoints": "placed automatically from face landmarks on a front render",
+            "head_units_per_metre": s,
+        },
+    )
+    return ImportedHead(head, notes)
+
+
+def _smoothstep(e0: float, e1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - e0) / (np.asarray(e1) - e0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+# ------------------------------------------------------------------------------ one call
+def import_head(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    landmarker: FaceLandmarker | None = None,
+    result: list[ImportedHead] | None = None,
+) -> Iterator[str]:
+    """Import ``source`` (an image or a .ply/.splat) and write the head to ``out`` (.thead).
+
+    A generator: each yielded string is a progress line; the file is written atomically at the
+    end (nothing is written when anything fails). ``result``, when given, receives the
+    ImportedHead. Raises HeadImportError for an unknown input type, an existing output without
+    ``overwrite``, and the errors of the importers; HeadFileError when writing fails.
+    """
+    from models.heads import save_head
+
+    src, dst = Path(source), Path(out)
+    if not src.is_file():
+        raise HeadImportError(f"{src}: no such file")
+    if dst.suffix.lower() != ".thead":
+        raise HeadImportError(f"{dst}: the output must be a .thead head file")
+    if dst.exists() and not overwrite:
+        raise HeadImportError(f"{dst} exists (use --force to overwrite)")
+    if not dst.parent.is_dir():
+        raise HeadImportError(f"{dst.parent}: no such folder for the output")
+    suffix = src.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        yield f"reading portrait {src.name}"
+        if landmarker is None:
+            from models.face import FaceLandmarker
+
+            landmarker = FaceLandmarker()
+        yield "finding the face, matting, estimating depth, building Gaussians"
+        imported = import_portrait(src, landmarker=landmarker)
+    elif suffix in PLY_SUFFIXES:
+        yield f"reading Gaussians {src.name}"
+        yield "rendering the front view and placing keypoints"
+        imported = import_ply(src, landmarker=landmarker)
+    else:
+        known = ", ".join(IMAGE_SUFFIXES + PLY_SUFFIXES)
+        raise HeadImportError(f"{src.name}: unknown input type {suffix!r} (expected {known})")
+    for note in imported.notes:
+        yield f"note: {note}"
+    yield f"rigged head {imported.head.name!r}: {len(imported.head)} Gaussians"
+    save_head(imported.head, dst)
+    if result is not None:
+        result.append(imported)
+    yield f"wrote {dst}"

@@ -1,0 +1,85 @@
+"""The viewport's GL composition on a headless EGL context: background, scale, anaglyph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from renderers.gl_context import GLUnavailableError, create_offscreen_context
+from studio.viewport.camera_control import ViewState
+from studio.viewport.gl_scene import (
+    BACKGROUND_BOTTOM,
+    BACKGROUND_TOP,
+    SceneCompositor,
+    view_cameras,
+)
+
+pytestmark = pytest.mark.gl
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    try:
+        context = create_offscreen_context()
+    except GLUnavailableError as exc:
+        pytest.skip(f"no headless OpenGL: {exc}")
+    yield context
+    context.release()
+
+
+def _read(ctx, fbo, w, h):
+    return np.frombuffer(fbo.read(components=4), np.uint8).reshape(h, w, 4)[::-1]
+
+
+def test_background_gradient_and_present(ctx):
+    w, h = 64, 48
+    comp = SceneCompositor(ctx)
+    out = ctx.simple_framebuffer((w, h))
+    assert not comp.present(out, w, h)  # nothing cached yet
+    comp.render(None, view_cameras(ViewState(), "mono", w, h), "mono", w, h)
+    assert comp.present(out, w, h)
+    img = _read(ctx, out, w, h).astype(float)
+    top, bottom = img[1, 2, :3], img[-2, 2, :3]
+    assert np.all(top > bottom)  # lighter at the top
+    np.testing.assert_allclose(top, np.array(BACKGROUND_TOP) * 255, atol=8)
+    np.testing.assert_allclose(bottom, np.array(BACKGROUND_BOTTOM) * 255, atol=8)
+    assert np.all(img[..., 3] == 255)
+    comp.release()
+
+
+def test_reduced_resolution_fills_the_view(ctx):
+    w, h = 64, 48
+    comp = SceneCompositor(ctx)
+    out = ctx.simple_framebuffer((w, h))
+
+    def draw(cam, fbo, vp):
+        fbo.use()
+        ctx.clear(1.0, 0.0, 0.0, 1.0, viewport=vp)
+
+    views = view_cameras(ViewState(), "mono", 16, 12)
+    comp.render(draw, views, "mono", w, h, content=(16, 12))
+    comp.present(out, w, h)
+    img = _read(ctx, out, w, h)
+    assert np.all(img[..., 0] == 255) and np.all(img[..., 1] == 0)  # magnified to the whole view
+    with pytest.raises(ValueError, match="content size"):
+        comp.render(draw, views, "mono", w, h, content=(w + 1, h))
+    comp.release()
+
+
+def test_anaglyph_takes_red_from_left_and_cyan_from_right(ctx):
+    w, h = 32, 32
+    comp = SceneCompositor(ctx)
+    out = ctx.simple_framebuffer((w, h))
+    colors = iter([(1.0, 1.0, 1.0), (0.0, 0.2, 0.6)])  # left eye white, right eye blue-ish
+
+    def draw(cam, fbo, vp):
+        fbo.use()
+        ctx.clear(*next(colors), 1.0, viewport=vp)
+
+    views = view_cameras(ViewState(), "anaglyph", w, h, ipd=0.063, convergence=0.6)
+    assert views[0][0].position[0] < views[1][0].position[0]  # left eye first
+    comp.render(draw, views, "anaglyph", w, h)
+    comp.present(out, w, h)
+    px = _read(ctx, out, w, h)[h // 2, w // 2].astype(int)
+    np.testing.assert_allclose(px[:3], [255, 51, 153], atol=2)
+    comp.release()

@@ -1,0 +1,211 @@
+"""The GL viewport under an X display (the suite runs under xvfb-run).
+
+QOpenGLWidget needs a real platform (not "offscreen"), and Qt's GLX context cannot be made in a
+process that already made an EGL context (renderer tests do): so these tests run in a fresh
+child pytest process on this file, and each test here reports its twin's outcome from the
+child's JUnit XML. Without DISPLAY they skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gl
+
+CHILD = os.environ.get("THS_VIEWPORT_GL_CHILD") == "1"
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def child_outcomes(tmp_path_factory):
+    """{test name: (outcome, message)} from one child run of this module (parent only)."""
+    if CHILD:
+        return None
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("GL viewport tests need an X display: run the suite under xvfb-run")
+    xml = tmp_path_factory.mktemp("viewport_gl") / "junit.xml"
+    env = dict(os.environ, THS_VIEWPORT_GL_CHILD="1")
+    env["QT_QPA_PLATFORM"] = "xcb"  # tests/conftest.py defaults to offscreen
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(Path(__file__)), "-q", "-p", "no:cacheprovider",
+         f"--junitxml={xml}", "-o", "addopts="],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    log = (proc.stdout + proc.stderr)[-4000:]
+    if not xml.exists():
+        pytest.fail(f"the GL child process produced no results (rc {proc.returncode}):\n{log}")
+    outcomes = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            node = case.find(tag)
+            if node is not None:
+                outcome = tag
+                message = (node.get("message") or "") + "\n" + (node.text or "")
+                break
+        outcomes[case.get("name")] = (outcome, message)
+    return outcomes, log
+
+
+def _in_child(request, child_outcomes) -> bool:
+    """True in the child (run the test body); in the parent, report the child's outcome."""
+    if CHILD:
+        return True
+    outcomes, log = child_outcomes
+    outcome, message = outcomes.get(request.node.name, ("missing", log))
+    if outcome == "skipped":
+        pytest.skip(message.strip().splitlines()[0] if message.strip() else "skipped in child")
+    if outcome != "passed":
+        pytest.fail(f"in the GL child process: {outcome}\n{message[-3000:]}")
+    return False
+
+
+@pytest.fixture
+def viewport(qtbot):
+    if not CHILD:
+        return None  # the parent only reports the child's outcome
+    from studio.demo import build_demo_project
+    from studio.ui.controller import StudioController
+    from studio.viewport.widget import ViewportWidget
+
+    ctrl = StudioController(build_demo_project())
+    vp = ViewportWidget(ctrl)
+    qtbot.addWidget(vp)
+    vp.resize(240, 180)
+    vp.show()
+    qtbot.waitExposed(vp)
+    if not vp.gl_available:
+        pytest.skip(f"no OpenGL in this display: {vp.gl_error}")
+    qtbot.waitUntil(lambda: vp.head_ready, timeout=30_000)
+    return vp
+
+
+def _settled(qtbot, vp) -> np.ndarray:
+    """The full-quality image [H, W, 3] uint8 after interaction settled."""
+    qtbot.wait(250)
+    img = vp.grab_frame().convertToFormat(vp.grab_frame().Format.Format_RGB888)
+    assert not img.isNull()
+    ptr = img.constBits()
+    a = np.frombuffer(ptr, np.uint8, count=img.sizeInBytes()).reshape(img.height(), -1)
+    return a[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
+
+
+def test_head_is_drawn_and_changes_with_the_frame(request, child_outcomes, qtbot, viewport):
+    if not _in_child(request, child_outcomes):
+        return
+    vp = viewport
+    ctrl = vp.controller
+    a = _settled(qtbot, vp)
+    h, w, _ = a.shape
+    corner = a[2:10, 2:10].reshape(-1, 3).mean(0)
+    center = a[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].reshape(-1, 3).astype(float)
+    assert np.abs(center - corner).sum(1).mean() > 40  # a head in front of the background
+    assert corner.max() < 90  # the dark gradient
+    assert not vp.stats["degraded"] and vp.stats["splats"] == len(vp.head)
+    ctrl.set_frame(45)  # the demo's motion moves head and mouth
+    b = _settled(qtbot, vp)
+    assert np.abs(a.astype(int) - b).mean() > 0.5
+    assert vp.stats["splats"] == len(vp.head)  # back at full quality after settling
+
+
+def test_orbit_drag_changes_the_view(request, child_outcomes, qtbot, viewport):
+    if not _in_child(request, child_outcomes):
+        return
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    vp = viewport
+    before = _settled(qtbot, vp)
+    yaw0 = vp.view_state.yaw
+    gl = vp._gl
+    QTest.mousePress(gl, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.AltModifier, QPoint(20, 90))
+    QTest.mouseMove(gl, QPoint(80, 90))
+    QTest.mouseRelease(gl, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.AltModifier,
+                       QPoint(80, 90))  # fmt: skip
+    assert vp.view_state.yaw < yaw0 - 10
+    after = _settled(qtbot, vp)
+    assert np.abs(before.astype(int) - after).mean() > 2
+    QTest.keyClick(gl, Qt.Key.Key_F)  # frame the head again: same angles, re-aimed
+    assert vp.view_state.yaw < yaw0 - 10
+
+
+def test_keypoint_drag_keys_exp_in_one_undo_step(request, child_outcomes, qtbot, viewport):
+    if not _in_child(request, child_outcomes):
+        return
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    from models.motion_space import CHANNEL_INDEX
+
+    vp = viewport
+    ctrl = vp.controller
+    ctrl.set_frame(20)
+    vp.set_keypoints_visible(True)
+    _settled(qtbot, vp)
+    _, xy, vis = vp.keypoint_positions()[0]
+    assert vis[1]
+    start = QPoint(round(xy[1, 0]), round(xy[1, 1]))  # brow_r
+    index_before = ctrl.history.index
+    before = ctrl.current_values().copy()
+    gl = vp._gl
+    QTest.mousePress(gl, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    for dy in range(1, 7):
+        QTest.mouseMove(gl, start + QPoint(0, -dy))
+    assert ctrl.current_values()[CHANNEL_INDEX["exp_1_y"]] == before[CHANNEL_INDEX["exp_1_y"]]
+    QTest.mouseRelease(gl, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       start + QPoint(0, -6))  # fmt: skip
+    after = ctrl.current_values()
+    assert after[CHANNEL_INDEX["exp_1_y"]] < before[CHANNEL_INDEX["exp_1_y"]] - 1e-3  # brow up
+    assert after[CHANNEL_INDEX["exp_1_z"]] == before[CHANNEL_INDEX["exp_1_z"]]
+    take = ctrl.project.active_take
+    assert take.curves["exp_1_y"].index_of(20) is not None
+    assert "exp_1_z" not in take.curves or take.curves["exp_1_z"].index_of(20) is None
+    assert vp.view_state.yaw == pytest.approx(0.0)  # the drag did not orbit
+    assert "keypoint" in ctrl.history.undo_label
+    assert ctrl.history.index == index_before + 1
+    ctrl.undo()  # one step restores everything
+    np.testing.assert_array_equal(ctrl.current_values(), before)
+
+
+def test_stereo_modes_render(request, child_outcomes, qtbot, viewport):
+    if not _in_child(request, child_outcomes):
+        return
+    vp = viewport
+    mono = _settled(qtbot, vp).astype(int)
+    vp.set_view_mode("sbs")
+    sbs = _settled(qtbot, vp).astype(int)
+    w = sbs.shape[1]
+    left, right = sbs[:, : w // 2], sbs[:, w - w // 2 :]
+    assert left.std() > 20 and right.std() > 20  # a head in each half
+    assert 0 < np.abs(left - right).mean() < 25  # two eyes: similar, not identical
+    vp.set_view_mode("anaglyph")
+    ana = _settled(qtbot, vp).astype(int)
+    cyan = lambda a: int(((a[..., 1] - a[..., 0] > 40) & (a[..., 2] - a[..., 0] > 40)).sum())  # noqa: E731
+    assert cyan(ana) > cyan(mono) + 100  # cyan fringes where only the right eye sees the head
+    assert vp.stats["renders"] >= 3
+
+
+def test_mpi_head(request, child_outcomes, qtbot, viewport, tmp_path):
+    if not _in_child(request, child_outcomes):
+        return
+    from renderers import MPI, Camera
+    from renderers.formats.mpi_folder import write_mpi_folder
+    from studio.document import HeadRef, SetHead
+
+    cam = Camera.orbit((0, 0, 0), 0.6, width=64, height=64)
+    rgba = np.zeros((4, 64, 64, 4), np.float32)
+    rgba[:, 16:48, 16:48] = (0.9, 0.6, 0.4, 0.6)
+    write_mpi_folder(tmp_path / "mpi", MPI(rgba, np.linspace(0.5, 0.7, 4), cam))
+    vp = viewport
+    vp.controller.push(SetHead(HeadRef(str(tmp_path / "mpi"), "mpi")))
+    qtbot.waitUntil(lambda: vp.head_ready and vp.representation == "mpi", timeout=10_000)
+    img = _settled(qtbot, vp).astype(int)
+    h, w, _ = img.shape
+    assert img[h // 2, w // 2, 0] > img[2, 2, 0] + 60  # the orange planes over the background
