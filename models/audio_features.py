@@ -216,15 +216,15 @@ class HubertFeatures:
     ) -> None:
         import json
 
-        import torch
-        from transformers import HubertModel
-
         path = Path(model_dir)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
                 f"HuBERT model folder {path} has no config.json; put a local copy of the model "
                 "there (e.g. hubert-large-ls960-ft saved with save_pretrained)"
             )
+        import torch
+        from transformers import HubertModel
+
         self.model = HubertModel.from_pretrained(path, local_files_only=True).to(device).eval()
         self.device = torch.device(device)
         self.layer = layer

@@ -233,15 +233,29 @@ def deformed_cloud(head: RiggedGaussianHead, values: np.ndarray) -> GaussianClou
     return arrays_to_cloud(head.deform(values), {"name": head.name})
 
 
-def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
-    """A rigged sub-head of the ``budget`` most contributing Gaussians (renderers.lod scores of
-    the rest pose, view independent so it stays valid while the camera moves), cached.
+# Parts whose Gaussians are small but carry the expression: they keep a larger share of a LOD
+# budget (a contribution-score LOD drops them first and leaves a face without eyes or brows).
+_FEATURE_PARTS = (
+    "lips", "brow", "sclera_r", "iris_r", "sclera_l", "iris_l", "highlight_r", "highlight_l",
+    "lid_upper_r", "lid_lower_r", "lid_upper_l", "lid_lower_l", "lash_r", "lash_l", "mouth",
+    "teeth_upper", "teeth_lower", "tongue",
+)  # fmt: skip
+_FEATURE_WEIGHT = 4.0
+_MAX_LOD_GROWTH = 2.0
 
+
+def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
+    """A rigged sub-head of at most ``budget`` Gaussians for interactive frames, cached.
+
+    Every part keeps a fraction of its Gaussians (facial features ``_FEATURE_WEIGHT`` times the
+    fraction of skin, hair and clothes, so eyes, brows and lips survive), drawn uniformly at
+    random with a fixed seed so that surfaces thin out evenly instead of opening holes; the
+    survivors' two largest axes grow by sqrt(kept fraction)^-1 (at most 2x) to keep coverage.
     The sub-head deforms with the same rig, so a frame costs ~budget/N of the full deform.
     Returns ``head`` itself when it has at most ``budget`` Gaussians.
     Raises ValueError unless budget is a positive integer.
     """
-    from renderers.lod import select_lod
+    from models.heads.rig import PART_INDEX
 
     if isinstance(budget, bool) or int(budget) != budget or budget < 1:
         raise ValueError(f"LOD budget must be a positive integer, got {budget!r}")
@@ -253,15 +267,44 @@ def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
         if hit is not None and hit[0] is head:
             _lods.move_to_end(key)
             return hit[1]
-    index = select_lod(rest_cloud(head), int(budget))
+    parts = np.asarray(head.parts)
+    counts = np.bincount(parts, minlength=int(parts.max()) + 1).astype(np.float64)
+    weight = np.ones_like(counts)
+    for name in _FEATURE_PARTS:
+        if PART_INDEX[name] < len(weight):
+            weight[PART_INDEX[name]] = _FEATURE_WEIGHT
+    # Solve sum_p min(n_p, f w_p n_p) = budget for f by bisection (monotone in f).
+    lo, hi = 0.0, 1.0 / float(weight.min())
+    for _ in range(50):
+        f = 0.5 * (lo + hi)
+        if np.minimum(counts, f * weight * counts).sum() > budget:
+            hi = f
+        else:
+            lo = f
+    keep = np.floor(np.minimum(counts, lo * weight * counts)).astype(np.int64)
+    rng = np.random.default_rng(0)
+    chosen = []
+    grow = np.ones(len(head), dtype=np.float32)
+    for p in np.flatnonzero(keep):
+        members = np.flatnonzero(parts == p)
+        pick = np.sort(rng.permutation(members)[: keep[p]])
+        chosen.append(pick)
+        grow[pick] = min(float(np.sqrt(counts[p] / keep[p])), _MAX_LOD_GROWTH)
+    index = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
     fields = (
         "means", "quats", "scales", "opacities", "sh", "parts", "skin_index", "skin_weight",
         "jaw_weight", "lid_angle", "pose_weight",
     )  # fmt: skip
+    sub_arrays = {f: np.asarray(getattr(head, f))[index] for f in fields}
+    scales = sub_arrays["scales"].copy()
+    order = np.argsort(scales, axis=1)
+    rows = np.arange(len(scales))[:, None]
+    scales[rows, order[:, 1:]] *= grow[index][:, None]
+    sub_arrays["scales"] = scales
     # dataclasses.replace re-runs the head's validation and rig precomputation for the subset.
-    sub = dataclasses.replace(head, **{f: getattr(head, f)[index] for f in fields})
+    sub = dataclasses.replace(head, **sub_arrays)
     sub.metadata = dict(head.metadata)
-    sub.metadata["lod_index"] = index  # [budget] int64 indices into the parent's Gaussians
+    sub.metadata["lod_index"] = index  # [M <= budget] int64 indices into the parent's Gaussians
     with _lock:
         _remember(_lods, key, (head, sub), _LOD_CACHE_SIZE)
     return sub

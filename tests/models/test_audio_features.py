@@ -55,8 +55,10 @@ def test_48k_stereo_matches_16k_mono():
     ext = LogMelFeatures()
     f16, f48, fst = ext(a16, 16000), ext(a48, 48000), ext(stereo, 48000)
     np.testing.assert_allclose(fst, f48, rtol=1e-5, atol=1e-5)
-    loud = f16 > f16.max() - 30  # bands holding the tone (log power within e^30)
-    np.testing.assert_allclose(f48[loud], f16[loud], atol=0.05)
+    inner = slice(2, -2)  # the resampler's edge transients stay out
+    loud = f16[inner] > f16.max() - 8  # bands holding the tone (within e^8 of the peak)
+    assert loud.sum() > 20
+    np.testing.assert_allclose(f48[inner][loud], f16[inner][loud], atol=0.05)
 
 
 def test_int16_is_scaled():
@@ -123,6 +125,8 @@ def tiny_hubert_dir(tmp_path_factory):
     return path
 
 
+# Importing transformers' HuBERT costs ~8 s of CPU: these are marked slow.
+@pytest.mark.slow
 def test_hubert_features_from_local_folder(tiny_hubert_dir):
     ext = HubertFeatures(tiny_hubert_dir)
     assert ext.dim == 32 and isinstance(ext, AudioFeatureExtractor)
@@ -133,6 +137,7 @@ def test_hubert_features_from_local_folder(tiny_hubert_dir):
     assert short.shape == (1, 32)
 
 
+@pytest.mark.slow
 def test_hubert_chunking_covers_every_frame(tiny_hubert_dir):
     rng = np.random.default_rng(1)
     x = (rng.normal(size=16000 * 3) * 0.1).astype(np.float32)
@@ -148,11 +153,15 @@ def test_hubert_missing_folder(tmp_path):
         HubertFeatures(tmp_path / "nothing")
 
 
-def test_features_for_model(tiny_hubert_dir):
+def test_features_for_model():
     assert isinstance(features_for_model({"audio_dim": 80}), LogMelFeatures)
     assert features_for_model({"audio_dim": 240}).dim == 240
     with pytest.raises(FileNotFoundError, match="hubert_dir"):
         features_for_model({"audio_dim": 1024})
+
+
+@pytest.mark.slow
+def test_features_for_model_hubert(tiny_hubert_dir):
     assert isinstance(features_for_model({"audio_dim": 32}, tiny_hubert_dir), HubertFeatures)
     with pytest.raises(ValueError, match="32-D"):
         features_for_model({"audio_dim": 1024}, tiny_hubert_dir)

@@ -143,7 +143,8 @@ def test_export_package_is_qt_free():
         "import sys, studio.export, studio.export.job, studio.export.renderer, "
         "studio.export.writers, studio.export.isobmff, studio.export.heads, "
         "studio.commands.export, studio.commands.export_motion\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6', 'pyqtgraph')]\n"
+        "qt = ('PySide6', 'shiboken6', 'pyqtgraph')\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in qt]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
-
-import PySide6
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-# See tests/studio/ui/test_timeline.py: PySide6 6.12.0 on CPython 3.11 drops references to
-# None/True/False.
-if sys.version_info < (3, 12) and PySide6.__version__ == "6.12.0":
-    for _singleton in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(_singleton)).value += 1 << 40
 
 import numpy as np
 import pytest

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
-
-import PySide6
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-# PySide6(-Essentials) 6.12.0 on CPython 3.11 returns None (and True/False) from methods without
-# taking a reference: every void QPainter/QWidget call drops None's refcount by one and the
-# process aborts ("Fatal Python error: none_dealloc" / "bool_dealloc") once it reaches 0.
-# 6.11.3 is fine; on CPython >= 3.12 these singletons are immortal. Until the project pins
-# PySide6 != 6.12.0, make them immortal here too.
-if sys.version_info < (3, 12) and PySide6.__version__ == "6.12.0":
-    for _singleton in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(_singleton)).value += 1 << 40
 
 import numpy as np
 import pytest
