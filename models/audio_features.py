@@ -259,8 +259,8 @@ class HubertFeatures:
         # HuBERT's conv stack: frame j covers samples [320 j, 320 j + 400), centre 320 j + 200.
         pieces = []
         for start in range(0, max(S, 1), self.chunk):
-            a = max(0, start - self.context)
             b = min(x.size, start + self.chunk + self.context)
+            a = max(0, min(start - self.context, b - SAMPLE_RATE // 10))  # >= 0.1 s per call
             h = self._hidden(x[a:b])
             centres = a + 320 * np.arange(h.shape[0]) + 200
             keep = (centres >= start) & (centres < start + self.chunk)

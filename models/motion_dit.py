@@ -81,18 +81,41 @@ def rotary_tables(length: int, dim: int, theta: float = 10000.0) -> tuple[Tensor
     return angles.cos(), angles.sin()
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Apply the rotary embedding to ``x [B, N, D]`` with tables ``[N, D]``."""
-    pairs = x.unflatten(-1, (-1, 2))  # [B, N, D/2, 2]
-    rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-    return x * cos + rotated * sin
+def _signed(sin: Tensor) -> Tensor:
+    """``sin`` with even columns negated: rotating pair (a, b) to (-b, a) becomes
+    ``swap(x) * signed_sin`` (one multiply, no negation per call)."""
+    out = sin.clone()
+    out[..., 0::2] *= -1
+    return out
 
 
-def _project(x: Tensor, attn: nn.MultiheadAttention, which: int) -> Tensor:
-    """q (0), k (1) or v (2) input projection of a packed ``nn.MultiheadAttention``."""
+# Rotary tables for positions [0, N): (cos [N, D], signed sin [N, D], cis [N, D/2] complex64).
+Rotary = tuple[Tensor, Tensor, Tensor]
+
+
+def _rotate(x: Tensor, rot: Rotary) -> Tensor:
+    """Apply the rotary embedding to ``x [B, N, D]`` at positions ``0..N-1`` of ``rot``.
+
+    float32 goes through one complex multiply (5x faster on CPU than the real form); other
+    dtypes use ``x * cos + swap(x) * signed_sin`` (see _signed)."""
+    cos, signed_sin, cis = rot
+    if x.dtype == torch.float32:
+        pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)).contiguous())
+        return torch.view_as_real(pairs * cis).flatten(-2)
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (a, b) -> (b, a)
+    return x * cos + swapped * signed_sin
+
+
+def _rows(rot: Rotary, start: int, stop: int) -> Rotary:
+    return rot[0][start:stop], rot[1][start:stop], rot[2][start:stop]
+
+
+def _project(x: Tensor, attn: nn.MultiheadAttention, first: int, count: int = 1) -> Tensor:
+    """Input projections ``first .. first + count - 1`` (0 = q, 1 = k, 2 = v) of a packed
+    ``nn.MultiheadAttention``, as one matmul: ``[..., count * D]``."""
     d = attn.embed_dim
-    w = attn.in_proj_weight[which * d : (which + 1) * d]
-    b = attn.in_proj_bias[which * d : (which + 1) * d]
+    w = attn.in_proj_weight[first * d : (first + count) * d]
+    b = attn.in_proj_bias[first * d : (first + count) * d]
     return F.linear(x, w, b)
 
 
@@ -130,11 +153,11 @@ class ConditionEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, rot: Rotary) -> Tensor:
         h = self.norm1(x)
-        qk = _rotate(h, cos, sin)
         a = self.self_attn
-        x = x + self.dropout(_attend(_project(qk, a, 0), _project(qk, a, 1), _project(h, a, 2), a))
+        q, k = _project(_rotate(h, rot), a, 0, 2).chunk(2, dim=-1)
+        x = x + self.dropout(_attend(q, k, _project(h, a, 2), a))
         h = self.norm2(x)
         return x + self.dropout(self.linear2(self.dropout(F.gelu(self.linear1(h)))))
 
@@ -158,11 +181,11 @@ class DecoderLayer(nn.Module):
         self.film3 = DenseFiLM(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def memory_kv(self, memory: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-        """Cross-attention keys and values ``[B, S, D]`` of memory tokens at positions given by
-        the tables ``[S, D]``."""
+    def memory_kv(self, memory: Tensor, rot: Rotary) -> tuple[Tensor, Tensor]:
+        """Cross-attention keys and values ``[B, S, D]`` of memory tokens at the positions of
+        ``rot``."""
         a = self.multihead_attn
-        return _project(_rotate(memory, cos, sin), a, 1), _project(memory, a, 2)
+        return _project(_rotate(memory, rot), a, 1), _project(memory, a, 2)
 
     def forward(
         self,
@@ -170,20 +193,19 @@ class DecoderLayer(nn.Module):
         mem_k: Tensor,  # [B, S, D]
         mem_v: Tensor,  # [B, S, D]
         t: Tensor,  # [B, D]
-        cos: Tensor,  # [L, D]
-        sin: Tensor,
+        rot: Rotary,  # positions 0..L-1
         intensity: Tensor | None,  # [B, L, 1]
     ) -> Tensor:
         a = self.self_attn
         h = self.norm1(x)
-        qk = _rotate(h, cos, sin)
-        h = self.dropout(_attend(_project(qk, a, 0), _project(qk, a, 1), _project(h, a, 2), a))
+        q, k = _project(_rotate(h, rot), a, 0, 2).chunk(2, dim=-1)
+        h = self.dropout(_attend(q, k, _project(h, a, 2), a))
         scale, shift = self.film1(t)
         x = x + (scale + 1) * h + shift
 
         a = self.multihead_attn
         h = self.norm2(x)
-        h = self.dropout(_attend(_project(_rotate(h, cos, sin), a, 0), mem_k, mem_v, a))
+        h = self.dropout(_attend(_project(_rotate(h, rot), a, 0), mem_k, mem_v, a))
         if intensity is not None:
             h = h * intensity
         scale, shift = self.film2(t)
@@ -304,9 +326,7 @@ class MotionDiT(ModelMixin, ConfigMixin):
             DecoderLayer(d, num_heads, ff_dim, dropout) for _ in range(num_layers)
         )
         self.final_layer = nn.Linear(d, motion_dim)
-        cos, sin = rotary_tables(seq_len + 2, d, rotary_theta)
-        self.register_buffer("rotary_cos", cos, persistent=False)
-        self.register_buffer("rotary_sin", sin, persistent=False)
+        self._set_tables(seq_len + 2)
 
     # --- helpers ---------------------------------------------------------------------------------
     @property
@@ -314,12 +334,23 @@ class MotionDiT(ModelMixin, ConfigMixin):
         """Per-frame condition width: audio_dim + extra_cond_dim (1103 for Ditto)."""
         return self.config.audio_dim + self.config.extra_cond_dim
 
-    def _tables(self, length: int) -> tuple[Tensor, Tensor]:
+    def _set_tables(self, length: int) -> None:
+        cos, sin = rotary_tables(length, self.config.latent_dim, self.config.rotary_theta)
+        old = getattr(self, "rotary_cos", None)
+        device = None if old is None else old.device
+        self.register_buffer("rotary_cos", cos.to(device), persistent=False)
+        self.register_buffer("rotary_sin", _signed(sin).to(device), persistent=False)
+
+    def _tables(self, length: int) -> Rotary:
         if length > self.rotary_cos.shape[0]:
-            cos, sin = rotary_tables(length, self.config.latent_dim, self.config.rotary_theta)
-            self.rotary_cos, self.rotary_sin = cos.to(self.rotary_cos), sin.to(self.rotary_sin)
+            self._set_tables(length)
         dtype = self.final_layer.weight.dtype
-        return self.rotary_cos[:length].to(dtype), self.rotary_sin[:length].to(dtype)
+        # Real tables follow the weights' dtype; the complex form (float32 path) is rebuilt here
+        # rather than stored, since Module.to(dtype) would drop a complex buffer's imaginary part.
+        cos = self.rotary_cos[:length].float()
+        sin = self.rotary_sin[:length].float()
+        cis = torch.complex(cos[:, 0::2], -sin[:, 0::2])
+        return cos.to(dtype), sin.to(dtype), cis
 
     def _check(self, name: str, t: Tensor, shape: tuple[int | None, ...]) -> None:
         if t.dim() != len(shape) or any(
@@ -356,21 +387,21 @@ class MotionDiT(ModelMixin, ConfigMixin):
             batch = cond.shape[0]
             keep_t = torch.as_tensor(keep, device=cond.device).to(torch.bool).reshape(-1)
             keep_t = keep_t.expand(batch) if keep_t.numel() == 1 else keep_t
-            cos, sin = self._tables(L)
+            rot = self._tables(L)
             if bool(keep_t.any()):
                 tokens = self.cond_projection(cond.to(null.dtype))
                 for layer in self.cond_encoder:
-                    tokens = layer(tokens, cos, sin)
+                    tokens = layer(tokens, rot)
             else:
                 tokens = null.expand(batch, L, D)
             tokens = torch.where(keep_t[:, None, None], tokens, null)
             hidden = self.non_attn_cond_projection(tokens.mean(dim=1))
             hidden = torch.where(keep_t[:, None], hidden, self.null_cond_hidden.to(null.dtype))
         memory = self.norm_cond(tokens)
-        cos, sin = self._tables(L)
+        rot = self._tables(L)
         keys, values = [], []
         for layer in self.decoder_layers:
-            k, v = layer.memory_kv(memory, cos, sin)
+            k, v = layer.memory_kv(memory, rot)
             keys.append(k)
             values.append(v)
         if intensity is not None:
@@ -403,16 +434,15 @@ class MotionDiT(ModelMixin, ConfigMixin):
         t_hidden = self.time_mlp[2](self.time_mlp[1](emb))  # time_mlp[0] is the embedding
         t = self.to_time_cond(t_hidden) + encoded.hidden
         t_tokens = self.norm_cond(self.to_time_tokens(t_hidden).unflatten(-1, (2, -1)))  # [B,2,D]
-        cos, sin = self._tables(L + 2)
+        rot = self._tables(L + 2)
         for layer, k_c, v_c in zip(self.decoder_layers, encoded.keys, encoded.values, strict=True):
-            k_t, v_t = layer.memory_kv(t_tokens, cos[L:], sin[L:])
+            k_t, v_t = layer.memory_kv(t_tokens, _rows(rot, L, L + 2))
             x = layer(
                 x,
                 torch.cat([k_c, k_t], dim=1),
                 torch.cat([v_c, v_t], dim=1),
                 t,
-                cos[:L],
-                sin[:L],
+                _rows(rot, 0, L),
                 encoded.intensity,
             )
         return self.final_layer(x)

@@ -400,7 +400,8 @@ def iter_generate_motion(
                 True,
                 None if inten is None else inten[None],
             ).repeat(n)
-            if guidance_scale != 1.0:
+            if guidance_scale != 1.0 and (uncond is None or inten is not None):
+                # The null branch depends only on the intensity: encode it once when there is none.
                 uncond = model.encode_condition(None, False, None if inten is None else inten[None])
             if k == 0:
                 ref_b = torch.from_numpy(np.asarray(ref0, dtype=np.float32))[None].repeat(n, 1)

@@ -22,7 +22,7 @@ __all__ = ["ProceduralStyle", "audio_envelope", "procedural_motion"]
 class ProceduralStyle:
     """Magnitudes in motion-space units (keypoint deltas) and degrees."""
 
-    jaw_open: float = 0.055  # exp_19_y at full speech energy
+    jaw_open: float = 0.11  # exp_19_y at full speech energy (about 10 degrees of jaw on our rig)
     lip_round: float = 0.012  # mouth corners pulled in on dark (low-centroid) vowels
     lip_wide: float = 0.010  # mouth corners pushed out on bright sounds
     blink_rate_hz: float = 0.28  # people blink ~15-20 times a minute

@@ -20,12 +20,14 @@ __all__ = [
     "ImPortraitMPI",
     "StereoRig",
     "as_mpi",
+    "bake_mpi",
     "disparity_depths",
     "head_mpi_depths",
     "load_gaussians",
     "GLUnavailableError",
     "GaussianSplatRenderer",
     "GsplatUnavailableError",
+    "MPIBaker",
     "MPIRenderer",
     "create_offscreen_context",
     "lod_cloud",
@@ -49,6 +51,8 @@ _LAZY = {
     "select_lod": ("renderers.lod", "select_lod"),
     "lod_cloud": ("renderers.lod", "lod_cloud"),
     "render_gaussians_reference": ("renderers.reference", "render_gaussians_reference"),
+    "bake_mpi": ("renderers.bake", "bake_mpi"),
+    "MPIBaker": ("renderers.bake", "MPIBaker"),
     "render_mpi_reference": ("renderers.reference", "render_mpi_reference"),
 }
 

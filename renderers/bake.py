@@ -147,9 +147,7 @@ def plane_pieces(
     op = np.where(o >= 1.0, np.float32(1.0), op).astype(np.float32)
     order = np.argsort(plane, kind="stable")
     src, plane, op = src[order], plane[order], op[order]
-    pieces = GaussianCloud(
-        cloud.means[src], cloud.quats[src], cloud.scales[src], op, cloud.sh[src]
-    )
+    pieces = GaussianCloud(cloud.means[src], cloud.quats[src], cloud.scales[src], op, cloud.sh[src])
     return pieces, plane
 
 
@@ -203,19 +201,24 @@ class MPIBaker:
             vertex_shader=_UNPREMULTIPLY_VS, fragment_shader=_UNPREMULTIPLY_FS
         )
         self._empty_vao = self.ctx.vertex_array(self._unpremultiply, [])
+        info = self.ctx.info
+        max_size = int(info.get("GL_MAX_TEXTURE_SIZE", 0) or 8192)
+        max_vp = [int(v) for v in info.get("GL_MAX_VIEWPORT_DIMS", ()) if int(v) > 0]
+        self._max_side = int(min(max_size, *max_vp, 16384))
         self._atlas_size = (0, 0)
         self._atlas_tex: moderngl.Texture | None = None
         self._atlas_fbo: moderngl.Framebuffer | None = None
         self._out_rb: moderngl.Renderbuffer | None = None
         self._out_fbo: moderngl.Framebuffer | None = None
-        max_size = int(self.ctx.info.get("GL_MAX_TEXTURE_SIZE", 8192))
-        max_vp = self.ctx.info.get("GL_MAX_VIEWPORT_DIMS", (max_size, max_size))
-        self._max_side = int(min(max_size, *max_vp, 16384))
         # Seconds of the last bake: split, draw (upload+sort+raster), readback, convert.
         self.timings: dict[str, float] = {}
 
     def _atlas(self, width: int, height: int) -> None:
-        if self._atlas_fbo is not None and width <= self._atlas_size[0] and height <= self._atlas_size[1]:
+        if (
+            self._atlas_fbo is not None
+            and width <= self._atlas_size[0]
+            and height <= self._atlas_size[1]
+        ):
             return
         w, h = max(width, self._atlas_size[0]), max(height, self._atlas_size[1])
         for obj in (self._atlas_fbo, self._atlas_tex, self._out_fbo, self._out_rb):
@@ -236,6 +239,14 @@ class MPIBaker:
     ) -> np.ndarray:
         """Straight-alpha planes [D, H, W, 4] uint8 (plane 0 nearest; row 0 at the top) of
         ``cloud`` seen from ``camera``, sliced at ``depths [D]`` (metres, increasing)."""
+        # The context must be current (as for every renderer here; a Qt caller makes its
+        # context current first). moderngl's ``with ctx`` is not used: on EGL it does not
+        # restore the previous context reliably.
+        return self._bake_uint8(cloud, camera, depths, softness)
+
+    def _bake_uint8(
+        self, cloud: GaussianCloud, camera: Camera, depths: np.ndarray, softness: float
+    ) -> np.ndarray:
         import time
 
         import moderngl
@@ -316,7 +327,10 @@ class MPIBaker:
         return mpi
 
     def release(self) -> None:
-        """Free the GPU objects (and the context when the baker created it)."""
+        """Free the GPU objects (the context belongs to the caller or to renderers.render)."""
+        self._release()
+
+    def _release(self) -> None:
         for obj in (self._atlas_fbo, self._atlas_tex, self._out_fbo, self._out_rb,
                     self._empty_vao, self._unpremultiply):  # fmt: skip
             if obj is not None:
@@ -397,9 +411,7 @@ def bake_mpi(
     return _bake_torch(cloud, camera, depths, softness)
 
 
-def _bake_torch(
-    cloud: GaussianCloud, camera: Camera, depths: np.ndarray, softness: float
-) -> MPI:
+def _bake_torch(cloud: GaussianCloud, camera: Camera, depths: np.ndarray, softness: float) -> MPI:
     from renderers.reference import render_gaussians_reference
 
     pieces, plane = plane_pieces(cloud, camera, depths, softness)
@@ -413,6 +425,8 @@ def _bake_torch(
         img = np.asarray(img, dtype=np.float32)
         alpha = img[..., 3:4]
         # Over a black background the reference's rgb is premultiplied colour.
-        rgba[p, ..., :3] = np.where(alpha > 0, np.minimum(img[..., :3] / np.maximum(alpha, 1e-12), 1.0), 0.0)
+        rgba[p, ..., :3] = np.where(
+            alpha > 0, np.minimum(img[..., :3] / np.maximum(alpha, 1e-12), 1.0), 0.0
+        )
         rgba[p, ..., 3:] = alpha
     return MPI(np.clip(rgba, 0.0, 1.0), depths, camera)

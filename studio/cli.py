@@ -23,6 +23,9 @@ COMMANDS = {
     "new": "studio.commands.new",
     "info": "studio.commands.info",
     "render": "studio.commands.render",
+    "import-head": "studio.commands.import_head",
+    "export": "studio.commands.export",
+    "export-motion": "studio.commands.export_motion",
 }
 
 

@@ -169,7 +169,7 @@ def import_ply(
     unreadable file or when no plausible face is found.
     """
     from models.face import FaceLandmarker, keypoints_from_landmarks
-    from models.heads import RigParams, RiggedGaussianHead
+    from models.heads import RiggedGaussianHead, RigParams
     from models.heads.portrait import (
         EYE_SURFACE_Z,
         INTER_PUPIL_M,

@@ -12,7 +12,7 @@ from models.heads.asset import (
     save_head,
 )
 from models.heads.procedural import build_default_head
-from models.heads.rig import PARTS, GaussianArrays, RigParams, RiggedGaussianHead
+from models.heads.rig import PARTS, GaussianArrays, RiggedGaussianHead, RigParams
 
 __all__ = [
     "BUILTIN_HEADS",
@@ -21,9 +21,21 @@ __all__ = [
     "HeadFileError",
     "RigParams",
     "RiggedGaussianHead",
+    "PortraitImportError",
+    "PortraitResult",
     "build_default_head",
     "builtin_head_path",
     "load_builtin_head",
     "load_head",
+    "portrait_head",
     "save_head",
 ]
+
+
+def __getattr__(name: str):
+    # Portrait import pulls in cv2, scipy and the face models: loaded on first use only.
+    if name in ("PortraitImportError", "PortraitResult", "portrait_head"):
+        from models.heads import portrait
+
+        return getattr(portrait, name)
+    raise AttributeError(f"module 'models.heads' has no attribute {name!r}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.heads.rig import PARTS, RigParams, RiggedGaussianHead
+from models.heads.rig import PARTS, RiggedGaussianHead, RigParams
 from models.motion_space import NUM_KEYPOINTS
 
 __all__ = [
@@ -219,7 +219,10 @@ def _thumbnail(head: RiggedGaussianHead, size: int = 128) -> np.ndarray:
 
 
 # Built-in heads: name -> (file under resources/heads, detail level to rebuild it from the seed).
-BUILTIN_HEADS = {"default": ("default.thead", "default"), "default_high": ("default_high.thead", "high")}
+BUILTIN_HEADS = {
+    "default": ("default.thead", "default"),
+    "default_high": ("default_high.thead", "high"),
+}
 
 
 def builtin_head_path(name: str = "default") -> Path:

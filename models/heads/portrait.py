@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.face.keypoints import keypoints_from_landmarks
-from models.heads.rig import PART_INDEX, RigParams, RiggedGaussianHead, quat_from_matrix
+from models.heads.rig import PART_INDEX, RiggedGaussianHead, RigParams, quat_from_matrix
 from models.motion_space import NUM_KEYPOINTS
 
 if TYPE_CHECKING:
@@ -88,8 +88,10 @@ EYE_LOWER = ((33, 7, 163, 144, 145, 153, 154, 155, 133),
              (263, 249, 390, 373, 374, 380, 381, 382, 362))  # fmt: skip
 
 # Keypoint RBF radii in metres (those of the default head's rig).
-_KP_RADIUS = np.array([0.032, 0.016, 0.016, 0.024, 0.011, 0.011, 0.009, 0.024, 0.02, 0.028, 0.028,
-                       0.008, 0.009, 0.008, 0.011, 0.008, 0.008, 0.01, 0.011, 0.016, 0.011])  # fmt: skip
+_KP_RADIUS = np.array([
+    0.032, 0.016, 0.016, 0.024, 0.011, 0.011, 0.009, 0.024, 0.02, 0.028, 0.028,
+    0.008, 0.009, 0.008, 0.011, 0.008, 0.008, 0.01, 0.011, 0.016, 0.011,
+])  # fmt: skip
 _UPPER_ONLY = (4, 5, 6, 12)
 _LOWER_ONLY = (8, 17, 19)
 _LID_KP = (11, 13, 15, 16)
@@ -256,24 +258,21 @@ def _rasterise_mesh(p: np.ndarray, z: np.ndarray, w: int, h: int) -> np.ndarray:
 
     out = np.full((h, w), np.nan)
     tri = Delaunay(p)
-    for simplex in tri.simplices:
-        a, b, c = p[simplex]
-        x0, y0 = np.floor(np.minimum(np.minimum(a, b), c)).astype(int)
-        x1, y1 = np.ceil(np.maximum(np.maximum(a, b), c)).astype(int)
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w - 1), min(y1, h - 1)
-        if x1 < x0 or y1 < y0:
-            continue
-        det = (b[1] - c[1]) * (a[0] - c[0]) + (c[0] - b[0]) * (a[1] - c[1])
-        if abs(det) < 1e-12:
-            continue
-        xx, yy = np.meshgrid(np.arange(x0, x1 + 1) + 0.5, np.arange(y0, y1 + 1) + 0.5)
-        l1 = ((b[1] - c[1]) * (xx - c[0]) + (c[0] - b[0]) * (yy - c[1])) / det
-        l2 = ((c[1] - a[1]) * (xx - c[0]) + (a[0] - c[0]) * (yy - c[1])) / det
-        l3 = 1.0 - l1 - l2
-        inside = (l1 >= -1e-9) & (l2 >= -1e-9) & (l3 >= -1e-9)
-        val = l1 * z[simplex[0]] + l2 * z[simplex[1]] + l3 * z[simplex[2]]
-        sub = out[y0 : y1 + 1, x0 : x1 + 1]
-        sub[inside] = val[inside]
+    x0, y0 = np.maximum(np.floor(p.min(0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(p.max(0)).astype(int), [w - 1, h - 1])
+    if x1 < x0 or y1 < y0:
+        return out
+    yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
+    q = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], 1)
+    simplex = tri.find_simplex(q)
+    ok = simplex >= 0
+    t = tri.transform[simplex[ok]]  # [M, 3, 2]: barycentric = T (q - r)
+    bary = np.einsum("mij,mj->mi", t[:, :2, :], q[ok] - t[:, 2, :])
+    lam = np.concatenate([bary, 1.0 - bary.sum(1, keepdims=True)], 1)
+    val = (lam * z[tri.simplices[simplex[ok]]]).sum(1)
+    flat = np.full(q.shape[0], np.nan)
+    flat[ok] = val
+    out[y0 : y1 + 1, x0 : x1 + 1] = flat.reshape(yy.shape)
     return out
 
 
@@ -441,9 +440,9 @@ def portrait_head(
     if face_h <= 0:
         raise PortraitImportError("the face mesh is upside down or degenerate")
     s = face_px / face_h  # working pixels per image pixel
-    # Crop window in face units: x in [-1.2, 1.2], y from 1.05 above the eyes to 1.35 below.
-    cw, top, bottom = 1.2 * face_h, 1.05 * face_h, 1.35 * face_h
-    ww, wh = int(round(2 * cw * s)), int(round((top + bottom) * s))
+    # Crop window in face units: x in [-1.2, 1.2], y from 1.5 above the eyes to 1.35 below.
+    cw, top, bottom = 1.2 * face_h, 1.5 * face_h, 1.35 * face_h
+    ww, wh = round(2 * cw * s), round((top + bottom) * s)
     # Affine working <- image: rotate the eye line horizontal, scale, translate.
     a = np.array([[ex[0], ex[1]], [ey[0], ey[1]]]) * s
     origin = eye_mid - ex * cw - ey * top  # image point of the crop's top-left corner
@@ -527,10 +526,19 @@ def _grabcut_matte(
     # Probable foreground: the face oval grown sideways (ears), upwards (hair) and the neck.
     oval_pts = p[list(FACE_OVAL)]
     centre = oval_pts.mean(0)
-    grown = (oval_pts - centre) * np.array([1.25, 1.3]) + centre + np.array([0, -0.08]) * (
-        oval_pts[:, 1].max() - oval_pts[:, 1].min()
+    grown = (
+        (oval_pts - centre) * np.array([1.25, 1.3])
+        + centre
+        + np.array([0, -0.08]) * (oval_pts[:, 1].max() - oval_pts[:, 1].min())
     )
     cv2.fillPoly(mask, [np.round(grown).astype(np.int32)], cv2.GC_PR_FGD)
+    # The skull and hair: a dome over the face, as wide as the grown oval, up to ~0.75 face
+    # heights above the eyes (the crop's top).
+    face_hgt = oval_pts[:, 1].max() - oval_pts[:, 1].min()
+    top_y = oval_pts[:, 1].min()
+    dome_c = (round(centre[0]), round(top_y + 0.25 * face_hgt))
+    dome_ax = (round(0.5 * np.ptp(grown[:, 0])), round(0.95 * face_hgt))
+    cv2.ellipse(mask, dome_c, dome_ax, 0, 180, 360, cv2.GC_PR_FGD, -1)
     chin, jaw_r, jaw_l = p[152], p[172], p[397]
     neck_w = 0.55 * abs(jaw_l[0] - jaw_r[0])
     neck = np.array([[chin[0] - neck_w / 2, chin[1] - 0.1 * neck_w],
@@ -569,7 +577,7 @@ def _grabcut_matte(
         holes = (labels > 0) & ~np.isin(labels, list(border))
         fg[holes] = 1
     big = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    k = max(3, int(round(0.015 * face_px)) | 1)
+    k = max(3, round(0.015 * face_px) | 1)
     soft = cv2.GaussianBlur(big, (2 * k + 1, 2 * k + 1), k / 2.0)
     soft = np.clip((soft - 0.5) * 1.6 + 0.5, 0.0, 1.0)
     soft[oval] = np.maximum(soft[oval], 1.0)
@@ -621,7 +629,6 @@ def _curve(points: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 
 def _build_head(name, work, matte, depth, wp, w_pupils, w_iris_r, mpp, u_mid, v_eye, to_world_xy,
                 oval, face_px) -> RiggedGaussianHead:  # fmt: skip
-    import cv2
 
     h, w = matte.shape
     colors = _decontaminate(work.astype(np.float64) / 255.0, matte)
@@ -693,7 +700,9 @@ def _build_head(name, work, matte, depth, wp, w_pupils, w_iris_r, mpp, u_mid, v_
         _, _, _, _, _, _, radius, centre, _ = eye_info[e]
         m_e = eye_masks[e][vs, us]
         dx, dy = xw[m_e] - centre[0], yw[m_e] - centre[1]
-        eye_z[m_e] = centre[2] + np.sqrt(np.maximum(radius**2 - dx * dx - dy * dy, 0.25 * radius**2))
+        eye_z[m_e] = centre[2] + np.sqrt(
+            np.maximum(radius**2 - dx * dx - dy * dy, 0.25 * radius**2)
+        )
         d_iris = np.hypot(uc - w_pupils[e, 0], vc - w_pupils[e, 1])
         iris_sel |= m_e & (d_iris <= 1.05 * w_iris_r[e])
     zw = np.where(in_eye, eye_z, zw)
@@ -905,7 +914,7 @@ def _lid_layers(layers, e, info, depth, colors, matte, mpp, to_world_xy, sigma, 
                 ) -> tuple[float, float]:  # fmt: skip
     """Upper and lower lid sheets of eye ``e`` (module docstring); returns the travel (metres)
     of the upper and lower lid margins at the eye centre."""
-    upper, lower, y_up, y_lo, cu, cv_, radius, centre, _width = info
+    upper, _lower, y_up, y_lo, cu, cv_, radius, centre, _width = info
     h, w = matte.shape
     r_lid = radius + 0.0006
     u0 = int(np.floor(upper[:, 0].min() - 0.001 / mpp))

@@ -17,8 +17,8 @@ import numpy as np
 
 from models.heads.rig import (
     PART_INDEX,
-    RigParams,
     RiggedGaussianHead,
+    RigParams,
     quat_from_matrix,
 )
 from models.motion_space import NUM_KEYPOINTS
@@ -123,7 +123,7 @@ def _ears(p: np.ndarray) -> np.ndarray:
 def _slit(p: np.ndarray) -> np.ndarray:
     """The mouth opening: a thin rounded slab along the mouth line, from the lips inwards."""
     x = p[:, 0]
-    zc = 0.0935 - 0.03 * (x / MOUTH_HW) ** 2
+    zc = 0.092 - 0.03 * (x / MOUTH_HW) ** 2
     dx = np.maximum(np.abs(x) - MOUTH_HW, 0.0)
     dz = np.maximum(np.abs(p[:, 2] - zc) - 0.011, 0.0)
     dy = p[:, 1] - mouth_line(x)
@@ -131,8 +131,8 @@ def _slit(p: np.ndarray) -> np.ndarray:
 
 
 def _lips(p: np.ndarray) -> np.ndarray:
-    upper = _ellipsoid(p, (0.0, MOUTH_Y + 0.0036, 0.0822), (0.02, 0.0044, 0.0068))
-    lower = _ellipsoid(p, (0.0, MOUTH_Y - 0.0048, 0.0802), (0.0172, 0.0054, 0.0078))
+    upper = _ellipsoid(p, (0.0, MOUTH_Y + 0.0036, 0.0805), (0.0205, 0.0042, 0.0066))
+    lower = _ellipsoid(p, (0.0, MOUTH_Y - 0.0046, 0.0787), (0.0175, 0.005, 0.0074))
     return np.minimum(upper, lower)
 
 
@@ -141,13 +141,13 @@ def skin_sdf(p: np.ndarray) -> np.ndarray:
     m = _mirror(p)
     d = _smin(
         _ellipsoid(p, (0.0, 0.03, -0.006), (0.079, 0.093, 0.089)),
-        _ellipsoid(p, (0.0, -0.036, 0.016), (0.066, 0.07, 0.062)),
+        _ellipsoid(p, (0.0, -0.036, 0.016), (0.0625, 0.07, 0.062)),
         0.03,
     )
-    d = _smin(d, _sphere(m, (0.041, -0.03, 0.049), 0.03), 0.02)  # cheeks
+    d = _smin(d, _sphere(m, (0.039, -0.027, 0.05), 0.028), 0.02)  # cheeks
     d = _smin(d, _ellipsoid(p, (0.0, -0.088, 0.052), (0.026, 0.02, 0.022)), 0.015)  # chin
     d = _smin(d, _capsule(p, (-0.047, 0.024, 0.061), (0.047, 0.024, 0.061), 0.0155), 0.016)
-    d = _smin(d, _ellipsoid(p, (0.0, -0.05, 0.061), (0.036, 0.03, 0.0225)), 0.012)  # muzzle
+    d = _smin(d, _ellipsoid(p, (0.0, -0.05, 0.06), (0.035, 0.03, 0.0205)), 0.012)  # muzzle
     nose = _smin(
         _capsule(p, (0.0, 0.004, 0.077), (0.0, -0.022, 0.0895), 0.0058),
         _sphere(p, (0.0, -0.0245, 0.0893), 0.0088),
@@ -629,8 +629,12 @@ def _lids(parts: _Parts, sp: float, rng, e: int, side: float, sfx: str) -> None:
     pmeet = np.tile(upper - meet, 3)
     # the flick: a short tapered stroke out and up from the outer corner
     k = np.linspace(0, 1, 30)
-    corner = _lid_point(c, np.array([side * PSI_C * 1.02]), _lid_edges(
-        np.array([side * PSI_C * 1.02]), side)[1] + 0.02, np.array([LID_R + 0.0018]))[0]
+    corner = _lid_point(
+        c,
+        np.array([side * PSI_C * 1.02]),
+        _lid_edges(np.array([side * PSI_C * 1.02]), side)[1] + 0.02,
+        np.array([LID_R + 0.0018]),
+    )[0]
     flick = corner + np.stack([side * 0.0055 * k, 0.0028 * k**1.5, -0.002 * k], -1)
     pts = np.concatenate([pts, flick])
     pmeet = np.concatenate([pmeet, np.zeros(30)])
@@ -676,8 +680,7 @@ def _mouth(parts: _Parts, sp: float, rng) -> None:
         tooth_w = np.where(np.abs(x) < 0.008, 0.0043, 0.0036)
         ph = np.abs(x) / tooth_w
         gap = np.abs(np.sin(np.pi * ph))
-        edge = v if which == "upper" else v
-        keep = ~((edge < 0.18) & (gap < 0.35))  # rounded tooth tips
+        keep = ~((v < 0.18) & (gap < 0.35))  # rounded tooth tips (v = 0 is the biting edge)
         x, y, z, gap, v = x[keep], y[keep], z[keep], gap[keep], v[keep]
         pts = np.stack([x, y, z], -1)
         n = np.stack([42.0 * x, np.zeros_like(x), np.ones_like(x)], -1)
@@ -717,16 +720,25 @@ def _clothes(parts: _Parts, sp: float, rng) -> None:
         return _smin(body, collar, 0.025)
 
     pts = _sample_sdf(shirt, (-0.19, -0.27, -0.14), (0.19, -0.15, 0.08), coarse, rng)
-    pts = pts[skin_sdf(pts) > 0.0]
+    pts = pts[(skin_sdf(pts) > 0.004) & (pts[:, 1] < -0.172)]
     n = _gradient(shirt, pts)
     n /= np.linalg.norm(n, axis=1, keepdims=True)
-    ao = np.clip(1.0 - 2.0 * _smoothstep(0.01, -0.005, skin_sdf(pts) - 0.004), 0.3, 1.0)
     albedo = np.tile(SHIRT, (pts.shape[0], 1))
-    rim = _smoothstep(-0.178, -0.17, pts[:, 1])
-    albedo = albedo * (1 - 0.3 * rim[:, None]) + 0.3 * rim[:, None] * np.array([0.9, 0.9, 0.85])
-    color = _shade(albedo, n, ao, wrap=0.25, sss=(0.0, 0.0, 0.0))
-    parts.add("clothes", pts, _frames(n, None, rng), 0.62 * coarse, 0.62 * coarse, 0.12 * coarse,
-              color, 0.97, pose=0.0)  # fmt: skip
+    color = _shade(albedo, n, np.ones(pts.shape[0]), wrap=0.25, sss=(0.0, 0.0, 0.0))
+    parts.add("clothes", pts, _frames(n, None, rng), 0.8 * coarse, 0.8 * coarse, 0.1 * coarse,
+              color, 0.99, pose=0.0)  # fmt: skip
+    # a rolled collar (torus) hides the seam between neck and shirt
+    m = int(2 * np.pi * 0.053 * 2 * np.pi * 0.0075 / (1.5 * sp) ** 2)
+    u, w = rng.random(m) * 2 * np.pi, rng.random(m) * 2 * np.pi
+    ring = np.stack([np.sin(u), np.zeros(m), np.cos(u)], -1)
+    n = ring * np.cos(w)[:, None] + np.array([0.0, 1.0, 0.0]) * np.sin(w)[:, None]
+    pts = np.array([0.0, -0.172, -0.028]) + 0.052 * ring + 0.0075 * n
+    keep = skin_sdf(pts) > 0.0
+    pts, n = pts[keep], n[keep]
+    ao = 0.75 + 0.25 * np.clip(n[:, 1] + 0.3, 0, 1)
+    color = _shade(np.tile(SHIRT * 1.25, (pts.shape[0], 1)), n, ao, wrap=0.3, sss=(0, 0, 0))
+    parts.add("clothes", pts, _frames(n, None, rng), 1.2 * sp, 1.2 * sp, 0.15 * sp, color,
+              0.99, pose=0.0)  # fmt: skip
 
 
 # --- keypoints and skinning ------------------------------------------------------------------
@@ -762,7 +774,7 @@ def _keypoint_anchors() -> np.ndarray:
     k[18] = _surface_at(0.0, 0.02)
     for e, (iu, il) in enumerate(((11, 13), (15, 16))):
         side = -1.0 if e == 0 else 1.0
-        meet, upper, lower = _lid_edges(np.zeros(1), side)
+        _, upper, lower = _lid_edges(np.zeros(1), side)
         k[iu] = _lid_point(EYE_C[e], np.zeros(1), upper, np.array([LID_R + 0.0011]))[0]
         k[il] = _lid_point(EYE_C[e], np.zeros(1), lower, np.array([LID_R + 0.0011]))[0]
     return k
@@ -799,7 +811,9 @@ def _skin_weights(pts: np.ndarray, jaw: np.ndarray, anchors: np.ndarray, active:
     order = np.argsort(-w, axis=1)[:, :SKIN_K]
     top = np.take_along_axis(w, order, axis=1)
     keep_sum = top.sum(axis=1, keepdims=True)
-    top = np.where(keep_sum > 0, top * (w.sum(axis=1, keepdims=True) / np.maximum(keep_sum, 1e-12)), 0)
+    top = np.where(
+        keep_sum > 0, top * (w.sum(axis=1, keepdims=True) / np.maximum(keep_sum, 1e-12)), 0
+    )
     top[top < 1e-3] = 0.0
     return order.astype(np.uint8), top.astype(np.float32)
 
@@ -842,7 +856,8 @@ def build_default_head(detail: str = "default", seed: int = 0) -> RiggedGaussian
     # P partial pose (neck), J jaw, S skinned (P and S never overlap); parts and neck weights
     # sorted inside groups.
     group = np.select(
-        [partial & ~jaw, partial & jaw, jaw & ~skinned, jaw & skinned, skinned], [0, 1, 2, 3, 4],
+        [partial & ~jaw, partial & jaw, jaw & ~skinned, jaw & skinned, skinned],
+        [0, 1, 2, 3, 4],
         default=5,
     )
     order = np.lexsort((pi, np.where(partial, g["pose"], 0.0), group))

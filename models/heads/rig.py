@@ -180,8 +180,16 @@ def quat_from_matrix(m: np.ndarray) -> np.ndarray:
     r = 0.5 * np.sqrt(np.maximum(np.take_along_axis(t, k[..., None], -1)[..., 0], 1e-30))
     s = 0.25 / r
     q = np.empty((*m.shape[:-2], 4))
-    d21, d02, d10 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
-    s21, s02, s10 = m[..., 2, 1] + m[..., 1, 2], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1]
+    d21, d02, d10 = (
+        m[..., 2, 1] - m[..., 1, 2],
+        m[..., 0, 2] - m[..., 2, 0],
+        m[..., 1, 0] - m[..., 0, 1],
+    )
+    s21, s02, s10 = (
+        m[..., 2, 1] + m[..., 1, 2],
+        m[..., 0, 2] + m[..., 2, 0],
+        m[..., 1, 0] + m[..., 0, 1],
+    )
     cand = [
         np.stack([r, d21 * s, d02 * s, d10 * s], -1),
         np.stack([d21 * s, r, s10 * s, s02 * s], -1),
@@ -220,6 +228,23 @@ def _rotate_about_x(
     quats[:, 3] = ch * qz + sh * qy
 
 
+def _rotate_set(
+    means: np.ndarray,
+    quats: np.ndarray,
+    sel: slice | np.ndarray,
+    center: np.ndarray,
+    angle: np.ndarray,
+) -> None:
+    """:func:`_rotate_about_x` on the rows ``sel`` of writable means/quats: in place on views for
+    a slice (no gather), gather-rotate-scatter for an index array."""
+    if isinstance(sel, slice):
+        _rotate_about_x(means[sel], quats[sel], center, angle)
+        return
+    m, q = means[sel], quats[sel]
+    _rotate_about_x(m, q, center, angle)
+    means[sel], quats[sel] = m, q
+
+
 _CHUNK = 16384
 
 
@@ -235,6 +260,21 @@ def _rows_times(x: np.ndarray, m: np.ndarray) -> np.ndarray:
     for i in range(0, x.shape[0], _CHUNK):
         np.matmul(x[i : i + _CHUNK], m, out=out[i : i + _CHUNK])
     return out
+
+
+def _affine_rows(src: np.ndarray, m: np.ndarray, off: np.ndarray | None, dst: np.ndarray) -> None:
+    """``dst = src @ m + off`` for src/dst [N, D] float32 (distinct buffers), m [D, E], off [E].
+
+    Row chunks (see :func:`_rows_times`); each chunk's offset is added while it is in cache.
+    """
+    m = np.ascontiguousarray(m, dtype=np.float32)
+    off32 = None if off is None else [np.float32(x) for x in off]
+    for i in range(0, src.shape[0], _CHUNK):
+        o = dst[i : i + _CHUNK]
+        np.matmul(src[i : i + _CHUNK], m, out=o)
+        if off32 is not None:
+            for j, x in enumerate(off32):
+                o[:, j] += x
 
 
 def _add_row(x: np.ndarray, v: np.ndarray) -> None:
@@ -310,7 +350,9 @@ class RiggedGaussianHead:
         for name, shape in expected.items():
             a = getattr(self, name)
             if a.shape != shape or k < 1:
-                raise ValueError(f"RiggedGaussianHead.{name}: expected shape {shape}, got {a.shape}")
+                raise ValueError(
+                    f"RiggedGaussianHead.{name}: expected shape {shape}, got {a.shape}"
+                )
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise ValueError(f"RiggedGaussianHead.{name}: contains NaN or inf")
         if self.sh.ndim != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
@@ -334,19 +376,23 @@ class RiggedGaussianHead:
         self._rest = GaussianArrays(self.means, self.quats, self.scales, self.opacities, self.sh)
         skinned = np.flatnonzero(np.any(self.skin_weight > 0, axis=1))
         self._skin_set = _as_slice(skinned)
-        # per slot k: keypoint indices [S] and weights [S, 1] (a gather + FMA per slot is
-        # cheaper than a dense [S, 21] @ [21, 3] GEMM in BLAS for this thin shape)
-        self._skin_slots = [
-            (
-                self.skin_index[skinned, k].astype(np.intp),
-                np.repeat(self.skin_weight[skinned, k, None], 3, axis=1),  # [S, 3]: no broadcast
-            )
-            for k in range(self.skin_index.shape[1])
-            if np.any(self.skin_weight[skinned, k] > 0)
-        ]
+        # Skinning as one sparse [S, 21] matrix: disp = W @ delta is a single CSR SpMV (no
+        # per-slot gathers, which cost ~10x more); float32 throughout.
+        import scipy.sparse as sp
+
+        k = self.skin_index.shape[1]
+        w = self.skin_weight[skinned]
+        self._skin_csr = sp.csr_matrix(
+            (w.ravel(), self.skin_index[skinned].astype(np.int32).ravel(),
+             np.arange(0, k * skinned.size + 1, k, dtype=np.int32)),
+            shape=(skinned.size, NUM_KEYPOINTS),
+            dtype=np.float32,
+        )  # fmt: skip
+        self._skin_csr.sum_duplicates()
+        self._skin_csr.eliminate_zeros()
         jaw = np.flatnonzero(self.jaw_weight > 0)
         self._jaw_set = _as_slice(jaw)
-        self._jaw_w = self.jaw_weight[jaw].astype(np.float64)
+        self._jaw_w = np.ascontiguousarray(self.jaw_weight[jaw], dtype=np.float32)
         p = self.parts
         self._eye_sets = []
         self._lid_sets = []
@@ -362,9 +408,9 @@ class RiggedGaussianHead:
             self._lid_sets.append(
                 (
                     _as_slice(upper),
-                    self.lid_angle[upper].astype(np.float64),
+                    np.ascontiguousarray(self.lid_angle[upper], dtype=np.float32),
                     _as_slice(lower),
-                    self.lid_angle[lower].astype(np.float64),
+                    np.ascontiguousarray(self.lid_angle[lower], dtype=np.float32),
                 )
             )
         partial = np.flatnonzero(self.pose_weight < 1.0)
@@ -442,6 +488,10 @@ class RiggedGaussianHead:
         Returns GaussianArrays in the head's metric RUB frame. Arrays the frame leaves unchanged
         are the base arrays (read-only, not copies); at CHANNEL_DEFAULTS all of them are.
         Raises ValueError for a wrong shape or NaN/inf in the channels the rig reads.
+
+        Cost: every stage touches only its own precomputed (contiguous, for the built-in heads)
+        block: skinning is one CSR SpMV, the jaw and lids rotate only their sets, the pose is one
+        chunked small matmul per array into fresh output buffers.
         """
         v = self._check_frame(frame)
         if np.array_equal(v[self._rig_channels], CHANNEL_DEFAULTS[self._rig_channels]):
@@ -449,30 +499,24 @@ class RiggedGaussianHead:
         ch = CHANNEL_INDEX
         e0 = ch["exp_0_x"]
         exp = v[e0 : e0 + 3 * NUM_KEYPOINTS].reshape(NUM_KEYPOINTS, 3)
-        means = self.means.copy()
-        quats: np.ndarray | None = None
+        # The local stages (1-4) write into private copies, made only when a stage needs them.
+        means, quats = self.means, self.quats
         scales = self.scales
 
-        # 1. expression: one small GEMM over the skinned (contiguous) Gaussians.
+        # 1. expression: one sparse [S, 21] @ [21, 3] product over the skinned Gaussians.
         exp_t = np.where(self._translating, exp, 0.0)
-        if np.any(exp_t):
+        if np.any(exp_t) and self._skin_csr.nnz:
             delta = (exp_t * (_F * self._kp_scale)).astype(np.float32)  # [21, 3] metres RUB
-            disp = None
-            for idx, w in self._skin_slots:
-                term = delta[idx]
-                term *= w
-                disp = term if disp is None else np.add(disp, term, out=disp)
-            if disp is not None:
-                means[self._skin_set] += disp
+            means = means.copy()
+            means[self._skin_set] += self._skin_csr @ delta
 
         # 2. jaw
         theta = float(np.clip(self.rig.jaw_gain * exp[_JAW_KP, 1], -0.05, 0.6))
-        if theta != 0.0:
-            quats = self.quats.copy()
-            js = self._jaw_set
-            m, q = means[js], quats[js]
-            _rotate_about_x(m, q, self.rig.jaw_hinge, theta * self._jaw_w)
-            means[js], quats[js] = m, q
+        if theta != 0.0 and self._jaw_w.size:
+            means = means.copy() if means is self.means else means
+            quats = quats.copy() if quats is self.quats else quats
+            _rotate_set(means, quats, self._jaw_set, self.rig.jaw_hinge,
+                        np.float32(theta) * self._jaw_w)  # fmt: skip
 
         # 3. eyelids and 4. gaze, per eye (0 = right, 1 = left)
         eye_open = (v[ch["eye_open_r"]], v[ch["eye_open_l"]])
@@ -487,14 +531,12 @@ class RiggedGaussianHead:
                 (self._lid_sets[e][2], self._lid_sets[e][3], c_low),
             ):
                 if c != 0.0 and angle.size:
-                    if quats is None:
-                        quats = self.quats.copy()
-                    m, q = means[sel], quats[sel]
-                    _rotate_about_x(m, q, center, c * angle)
-                    means[sel], quats[sel] = m, q
+                    means = means.copy() if means is self.means else means
+                    quats = quats.copy() if quats is self.quats else quats
+                    _rotate_set(means, quats, sel, center, np.float32(c) * angle)
             if ball[e, 0] != 0.0 or ball[e, 1] != 0.0:
-                if quats is None:
-                    quats = self.quats.copy()
+                means = means.copy() if means is self.means else means
+                quats = quats.copy() if quats is self.quats else quats
                 lim = 0.95 * self.rig.eye_radius
                 w = self.rig.eye_width
                 a = np.arcsin(np.clip(ball[e, 0] * w, -lim, lim) / self.rig.eye_radius)
@@ -504,53 +546,70 @@ class RiggedGaussianHead:
                 rx = np.array([[1, 0, 0], [0, cb, -sb], [0, sb, cb]])
                 rot = ry @ rx  # column vectors: pupil to +x (image right) and -y (image down)
                 sel = self._eye_sets[e]
-                m = means[sel]
-                _add_row(m, -center)
-                m = _rows_times(m, rot.T)
-                _add_row(m, center)
-                means[sel] = m
+                # p' = (p - c) rot^T + c = p rot^T + (c - c rot^T)
+                means[sel] = _rows_times(means[sel], rot.T) + (center - center @ rot.T).astype(
+                    np.float32
+                )
                 quats[sel] = _rows_times(quats[sel], _left_matrix(quat_from_matrix(rot)))
 
-        # 5. head pose
+        # 5. head pose: local arrays -> fresh output arrays, block by block.
         pose = self._pose(v)
         if pose is not None:
             r_rub, s, t_w = pose
-            if quats is None:
-                quats = self.quats.copy()
+            rotates = not np.array_equal(r_rub, np.eye(3))
+            src_m, src_q = means, quats
+            means = np.empty_like(src_m)
+            if rotates:
+                quats = np.empty_like(src_q)
             pivot = self.rig.pivot
             full = self._full_set
             a = s * r_rub
-            off = (pivot - pivot @ a + t_w).astype(np.float32)
-            moved = _rows_times(means[full], a)
-            _add_row(moved, off)
-            means[full] = moved
-            lq = _left_matrix(quat_from_matrix(r_rub.T))
-            quats[full] = _rows_times(quats[full], lq)
+            _affine_rows(src_m[full], a, pivot - pivot @ a + t_w, means[full])
+            if rotates:
+                lq = _left_matrix(quat_from_matrix(r_rub.T))
+                _affine_rows(src_q[full], lq, None, quats[full])
             if self._has_partial:
-                self._pose_partial(v, means, quats, s, t_w)
+                self._pose_partial(v, src_m, src_q, means, quats if rotates else None, s, t_w)
             if s != 1.0:
-                scales = (self.scales * np.float32(s)).astype(np.float32)
-        return GaussianArrays(
-            means, self.quats if quats is None else quats, scales, self.opacities, self.sh
-        )
+                scales = self.scales * np.float32(s)
+        return GaussianArrays(means, quats, scales, self.opacities, self.sh)
 
     def _pose_partial(
-        self, v: np.ndarray, means: np.ndarray, quats: np.ndarray, s: float, t_w: np.ndarray
+        self,
+        v: np.ndarray,
+        src_m: np.ndarray,
+        src_q: np.ndarray,
+        means: np.ndarray,
+        quats: np.ndarray | None,
+        s: float,
+        t_w: np.ndarray,
     ) -> None:
-        """Neck Gaussians: a fraction (pose_weight) of the rotation; full scale and translation."""
+        """Neck Gaussians: a fraction (pose_weight, quantised) of the rotation, full scale and
+        translation; src -> dst per run (quats None: the rotation is the identity)."""
         ch = CHANNEL_INDEX
         pivot = self.rig.pivot
         frac = self._partial_levels / _NECK_LEVELS  # [L]
         r = rotation_matrix(v[ch["pitch"]] * frac, v[ch["yaw"]] * frac, v[ch["roll"]] * frac)
         r = _F[None, :, None] * r * _F[None, None, :]  # [L, 3, 3] RUB, row vectors
-        offs = (pivot - s * (pivot @ r) + t_w).astype(np.float32)  # [L, 3]
-        lqs = _left_matrix(quat_from_matrix(np.swapaxes(r, -1, -2)))  # [L, 4, 4]
+        offs = pivot - s * (pivot @ r) + t_w  # [L, 3]
+        lqs = _left_matrix(quat_from_matrix(np.swapaxes(r, -1, -2))) if quats is not None else None
         for i, (level, sel) in enumerate(self._partial_runs):
-            moved = _rows_times(means[sel], s * r[i])
-            _add_row(moved, offs[i])
-            means[sel] = moved
-            if level:
-                quats[sel] = _rows_times(quats[sel], lqs[i])
+            if level == 0:  # no rotation: scale and translation only (often nothing at all)
+                if s == 1.0 and not np.any(t_w):
+                    means[sel] = src_m[sel]
+                else:
+                    means[sel] = src_m[sel] * np.float32(s) + offs[i].astype(np.float32)
+                if quats is not None:
+                    quats[sel] = src_q[sel]
+                continue
+            if isinstance(sel, slice):
+                _affine_rows(src_m[sel], s * r[i], offs[i], means[sel])
+                if quats is not None:
+                    _affine_rows(src_q[sel], lqs[i], None, quats[sel])
+            else:
+                means[sel] = _rows_times(src_m[sel], s * r[i]) + offs[i].astype(np.float32)
+                if quats is not None:
+                    quats[sel] = _rows_times(src_q[sel], lqs[i])
 
     def deform_batch(self, frames: np.ndarray) -> list[GaussianArrays]:
         """:meth:`deform` for each row of ``frames [F, len(CHANNELS)]``."""

@@ -179,6 +179,10 @@ def resolve_head_source(
                 "have yet (bake_mpi); use --head gaussian"
             )
         return MPIHeadSource(load_project_head(project), bake)
+    if ref is not None and ref.kind == "mpi":
+        raise ExportError(
+            f"the project's head {ref.asset!r} is an MPI, not a Gaussian head; use --head mpi"
+        )
     head = load_project_head(project)
     if lod_budget is not None:
         head = lod_head(head, int(lod_budget))

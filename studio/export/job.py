@@ -111,9 +111,7 @@ def export_project(
     plan = settings if isinstance(settings, ExportPlan) else plan_export(project, settings)
     timings = {"evaluate": 0.0, "deform": 0.0, "render": 0.0, "encode": 0.0, "finish": 0.0}
     audio = mix_project_audio(project, plan.start, plan.end) if plan.audio else None
-    source = head_source or resolve_head_source(
-        project, plan.head, plan.lod_budget, project_path
-    )
+    source = head_source or resolve_head_source(project, plan.head, plan.lod_budget, project_path)
     t0 = time.perf_counter()
     values = project.evaluate(plan.positions)  # [N, len(CHANNELS)], exact at integer frames
     timings["evaluate"] = time.perf_counter() - t0

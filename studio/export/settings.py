@@ -224,6 +224,8 @@ def plan_export(project: Project, settings: ExportSettings) -> ExportPlan:
     codec = _choice("codec", s.codec, CODECS)
     out = Path(s.out)
     fmt = _format_of(out, s.format)
+    if fmt != "png" and not out.suffix:
+        out = out.with_name(f"{out.name}.{fmt}")
     if fmt != "png" and s.tag_name:
         out = tagged_path(out, layout)
 

@@ -1,4 +1,4 @@
-"""Audio features at 25 fps: framing, resampling, bad audio, chunking, HuBERT from a local folder."""
+"""Audio features at 25 fps: framing, resampling, bad audio, chunking, local HuBERT."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from models.audio_features import (
 
 
 def tone(seconds: float, sr: int, hz: float = 440.0, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(round(seconds * sr))) / sr
+    t = np.arange(round(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
 
@@ -149,7 +149,7 @@ def test_hubert_chunking_covers_every_frame(tiny_hubert_dir):
 
 
 def test_hubert_missing_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="config.json"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json"):
         HubertFeatures(tmp_path / "nothing")
 
 

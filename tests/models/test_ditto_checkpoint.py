@@ -122,9 +122,10 @@ def test_forward_mapping_is_exact(full_model):
     assert len(dropped) == 11 and all(k.endswith("rotary.freqs") for k in dropped)
     assert set(mapped) == set(full_model.state_dict())
     load_mapped_state(full_model, mapped, source="in memory")  # strict: no error
-    assert mapped["decoder_layers.7.film3.block.1.weight"] is state[
-        "seqTransDecoder.stack.7.film3.block.1.weight"
-    ]
+    assert (
+        mapped["decoder_layers.7.film3.block.1.weight"]
+        is state["seqTransDecoder.stack.7.film3.block.1.weight"]
+    )
 
 
 def test_load_full_size_checkpoint_file(tmp_path):

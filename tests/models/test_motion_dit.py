@@ -112,7 +112,9 @@ def test_cached_condition_equals_forward_at_every_timestep():
         enc = m.encode_condition(cond)
         for step in (999, 500, 0):
             t = torch.tensor(step)
-            torch.testing.assert_close(m.denoise(x, ref, t, enc), m(x, t, ref, cond), rtol=0, atol=0)
+            torch.testing.assert_close(
+                m.denoise(x, ref, t, enc), m(x, t, ref, cond), rtol=0, atol=0
+            )
 
 
 def test_null_condition_ignores_the_condition():

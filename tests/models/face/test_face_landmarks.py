@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -197,19 +195,6 @@ def test_bad_where_raises(landmarker):
         landmarker.landmarks(img, (1, 2, 3, 4))
     with pytest.raises(ValueError):
         landmarker.landmarks(img, FaceROI(10, 10, 0.0))
-
-
-def test_tracking_is_fast_enough(landmarker):
-    frames = [draw_face(centre=(310 + 2 * i, 240), seed=i).image for i in range(12)]
-    landmarker.reset()
-    landmarker.track(frames[0])
-    times = []
-    for img in frames[1:]:
-        t = time.perf_counter()
-        assert landmarker.track(img) is not None
-        times.append(time.perf_counter() - t)
-    # Target is <= 10 ms on 2 cores (benchmarks/face_tracking.py); generous for a shared CI box.
-    assert np.median(times) < 0.05
 
 
 def test_detection_dataclass_area():

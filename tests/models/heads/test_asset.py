@@ -93,7 +93,9 @@ def test_bad_files_raise_head_file_error(small, tmp_path):
     cases["nomeans.thead"] = "means.npy is missing"
     _rewrite(good, tmp_path / "nojson.thead", drop=("head.json",))
     cases["nojson.thead"] = "head.json is missing"
-    _rewrite(good, tmp_path / "shape.thead", replace={"quats.npy": _npy(np.zeros((5, 4), np.float32))})
+    _rewrite(
+        good, tmp_path / "shape.thead", replace={"quats.npy": _npy(np.zeros((5, 4), np.float32))}
+    )
     cases["shape.thead"] = "quats has shape"
     nan = np.array(small.scales)
     nan[7, 1] = np.nan

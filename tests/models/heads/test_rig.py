@@ -6,7 +6,7 @@ import pytest
 from models.heads import GaussianArrays, RiggedGaussianHead
 from models.heads.preview import orbit_view, render_preview
 from models.heads.rig import PART_INDEX, PARTS, quat_from_matrix, quat_multiply
-from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX, CHANNELS, rotation_matrix
+from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX, rotation_matrix
 
 
 def frame(**values: float) -> np.ndarray:

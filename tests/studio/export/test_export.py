@@ -271,3 +271,29 @@ def test_cli_export(tmp_path, capsys):
     )
     with pytest.raises(ExportError, match="--force"):
         export_cmd.run(args)
+
+
+def test_mpi_project_head(tmp_path):
+    from renderers import MPI, Camera, head_mpi_depths
+    from renderers.formats.mpi_folder import write_mpi_folder
+    from studio.document import HeadRef
+
+    cam = Camera.orbit((0, 0, 0), 0.6, 0, 0, 30, 32, 32)
+    yy, xx = np.mgrid[0:32, 0:32]
+    disc = ((xx - 16) ** 2 + (yy - 16) ** 2 < 100).astype(np.float32)
+    rgba = np.zeros((4, 32, 32, 4), np.float32)
+    rgba[1, ..., 0] = 1.0
+    rgba[1, ..., 3] = disc  # a red disc on the second plane, ~0.5 m away
+    write_mpi_folder(tmp_path / "mpi", MPI(rgba, head_mpi_depths(0.6, 4), cam))
+    project = tiny_project(frames=2, audio=False)
+    project.head = HeadRef(str(tmp_path / "mpi"), kind="mpi")
+    done = run_export(project, ExportSettings(tmp_path / "m.mp4", eye_size=(32, 32), crf=5))
+    _, _, frames = probe(done.path)
+    left, right = frames[0][:, :32].astype(float), frames[0][:, 32:].astype(float)
+    for eye in (left, right):
+        assert eye[16, 16, 0] > 200 and eye[16, 16, 1] < 60  # red disc in the middle
+        assert eye[1, 1, 0] < 60  # background
+    assert np.abs(left - right).max() > 50  # the disc is off the convergence plane: parallax
+    with pytest.raises(ExportError, match="is an MPI"):
+        run_export(project, ExportSettings(tmp_path / "g.mp4", head="gaussian", eye_size=(32, 32)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m_LR.mp4", "mpi"]

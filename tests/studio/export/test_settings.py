@@ -37,6 +37,8 @@ def test_tag_not_doubled_and_can_be_off(tmp_path):
     assert tagged_path(Path("a/x.mkv"), "tb") == Path("a/x_TB.mkv")
     plan = plan_export(tiny_project(), ExportSettings(tmp_path / "y.mp4", tag_name=False))
     assert plan.out.name == "y.mp4"
+    plan = plan_export(tiny_project(), ExportSettings(tmp_path / "z", format="mkv", layout="tb"))
+    assert plan.out.name == "z_TB.mkv" and plan.format == "mkv"
 
 
 def test_odd_sizes_rounded_to_even_with_a_note(tmp_path):

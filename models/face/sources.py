@@ -1,0 +1,322 @@
+"""Frame sources for performance capture: a webcam, a video file or an image sequence.
+
+``open_source(spec)`` returns a FrameSource: iterate it for ``(timestamp_s, frame)`` pairs, frame
+an RGB uint8 array ``[H, W, 3]``; ``fps`` and ``size`` (width, height) describe the stream and
+``close()`` releases it (sources are also context managers).
+
+- webcam: ``"0"``, ``"1"``... (or an int). cv2.VideoCapture; requested resolution and fps are
+  asked for, the camera decides. Timestamps are the monotonic clock since the first frame.
+  No camera: CameraUnavailableError at open. A read failing mid-session (unplugged):
+  CameraDisconnectedError from the iterator, after every frame read so far was yielded.
+- video file: decoded with PyAV; timestamps are the frames' presentation times from 0.
+- image sequence: a folder (its .png/.jpg/.jpeg/.bmp/.tif/.tiff/.webp files in name order,
+  numbers compared as numbers) or a glob pattern; timestamps ``i / fps`` (default 25).
+
+cv2 and av are imported when a source is opened.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "CameraDisconnectedError",
+    "CameraInfo",
+    "CameraSource",
+    "CameraUnavailableError",
+    "FrameSource",
+    "ImageSequenceSource",
+    "SourceError",
+    "VideoFileSource",
+    "list_cameras",
+    "open_source",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class SourceError(OSError):
+    """A frame source cannot be opened or read (the message names it)."""
+
+
+class CameraUnavailableError(SourceError):
+    """No camera at that index (none connected, busy, or no permission)."""
+
+
+class CameraDisconnectedError(SourceError):
+    """The camera stopped delivering frames mid-session (unplugged)."""
+
+
+class FrameSource:
+    """Iterator of ``(timestamp_s, frame RGB uint8 [H, W, 3])``; see the module docstring.
+
+    ``fps``: nominal frame rate (0.0 when unknown). ``size``: (width, height). ``frames_read``:
+    frames delivered so far. ``description``: what was opened, for messages and take metadata.
+    """
+
+    fps: float = 0.0
+    size: tuple[int, int] = (0, 0)
+    description: str = ""
+    is_live: bool = False
+
+    def __init__(self) -> None:
+        self.frames_read = 0
+        self._closed = False
+
+    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        for item in self._frames():
+            self.frames_read += 1
+            yield item
+
+    def read(self) -> tuple[float, np.ndarray] | None:
+        """The next (timestamp, frame), or None at the end. Raises like the iterator."""
+        if not hasattr(self, "_it"):
+            self._it = iter(self)
+        return next(self._it, None)
+
+    def close(self) -> None:
+        """Release the device or file (idempotent)."""
+        self._closed = True
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description!r}, {self.size[0]}x{self.size[1]}, {self.fps:g} fps)"
+
+
+# ------------------------------------------------------------------------------------ webcam
+@dataclass(frozen=True)
+class CameraInfo:
+    index: int
+    width: int
+    height: int
+    fps: float
+
+
+def _capture(index: int):
+    import cv2
+
+    cap = cv2.VideoCapture(index)
+    if not cap.isOpened():
+        cap.release()
+        return None
+    return cap
+
+
+def list_cameras(max_index: int = 4) -> list[CameraInfo]:
+    """Cameras at indices 0..max_index-1 that open and deliver a frame (each probe is quick:
+    a missing index fails in milliseconds). Empty without cameras."""
+    import cv2
+
+    out = []
+    for i in range(max_index):
+        cap = _capture(i)
+        if cap is None:
+            continue
+        try:
+            ok, frame = cap.read()
+            if ok and frame is not None:
+                out.append(CameraInfo(i, frame.shape[1], frame.shape[0],
+                                      float(cap.get(cv2.CAP_PROP_FPS) or 0.0)))  # fmt: skip
+        finally:
+            cap.release()
+    return out
+
+
+class CameraSource(FrameSource):
+    """A webcam through cv2.VideoCapture. Raises CameraUnavailableError when it cannot open."""
+
+    is_live = True
+
+    def __init__(
+        self, index: int, width: int | None = None, height: int | None = None,
+        fps: float | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        import cv2
+
+        self.index = int(index)
+        self.description = f"camera {self.index}"
+        self._cap = _capture(self.index)
+        if self._cap is None:
+            raise CameraUnavailableError(
+                f"camera {self.index} is not available (none connected, in use, or no permission)"
+            )
+        if width:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(width))
+        if height:
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, int(height))
+        if fps:
+            self._cap.set(cv2.CAP_PROP_FPS, float(fps))
+        self.size = (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                     int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))  # fmt: skip
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or fps or 30.0)
+
+    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        import cv2
+
+        t0 = None
+        while not self._closed:
+            ok, bgr = self._cap.read()
+            now = time.monotonic()
+            if not ok or bgr is None:
+                if self._closed:
+                    return
+                raise CameraDisconnectedError(
+                    f"camera {self.index} stopped delivering frames after {self.frames_read} "
+                    "(unplugged?)"
+                )
+            if t0 is None:
+                t0 = now
+            yield now - t0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        super().close()
+        if self._cap is not None:
+            self._cap.release()
+
+
+# ------------------------------------------------------------------------------------ video
+class VideoFileSource(FrameSource):
+    """A video file decoded with PyAV. Raises SourceError when it is missing or unreadable."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        import av
+
+        self.path = Path(path)
+        self.description = str(self.path)
+        if not self.path.is_file():
+            raise SourceError(f"no such video file: {self.path}")
+        try:
+            self._container = av.open(str(self.path))
+            streams = self._container.streams.video
+            if not streams:
+                self._container.close()
+                raise SourceError(f"{self.path}: no video stream")
+            self._stream = streams[0]
+        except av.FFmpegError as exc:
+            raise SourceError(f"cannot read video {self.path}: {exc}") from None
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps = float(rate) if rate else 0.0
+        self.size = (int(self._stream.codec_context.width), int(self._stream.codec_context.height))
+
+    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        import av
+
+        first = None
+        i = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                if self._closed:
+                    return
+                t = frame.time
+                if t is None:
+                    t = i / self.fps if self.fps else float(i)
+                if first is None:
+                    first = t
+                i += 1
+                yield float(t - first), frame.to_ndarray(format="rgb24")
+        except av.FFmpegError as exc:
+            raise SourceError(f"error decoding {self.path} after {i} frames: {exc}") from None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._container.close()
+        super().close()
+
+
+# ------------------------------------------------------------------------------------ images
+def _natural_key(path: Path) -> list[object]:
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", path.name)]
+
+
+class ImageSequenceSource(FrameSource):
+    """Still images as frames: a folder or a glob pattern, at ``fps`` (default 25).
+
+    Raises SourceError when nothing matches; an unreadable image raises SourceError naming it
+    when reached.
+    """
+
+    def __init__(self, spec: str | os.PathLike[str], fps: float | None = None) -> None:
+        super().__init__()
+        spec = str(spec)
+        p = Path(spec)
+        if p.is_dir():
+            files = [f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+        else:
+            files = [Path(f) for f in _glob.glob(spec)]
+            files = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+        if not files:
+            raise SourceError(f"no images found at {spec}")
+        self.files = sorted(files, key=_natural_key)
+        self.description = spec
+        self.fps = float(fps) if fps else 25.0
+        if self.fps <= 0:
+            raise SourceError(f"image sequence fps must be positive, got {fps}")
+        first = self._load(self.files[0])
+        self.size = (first.shape[1], first.shape[0])
+
+    @staticmethod
+    def _load(path: Path) -> np.ndarray:
+        import cv2
+
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise SourceError(f"cannot read image {path}")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        for i, f in enumerate(self.files):
+            if self._closed:
+                return
+            yield i / self.fps, self._load(f)
+
+
+# ------------------------------------------------------------------------------------ factory
+def open_source(
+    spec: str | int | os.PathLike[str],
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+) -> FrameSource:
+    """Open a webcam index (``"0"`` or 0), a video file, or an image-sequence folder / glob.
+
+    width/height/fps: requested camera mode (webcams); fps also sets an image sequence's rate.
+    Raises CameraUnavailableError for a camera that cannot open, SourceError for a path that
+    does not exist or cannot be read.
+    """
+    if isinstance(spec, bool):
+        raise SourceError(f"not a frame source: {spec!r}")
+    if isinstance(spec, int):
+        return CameraSource(spec, width, height, fps)
+    text = os.fspath(spec)
+    if isinstance(text, bytes):
+        text = text.decode()
+    if text.strip().isdigit() and not Path(text).exists():
+        return CameraSource(int(text), width, height, fps)
+    p = Path(text).expanduser()
+    if p.is_dir() or any(ch in text for ch in "*?["):
+        return ImageSequenceSource(p if p.is_dir() else text, fps)
+    if p.is_file():
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            return ImageSequenceSource(str(p), fps)
+        return VideoFileSource(p)
+    raise SourceError(f"no such file, folder or camera: {text}")

@@ -1,0 +1,48 @@
+"""``talking-head-studio import-livelink CSV --project P --out P2``: a Live Link Face (ARKit
+blendshape) recording as a new take, retargeted to the motion space (docs/motion-space.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-livelink", help="import a Live Link Face CSV as a take",
+                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    p.add_argument("csv", type=Path, help="Live Link Face CSV file")
+    p.add_argument("--project", type=Path, required=True, help="project file to add the take to")
+    p.add_argument("--out", type=Path, required=True, help="project file to write (.ths)")
+    p.add_argument("--name", default=None, help="take name (default: the CSV's file name)")
+    p.add_argument("--timecode-fps", type=float, default=None,
+                   help="rate of the timecode's frame field (default: guessed from the file)")  # fmt: skip
+    p.add_argument("--angle-unit", choices=("radians", "degrees", "normalized"),
+                   default="radians", help="unit of HeadYaw/Pitch/Roll (default radians)")  # fmt: skip
+    p.add_argument("--start-frame", type=int, default=0, help="project frame of the first row")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.capture import add_take_to_project
+    from studio.cli import CliError
+    from studio.document.fileformat import ProjectFileError, load_project, save_project
+    from studio.livelink import read_livelink, take_from_livelink
+
+    out: Path = args.out
+    if out.suffix.lower() != ".ths":
+        raise CliError(f"{out}: project files end in .ths")
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists; pass --force to overwrite it")
+    try:
+        project = load_project(args.project, missing_assets="keep")
+    except ProjectFileError as exc:
+        raise CliError(str(exc)) from None
+    data = read_livelink(args.csv, args.timecode_fps)
+    take = take_from_livelink(data, project.frame_rate.fps, args.name or args.csv.stem,
+                              args.angle_unit, args.start_frame)  # fmt: skip
+    add_take_to_project(project, take)
+    save_project(project, out)
+    n = take.metadata["capture"]["length_frames"]
+    print(f"wrote {out}: take {take.name!r}, {n} frames from {len(data)} rows "
+          f"(timecode {data.timecode_fps:g} fps)")  # fmt: skip
+    return 0

@@ -1,0 +1,96 @@
+"""``talking-head-studio reenact --source VIDEO_OR_CAMERA --project P --out P2``: record a take
+from a video, an image sequence or a webcam with the face tracker (headless performance capture).
+
+The first ``--calibrate-frames`` frames are the performer's neutral face. The take is added to
+the project (and made active), the project's duration grows to cover it, and the result is saved
+to ``--out`` atomically. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reenact",
+        help="record a take from a video or webcam with the face tracker",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--source", required=True,
+                   help="video file, image folder or glob, or a camera index (0, 1, ...)")  # fmt: skip
+    p.add_argument("--project", type=Path, required=True, help="project file to add the take to")
+    p.add_argument("--out", type=Path, required=True, help="project file to write (.ths)")
+    p.add_argument("--calibrate-frames", type=int, default=10,
+                   help="first N frames are the neutral face (default 10; 0: the first frame "
+                        "with a face is the neutral)")  # fmt: skip
+    p.add_argument("--seconds", type=float, default=None,
+                   help="stop after this many seconds (needed for a camera; default: to the end)")  # fmt: skip
+    p.add_argument("--name", default="Capture", help="take name (default Capture)")
+    p.add_argument("--pose", choices=("relative", "absolute"), default="relative")
+    p.add_argument("--smoothing", type=float, default=1.5, metavar="HZ",
+                   help="One-Euro min cutoff in Hz (lower is smoother; default 1.5)")  # fmt: skip
+    p.add_argument("--beta", type=float, default=0.5, help="One-Euro speed coefficient")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="performer profile JSON to use instead of calibrating")  # fmt: skip
+    p.add_argument("--save-profile", type=Path, default=None, help="write the calibration here")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.cli import CliError
+    from studio.document.fileformat import ProjectFileError, load_project, save_project
+
+    out: Path = args.out
+    if out.suffix.lower() != ".ths":
+        raise CliError(f"{out}: project files end in .ths")
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists; pass --force to overwrite it")
+    if args.calibrate_frames < 0:
+        raise CliError(f"--calibrate-frames must be >= 0, got {args.calibrate_frames}")
+    if args.seconds is not None and args.seconds <= 0:
+        raise CliError(f"--seconds must be positive, got {args.seconds}")
+    try:
+        project = load_project(args.project, missing_assets="keep")
+    except ProjectFileError as exc:
+        raise CliError(str(exc)) from None
+
+    from models.face.sources import open_source
+    from models.face.tracker import FaceTracker, PerformerProfile, TrackerSettings
+    from studio.capture import add_take_to_project, iter_record_take
+
+    settings = TrackerSettings(min_cutoff=args.smoothing, beta=args.beta, pose=args.pose)
+    profile = PerformerProfile.load(args.profile) if args.profile else None
+    tracker = FaceTracker(settings=settings, profile=profile)
+    calib = 0 if profile is not None else args.calibrate_frames
+    source = open_source(args.source)
+    if source.is_live and args.seconds is None:
+        source.close()
+        raise CliError("recording from a camera needs --seconds")
+    take = None
+    try:
+        for p in iter_record_take(source, tracker, project, calibrate_frames=calib,
+                                  name=args.name, max_seconds=args.seconds):  # fmt: skip
+            if p.take is not None:
+                take = p.take
+                if p.phase == "disconnected":
+                    print(f"\nwarning: {p.message}; keeping {p.recorded} frames", file=sys.stderr)
+            elif p.frames % 10 == 0:
+                print(f"\r{p.phase}: frame {p.frames}, {p.seconds:6.2f} s, "
+                      f"no face in {p.lost}, faces {p.num_faces}   ",
+                      end="", file=sys.stderr, flush=True)  # fmt: skip
+    finally:
+        source.close()
+        print("", file=sys.stderr)
+    assert take is not None
+    if args.save_profile and tracker.profile is not None:
+        tracker.profile.save(args.save_profile)
+    add_take_to_project(project, take)
+    save_project(project, out)
+    cap = take.metadata["capture"]
+    print(f"wrote {out}: take {take.name!r}, {cap['length_frames']} frames at "
+          f"{project.frame_rate.fps:g} fps from {cap['frames']} tracked "
+          f"({cap['frames_without_face']} without a face)")  # fmt: skip
+    return 0
