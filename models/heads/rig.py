@@ -212,20 +212,26 @@ def _left_matrix(q: np.ndarray) -> np.ndarray:
 def _rotate_about_x(
     means: np.ndarray, quats: np.ndarray, center: np.ndarray, angle: np.ndarray
 ) -> None:
-    """In place: rotate points [M, 3] and quats [M, 4] about the x-parallel axis through center by
-    per-point angles [M] (radians; positive turns +z towards -y, i.e. the front downwards)."""
-    c, s = np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
-    y = means[:, 1] - np.float32(center[1])
-    z = means[:, 2] - np.float32(center[2])
-    means[:, 1] = y * c - z * s + np.float32(center[1])
-    means[:, 2] = y * s + z * c + np.float32(center[2])
-    # The same rotation (about +x) as a quaternion: (cos(a/2), sin(a/2), 0, 0) * q.
-    ch, sh = np.cos(0.5 * angle).astype(np.float32), np.sin(0.5 * angle).astype(np.float32)
-    w, x, qy, qz = quats[:, 0].copy(), quats[:, 1].copy(), quats[:, 2].copy(), quats[:, 3].copy()
-    quats[:, 0] = ch * w - sh * x
-    quats[:, 1] = ch * x + sh * w
-    quats[:, 2] = ch * qy - sh * qz
-    quats[:, 3] = ch * qz + sh * qy
+    """In place: rotate points [M, 3] and quats [M, 4] (float32, rows contiguous) about the
+    x-parallel axis through center by per-point angles [M] (radians; positive turns +z towards
+    -y, i.e. the front downwards).
+
+    A rotation about x is a complex multiplication: (y + iz) * e^{ia} for the point and, for the
+    quaternion (cos(a/2), sin(a/2), 0, 0) * q, (w + ix) * e^{ia/2} and (y + iz) * e^{ia/2}. So the
+    float pairs are viewed as complex64 and each array is updated with one or three ufunc passes
+    instead of ~30 column operations.
+    """
+    half = np.asarray(angle, dtype=np.float32) * np.float32(0.5)
+    ch, sh = np.cos(half), np.sin(half)
+    rot_q = np.empty(half.shape, dtype=np.complex64)  # e^{ia/2}
+    rot_q.real, rot_q.imag = ch, sh
+    rot_p = rot_q * rot_q  # e^{ia}
+    yz = means[:, 1:3].view(np.complex64)[:, 0]  # [M] complex views of (y, z)
+    c = np.complex64(complex(center[1], center[2]))
+    yz -= c
+    yz *= rot_p
+    yz += c
+    quats.view(np.complex64)[...] *= rot_q[:, None]
 
 
 def _rotate_set(
@@ -597,6 +603,8 @@ class RiggedGaussianHead:
             if level == 0:  # no rotation: scale and translation only (often nothing at all)
                 if s == 1.0 and not np.any(t_w):
                     means[sel] = src_m[sel]
+                elif isinstance(sel, slice):
+                    _affine_rows(src_m[sel], s * np.eye(3), offs[i], means[sel])
                 else:
                     means[sel] = src_m[sel] * np.float32(s) + offs[i].astype(np.float32)
                 if quats is not None:

@@ -136,6 +136,9 @@ class GraphEditorWidget(QWidget):
         self.plot.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.plot.installEventFilter(self)
         pi = self.plot.getPlotItem()
+        # pyqtgraph creates its "Plot Options" menu without a parent, so it would outlive this
+        # widget; parenting it ties its lifetime to ours (it stays a popup window).
+        pi.ctrlMenu.setParent(self, pi.ctrlMenu.windowFlags())
         pi.showGrid(x=True, y=True, alpha=0.12)
         pi.setLabel("bottom", "frame")
         pi.hideButtons()

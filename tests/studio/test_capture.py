@@ -106,23 +106,18 @@ def test_reenact_cli_on_a_drawn_face_video(tmp_path):
 
     if not models_present(DEFAULT_DEST):
         pytest.skip("face models not installed")
-    import av
+    import cv2
 
     from models.face.testface import draw_face
     from studio.commands import reenact
     from studio.document import load_project, save_project
 
-    video = tmp_path / "me.mp4"
-    with av.open(str(video), "w") as c:
-        s = c.add_stream("mpeg4", rate=25)
-        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
-        opens = [0.0] * 5 + [0, 0.3, 0.6, 1.0, 0.6, 0.3, 0, 0, 0.5, 1.0, 0.5, 0]
-        for i, m in enumerate(opens):  # different noise per frame: no duplicate frames
-            img = draw_face(320, 240, mouth_open=m, seed=i).image
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    video = tmp_path / "frames"  # an image sequence at --fps 25 (the default rate)
+    video.mkdir()
+    opens = [0.0] * 5 + [0, 0.3, 0.6, 1.0, 0.6, 0.3, 0, 0, 0.5, 1.0, 0.5, 0]
+    for i, m in enumerate(opens):  # different noise per frame: no frozen-camera frames
+        img = draw_face(320, 240, mouth_open=m, seed=i).image
+        cv2.imwrite(str(video / f"{i:04d}.png"), img[..., ::-1])
     save_project(Project.new(25, 5), tmp_path / "p.ths")
     parser = argparse.ArgumentParser()
     reenact.add_parser(parser.add_subparsers())
@@ -132,6 +127,6 @@ def test_reenact_cli_on_a_drawn_face_video(tmp_path):
     assert reenact.run(args) == 0
     p2 = load_project(tmp_path / "p2.ths")
     take = p2.active_take
-    assert take.source == "recorded" and p2.duration == 16
-    jaw = take.evaluate(np.arange(16))[:, CI["exp_19_y"]]
+    assert take.source == "recorded" and p2.duration == 12
+    jaw = take.evaluate(np.arange(12))[:, CI["exp_19_y"]]
     assert np.corrcoef(jaw, opens[5:])[0, 1] > 0.8
