@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> None:
             lost += not res.found
         for name, ts in rows.items():
             a = np.array(ts[1:]) * 1e3  # the first frame runs the detector
-            print(f"  threads={threads}  {name:<8} {np.median(a):6.2f} / {np.percentile(a, 90):6.2f}")
+            print(
+                f"  threads={threads}  {name:<8} {np.median(a):6.2f} / {np.percentile(a, 90):6.2f}"
+            )
         print(f"  threads={threads}  frames without a face: {lost}")
 
 

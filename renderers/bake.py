@@ -345,21 +345,12 @@ _baker: dict[str, MPIBaker] = {}
 
 
 def shared_context() -> moderngl.Context:
-    """The headless EGL context of ``renderers.render`` (created there if it has none yet).
-
-    Raises GLUnavailableError when no EGL context can be created.
+    """The process-wide headless EGL context (``renderers.gl_context.shared_offscreen_context``,
+    the one ``renderers.render`` uses too). Raises GLUnavailableError when none can be created.
     """
-    import importlib
+    from renderers.gl_context import shared_offscreen_context
 
-    from renderers.gl_context import create_offscreen_context
-
-    # The render module caches its context privately; baking must use the same one, because
-    # moderngl does not make a standalone context current on use (two of them clash).
-    rmod = importlib.import_module("renderers.render")
-    with rmod._lock:
-        if "ctx" not in rmod._gl:
-            rmod._gl["ctx"] = create_offscreen_context()
-        return rmod._gl["ctx"]
+    return shared_offscreen_context().ctx
 
 
 def release_baker() -> None:
@@ -402,11 +393,15 @@ def bake_mpi(
 
         backend = "gl" if egl_available() else "torch"
     if backend == "gl":
-        with _lock:
-            ctx = shared_context()
+        from renderers.gl_context import on_shared_context_release, shared_offscreen_context
+
+        shared = shared_offscreen_context()
+        # The shared lock serialises every use of the headless context (renders included).
+        with shared.lock, _lock:
             baker = _baker.get("gl")
-            if baker is None or baker.ctx is not ctx:  # renderers.release_gl() ran: start over
-                baker = _baker["gl"] = MPIBaker(ctx)
+            if baker is None or baker.ctx is not shared.ctx:  # first use, or a new context
+                baker = _baker["gl"] = MPIBaker(shared.ctx)
+                on_shared_context_release(release_baker)
             return baker.bake(cloud, camera, depths, softness=softness)
     return _bake_torch(cloud, camera, depths, softness)
 

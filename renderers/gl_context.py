@@ -9,7 +9,9 @@ the Qt GUI, do not create one: Qt's GLX context and an EGL context in the same p
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -21,9 +23,13 @@ if TYPE_CHECKING:
 __all__ = [
     "GLUnavailableError",
     "OffscreenTarget",
+    "SharedContext",
     "create_offscreen_context",
     "egl_available",
     "load_shader",
+    "on_shared_context_release",
+    "release_shared_context",
+    "shared_offscreen_context",
 ]
 
 # Framebuffer formats: moderngl dtype -> numpy dtype of the raw readback.
@@ -51,14 +57,62 @@ def create_offscreen_context() -> moderngl.Context:
         raise GLUnavailableError(f"cannot create a headless EGL OpenGL 3.3 context: {exc}") from exc
 
 
+class SharedContext(NamedTuple):
+    """The process-wide headless context and the lock that serialises its use."""
+
+    ctx: moderngl.Context
+    lock: threading.RLock
+
+
+# One standalone EGL context per process: moderngl does not make a standalone context current on
+# use, so two of them in one process clash. Everything headless (renderers.render, the MPI baker)
+# shares this one. Reentrant so that a holder can call another user of the context.
+_shared_lock = threading.RLock()
+_shared: list[moderngl.Context] = []
+_release_hooks: list[Callable[[], None]] = []
+
+
+def shared_offscreen_context() -> SharedContext:
+    """The process-wide headless EGL context (created on the first call) and its lock.
+
+    Hold ``lock`` (``with shared.lock:``) while using ``ctx`` or objects made on it; keep caches
+    of GL objects keyed by the context object (``release_shared_context`` replaces it). Do not
+    release ``ctx`` yourself. Raises GLUnavailableError when no EGL context can be created.
+    """
+    with _shared_lock:
+        if not _shared:
+            _shared.append(create_offscreen_context())  # GLUnavailableError propagates
+        return SharedContext(_shared[0], _shared_lock)
+
+
+def on_shared_context_release(hook: Callable[[], None]) -> None:
+    """Register ``hook`` (once per function) to free a cache's GL objects: it runs, holding the
+    lock, just before ``release_shared_context`` releases the context."""
+    with _shared_lock:
+        if hook not in _release_hooks:
+            _release_hooks.append(hook)
+
+
+def release_shared_context() -> None:
+    """Run the release hooks, then release the shared context (if any); the next
+    ``shared_offscreen_context`` makes a new one."""
+    with _shared_lock:
+        if not _shared:
+            return
+        for hook in list(_release_hooks):
+            hook()
+        _shared.pop().release()
+
+
 @functools.cache
 def egl_available() -> bool:
-    """Whether ``create_offscreen_context`` works in this process (probed once, then cached)."""
+    """Whether a headless EGL context works in this process (probed once, then cached). The probe
+    creates the shared context (``shared_offscreen_context``): a second, throw-away standalone
+    context would leave the shared one not current."""
     try:
-        ctx = create_offscreen_context()
+        shared_offscreen_context()
     except GLUnavailableError:
         return False
-    ctx.release()
     return True
 
 

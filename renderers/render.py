@@ -11,7 +11,6 @@ context instead (EGL and Qt's GLX context must not share a process; see ENVIRONM
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ __all__ = ["BACKENDS", "GLUnavailableError", "release_gl", "render"]
 
 BACKENDS = ("auto", "gl", "torch", "gsplat")
 
-_lock = threading.Lock()
+# Renderers (and what they hold) on the shared headless context, recreated when it changes.
 _gl: dict[str, Any] = {}
 
 
@@ -88,14 +87,20 @@ def render(
 
 
 def release_gl() -> None:
-    """Free the cached GL context and renderers (the next gl render creates them again)."""
-    with _lock:
-        for key in ("splats", "mpi"):
-            if key in _gl:
-                _gl[key].release()
-        if "ctx" in _gl:
-            _gl["ctx"].release()
-        _gl.clear()
+    """Free the shared headless context (``renderers.gl_context.release_shared_context``) and
+    everything cached on it, e.g. this module's renderers and the MPI baker; the next gl render
+    creates them again."""
+    from renderers.gl_context import release_shared_context
+
+    release_shared_context()
+
+
+def _release_renderers() -> None:
+    # Runs as a release hook of the shared context, holding its lock.
+    for key in ("splats", "mpi"):
+        if key in _gl:
+            _gl[key].release()
+    _gl.clear()
 
 
 # ---------------------------------------------------------------------------------- GL backend
@@ -105,12 +110,15 @@ def _render_gl(
     bg: tuple[float, float, float],
     budget: int | None,
 ) -> np.ndarray:
-    from renderers.gl_context import create_offscreen_context
+    from renderers.gl_context import on_shared_context_release, shared_offscreen_context
 
-    with _lock:
-        if "ctx" not in _gl:
-            _gl["ctx"] = create_offscreen_context()  # GLUnavailableError propagates
-        ctx = _gl["ctx"]
+    shared = shared_offscreen_context()  # GLUnavailableError propagates
+    with shared.lock:
+        ctx = shared.ctx
+        if _gl.get("ctx") is not ctx:  # first use (or the context was replaced)
+            _gl.clear()
+            _gl["ctx"] = ctx
+            on_shared_context_release(_release_renderers)
         if isinstance(scene, GaussianCloud):
             from renderers.gl_splats import GaussianSplatRenderer
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-
 if TYPE_CHECKING:
     from models.face.sources import FrameSource
     from models.face.tracker import FaceTracker, TrackedFrame
@@ -155,8 +154,11 @@ def iter_record_take(
         values.append(res.values)
         yield CaptureProgress("recording", frames, len(values), rel, lost, res.num_faces, res)
     if not values:
-        raise CaptureError(f"nothing recorded from {source.description or 'the source'} "
-                           f"({frames} frames read, {min(frames, calibrate_frames)} for calibration)")  # fmt: skip
+        used = min(frames, calibrate_frames)
+        raise CaptureError(
+            f"nothing recorded from {source.description or 'the source'} "
+            f"({frames} frames read, {used} for calibration)"
+        )
     if lost == len(values):
         raise CaptureError(f"no face found in the {len(values)} recorded frames of "
                            f"{source.description or 'the source'}")  # fmt: skip
@@ -224,5 +226,3 @@ def add_take_to_project(project: Project, take: Take, activate: bool = True) -> 
     if end > project.duration:
         whole = project.work_range == (0, project.duration)
         SetSettings(duration=end, work_range=(0, end) if whole else None).apply(project)
-
-

@@ -26,6 +26,9 @@ COMMANDS = {
     "import-head": "studio.commands.import_head",
     "export": "studio.commands.export",
     "export-motion": "studio.commands.export_motion",
+    "reenact": "studio.commands.reenact",
+    "import-livelink": "studio.commands.import_livelink",
+    "export-livelink": "studio.commands.export_livelink",
 }
 
 

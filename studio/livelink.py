@@ -159,11 +159,12 @@ def format_timecode(seconds: float, fps: float) -> str:
     """``HH:MM:SS:FF.mmm`` of ``seconds`` at an integer timecode rate ``fps``."""
     rate = max(1, round(fps))
     frames_total = seconds * rate
-    whole = int(math.floor(frames_total + 1e-6))
+    whole = math.floor(frames_total + 1e-6)
     sub = max(0.0, frames_total - whole)
     ff = whole % rate
     secs = whole // rate
-    return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}:{ff:02d}.{int(sub * 1000 + 1e-6):03d}"
+    hms = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+    return f"{hms}:{ff:02d}.{int(sub * 1000 + 1e-6):03d}"
 
 
 def read_livelink(
@@ -220,7 +221,9 @@ def read_livelink(
         if "BlendShapeCount" in cols:
             bc = row[cols["BlendShapeCount"]].strip()
             if not bc.isdigit():
-                raise LiveLinkError(f"{label}: row {r}, column BlendShapeCount: {bc!r} is not a count")
+                raise LiveLinkError(
+                    f"{label}: row {r}, column BlendShapeCount: {bc!r} is not a count"
+                )
         for j, name in enumerate(_ALL_NAMES):
             if name not in cols:
                 continue
@@ -230,7 +233,9 @@ def read_livelink(
             except ValueError:
                 v = math.nan
             if not math.isfinite(v):
-                raise LiveLinkError(f"{label}: row {r}, column {header[cols[name]]}: {cell!r} is not a number")
+                raise LiveLinkError(
+                    f"{label}: row {r}, column {header[cols[name]]}: {cell!r} is not a number"
+                )
             vals[r - 2, j] = v
     if timecode_fps is None:
         max_ff = max(int(_TC_RE.match(t).group(4)) for t in tcs)
@@ -245,7 +250,9 @@ def read_livelink(
     return LiveLinkData(times, shapes, float(timecode_fps), ignored, missing, tcs[0])
 
 
-def channels_from_blendshapes(shapes: dict[str, np.ndarray], angle_unit: str = "radians") -> np.ndarray:
+def channels_from_blendshapes(
+    shapes: dict[str, np.ndarray], angle_unit: str = "radians"
+) -> np.ndarray:
     """Motion channels ``[N, len(CHANNELS)]`` from blendshape columns (name -> [N]; missing
     names read as 0) through RETARGET, eye_open = 1 - EyeBlink, head angles converted."""
     if angle_unit not in _ANGLE_UNITS:
@@ -263,7 +270,9 @@ def channels_from_blendshapes(shapes: dict[str, np.ndarray], angle_unit: str = "
     return out
 
 
-def blendshapes_from_channels(values: np.ndarray, angle_unit: str = "radians") -> dict[str, np.ndarray]:
+def blendshapes_from_channels(
+    values: np.ndarray, angle_unit: str = "radians"
+) -> dict[str, np.ndarray]:
     """The inverse retargeting, where defined: ``values [N, len(CHANNELS)]`` -> every Live Link
     column name -> [N], each blendshape clipped to [0, 1]. Opposing shapes (smile/frown,
     outer-brow up/down, look in/out, jaw left/right) come from the sign of their channel;
@@ -366,8 +375,10 @@ def write_livelink(
     os.replace(tmp, path)
 
 
-def export_livelink(project, path: str | os.PathLike[str], frame_range: tuple[int, int] | None = None,
-                    angle_unit: str = "radians") -> tuple[int, int]:  # fmt: skip
+def export_livelink(
+    project, path: str | os.PathLike[str], frame_range: tuple[int, int] | None = None,
+    angle_unit: str = "radians",
+) -> tuple[int, int]:  # fmt: skip
     """Write the active take of ``project`` over ``frame_range`` (default the work range) as a
     Live Link Face CSV; returns the range written."""
     start, end = frame_range or project.work_range

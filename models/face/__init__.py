@@ -14,14 +14,42 @@ from models.face.landmarks import (
     FaceModelsMissingError,
     FaceROI,
 )
+from models.face.one_euro import OneEuroFilter
+from models.face.sources import (
+    CameraDisconnectedError,
+    CameraUnavailableError,
+    FrameSource,
+    SourceError,
+    list_cameras,
+    open_source,
+)
+from models.face.tracker import (
+    FaceTracker,
+    PerformerProfile,
+    ProfileError,
+    TrackedFrame,
+    TrackerSettings,
+)
 
 __all__ = [
     "MESH_INDICES",
+    "CameraDisconnectedError",
+    "CameraUnavailableError",
     "FaceDetection",
     "FaceImageError",
     "FaceLandmarker",
     "FaceLandmarks",
     "FaceModelsMissingError",
     "FaceROI",
+    "FaceTracker",
+    "FrameSource",
+    "OneEuroFilter",
+    "PerformerProfile",
+    "ProfileError",
+    "SourceError",
+    "TrackedFrame",
+    "TrackerSettings",
     "keypoints_from_landmarks",
+    "list_cameras",
+    "open_source",
 ]

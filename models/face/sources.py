@@ -97,7 +97,8 @@ class FrameSource:
         self.close()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.description!r}, {self.size[0]}x{self.size[1]}, {self.fps:g} fps)"
+        w, h = self.size
+        return f"{type(self).__name__}({self.description!r}, {w}x{h}, {self.fps:g} fps)"
 
 
 # ------------------------------------------------------------------------------------ webcam

@@ -288,7 +288,9 @@ class PerformerProfile:
             try:
                 a = np.asarray(d[k], dtype=np.float64)
             except (KeyError, TypeError, ValueError):
-                raise ProfileError(f"performer profile: field {k!r} missing or not numeric")
+                raise ProfileError(
+                    f"performer profile: field {k!r} missing or not numeric"
+                ) from None
             if a.shape != shape or not np.isfinite(a).all():
                 raise ProfileError(f"performer profile: field {k!r} must be finite {shape}")
             arrays[k] = a
@@ -297,7 +299,9 @@ class PerformerProfile:
             pose = tuple(float(v) for v in d.get("neutral_pose", (0, 0, 0)))
             gains = {str(k): float(v) for k, v in dict(d.get("gains", {})).items()}
         except (KeyError, TypeError, ValueError):
-            raise ProfileError("performer profile: scale_px, neutral_pose or gains malformed")
+            raise ProfileError(
+                "performer profile: scale_px, neutral_pose or gains malformed"
+            ) from None
         if not (scale > 0 and math.isfinite(scale)) or len(pose) != 3:
             raise ProfileError("performer profile: scale_px must be > 0, neutral_pose 3 angles")
         unknown = set(gains) - set(REGIONS)
@@ -379,7 +383,9 @@ class FaceTracker:
         ref = REFERENCE_KEYPOINTS if reference_keypoints is None else reference_keypoints
         self.reference_keypoints = np.asarray(ref, dtype=np.float64)
         if self.reference_keypoints.shape != (NUM_KEYPOINTS, 3):
-            raise ValueError(f"reference_keypoints must be [21, 3], got {self.reference_keypoints.shape}")
+            raise ValueError(
+                f"reference_keypoints must be [21, 3], got {self.reference_keypoints.shape}"
+            )
         self.profile: PerformerProfile | None = None
         self.calibrated = False
         self._filter = OneEuroFilter(1.0, 0.0)
@@ -573,7 +579,9 @@ class FaceTracker:
         if frame is not None:
             a = np.asarray(frame)
             if a.ndim >= 2 and a.size:
-                sig = np.ascontiguousarray(a[:: max(1, a.shape[0] // 24), :: max(1, a.shape[1] // 24)])
+                sig = np.ascontiguousarray(
+                    a[:: max(1, a.shape[0] // 24), :: max(1, a.shape[1] // 24)]
+                )
         if (
             sig is not None
             and self._prev_sig is not None
@@ -618,7 +626,9 @@ class FaceTracker:
             if self._lost_since is None:
                 self._lost_since = timestamp
                 self._lost_from = self._last_out.copy()
-            w = _ease((timestamp - self._lost_since - st.hold_s) / st.ease_s if st.ease_s > 0 else 1.0)
+            w = _ease(
+                (timestamp - self._lost_since - st.hold_s) / st.ease_s if st.ease_s > 0 else 1.0
+            )
             out = self._lost_from + w * (CHANNEL_DEFAULTS - self._lost_from)
             if status == "tracking":
                 status = "lost"

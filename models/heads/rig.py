@@ -78,7 +78,6 @@ PART_INDEX: dict[str, int] = {name: i for i, name in enumerate(PARTS)}
 _F = np.array([1.0, -1.0, -1.0])  # RDF <-> RUB axis flip
 _BLINK_Y = (11, 13, 15, 16)
 _JAW_KP = 19
-_NECK_LEVELS = 16  # the neck's partial pose rotations are quantised to this many steps
 
 
 @dataclass
@@ -202,11 +201,29 @@ def quat_from_matrix(m: np.ndarray) -> np.ndarray:
     return q
 
 
+_LEFT_IDX = np.array([[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]])
+_LEFT_SIGN = np.array([[1, 1, 1, 1], [-1, 1, 1, -1], [-1, -1, 1, 1], [-1, 1, -1, 1]], dtype=float)
+
+
 def _left_matrix(q: np.ndarray) -> np.ndarray:
     """Matrices L [..., 4, 4] with ``quat_multiply(q, p) == p @ L`` for row quaternions p."""
-    w, x, y, z = np.moveaxis(np.asarray(q, dtype=np.float64), -1, 0)
-    rows = [[w, x, y, z], [-x, w, z, -y], [-y, -z, w, x], [-z, y, -x, w]]
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    q = np.asarray(q, dtype=np.float64)
+    return q[..., _LEFT_IDX] * _LEFT_SIGN
+
+
+def _rotation_quats(r: np.ndarray) -> np.ndarray:
+    """:func:`quat_from_matrix` for the few per-frame rotations [..., 3, 3] of the rig: the
+    trace formula (one numpy pass) when every angle is below ~170 degrees, else the general one."""
+    w2 = 1.0 + r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2]
+    if np.min(w2) < 0.01:
+        return quat_from_matrix(r)
+    w = 0.5 * np.sqrt(w2)
+    k = 0.25 / w
+    return np.stack(
+        [w, (r[..., 2, 1] - r[..., 1, 2]) * k, (r[..., 0, 2] - r[..., 2, 0]) * k,
+         (r[..., 1, 0] - r[..., 0, 1]) * k],
+        axis=-1,
+    )  # fmt: skip
 
 
 def _rotate_about_x(
@@ -269,18 +286,22 @@ def _rows_times(x: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def _affine_rows(src: np.ndarray, m: np.ndarray, off: np.ndarray | None, dst: np.ndarray) -> None:
-    """``dst = src @ m + off`` for src/dst [N, D] float32 (distinct buffers), m [D, E], off [E].
+    """``dst = src @ m + off`` for src/dst [N, D] float32 (distinct buffers, dst contiguous),
+    m [D, E], off [E].
 
-    Row chunks (see :func:`_rows_times`); each chunk's offset is added while it is in cache.
+    Row chunks (see :func:`_rows_times`); each chunk's offset is added while it is in cache, as
+    one flat contiguous add of the offset tiled over the chunk (adding a length-3 row with
+    broadcasting runs numpy's inner loop once per row, ~3x slower).
     """
-    m = np.ascontiguousarray(m, dtype=np.float32)
-    off32 = None if off is None else [np.float32(x) for x in off]
-    for i in range(0, src.shape[0], _CHUNK):
+    m = m if m.dtype == np.float32 else m.astype(np.float32)
+    n = src.shape[0]
+    tile = None if off is None else np.tile(np.asarray(off, dtype=np.float32), min(n, _CHUNK))
+    for i in range(0, n, _CHUNK):
         o = dst[i : i + _CHUNK]
         np.matmul(src[i : i + _CHUNK], m, out=o)
-        if off32 is not None:
-            for j, x in enumerate(off32):
-                o[:, j] += x
+        if tile is not None:
+            flat = o.reshape(-1)  # a view: dst is contiguous
+            flat += tile[: flat.size]
 
 
 def _add_row(x: np.ndarray, v: np.ndarray) -> None:
@@ -288,6 +309,16 @@ def _add_row(x: np.ndarray, v: np.ndarray) -> None:
     over N rows runs numpy's inner loop N times (~10x slower)."""
     for j in range(x.shape[1]):
         x[:, j] += x.dtype.type(v[j])
+
+
+def _runs(idx: np.ndarray) -> list[slice]:
+    """Sorted indices split into maximal contiguous runs, as slices."""
+    if idx.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(idx) != 1) + 1
+    starts = np.concatenate([[0], cut])
+    ends = np.concatenate([cut, [idx.size]])
+    return [slice(int(idx[a]), int(idx[b - 1]) + 1) for a, b in zip(starts, ends, strict=True)]
 
 
 def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
@@ -420,13 +451,16 @@ class RiggedGaussianHead:
                 )
             )
         partial = np.flatnonzero(self.pose_weight < 1.0)
-        level = np.rint(self.pose_weight * _NECK_LEVELS).astype(np.int64)
-        # one run of Gaussians per quantised neck weight (contiguous when built sorted by it)
-        self._partial_runs = [
-            (int(lv), _as_slice(partial[level[partial] == lv])) for lv in np.unique(level[partial])
+        # the neck: Gaussians that stay (weight 0, the shoulders) and those that bend, each as a
+        # slice when contiguous (the built-in heads are sorted that way), else an index array
+        still = partial[self.pose_weight[partial] == 0.0]
+        bend = partial[self.pose_weight[partial] > 0.0]
+        self._still_sets = _runs(still) if len(_runs(still)) <= 4 else [still]
+        self._bend_sets = [
+            (r, np.ascontiguousarray(self.pose_weight[r], dtype=np.float32)[:, None])
+            for r in (_runs(bend) if len(_runs(bend)) <= 4 else [bend])
         ]
         self._has_partial = partial.size > 0
-        self._partial_levels = np.array([lv for lv, _ in self._partial_runs], dtype=np.float64)
         full = np.ones(n, dtype=bool)
         full[partial] = False
         self._full_set = _as_slice(np.flatnonzero(full))
@@ -556,7 +590,7 @@ class RiggedGaussianHead:
                 means[sel] = _rows_times(means[sel], rot.T) + (center - center @ rot.T).astype(
                     np.float32
                 )
-                quats[sel] = _rows_times(quats[sel], _left_matrix(quat_from_matrix(rot)))
+                quats[sel] = _rows_times(quats[sel], _left_matrix(_rotation_quats(rot)))
 
         # 5. head pose: local arrays -> fresh output arrays, block by block.
         pose = self._pose(v)
@@ -572,17 +606,17 @@ class RiggedGaussianHead:
             a = s * r_rub
             _affine_rows(src_m[full], a, pivot - pivot @ a + t_w, means[full])
             if rotates:
-                lq = _left_matrix(quat_from_matrix(r_rub.T))
+                lq = _left_matrix(_rotation_quats(r_rub.T))
                 _affine_rows(src_q[full], lq, None, quats[full])
             if self._has_partial:
-                self._pose_partial(v, src_m, src_q, means, quats if rotates else None, s, t_w)
+                self._pose_partial(r_rub, src_m, src_q, means, quats if rotates else None, s, t_w)
             if s != 1.0:
                 scales = self.scales * np.float32(s)
         return GaussianArrays(means, quats, scales, self.opacities, self.sh)
 
     def _pose_partial(
         self,
-        v: np.ndarray,
+        r_rub: np.ndarray,
         src_m: np.ndarray,
         src_q: np.ndarray,
         means: np.ndarray,
@@ -590,34 +624,44 @@ class RiggedGaussianHead:
         s: float,
         t_w: np.ndarray,
     ) -> None:
-        """Neck Gaussians: a fraction (pose_weight, quantised) of the rotation, full scale and
-        translation; src -> dst per run (quats None: the rotation is the identity)."""
-        ch = CHANNEL_INDEX
+        """Neck Gaussians, src -> dst: the fraction w = pose_weight of the head's rotation (same
+        axis, w times the angle: a slerp from the identity), full scale and translation; weight 0
+        (the shoulders) only scales and translates. quats None: the rotation is the identity."""
         pivot = self.rig.pivot
-        frac = self._partial_levels / _NECK_LEVELS  # [L]
-        r = rotation_matrix(v[ch["pitch"]] * frac, v[ch["yaw"]] * frac, v[ch["roll"]] * frac)
-        r = _F[None, :, None] * r * _F[None, None, :]  # [L, 3, 3] RUB, row vectors
-        offs = pivot - s * (pivot @ r) + t_w  # [L, 3]
-        lqs = _left_matrix(quat_from_matrix(np.swapaxes(r, -1, -2))) if quats is not None else None
-        for i, (level, sel) in enumerate(self._partial_runs):
-            if level == 0:  # no rotation: scale and translation only (often nothing at all)
-                if s == 1.0 and not np.any(t_w):
-                    means[sel] = src_m[sel]
-                elif isinstance(sel, slice):
-                    _affine_rows(src_m[sel], s * np.eye(3), offs[i], means[sel])
-                else:
-                    means[sel] = src_m[sel] * np.float32(s) + offs[i].astype(np.float32)
-                if quats is not None:
-                    quats[sel] = src_q[sel]
-                continue
-            if isinstance(sel, slice):
-                _affine_rows(src_m[sel], s * r[i], offs[i], means[sel])
-                if quats is not None:
-                    _affine_rows(src_q[sel], lqs[i], None, quats[sel])
+        f32 = np.float32
+        off0 = (pivot - s * pivot + t_w).astype(f32)
+        for sel in self._still_sets:
+            if s == 1.0 and not np.any(t_w):
+                means[sel] = src_m[sel]
             else:
-                means[sel] = _rows_times(src_m[sel], s * r[i]) + offs[i].astype(np.float32)
-                if quats is not None:
-                    quats[sel] = _rows_times(src_q[sel], lqs[i])
+                means[sel] = src_m[sel] * f32(s) + off0
+            if quats is not None:
+                quats[sel] = src_q[sel]
+        # axis k and angle phi of the rotation (column form: M = r_rub.T)
+        q = _rotation_quats(r_rub.T)
+        sin_half = float(np.linalg.norm(q[1:]))
+        phi = 2.0 * np.arctan2(sin_half, q[0])
+        k = q[1:] / sin_half if sin_half > 1e-12 else np.array([1.0, 0.0, 0.0])
+        cross = np.array([[0.0, k[2], -k[1]], [-k[2], 0.0, k[0]], [k[1], -k[0], 0.0]])
+        # rows d [B, 3] -> [d x-products | d (k k^T)]: Rodrigues' terms in one small matmul
+        basis = np.concatenate([cross, np.outer(k, k)], axis=1).astype(f32)  # [3, 6]
+        left_k = _left_matrix(np.array([0.0, *k])).astype(f32)  # q @ left_k = (0, k) * q
+        piv = pivot.astype(f32)
+        for sel, w in self._bend_sets:
+            ang = w * f32(phi)  # [B, 1]
+            c, sn = np.cos(ang), np.sin(ang)
+            d = src_m[sel] - piv
+            x = d @ basis
+            d *= c
+            d += sn * x[:, :3]
+            d += (1.0 - c) * x[:, 3:]
+            d *= f32(s)
+            d += (pivot + t_w).astype(f32)
+            means[sel] = d
+            if quats is not None:
+                half = f32(0.5) * ang
+                qs = src_q[sel]
+                quats[sel] = np.cos(half) * qs + np.sin(half) * (qs @ left_k)
 
     def deform_batch(self, frames: np.ndarray) -> list[GaussianArrays]:
         """:meth:`deform` for each row of ``frames [F, len(CHANNELS)]``."""

@@ -13,7 +13,8 @@
 // The host prepends "#version 330 core", "#define SH_DEGREE n" and "#define SH_COEFFS k", and
 // fills the two @...@ placeholders for degree > 0 (coefficients packed into vec4 attributes).
 
-in vec4 a_mean_op;  // world mean xyz (metres), opacity in w
+in vec3 a_mean;     // world mean (metres)
+in float a_opacity; // in [0, 1]
 in vec3 a_cov_a;    // world covariance xx, xy, xz (m^2)
 in vec3 a_cov_b;    // world covariance yy, yz, zz
 #if SH_DEGREE == 0
@@ -96,8 +97,8 @@ void cull() {
 }
 
 void main() {
-    vec3 m = a_mean_op.xyz;
-    float opacity = a_mean_op.w;
+    vec3 m = a_mean;
+    float opacity = a_opacity;
     vec3 p = vec3(dot(u_r0, m), dot(u_r1, m), dot(u_r2, m)) + u_t;
     if (!(p.z >= u_near) || !(opacity >= MIN_ALPHA)) {
         cull();

@@ -11,12 +11,20 @@ from studio.commands.export import parse_range
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export-livelink", help="write the active take as a Live Link Face CSV",
-                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    p = sub.add_parser(
+        "export-livelink",
+        help="write the active take as a Live Link Face CSV",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("project", type=Path, help="project file (.ths)")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
-    p.add_argument("--range", type=parse_range, default=None, metavar="A:B",
-                   help="project frames A (inclusive) to B (exclusive); default the work range")  # fmt: skip
+    p.add_argument(
+        "--range",
+        type=parse_range,
+        default=None,
+        metavar="A:B",
+        help="project frames A (inclusive) to B (exclusive); default the work range",
+    )
     p.add_argument("--angle-unit", choices=("radians", "degrees", "normalized"), default="radians")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 

@@ -8,16 +8,27 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-livelink", help="import a Live Link Face CSV as a take",
-                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    p = sub.add_parser(
+        "import-livelink",
+        help="import a Live Link Face CSV as a take",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("csv", type=Path, help="Live Link Face CSV file")
     p.add_argument("--project", type=Path, required=True, help="project file to add the take to")
     p.add_argument("--out", type=Path, required=True, help="project file to write (.ths)")
     p.add_argument("--name", default=None, help="take name (default: the CSV's file name)")
-    p.add_argument("--timecode-fps", type=float, default=None,
-                   help="rate of the timecode's frame field (default: guessed from the file)")  # fmt: skip
-    p.add_argument("--angle-unit", choices=("radians", "degrees", "normalized"),
-                   default="radians", help="unit of HeadYaw/Pitch/Roll (default radians)")  # fmt: skip
+    p.add_argument(
+        "--timecode-fps",
+        type=float,
+        default=None,
+        help="rate of the timecode's frame field (default: guessed from the file)",
+    )
+    p.add_argument(
+        "--angle-unit",
+        choices=("radians", "degrees", "normalized"),
+        default="radians",
+        help="unit of HeadYaw/Pitch/Roll (default radians)",
+    )
     p.add_argument("--start-frame", type=int, default=0, help="project frame of the first row")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
@@ -38,11 +49,14 @@ def run(args: argparse.Namespace) -> int:
     except ProjectFileError as exc:
         raise CliError(str(exc)) from None
     data = read_livelink(args.csv, args.timecode_fps)
-    take = take_from_livelink(data, project.frame_rate.fps, args.name or args.csv.stem,
-                              args.angle_unit, args.start_frame)  # fmt: skip
+    take = take_from_livelink(
+        data, project.frame_rate.fps, args.name or args.csv.stem, args.angle_unit, args.start_frame
+    )
     add_take_to_project(project, take)
     save_project(project, out)
     n = take.metadata["capture"]["length_frames"]
-    print(f"wrote {out}: take {take.name!r}, {n} frames from {len(data)} rows "
-          f"(timecode {data.timecode_fps:g} fps)")  # fmt: skip
+    print(
+        f"wrote {out}: take {take.name!r}, {n} frames from {len(data)} rows "
+        f"(timecode {data.timecode_fps:g} fps)"
+    )
     return 0

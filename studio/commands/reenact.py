@@ -19,22 +19,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="record a take from a video or webcam with the face tracker",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("--source", required=True,
-                   help="video file, image folder or glob, or a camera index (0, 1, ...)")  # fmt: skip
+    p.add_argument(
+        "--source",
+        required=True,
+        help="video file, image folder or glob, or a camera index (0, 1, ...)",
+    )
     p.add_argument("--project", type=Path, required=True, help="project file to add the take to")
     p.add_argument("--out", type=Path, required=True, help="project file to write (.ths)")
-    p.add_argument("--calibrate-frames", type=int, default=10,
-                   help="first N frames are the neutral face (default 10; 0: the first frame "
-                        "with a face is the neutral)")  # fmt: skip
-    p.add_argument("--seconds", type=float, default=None,
-                   help="stop after this many seconds (needed for a camera; default: to the end)")  # fmt: skip
+    p.add_argument(
+        "--calibrate-frames",
+        type=int,
+        default=10,
+        help="first N frames are the neutral face (default 10; 0: the first frame "
+        "with a face is the neutral)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="stop after this many seconds (needed for a camera; default: to the end)",
+    )
     p.add_argument("--name", default="Capture", help="take name (default Capture)")
     p.add_argument("--pose", choices=("relative", "absolute"), default="relative")
-    p.add_argument("--smoothing", type=float, default=1.5, metavar="HZ",
-                   help="One-Euro min cutoff in Hz (lower is smoother; default 1.5)")  # fmt: skip
+    p.add_argument(
+        "--smoothing",
+        type=float,
+        default=1.5,
+        metavar="HZ",
+        help="One-Euro min cutoff in Hz (lower is smoother; default 1.5)",
+    )
     p.add_argument("--beta", type=float, default=0.5, help="One-Euro speed coefficient")
-    p.add_argument("--profile", type=Path, default=None,
-                   help="performer profile JSON to use instead of calibrating")  # fmt: skip
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="performer profile JSON to use instead of calibrating",
+    )
     p.add_argument("--save-profile", type=Path, default=None, help="write the calibration here")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
@@ -78,9 +98,13 @@ def run(args: argparse.Namespace) -> int:
                 if p.phase == "disconnected":
                     print(f"\nwarning: {p.message}; keeping {p.recorded} frames", file=sys.stderr)
             elif p.frames % 10 == 0:
-                print(f"\r{p.phase}: frame {p.frames}, {p.seconds:6.2f} s, "
-                      f"no face in {p.lost}, faces {p.num_faces}   ",
-                      end="", file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"\r{p.phase}: frame {p.frames}, {p.seconds:6.2f} s, "
+                    f"no face in {p.lost}, faces {p.num_faces}   ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         source.close()
         print("", file=sys.stderr)
@@ -90,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     add_take_to_project(project, take)
     save_project(project, out)
     cap = take.metadata["capture"]
-    print(f"wrote {out}: take {take.name!r}, {cap['length_frames']} frames at "
-          f"{project.frame_rate.fps:g} fps from {cap['frames']} tracked "
-          f"({cap['frames_without_face']} without a face)")  # fmt: skip
+    print(
+        f"wrote {out}: take {take.name!r}, {cap['length_frames']} frames at "
+        f"{project.frame_rate.fps:g} fps from {cap['frames']} tracked "
+        f"({cap['frames_without_face']} without a face)"
+    )
     return 0

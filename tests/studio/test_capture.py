@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from models.face.sources import CameraDisconnectedError, FrameSource
-from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX as CI, CHANNELS
+from models.motion_space import CHANNEL_DEFAULTS, CHANNELS
+from models.motion_space import CHANNEL_INDEX as CI
 from studio.capture import (
     CaptureError,
     add_take_to_project,

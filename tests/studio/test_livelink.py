@@ -77,7 +77,7 @@ def test_round_trip(tmp_path):
     write_livelink(tmp_path / "b.csv", dense, 60.0)
     back = read_livelink(tmp_path / "b.csv", timecode_fps=60)
     assert back.times == pytest.approx(data.times)
-    for name in ROUND_TRIP + ("HeadYaw", "HeadPitch"):
+    for name in (*ROUND_TRIP, "HeadYaw", "HeadPitch"):
         assert np.allclose(back.shapes[name], data.shapes[name], atol=1e-5), name
     # Through a take at the same rate: key reduction stays within the channel tolerances.
     take = take_from_livelink(data, 60.0)
@@ -114,10 +114,15 @@ def test_missing_columns_read_as_zero_and_extra_ignored(tmp_path):
         ("Timecode,Foo\n00:00:00:00.000,1\n", "no ARKit"),
         ("Timecode,JawOpen\n", "no data rows"),
         ("Timecode,JawOpen\n00:00:00:00.000,0.5\n00:00:00:01.000\n", "row 3 has 1 fields"),
-        ("Timecode,JawOpen\n00:00:00:00.000,0.5\n00:00:00:01.000,abc\n",
-         "row 3, column JawOpen: 'abc' is not a number"),
+        (
+            "Timecode,JawOpen\n00:00:00:00.000,0.5\n00:00:00:01.000,abc\n",
+            "row 3, column JawOpen: 'abc' is not a number",
+        ),
         ("Timecode,JawOpen\nnoon,0.5\n", "row 2, column Timecode"),
-        ("Timecode,BlendShapeCount,JawOpen\n00:00:00:00.000,x,0.5\n", "row 2, column BlendShapeCount"),
+        (
+            "Timecode,BlendShapeCount,JawOpen\n00:00:00:00.000,x,0.5\n",
+            "row 2, column BlendShapeCount",
+        ),
         ("Timecode,JawOpen\n00:00:01:00.000,0.5\n00:00:00:01.000,0.5\n", "row 3.*backwards"),
         ("Timecode,JawOpen,jawopen\n00:00:00:00.000,0.5,0.5\n", "twice"),
     ],

@@ -106,7 +106,7 @@ def test_camera_unplugged_mid_session(monkeypatch):
     assert src.is_live and src.size == (64, 48)
     got = []
     with pytest.raises(CameraDisconnectedError, match="after 3"):
-        for t, f in src:
+        for _t, f in src:
             got.append(f)
     assert len(got) == 3 and got[0][0, 0, 0] == 100  # BGR -> RGB
     src.close()

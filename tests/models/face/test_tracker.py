@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -18,7 +19,8 @@ from models.face.tracker import (
     angles_from_matrix,
     similarity_fit,
 )
-from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX as CI, rotation_matrix
+from models.motion_space import CHANNEL_DEFAULTS, rotation_matrix
+from models.motion_space import CHANNEL_INDEX as CI
 
 JAW = CI["exp_19_y"]
 
@@ -104,7 +106,7 @@ def test_face_lost_holds_then_eases_to_neutral(landmarker):
     rolls = [s.values[CI["roll"]] for s in seq]
     assert all(s.status == "lost" for s in seq)
     assert rolls[0] == pytest.approx(r.values[CI["roll"]], abs=0.2)  # held at first
-    assert all(a >= b - 1e-9 for a, b in zip(rolls, rolls[1:]))  # monotonic ease
+    assert all(a >= b - 1e-9 for a, b in itertools.pairwise(rolls))  # monotonic ease
     assert np.allclose(seq[-1].values, CHANNEL_DEFAULTS)  # neutral after 0.5 s
     back = tr.process(draw_face(320, 240, roll=10).image, 1.0)
     assert back.found and back.values[CI["roll"]] > 7
@@ -173,7 +175,9 @@ def test_rendered_head_pose_and_jaw(request, landmarker, tmp_path):
 
     head = lod_head(resolve_head(None), 20000)
     centre = head.kp_to_world[:3, 3]
-    cam = Camera.look_at(centre + np.array([0, 0, 0.6]), centre, fov_y_deg=30, width=256, height=256)
+    cam = Camera.look_at(
+        centre + np.array([0, 0, 0.6]), centre, fov_y_deg=30, width=256, height=256
+    )
     ramp = [0, 5, 10, 15, 20, 15, 10, 5, 0, -5, -10, -15, -20, -15, -10, -5, 0]
     plan = [{}] * 3 + [{"yaw": a} for a in ramp] + [{"pitch": a / 2} for a in ramp]
     plan += [{"roll": a / 2} for a in ramp]
@@ -194,9 +198,14 @@ def test_rendered_head_pose_and_jaw(request, landmarker, tmp_path):
     out = np.array([tr.process(f, t).values for t, f in frames[3:]])
     n = len(ramp)
     truth = np.array(ramp, dtype=float)
-    yaw, pitch, roll = out[:n, CI["yaw"]], out[n : 2 * n, CI["pitch"]], out[2 * n : 3 * n, CI["roll"]]
+    yaw, pitch, roll = (
+        out[:n, CI["yaw"]],
+        out[n : 2 * n, CI["pitch"]],
+        out[2 * n : 3 * n, CI["roll"]],
+    )
     up, down = truth < 0, truth > 0
-    print(f"max error: yaw {np.abs(yaw - truth).max():.2f}, roll {np.abs(roll - truth / 2).max():.2f},"
+    print(f"max error: yaw {np.abs(yaw - truth).max():.2f}, "
+          f"roll {np.abs(roll - truth / 2).max():.2f},"
           f" pitch up {np.abs(pitch[up] - truth[up] / 2).max():.2f}, pitch down gain "
           f"{np.median(pitch[down] / (truth[down] / 2)):.2f}, jaw r "
           f"{np.corrcoef(jaw, out[3 * n :, JAW])[0, 1]:.3f}")  # fmt: skip
