@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
             buf += b
 
         base, base_min = _timings_ms(baseline, args.repeat)
-        print(f"{name}: N={len(head)}  baseline (means*a+b) median {base:.3f} ms (min {base_min:.3f})")
+        print(
+            f"{name}: N={len(head)}  baseline (means*a+b) median {base:.3f} ms (min {base_min:.3f})"
+        )
         for case, v in cases().items():
             ms, ms_min = _timings_ms(lambda head=head, v=v: head.deform(v), args.repeat)
             print(

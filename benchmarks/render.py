@@ -1,12 +1,15 @@
 """Renderer benchmark: FPS of the GL paths on synthetic head-sized scenes.
 
-    .venv/bin/python -m benchmarks.render            # full run (~1-2 min on 2 cores)
+    .venv/bin/python -m benchmarks.render            # full run (~2-3 min on 2 cores)
     .venv/bin/python -m benchmarks.render --quick    # fewer frames
+    .venv/bin/python -m benchmarks.render --quick --repeat 3   # the table 3 times + medians
 
 Scenes: Gaussian heads of 50k and 200k splats (an ellipsoid shell 15 x 20 x 18 cm, splats
 flattened along the surface normal, tangent sigma half the mean spacing, 70 % fairly opaque),
-seen by a camera orbiting at 0.55 m (30 degree fov) so every frame re-sorts; a 24-plane 512x512
-MPI of the same head (each plane holds the slab of the surface at its depth). Per-frame time is
+seen by a camera orbiting at 0.55 m (30 degree fov) so every frame re-sorts; the shipped default
+head (resources/heads/default.thead, ~50k nearly opaque Gaussians, larger on screen: ~180 layers of
+triangles per covered pixel) seen the same way; a 24-plane 512x512 MPI of the synthetic head
+(each plane holds the slab of the surface at its depth). Per-frame time is
 split into sort (CPU), upload (index buffer) and draw (+ readback), medians over the frames.
 
 The dev machine is shared and noisy, so each row also reports a same-process baseline, timed
@@ -18,7 +21,9 @@ empty-cell skipping. The ratio (ours / baseline time) is the comparable number.
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -206,8 +211,30 @@ def _views(i: int, size: int, stereo: bool) -> list[Camera]:
     return list(StereoRig(0.063, DISTANCE).cameras(cam)) if stereo else [cam]
 
 
-def bench_splats(ctx, n: int, stereo: bool, frames: int, size: int = 512) -> dict:
-    cloud = synthetic_head_cloud(n)
+def default_head_cloud() -> GaussianCloud | None:
+    """The shipped default head at rest (None when its file or the rig code is missing)."""
+    try:
+        from studio import heads
+
+        return heads.rest_cloud(heads.resolve_head(None))
+    except Exception:  # an optional row: any failure just skips it
+        return None
+
+
+def bench_splats(
+    ctx,
+    n: int,
+    stereo: bool,
+    frames: int,
+    size: int = 512,
+    cloud: GaussianCloud | None = None,
+    name: str | None = None,
+) -> dict:
+    if cloud is None:
+        cloud = synthetic_head_cloud(n)
+    else:
+        # Centre the orbit on the cloud (the synthetic head sits at the origin).
+        cloud = replace(cloud, means=cloud.means - cloud.means.mean(0))
     ours = GaussianSplatRenderer(ctx)
     ours.upload(cloud)
     naive = NaiveSplatRenderer(ctx, cloud)
@@ -228,7 +255,7 @@ def bench_splats(ctx, n: int, stereo: bool, frames: int, size: int = 512) -> dic
     ours.release()
     med = float(np.median(t_ours))
     return {
-        "scene": f"{n // 1000}k Gaussians",
+        "scene": name or f"{n // 1000}k Gaussians",
         "views": "2x512 stereo" if stereo else "512 mono",
         "sort": float(np.median(t_sort)),
         "upload": float(np.median(t_up)),
@@ -269,29 +296,73 @@ def bench_mpi(ctx, stereo: bool, frames: int, size: int = 512) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 frames per row instead of 15")
-    parser.add_argument("--frames", type=int, default=None)
-    args = parser.parse_args(argv)
-    frames = args.frames or (5 if args.quick else 15)
-    ctx = create_offscreen_context()
-    print(f"GL: {ctx.info['GL_RENDERER']}; {frames} frames per row, medians; times in ms")
+def _load() -> str:
+    return "/".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def run_table(ctx, frames: int, default_head: GaussianCloud | None) -> list[dict]:
+    """One pass over every row; each row records the load average (1/5/15 min) after it ran."""
     rows = []
     for n in (50_000, 200_000):
         for stereo in (False, True):
             rows.append(bench_splats(ctx, n, stereo, frames))
+            rows[-1]["load"] = _load()
+    if default_head is not None:
+        name = f"default {len(default_head) // 1000}k"
+        for stereo in (False, True):
+            rows.append(bench_splats(ctx, 0, stereo, frames, cloud=default_head, name=name))
+            rows[-1]["load"] = _load()
     for stereo in (False, True):
         rows.append(bench_mpi(ctx, stereo, frames))
+        rows[-1]["load"] = _load()
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
     head = f"{'scene':<16}{'views':<14}{'sort':>7}{'upload':>8}{'draw+rb':>9}{'total':>8}{'FPS':>7}"
-    head += f"{'baseline':>10}{'base FPS':>9}{'ratio':>7}"
+    head += f"{'baseline':>10}{'base FPS':>9}{'ratio':>7}  load 1/5/15"
     print(head)
     for r in rows:
         print(
             f"{r['scene']:<16}{r['views']:<14}{1e3 * r['sort']:7.1f}{1e3 * r['upload']:8.1f}"
             f"{1e3 * r['draw']:9.1f}{1e3 * r['total']:8.1f}{1 / r['total']:7.1f}"
             f"{1e3 * r['baseline']:10.1f}{1 / r['baseline']:9.1f}{r['total'] / r['baseline']:7.2f}"
+            f"  {r.get('load', '')}"
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 frames per row instead of 15")
+    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=1, help="run the table this many times")
+    parser.add_argument("--no-default-head", action="store_true", help="skip the shipped head")
+    args = parser.parse_args(argv)
+    frames = args.frames or (5 if args.quick else 15)
+    ctx = create_offscreen_context()
+    default_head = None if args.no_default_head else default_head_cloud()
+    print(
+        f"GL: {ctx.info['GL_RENDERER']}; {os.cpu_count()} CPUs; LP_NUM_THREADS="
+        f"{os.environ.get('LP_NUM_THREADS', 'unset')}; {frames} frames per row, medians; "
+        f"times in ms; ratio = ours / same-process baseline (lower is better); "
+        f"load average before: {_load()}"
+    )
+    runs = []
+    for i in range(args.repeat):
+        rows = run_table(ctx, frames, default_head)
+        runs.append(rows)
+        print(f"-- run {i + 1}/{args.repeat}")
+        print_table(rows)
+    if args.repeat > 1:
+        med = []
+        for k, row in enumerate(runs[0]):
+            m = dict(row)
+            for key in ("sort", "upload", "draw", "total", "baseline"):
+                m[key] = float(np.median([run[k][key] for run in runs]))
+            m["load"] = "median"
+            med.append(m)
+        print(f"-- medians over {args.repeat} runs")
+        print_table(med)
 
 
 if __name__ == "__main__":

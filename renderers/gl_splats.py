@@ -5,8 +5,9 @@ Pipeline per camera (shaders in resources/shaders/splat_*.{vert,frag}):
 1. CPU depth sort (renderers.sorting; skipped when pose and cloud are unchanged) -> element
    buffer of Gaussian indices, farthest first (N x 4 bytes: the only per-frame upload when just
    the view changes).
-2. Transform-feedback pass: one vertex per Gaussian from static vertex buffers (mean+opacity,
-   3D covariance, colour or SH), fetched in sorted order; the vertex shader does the EWA
+2. Transform-feedback pass: one vertex per Gaussian from static vertex buffers (mean, opacity,
+   3D covariance, colour or SH: one buffer each, so ``update`` writes any subset and never reads
+   back), fetched in sorted order; the vertex shader does the EWA
    projection (+0.3 px^2 low-pass, the reference's clamped Jacobian), culls (behind the near
    plane, off-screen, opacity < 1/255), evaluates SH for the view direction and writes ONE
    triangle circumscribing the alpha >= 1/255 ellipse (3 x 20 bytes).
@@ -21,6 +22,19 @@ same data from vertex attributes, instanced 4-vertex quads ~5x slower than plain
 each triangle carries a fixed setup/binning cost comparable to ~50 covered pixels. So data lives
 in plain vertex attributes, the heavy maths runs once per Gaussian (not per corner), and each
 Gaussian is a single triangle (30 % more pixels than a quad, half the triangles).
+
+Alternatives measured head to head in one process (2026-11, same machine, load 3-5; draw time
+relative to this design, see docs/PERFORMANCE.md): oriented quads (2 triangles) 1.6x slower on
+the synthetic 50k head and 1.25x on the shipped head (larger splats), hexagons 2.2x / 1.9x; one
+GL_POINTS sprite per Gaussian drawn straight from the sorted attributes (no transform feedback,
+gl_FragCoord against the centre) renders the same image at 1.05x; RGBA16F target 1.35x; no
+blending at all 0.92x; a constant fragment shader 0.76x (so the exp/discard maths is a quarter of
+the draw, exp2 or a linear falloff change nothing); triangles shrunk to 5 % of their area 0.24x
+(the fixed per-triangle cost) and to half their area 0.70x. Front-to-back with a depth test that
+rejects everything behind the first layer (an upper bound for any saturation/occlusion skipping)
+saves only 18 % even at ~180 layers per pixel: llvmpipe has no hierarchical z, and a rejected 4x4
+block still costs most of a shaded one. LP_NUM_THREADS 1/2/4 gave the same ratio on 2 cores.
+So the remaining lever on llvmpipe is fewer Gaussians (``renderers.lod``, ``render(budget=)``).
 """
 
 from __future__ import annotations

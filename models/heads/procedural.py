@@ -36,7 +36,7 @@ EYE_R = 0.0165
 LID_R = EYE_R + 0.0011
 EYE_C = np.array([[-0.0315, 0.0, 0.061], [0.0315, 0.0, 0.061]])
 MOUTH_Y = -0.0595
-MOUTH_HW = 0.0205
+MOUTH_HW = 0.0225
 HINGE = np.array([0.0, -0.014, -0.008])
 PIVOT = np.array([0.0, -0.05, -0.022])
 KP_SCALE = 0.16  # metres per keypoint unit: a ~0.16 m face spans about one unit
@@ -123,7 +123,7 @@ def _ears(p: np.ndarray) -> np.ndarray:
 def _slit(p: np.ndarray) -> np.ndarray:
     """The mouth opening: a thin rounded slab along the mouth line, from the lips inwards."""
     x = p[:, 0]
-    zc = 0.092 - 0.03 * (x / MOUTH_HW) ** 2
+    zc = 0.086 - 0.03 * (x / MOUTH_HW) ** 2
     dx = np.maximum(np.abs(x) - MOUTH_HW, 0.0)
     dz = np.maximum(np.abs(p[:, 2] - zc) - 0.011, 0.0)
     dy = p[:, 1] - mouth_line(x)
@@ -131,8 +131,9 @@ def _slit(p: np.ndarray) -> np.ndarray:
 
 
 def _lips(p: np.ndarray) -> np.ndarray:
-    upper = _ellipsoid(p, (0.0, MOUTH_Y + 0.0036, 0.0805), (0.0205, 0.0042, 0.0066))
-    lower = _ellipsoid(p, (0.0, MOUTH_Y - 0.0046, 0.0787), (0.0175, 0.005, 0.0074))
+    # soft, fairly flat lips that sit on the muzzle (not pushed forward)
+    upper = _ellipsoid(p, (0.0, MOUTH_Y + 0.0034, 0.0745), (0.0225, 0.0038, 0.0058))
+    lower = _ellipsoid(p, (0.0, MOUTH_Y - 0.0044, 0.0735), (0.019, 0.0047, 0.0062))
     return np.minimum(upper, lower)
 
 
@@ -144,18 +145,19 @@ def skin_sdf(p: np.ndarray) -> np.ndarray:
         _ellipsoid(p, (0.0, -0.036, 0.016), (0.0625, 0.07, 0.062)),
         0.03,
     )
-    d = _smin(d, _sphere(m, (0.039, -0.027, 0.05), 0.028), 0.02)  # cheeks
-    d = _smin(d, _ellipsoid(p, (0.0, -0.088, 0.052), (0.026, 0.02, 0.022)), 0.015)  # chin
-    d = _smin(d, _capsule(p, (-0.047, 0.024, 0.061), (0.047, 0.024, 0.061), 0.0155), 0.016)
-    d = _smin(d, _ellipsoid(p, (0.0, -0.05, 0.06), (0.035, 0.03, 0.0205)), 0.012)  # muzzle
+    d = _smin(d, _ellipsoid(m, (0.033, -0.024, 0.046), (0.027, 0.026, 0.03)), 0.035)  # cheeks
+    d = _smin(d, _ellipsoid(p, (0.0, -0.09, 0.054), (0.025, 0.019, 0.022)), 0.016)  # chin
+    # brow ridge: ends well inside the temples and blends wide (no hollow behind it)
+    d = _smin(d, _capsule(p, (-0.04, 0.024, 0.061), (0.04, 0.024, 0.061), 0.0155), 0.024)
+    d = _smin(d, _ellipsoid(p, (0.0, -0.052, 0.057), (0.038, 0.03, 0.0195)), 0.014)  # muzzle
     nose = _smin(
-        _capsule(p, (0.0, 0.004, 0.077), (0.0, -0.022, 0.0895), 0.0058),
-        _sphere(p, (0.0, -0.0245, 0.0893), 0.0088),
-        0.008,
+        _capsule(p, (0.0, 0.004, 0.077), (0.0, -0.021, 0.088), 0.0046),
+        _sphere(p, (0.0, -0.024, 0.0888), 0.0066),
+        0.007,
     )
-    nose = _smin(nose, _sphere(m, (0.0092, -0.0285, 0.0825), 0.0058), 0.004)
+    nose = _smin(nose, _sphere(m, (0.0078, -0.0275, 0.082), 0.0047), 0.004)
     d = _smin(d, nose, 0.006)
-    d = _smax(d, -_ellipsoid(m, (0.0057, -0.0338, 0.0862), (0.0025, 0.0017, 0.0038)), 0.0013)
+    d = _smax(d, -_ellipsoid(m, (0.0052, -0.0322, 0.0845), (0.0021, 0.0014, 0.0032)), 0.0012)
     d = _smin(d, _lips(p), 0.0075)
     d = _smax(d, -_slit(p), 0.0011)
     for c in EYE_C:  # sockets: the eyelid sphere plus an almond aperture in front of it
@@ -164,50 +166,90 @@ def skin_sdf(p: np.ndarray) -> np.ndarray:
         socket = np.minimum(_sphere(p, c, LID_R + 0.0007), aperture)
         d = _smax(d, -socket, 0.0025)
     d = _smin(d, _ears(p), 0.006)
-    neck = _capsule(p, (0.0, -0.06, -0.022), (0.0, -0.2, -0.03), 0.046)
-    return _smin(d, neck, 0.02)
+    neck = _capsule(p, (0.0, -0.055, -0.018), (0.0, -0.19, -0.03), 0.05)
+    return _smin(d, neck, 0.012)  # a small blend keeps the jaw line readable
 
 
-_PART = np.array([0.022, 0.15, 0.005])  # where the hair parts (flow radiates from here)
+_CROWN = np.array([0.012, 0.098, -0.045])  # the whorl: the hair flows away from here
+_SWIRL = 7.5  # radians of sweep per metre away from the crown (the fringe sweeps to world -x)
+# hairline height (y, metres) against the azimuth |atan2(x, z)| around the vertical axis
+_HAIRLINE_A = np.array([0.0, 0.45, 0.9, 1.2, 1.42, 1.62, 1.95, 2.4, np.pi])
+_HAIRLINE_Y = np.array([0.066, 0.063, 0.048, 0.024, -0.01, -0.012, 0.0, -0.03, -0.056])
+
+
+def _clump_table(seed: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Clump boundaries over [0, 2 pi) with random widths in [lo, hi] radians, and a random
+    height per clump in [0, 1] (some clumps stand proud)."""
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(lo, hi, int(2 * np.pi / lo) + 2)
+    edges = np.concatenate([[0.0], np.cumsum(w)])
+    edges = edges[edges < 2 * np.pi]
+    edges = np.concatenate([edges, [2 * np.pi]])
+    return edges, rng.random(edges.size - 1)
+
+
+_CLUMPS = _clump_table(5, 0.1, 0.26)
+_STRANDS = _clump_table(6, 0.025, 0.07)
+
+
+def _clump_coord(psi: np.ndarray, table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t in [-1, 1] across the clump, clump index, clump height) for across-flow coordinate psi."""
+    edges, height = table
+    u = np.mod(psi, 2 * np.pi)
+    k = np.clip(np.searchsorted(edges, u, side="right") - 1, 0, height.size - 1)
+    t = 2.0 * (u - edges[k]) / (edges[k + 1] - edges[k]) - 1.0
+    return t, k, height[k]
+
+
+def _hair_psi(p: np.ndarray) -> np.ndarray:
+    """Across-flow coordinate: the flow lines (strand directions) are its level sets. Azimuth
+    around the crown, twisted with the distance from it (a swept, slightly swirling flow)."""
+    q = p - _CROWN
+    r = np.sqrt(q[:, 0] ** 2 + q[:, 2] ** 2 + 0.25 * q[:, 1] ** 2)
+    return np.arctan2(q[:, 0], q[:, 2]) + _SWIRL * r
+
+
+def _hairline(p: np.ndarray) -> np.ndarray:
+    """Signed height above the hairline (metres)."""
+    a = np.abs(np.arctan2(p[:, 0], p[:, 2] + 0.01))
+    return p[:, 1] - np.interp(a, _HAIRLINE_A, _HAIRLINE_Y)
 
 
 def _hair_base(p: np.ndarray) -> np.ndarray:
     m = _mirror(p)
-    d = _smin(
-        _ellipsoid(p, (0.0, 0.037, -0.011), (0.0895, 0.103, 0.1)),
-        _ellipsoid(p, (0.006, 0.087, 0.012), (0.077, 0.052, 0.078)),
-        0.03,
-    )
-    d = _smax(d, -_ellipsoid(p, (0.0, -0.046, 0.08), (0.074, 0.122, 0.094)), 0.012)  # face
-    d = _smax(d, -_sphere(m, (0.088, -0.024, 0.006), 0.03), 0.012)  # around the ears
-    d = _smax(d, -(p[:, 1] + 0.052), 0.012)  # nape
-    # a side-swept fringe, sloping down to the subject's right (world -x)
-    q = p - np.array([-0.014, 0.079, 0.06])
-    a = np.deg2rad(-22.0)
+    head = np.minimum(_ellipsoid(p, (0.0, 0.03, -0.006), (0.079, 0.093, 0.089)), skin_sdf(p))
+    above = _hairline(p)
+    # thickness grows from the hairline to the crown; extra volume on top, less at the sides
+    # (short back and sides, volume on top and towards the front)
+    top = np.exp(-(((p[:, 1] - 0.105) / 0.055) ** 2) - ((p[:, 0] / 0.075) ** 2))
+    top *= 0.55 + 0.45 * _smoothstep(-0.08, 0.04, p[:, 2])
+    thick = 0.002 + 0.0055 * _smoothstep(0.0, 0.06, above) + 0.017 * top
+    d = head - thick
+    d = _smax(d, -above, 0.004)  # nothing below the hairline
+    d = _smax(d, -_sphere(m, (0.088, -0.024, 0.006), 0.028), 0.01)  # around the ears
+    # the swept fringe: a lock rising from the parting (world +x) and sweeping across the
+    # forehead towards world -x, standing a little off it
+    q = p - np.array([-0.008, 0.083, 0.056])
+    a = np.deg2rad(-14.0)
     c, s = np.cos(a), np.sin(a)
     q = np.stack([c * q[:, 0] + s * q[:, 1], -s * q[:, 0] + c * q[:, 1], q[:, 2]], -1)
-    fringe = _ellipsoid(q, (0.0, 0.0, 0.0), (0.064, 0.022, 0.034))
-    return _smin(d, fringe, 0.014)
-
-
-def _hair_theta(p: np.ndarray) -> np.ndarray:
-    q = p - _PART
-    return np.arctan2(q[:, 0], q[:, 2] + 0.02)
+    fringe = _ellipsoid(q, (0.0, 0.0, 0.0), (0.062, 0.021, 0.032))
+    return _smin(d, fringe, 0.02)
 
 
 def hair_sdf(p: np.ndarray) -> np.ndarray:
-    """Hair mass with sculpted clumps (grooves radiating from the parting)."""
+    """Hair mass with sculpted clumps of varying width (grooves along the flow lines)."""
     d = _hair_base(p)
-    th = _hair_theta(p)
-    r = np.linalg.norm(p - _PART, axis=-1)
-    g = 0.5 + 0.5 * np.cos(21.0 * th + 1.6 * np.sin(4.0 * th) + 2.0 * np.sin(9.0 * th) + 30.0 * r)
-    g2 = 0.5 + 0.5 * np.cos(53.0 * th + 3.0 * np.sin(5.0 * th))
-    fade = _smoothstep(0.015, 0.05, r)  # no grooves at the parting
-    return d + (0.0022 * g**3 + 0.0006 * g2**2) * fade
+    psi = _hair_psi(p)
+    t1, _, h1 = _clump_coord(psi, _CLUMPS)
+    t2, _, _ = _clump_coord(psi + 0.4 * np.sin(3.0 * psi), _STRANDS)
+    r = np.linalg.norm(p - _CROWN, axis=-1)
+    fade = _smoothstep(0.01, 0.05, r)  # no grooves at the whorl
+    return d + fade * (0.0028 * t1**4 - 0.0012 * h1 + 0.0007 * t2**2)
 
 
-def _scene_sdf(p: np.ndarray) -> np.ndarray:
-    d = np.minimum(skin_sdf(p), hair_sdf(p))
+def _scene_sdf(p: np.ndarray, hair_gap: float = 0.0) -> np.ndarray:
+    d = np.minimum(skin_sdf(p), hair_sdf(p) + hair_gap)
     for c in EYE_C:
         d = np.minimum(d, _sphere(p, c, LID_R))
     return d
@@ -257,7 +299,17 @@ def _sample_sdf(f, lo, hi, spacing: float, rng: np.random.Generator, reject=None
     cell = np.floor((pts - lo + rng.random(3) * spacing) / spacing).astype(np.int64)
     key = (cell[:, 0] * 4096 + cell[:, 1]) * 4096 + cell[:, 2]
     _, first = np.unique(key, return_index=True)
-    return pts[np.sort(first)]
+    pts = pts[np.sort(first)]
+    # One random point per cell still pairs points across cell walls and leaves the grid's
+    # axes in the pattern (a faint lattice up close): drop one point of every pair closer than
+    # half the spacing, which leaves an irregular, Poisson-disc-like set.
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(pts).query_pairs(0.5 * spacing, output_type="ndarray")
+    drop = np.zeros(pts.shape[0], dtype=bool)
+    drop[pairs[:, 1]] = True
+    drop[pairs[:, 0]] = False  # keep the first of each pair (chains keep alternate points)
+    return pts[~drop]
 
 
 def _frames(normals: np.ndarray, tangent_hint: np.ndarray | None, rng) -> np.ndarray:
@@ -305,11 +357,15 @@ class _Parts:
 # --- shading ---------------------------------------------------------------------------------
 
 
-def _ao(p: np.ndarray, n: np.ndarray, step: float = 0.004, strength: float = 0.8) -> np.ndarray:
+def _ao(
+    p: np.ndarray, n: np.ndarray, step: float = 0.004, strength: float = 0.8, hair_gap: float = 0.0
+) -> np.ndarray:
+    """Ambient occlusion in [0, 1] from the scene SDF along the normals. hair_gap > 0 lets the
+    skin see the hair as a little thinner, so the hairline does not cast a grey rim."""
     occ = np.zeros(p.shape[0])
     for i in range(1, 6):
         h = i * step
-        occ += (h - _scene_sdf(p + n * h)) / h / 2.0**i
+        occ += (h - _scene_sdf(p + n * h, hair_gap)) / h / 2.0**i
     return np.clip(1.0 - strength * 1.4 * occ, 0.0, 1.0)
 
 
@@ -336,17 +392,17 @@ def _noise(p: np.ndarray, freq: float, seed: int) -> np.ndarray:
     """Cheap smooth value-ish noise in [-1, 1] from a few random sine waves."""
     rng = np.random.default_rng(seed)
     out = np.zeros(p.shape[0])
-    for _ in range(6):
+    for _ in range(12):
         k = rng.normal(size=3)
         k *= freq / np.linalg.norm(k)
         out += np.sin(p @ k + rng.random() * 6.283)
-    return out / np.sqrt(3.0)
+    return out / np.sqrt(6.0)
 
 
 # --- the parts ------------------------------------------------------------------------------
 
 SKIN = np.array([0.97, 0.76, 0.62])
-LIP = np.array([0.86, 0.47, 0.46])
+LIP = np.array([0.86, 0.53, 0.5])
 HAIR = np.array([0.40, 0.22, 0.12])
 IRIS = np.array([0.22, 0.50, 0.72])
 SHIRT = np.array([0.20, 0.45, 0.52])
@@ -364,7 +420,7 @@ def _lip_mask(p: np.ndarray) -> np.ndarray:
     inside = np.maximum(
         inside, np.where(dy < 0, 1.0 - _smoothstep(h_lo - 0.0008, h_lo + 0.0003, -dy), 0.0)
     )
-    front = _smoothstep(0.066, 0.074, p[:, 2])
+    front = _smoothstep(0.06, 0.068, p[:, 2])
     return inside * front * (1.0 - _smoothstep(MOUTH_HW - 0.002, MOUTH_HW + 0.0015, np.abs(x)))
 
 
@@ -387,11 +443,11 @@ def _jaw_weight(p: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 def _pose_weight(p: np.ndarray) -> np.ndarray:
     chin = _smoothstep(0.02, 0.04, p[:, 2]) * _smoothstep(-0.125, -0.1, p[:, 1])
-    return np.maximum(_smoothstep(-0.175, -0.1, p[:, 1]), chin)
+    return np.maximum(_smoothstep(-0.155, -0.095, p[:, 1]), chin)
 
 
 def _skin(parts: _Parts, sp: float, rng) -> None:
-    lo, hi = (-0.105, -0.185, -0.11), (0.105, 0.125, 0.115)
+    lo, hi = (-0.105, -0.165, -0.11), (0.105, 0.125, 0.115)
     pts = _sample_sdf(skin_sdf, lo, hi, sp, rng, reject=lambda c: hair_sdf(c) < -0.008)
     pts = pts[hair_sdf(pts) > 0.0006]  # under the hair: never seen
     # the lips and their inner walls are small and move apart: sample them finer
@@ -408,7 +464,7 @@ def _skin(parts: _Parts, sp: float, rng) -> None:
     local = np.where(is_fine[keep], 0.5 * sp, sp * (1.0 + 1.2 * np.clip(back[keep], 0, 1)))
     n = _gradient(skin_sdf, pts)
     n /= np.linalg.norm(n, axis=1, keepdims=True)
-    ao = _ao(pts, n)
+    ao = _ao(pts, n, hair_gap=0.006)
     x, y, z = pts.T
     albedo = np.tile(SKIN, (pts.shape[0], 1))
     blush = np.exp(-(((np.abs(x) - 0.043) / 0.016) ** 2 + ((y + 0.026) / 0.013) ** 2))
@@ -424,10 +480,12 @@ def _skin(parts: _Parts, sp: float, rng) -> None:
     albedo = albedo * (1 - 0.1 * ear[:, None]) + 0.1 * ear[:, None] * np.array([0.92, 0.5, 0.45])
     lip = _lip_mask(pts)
     slit = _slit(pts) < 0.0025  # inner walls of the lips
-    lip = np.maximum(lip, slit * _smoothstep(0.07, 0.08, z))
+    lip = np.maximum(lip, slit * _smoothstep(0.064, 0.074, z))
     albedo = albedo * (1 - lip[:, None]) + lip[:, None] * LIP
-    albedo *= 1.0 + 0.03 * _noise(pts, 900.0, 11)[:, None]
-    inner = slit & (z < 0.087)
+    # a faint irregular mottling (several octaves: a single frequency reads as a lattice)
+    mottle = 0.6 * _noise(pts, 260.0, 11) + 0.4 * _noise(pts, 610.0, 12)
+    albedo *= 1.0 + 0.018 * mottle[:, None]
+    inner = slit & (z < 0.081)
     albedo[inner] *= np.array([0.8, 0.55, 0.55])
     color = _shade(albedo, n, ao, spec=0.0)
     color += (0.12 * lip * np.clip(n @ np.array([0.0, 0.6, 0.8]), 0, 1) ** 16)[:, None]
@@ -447,28 +505,45 @@ def _skin(parts: _Parts, sp: float, rng) -> None:
 
 
 def _hair(parts: _Parts, sp: float, rng) -> None:
-    lo, hi = (-0.11, -0.07, -0.125), (0.11, 0.155, 0.115)
+    lo, hi = (-0.11, -0.07, -0.125), (0.11, 0.16, 0.12)
     pts = _sample_sdf(hair_sdf, lo, hi, sp, rng)
-    pts = pts[skin_sdf(pts) > -0.0005]
+    # hair lying on (or dipping into) the skin at the hairline would show through the skin as a
+    # grey smudge: keep only hair standing at least a millimetre off it
+    pts = pts[skin_sdf(pts) > 0.001]
     n = _gradient(hair_sdf, pts)
     n /= np.linalg.norm(n, axis=1, keepdims=True)
-    flow = pts - _PART
-    flow /= np.linalg.norm(flow, axis=1, keepdims=True)
+    # strand direction: along the level sets of psi (n x grad psi), pointing away from the crown
+    g = _hair_psi_grad(pts)
+    flow = np.cross(n, g)
+    flow *= np.where(np.sum(flow * (pts - _CROWN), axis=1) < 0, -1.0, 1.0)[:, None]
     frames = _frames(n, flow, rng)
     t = frames[:, :, 0]
     ao = _ao(pts, n, step=0.003, strength=1.2)
-    th = _hair_theta(pts)
-    strands = 0.5 + 0.5 * np.sin(170.0 * th + 3.0 * _noise(pts, 300.0, 3))
-    clump = 0.5 + 0.5 * np.sin(26.0 * th + 1.3 * np.sin(3.0 * th) + 2.1)
-    albedo = HAIR[None, :] * (0.82 + 0.2 * strands[:, None] + 0.08 * clump[:, None])
+    psi = _hair_psi(pts)
+    t1, k1, h1 = _clump_coord(psi, _CLUMPS)
+    _, k2, _ = _clump_coord(psi + 0.4 * np.sin(3.0 * psi), _STRANDS)
+    # per clump and per strand tone (hashed, irregular), darker in the grooves between clumps
+    tone_c = 0.9 + 0.2 * np.random.default_rng(8).random(_CLUMPS[1].size)[k1]
+    tone_s = 0.92 + 0.16 * np.random.default_rng(9).random(_STRANDS[1].size)[k2]
+    groove = 1.0 - 0.25 * t1**6
+    albedo = HAIR[None, :] * (tone_c * tone_s * groove * (0.95 + 0.1 * h1))[:, None]
     color = _shade(albedo, n, ao, wrap=0.2, sss=(0.05, 0.02, 0.0))
     # anisotropic sheen (Kajiya-Kay, viewer in front): a highlight band across the strands
     h = _KEY + np.array([0.0, 0.0, 1.0])
     h /= np.linalg.norm(h)
     th_dot = np.sum(t * h, axis=1)
-    sheen = np.sqrt(np.clip(1.0 - th_dot**2, 0.0, 1.0)) ** 60
-    color += (0.32 * sheen * ao * (0.6 + 0.4 * strands))[:, None] * np.array([1.0, 0.85, 0.65])
-    parts.add("hair", pts, frames, 1.7 * sp, 0.62 * sp, 0.12 * sp, color, 0.98)
+    sheen = np.sqrt(np.clip(1.0 - th_dot**2, 0.0, 1.0)) ** 50
+    color += (0.3 * sheen * ao * tone_s * groove)[:, None] * np.array([1.0, 0.85, 0.65])
+    parts.add("hair", pts, frames, 2.0 * sp, 0.55 * sp, 0.12 * sp, color, 0.98)
+
+
+def _hair_psi_grad(p: np.ndarray) -> np.ndarray:
+    """Analytic gradient [M, 3] of :func:`_hair_psi` (no finite differences across its 2 pi cut)."""
+    q = p - _CROWN
+    rho2 = np.maximum(q[:, 0] ** 2 + q[:, 2] ** 2, 1e-10)
+    r = np.sqrt(q[:, 0] ** 2 + q[:, 2] ** 2 + 0.25 * q[:, 1] ** 2)
+    g = np.stack([q[:, 2] / rho2, np.zeros_like(rho2), -q[:, 0] / rho2], -1)
+    return g + _SWIRL * np.stack([q[:, 0], 0.25 * q[:, 1], q[:, 2]], -1) / r[:, None]
 
 
 def _brows(parts: _Parts, sp: float, rng) -> None:
@@ -650,15 +725,15 @@ def _lids(parts: _Parts, sp: float, rng, e: int, side: float, sfx: str) -> None:
 def _mouth(parts: _Parts, sp: float, rng) -> None:
     fine = 1.1 * sp
     # cavity: the back of an ellipsoid behind the lips, inside the skin
-    cc, rr = np.array([0.0, -0.064, 0.058]), np.array([0.022, 0.017, 0.026])
+    cc, rr = np.array([0.0, -0.064, 0.052]), np.array([0.023, 0.017, 0.026])
     m = int(4 * np.pi * 0.02**2 / fine**2)
     d = rng.normal(size=(m, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     pts = cc + d * rr
-    pts = pts[(skin_sdf(pts) < -0.0008) & (pts[:, 2] < 0.079)]
+    pts = pts[(skin_sdf(pts) < -0.0008) & (pts[:, 2] < 0.073)]
     n = -(pts - cc) / rr**2
     n /= np.linalg.norm(n, axis=1, keepdims=True)
-    depth = np.clip((0.08 - pts[:, 2]) / 0.05, 0, 1)
+    depth = np.clip((0.074 - pts[:, 2]) / 0.05, 0, 1)
     color = np.array([0.42, 0.1, 0.13]) * (1.0 - 0.75 * depth)[:, None]
     jaw = _smoothstep(MOUTH_Y + 0.006, MOUTH_Y - 0.01, pts[:, 1])  # the floor goes with the jaw
     parts.add("mouth", pts, _frames(n, None, rng), 0.7 * fine, 0.7 * fine, 0.2 * fine, color,
@@ -673,10 +748,10 @@ def _mouth(parts: _Parts, sp: float, rng) -> None:
         top = mouth_line(x)
         if which == "upper":
             y = top - 0.0024 + v * hgt
-            z = 0.0795 - 21.0 * x**2
+            z = 0.0735 - 21.0 * x**2
         else:
             y = top - 0.0026 - v * hgt
-            z = 0.0772 - 23.0 * x**2
+            z = 0.0712 - 23.0 * x**2
         tooth_w = np.where(np.abs(x) < 0.008, 0.0043, 0.0036)
         ph = np.abs(x) / tooth_w
         gap = np.abs(np.sin(np.pi * ph))
@@ -695,7 +770,7 @@ def _mouth(parts: _Parts, sp: float, rng) -> None:
         parts.add(f"teeth_{which}", pts, _frames(n, None, rng), 0.6 * fine * 0.5,
                   0.6 * fine * 0.5, 0.0002, color, 1.0, jaw=jaw)  # fmt: skip
     # tongue: the top of a flattened ellipsoid on the floor of the mouth
-    tc, tr = np.array([0.0, -0.0745, 0.058]), np.array([0.0155, 0.0058, 0.019])
+    tc, tr = np.array([0.0, -0.0745, 0.052]), np.array([0.0165, 0.0058, 0.019])
     m = int(2 * np.pi * 0.015**2 / fine**2)
     d = rng.normal(size=(m, 3))
     d[:, 1] = np.abs(d[:, 1])
@@ -705,7 +780,7 @@ def _mouth(parts: _Parts, sp: float, rng) -> None:
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     groove = np.exp(-((pts[:, 0] / 0.003) ** 2))
     albedo = np.array([0.86, 0.42, 0.44]) * (1 - 0.2 * groove)[:, None]
-    depth = np.clip((0.08 - pts[:, 2]) / 0.04, 0, 1)
+    depth = np.clip((0.074 - pts[:, 2]) / 0.04, 0, 1)
     color = albedo * (0.9 - 0.5 * depth)[:, None]
     parts.add("tongue", pts, _frames(n, None, rng), 0.6 * fine, 0.6 * fine, 0.15 * fine, color,
               1.0, jaw=1.0)  # fmt: skip
@@ -715,12 +790,12 @@ def _clothes(parts: _Parts, sp: float, rng) -> None:
     coarse = 3.0 * sp
 
     def shirt(p):
-        body = _ellipsoid(p, (0.0, -0.25, -0.03), (0.17, 0.075, 0.095))
-        collar = _capsule(p, (0.0, -0.168, -0.028), (0.0, -0.22, -0.03), 0.053)
+        body = _ellipsoid(p, (0.0, -0.228, -0.03), (0.17, 0.075, 0.095))
+        collar = _capsule(p, (0.0, -0.146, -0.028), (0.0, -0.2, -0.03), 0.057)
         return _smin(body, collar, 0.025)
 
-    pts = _sample_sdf(shirt, (-0.19, -0.27, -0.14), (0.19, -0.15, 0.08), coarse, rng)
-    pts = pts[(skin_sdf(pts) > 0.004) & (pts[:, 1] < -0.172)]
+    pts = _sample_sdf(shirt, (-0.19, -0.25, -0.14), (0.19, -0.13, 0.08), coarse, rng)
+    pts = pts[(skin_sdf(pts) > 0.004) & (pts[:, 1] < -0.15)]
     n = _gradient(shirt, pts)
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     albedo = np.tile(SHIRT, (pts.shape[0], 1))
@@ -728,11 +803,11 @@ def _clothes(parts: _Parts, sp: float, rng) -> None:
     parts.add("clothes", pts, _frames(n, None, rng), 0.8 * coarse, 0.8 * coarse, 0.1 * coarse,
               color, 0.99, pose=0.0)  # fmt: skip
     # a rolled collar (torus) hides the seam between neck and shirt
-    m = int(2 * np.pi * 0.053 * 2 * np.pi * 0.0075 / (1.5 * sp) ** 2)
+    m = int(2 * np.pi * 0.057 * 2 * np.pi * 0.0075 / (1.5 * sp) ** 2)
     u, w = rng.random(m) * 2 * np.pi, rng.random(m) * 2 * np.pi
     ring = np.stack([np.sin(u), np.zeros(m), np.cos(u)], -1)
     n = ring * np.cos(w)[:, None] + np.array([0.0, 1.0, 0.0]) * np.sin(w)[:, None]
-    pts = np.array([0.0, -0.172, -0.028]) + 0.052 * ring + 0.0075 * n
+    pts = np.array([0.0, -0.15, -0.028]) + 0.056 * ring + 0.0075 * n
     keep = skin_sdf(pts) > 0.0
     pts, n = pts[keep], n[keep]
     ao = 0.75 + 0.25 * np.clip(n[:, 1] + 0.3, 0, 1)

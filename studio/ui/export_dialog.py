@@ -23,13 +23,13 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QProgressBar,
     QPushButton,
@@ -121,7 +122,8 @@ class Preset:
     """A named set of choices; the fields the preset leaves alone stay as they are."""
 
     label: str
-    tip: str
+    tip: str  # the combo box tooltip
+    note: str  # one short line under the combo box
     kind: str = "mp4"
     layout: str = "sbs"
     eye_size: tuple[int, int] = (1440, 1440)
@@ -134,24 +136,27 @@ PRESETS: dict[str, Preset] = {
         "Quest side-by-side (2×1440)",
         "Meta Quest: full side-by-side, 1440×1440 per eye (2880×1440 frame), H.265 CRF 20, "
         "_LR in the name so the player picks the layout",
+        "2880×1440 side-by-side H.265: the Quest's player reads the _LR tag",
         layout="sbs", eye_size=(1440, 1440), codec="h265", crf=20,
     ),
     "youtube3d": Preset(
         "YouTube 3D (side-by-side 1080p)",
         "YouTube 3D: full side-by-side 1920×1080 per eye (3840×1080), left eye on the left, "
         "H.264 with Spherical Video st3d metadata (what YouTube reads for 3D)",
+        "3840×1080 side-by-side H.264 with st3d stereo metadata",
         layout="sbs", eye_size=(1920, 1080), codec="h264", crf=18,
     ),
     "mono1080": Preset(
         "Mono 1080p",
         "A flat 1920×1080 H.264 video from the centre camera",
+        "A flat 1920×1080 H.264 video from the centre camera",
         layout="mono", eye_size=(1920, 1080), codec="h264", crf=18,
     ),
-    "custom": Preset("Custom", "Your own choices"),
+    "custom": Preset("Custom", "Your own choices", "Every field below is yours to set"),
 }  # fmt: skip
 
 SETTINGS_KEY = "export/last"
-THUMB_WIDTH = 320
+THUMB_WIDTH = 480
 _KNOWN_TAGS = tuple(t for t in LAYOUT_TAGS.values() if t)
 
 
@@ -188,6 +193,17 @@ def _thumbnail(picture: np.ndarray | None, width: int) -> np.ndarray | None:
         return None
     step = max(1, math.ceil(picture.shape[1] / width))
     return np.ascontiguousarray(picture[::step, ::step, :3])
+
+
+_THREADED_GL: list[bool] = []
+
+
+def _threaded_gl() -> bool:
+    """QOpenGLContext.supportsThreadedOpenGL(), asked once (the first call probes the driver,
+    ~50 ms: the dialog asks when it opens, not when Export is pressed)."""
+    if not _THREADED_GL:
+        _THREADED_GL.append(bool(QOpenGLContext.supportsThreadedOpenGL()))
+    return _THREADED_GL[0]
 
 
 def _export_format() -> QSurfaceFormat:
@@ -383,9 +399,13 @@ class ExportDialog(QDialog):
         self.pages.addWidget(self._build_progress_page())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 12, 12, 12)
+        # Never squeeze the form: the dialog grows when a warning line appears.
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
         layout.addWidget(self.pages)
 
         self.refresh(kind)
+        if QGuiApplication.platformName() not in ("offscreen", "minimal"):
+            _threaded_gl()
 
     # ------------------------------------------------------------------------ building
     def _build_settings_page(self) -> QWidget:
@@ -418,7 +438,6 @@ class ExportDialog(QDialog):
         path_row.addWidget(self.browse)
         self.resolved = QLabel()
         self.resolved.setObjectName("export_resolved")
-        self.resolved.setWordWrap(True)
         self.resolved.setStyleSheet(f"color: {COLORS['text_dim']}")
         self.overwrite = QCheckBox("Overwrite an existing file")
         self.overwrite.toggled.connect(self._changed)
@@ -558,8 +577,15 @@ class ExportDialog(QDialog):
         self.close_button = QPushButton("Close")
         self.close_button.clicked.connect(self.reject)
 
+        self.preset_note = QLabel()
+        self.preset_note.setObjectName("export_preset_note")
+        self.preset_note.setStyleSheet(f"color: {COLORS['text_dim']}")
+        self.preset.currentIndexChanged.connect(
+            lambda _i: self.preset_note.setText(PRESETS[self.preset.currentData()].note)
+        )
         top = QFormLayout()
         top.addRow("Preset", self.preset)
+        top.addRow("", self.preset_note)
         grid = QGridLayout()
         grid.setHorizontalSpacing(12)
         grid.addWidget(self.output_group, 0, 0, 1, 2)
@@ -588,7 +614,7 @@ class ExportDialog(QDialog):
         self.progress_title.setObjectName("export_progress_title")
         self.preview = QLabel()
         self.preview.setObjectName("export_preview")
-        self.preview.setFixedSize(THUMB_WIDTH, 180)
+        self.preview.setFixedSize(THUMB_WIDTH, 270)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setStyleSheet(
             f"background: {COLORS['base']}; border: 1px solid {COLORS['border']};"
@@ -720,6 +746,7 @@ class ExportDialog(QDialog):
             self._applying = False
         self._on_kind_changed()
         self._on_range_mode()
+        self.preset_note.setText(PRESETS[self.preset.currentData()].note)
         self.pages.setCurrentIndex(0)
         self.validate()
 
@@ -928,12 +955,15 @@ class ExportDialog(QDialog):
         plan = self.plan
         if plan is not None:
             fw, fh = plan.frame_size
-            self.frame_label.setText(
-                f"{'PNG per eye' if kind == 'png' else 'Frame'} {fw} × {fh}"
-                + (f"  (each eye drawn {plan.render_size[0]} wide)" if plan.layout == "hsbs"
-                   else "")  # fmt: skip
+            size = f"{'PNG per eye' if kind == 'png' else 'Frame'} {fw} × {fh}"
+            if plan.layout == "hsbs" and kind != "png":
+                size += f"  (each eye drawn {plan.render_size[0]} wide)"
+            self.frame_label.setText(size)
+            tag = LAYOUT_TAGS[plan.layout] if kind in VIDEO_KINDS else ""
+            where = plan.out.name if str(plan.out) == self.path.text().strip() else str(plan.out)
+            self.resolved.setText(
+                f"Writes {where}" + (f": the {tag} tag tells VR players the layout" if tag else "")
             )
-            self.resolved.setText(f"Writes {plan.out}")
             bits = [f"{plan.num_frames} frames ({plan.duration_s:.2f} s) at {plan.fps.fps:g} fps"]
             if kind in VIDEO_KINDS:
                 bits.append(f"{CODEC_LABELS[plan.codec]} CRF {plan.crf}")
@@ -1011,7 +1041,7 @@ class ExportDialog(QDialog):
         platform = QGuiApplication.platformName()
         if platform in ("offscreen", "minimal"):
             return None, f"the '{platform}' display platform has no OpenGL"
-        if not QOpenGLContext.supportsThreadedOpenGL():
+        if not _threaded_gl():
             return None, "this graphics driver cannot render OpenGL in a background thread"
         surface = QOffscreenSurface()
         surface.setFormat(_export_format())
@@ -1057,11 +1087,11 @@ class ExportDialog(QDialog):
     def _show_thumbnail(self, thumb: np.ndarray) -> None:
         h, w, _ = thumb.shape
         image = QImage(thumb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-        pix = QPixmap.fromImage(image)
-        box = self.preview.size()
-        if w > box.width() or h > box.height():
-            pix = pix.scaled(box, Qt.AspectRatioMode.KeepAspectRatio)  # tiny: fast mode
-        self.preview.setPixmap(pix)
+        box = self.preview.size() - QSize(2, 2)  # inside the border
+        # At most THUMB_WIDTH wide already: scaling (up for small exports) costs microseconds.
+        self.preview.setPixmap(
+            QPixmap.fromImage(image).scaled(box, Qt.AspectRatioMode.KeepAspectRatio)
+        )
 
     def _on_finished(self, result: object) -> None:
         path = result.path if isinstance(result, ExportProgress) else result
@@ -1071,8 +1101,7 @@ class ExportDialog(QDialog):
         if isinstance(result, ExportProgress):
             self.last_report = result
             self.progress_text.setText(
-                f"Done: {result.total} frames in {result.elapsed_s:.1f} s "
-                f"({result.fps:.1f} fps)"
+                f"Done: {result.total} frames in {result.elapsed_s:.1f} s ({result.fps:.1f} fps)"
             )
         else:
             self.progress_text.setText("Done")
@@ -1151,6 +1180,3 @@ def make_export_dialog(
 ) -> ExportDialog:
     """An ExportDialog (a factory so the main window can be tested with a fake)."""
     return ExportDialog(controller, parent, **kwargs)
-
-
-_UNUSED: tuple[Callable[..., object], ...] = ()

@@ -43,7 +43,7 @@ from studio.document import (
 )
 from studio.document.fileformat import ProjectFileError, load_project, save_project
 from studio.document.recovery import AutosavePolicy, RecoveryManager
-from studio.ui import dialogs
+from studio.ui import dialogs, livelink_io
 from studio.ui.actions import build_actions
 from studio.ui.controller import StudioController
 from studio.ui.dialogs import Preferences
@@ -57,7 +57,7 @@ __all__ = ["PANELS", "MainWindow", "read_audio_job", "read_head_job"]
 log = logging.getLogger(__name__)
 
 APP_NAME = "Talking Head Studio"
-_STATE_VERSION = 3  # bump when the dock layout changes, so old saved layouts are ignored
+_STATE_VERSION = 4  # bump when the dock layout changes, so old saved layouts are ignored
 
 # Dock id -> (title, "module:Class" or None for built-in, area).
 PANELS: dict[str, tuple[str, str | None]] = {
@@ -68,6 +68,7 @@ PANELS: dict[str, tuple[str, str | None]] = {
     "timeline": ("Timeline", "studio.ui.timeline:TimelineWidget"),
     "graph": ("Graph Editor", "studio.ui.graph_editor:GraphEditorWidget"),
     "log": ("Log", None),
+    "live": ("Live", "studio.ui.live_panel:LivePanel"),
 }
 
 
@@ -214,6 +215,11 @@ class MainWindow(QMainWindow):
             "save_as": self.save_as,
             "import_head": self.import_head,
             "import_audio": self.import_audio,
+            "export": self.show_export_dialog,
+            "export_motion": lambda: self.show_export_dialog("csv"),
+            "import_livelink": lambda: livelink_io.import_livelink_csv(self),
+            "export_livelink": lambda: livelink_io.export_livelink_csv(self),
+            "show_live": lambda: livelink_io.show_dock(self, "live"),
             "preferences": self.edit_preferences,
             "quit": self.close,
             "undo": c.undo,
@@ -297,6 +303,10 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["inspector"])
         self.splitDockWidget(d["inspector"], d["takes"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(d["takes"], d["history"])
+        self.tabifyDockWidget(d["inspector"], d["live"])  # View > Live (Ctrl+Shift+L) raises it
+        d["inspector"].raise_()
+        if hasattr(self.panels["live"], "set_viewport"):
+            self.panels["live"].set_viewport(self.panels["viewport"])  # the head follows live
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["timeline"])
         self.tabifyDockWidget(d["timeline"], d["graph"])
         self.tabifyDockWidget(d["graph"], d["log"])
@@ -321,8 +331,8 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         file.addActions([a["save"], a["save_as"]])
         file.addSeparator()
-        file.addActions([a["import_head"], a["import_audio"], a["export"]])
-        a["export"].setEnabled(False)  # lands later: a disabled action, not a fake
+        file.addActions([a["import_head"], a["import_audio"], a["export"], a["export_motion"]])
+        file.addActions([a["import_livelink"], a["export_livelink"]])
         file.addSeparator()
         file.addAction(a["preferences"])
         file.addSeparator()
@@ -354,6 +364,7 @@ class MainWindow(QMainWindow):
 
         view = bar.addMenu("&View")
         view.addAction(a["view_all"])
+        view.addAction(a["show_live"])
         view.addSeparator()
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
@@ -799,6 +810,24 @@ class MainWindow(QMainWindow):
         self._update_autosave_label()
         self.controller.notify("Preferences saved")
 
+    def show_export_dialog(self, kind: str | None = None) -> QWidget:
+        """File > Export (``kind`` None: the last output kind; "csv": Export Motion). One
+        dialog, kept: closed during an export, the status bar keeps its progress and Cancel."""
+        from studio.ui.export_dialog import ExportDialog
+
+        dlg = getattr(self, "export_dialog", None)
+        if dlg is None:
+            self.export_dialog = dlg = ExportDialog(
+                self.controller, self, settings=self.settings, worker_status=self.worker_status,
+                kind=kind,
+            )  # fmt: skip
+        elif not dlg.is_running:
+            dlg.refresh(kind)
+        dlg.show()
+        dlg.raise_()
+        dlg.activateWindow()
+        return dlg
+
     def show_shortcuts(self) -> None:
         dlg = dialogs.ShortcutsDialog(self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -922,6 +951,9 @@ class MainWindow(QMainWindow):
                     fn()
                 except Exception:
                     log.exception("shutting down a panel failed")
+        export = getattr(self, "export_dialog", None)
+        if export is not None:
+            export.shutdown()
         for w in list(self._jobs) + [w for w in active_workers() if w not in self._jobs]:
             w.cancel()
         for w in list(self._jobs):

@@ -59,32 +59,11 @@ class DeformCache:
 
 
 def fast_packed_covariances(quats: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """``renderers.gl_splats.packed_covariances`` in float32 without [N, 3, 3] temporaries:
-    [N, 6] (xx, xy, xz, yy, yz, zz) from quats [N, 4] (wxyz, normalised here) and scales [N, 3].
+    """Packed float32 covariances [N, 6] from quats [N, 4] and scales [N, 3]: the renderer's own
+    ``renderers.gl_splats.packed_covariances`` (kept here for callers of the old name)."""
+    from renderers.gl_splats import packed_covariances
 
-    ~15x faster on the default head (4 ms against 60 ms for 46k Gaussians on the 2-core dev
-    machine), relative error ~1e-6: it is what makes a posed frame fit the scrub budget.
-    """
-    q = np.asarray(quats, dtype=np.float32)
-    s = np.asarray(scales, dtype=np.float32)
-    inv = np.float32(1.0) / np.sqrt(np.einsum("ij,ij->i", q, q))
-    w, x, y, z = (q[:, i] * inv for i in range(4))
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz = x * y, x * z, y * z
-    wx, wy, wz = w * x, w * y, w * z
-    sx, sy, sz = s[:, 0], s[:, 1], s[:, 2]
-    # M = R diag(s); covariance = M M^T.
-    m00, m01, m02 = (1 - 2 * (yy + zz)) * sx, 2 * (xy - wz) * sy, 2 * (xz + wy) * sz
-    m10, m11, m12 = 2 * (xy + wz) * sx, (1 - 2 * (xx + zz)) * sy, 2 * (yz - wx) * sz
-    m20, m21, m22 = 2 * (xz - wy) * sx, 2 * (yz + wx) * sy, (1 - 2 * (xx + yy)) * sz
-    out = np.empty((q.shape[0], 6), dtype=np.float32)
-    out[:, 0] = m00 * m00 + m01 * m01 + m02 * m02
-    out[:, 1] = m00 * m10 + m01 * m11 + m02 * m12
-    out[:, 2] = m00 * m20 + m01 * m21 + m02 * m22
-    out[:, 3] = m10 * m10 + m11 * m11 + m12 * m12
-    out[:, 4] = m10 * m20 + m11 * m21 + m12 * m22
-    out[:, 5] = m20 * m20 + m21 * m21 + m22 * m22
-    return out
+    return packed_covariances(quats, scales)
 
 
 class SplatUploader:
@@ -107,17 +86,23 @@ class SplatUploader:
             self.renderer.upload(arrays_to_cloud(arrays))
             self.uploads["full"] += 1
         else:
-            r = self.renderer
-            if arrays.means is not held["means"] or arrays.opacities is not held["opacities"]:
-                # Opacities go along: a means-only update reads the buffer back from the GPU.
-                r.update(means=arrays.means, opacities=arrays.opacities)
-                self.uploads["means"] += 1
-            if arrays.quats is not held["quats"] or arrays.scales is not held["scales"]:
-                self._covariances(arrays.quats, arrays.scales)
-                self.uploads["cov"] += 1
-            if arrays.sh is not held["sh"]:
-                r.update(sh=arrays.sh)
-                self.uploads["sh"] += 1
+            changed = {
+                name: getattr(arrays, name)
+                for name in ("means", "quats", "scales", "opacities", "sh")
+                if getattr(arrays, name) is not held[name]
+            }
+            if "quats" in changed or "scales" in changed:
+                # Covariances need both (the renderer computes them in float32, ~4 ms for 50k).
+                changed["quats"], changed["scales"] = arrays.quats, arrays.scales
+            if changed:
+                self.renderer.update(**changed)
+            for names, key in (
+                (("means", "opacities"), "means"),
+                (("quats",), "cov"),
+                (("sh",), "sh"),
+            ):
+                if any(name in changed for name in names):
+                    self.uploads[key] += 1
         self._held = {
             "means": arrays.means,
             "quats": arrays.quats,
@@ -125,17 +110,6 @@ class SplatUploader:
             "opacities": arrays.opacities,
             "sh": arrays.sh,
         }
-
-    def _covariances(self, quats: np.ndarray, scales: np.ndarray) -> None:
-        r = self.renderer
-        # The renderer's update(quats=, scales=) computes covariances in float64 (60 ms per
-        # default-head frame on 2 cores); write the same packed layout computed in float32.
-        # Falls back to the public call if the renderer's buffer layout is not the known one.
-        buf = getattr(r, "_buffers", {}).get("cov")
-        if buf is not None and buf.size >= len(quats) * 24:
-            buf.write(fast_packed_covariances(quats, scales).tobytes())
-        else:
-            r.update(quats=quats, scales=scales)
 
     def invalidate(self) -> None:
         """Forget what the renderer holds (next push uploads everything)."""

@@ -164,6 +164,7 @@ class ViewportWidget(QWidget):
         self._kp_drag: KeypointDrag | None = None
         self._kp_drag_view = 0
         self._preview_values: np.ndarray | None = None
+        self._live_values: np.ndarray | None = None  # live capture overrides the take
         self._hover_kp: int | None = None
         self._press_pos: QPointF | None = None
         # Statistics for the readout and the benchmark.
@@ -285,6 +286,28 @@ class ViewportWidget(QWidget):
 
         cam = self.camera_control.state.to_settings(self.controller.project.camera)
         return self.controller.push(SetCamera(cam, label="Set camera from viewport"))
+
+    @property
+    def live_values(self) -> np.ndarray | None:
+        """The live motion frame shown instead of the active take, or None."""
+        return self._live_values
+
+    def set_live_values(self, values: np.ndarray | None) -> None:
+        """Show ``values [len(CHANNELS)]`` (live performance capture) instead of the active
+        take at the current frame; None shows the take again. Each live frame counts as
+        interaction (reduced quality on a software GL). Raises ValueError for a wrong shape."""
+        if values is None:
+            if self._live_values is not None:
+                self._live_values = None
+                self._redraw(scene=True)
+            return
+        v = np.array(values, dtype=np.float64)
+        if v.shape != self.controller.current_values().shape:
+            raise ValueError(f"live values must be [{len(self.controller.current_values())}], "
+                             f"got {v.shape}")  # fmt: skip
+        self._live_values = v
+        self._mark_interaction()
+        self._redraw(scene=True)
 
     def grab_frame(self) -> QImage:
         """The viewport's current image (renders a frame now). A null QImage without GL."""
@@ -408,11 +431,15 @@ class ViewportWidget(QWidget):
     def _values(self) -> np.ndarray:
         if self._preview_values is not None:
             return self._preview_values
+        if self._live_values is not None:
+            return self._live_values
         return self.controller.current_values()
 
     def _deform_for(self, head: RiggedGaussianHead, cache: DeformCache) -> Any:
         if self._preview_values is not None:
             return head.deform(self._preview_values)
+        if self._live_values is not None:
+            return head.deform(self._live_values)
         c = self.controller
         return cache.deform(head, (c.revision, c.frame), c.current_values())
 

@@ -146,3 +146,44 @@ def test_empty_cloud_and_everything_behind_the_camera(renderer) -> None:
     behind.means[:, 2] = cam.position[2] + 0.3
     renderer.upload(behind)
     assert renderer.render([cam])[..., 3].max() == 0.0
+
+
+def test_packed_covariances_match_float64_matrices() -> None:
+    from renderers.gaussians import quats_to_rotmats
+    from renderers.gl_splats import packed_covariances
+
+    cloud = random_cloud(21, n=300)
+    rot = quats_to_rotmats(cloud.quats)
+    m = rot * cloud.scales.astype(np.float64)[:, None, :]
+    full = m @ m.transpose(0, 2, 1)
+    ref = full[:, [0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]]
+    got = packed_covariances(cloud.quats * 3.0, cloud.scales)  # unnormalised quats are fine
+    assert got.dtype == np.float32 and got.shape == (300, 6)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6 * float(np.abs(ref).max()))
+
+
+def test_partial_updates_and_covariances_match_a_fresh_upload(renderer) -> None:
+    from dataclasses import replace
+
+    from renderers.gl_splats import packed_covariances
+
+    cloud = random_cloud(13)
+    cam = Camera.orbit(distance=0.6, width=64, height=64)
+    renderer.upload(cloud)
+    rng = np.random.default_rng(0)
+    moved = cloud.means + rng.normal(scale=0.005, size=cloud.means.shape)
+    opac = np.clip(cloud.opacities * 0.7, 0.0, 1.0)
+    scales = cloud.scales * 1.3
+    renderer.update(means=moved)  # means alone: the opacities on the GPU stay as they are
+    renderer.update(covariances=packed_covariances(cloud.quats, scales))
+    after_means = renderer.render([cam])
+    renderer.upload(replace(cloud, means=moved, scales=scales))
+    np.testing.assert_allclose(after_means, renderer.render([cam]), atol=1e-6)
+    renderer.update(opacities=opac)  # opacities alone keep the moved means
+    after_opac = renderer.render([cam])
+    renderer.upload(replace(cloud, means=moved, scales=scales, opacities=opac))
+    np.testing.assert_allclose(after_opac, renderer.render([cam]), atol=1e-6)
+    with pytest.raises(ValueError, match="covariances must have shape"):
+        renderer.update(covariances=np.zeros((5, 6), np.float32))
+    with pytest.raises(ValueError, match="not both"):
+        renderer.update(covariances=np.zeros((400, 6)), quats=cloud.quats, scales=cloud.scales)

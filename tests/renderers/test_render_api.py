@@ -153,3 +153,24 @@ def test_gsplat_matches_reference() -> None:
     out = render(cloud, cams, backend="gsplat", background=(0.2, 0.2, 0.2))
     for i, cam in enumerate(cams):
         assert psnr(out[i], render_gaussians_reference(cloud, cam, (0.2, 0.2, 0.2))) >= 35.0
+
+
+@pytest.mark.gl
+@needs_gl
+def test_shared_offscreen_context_is_one_per_process_and_released_with_its_caches() -> None:
+    from renderers import render as render_module
+    from renderers.gl_context import shared_offscreen_context
+    from renderers.render import release_gl
+
+    cloud = small_cloud(seed=4)
+    shared = shared_offscreen_context()
+    assert shared_offscreen_context().ctx is shared.ctx
+    with shared.lock:  # reentrant: a holder may render
+        render(cloud, CAM, backend="gl")
+    assert render_module._gl["ctx"] is shared.ctx
+    release_gl()
+    assert render_module._gl == {}  # the release hook freed the cached renderers
+    again = shared_offscreen_context()
+    assert again.ctx is not shared.ctx
+    out = render(cloud, CAM, backend="gl")
+    assert out.shape[0] == 1 and out[..., 3].max() > 0

@@ -235,12 +235,6 @@ def test_unsaved_changes_prompt_can_cancel_new_and_close(window, asked, qtbot):
     assert not window.isVisible()
 
 
-def test_export_is_disabled_with_a_reason(window):
-    act = window.actions_by_id["export"]
-    assert not act.isEnabled()
-    assert "later release" in act.toolTip()
-
-
 def test_missing_panels_show_their_reason_inline(window):
     # Offscreen Qt has no OpenGL: the viewport dock says so instead of crashing.
     text = window.panels["viewport"].text()

@@ -1,0 +1,1117 @@
+"""The Live panel: webcam (or video / image folder) driven reenactment of the project's head.
+
+Choose a source and press Start: a :class:`~studio.ui.live_session.LiveSession` reads it and
+tracks the face in its own thread; the panel shows the newest frame with the tracked landmarks,
+the frame rates and latency, how many faces are in view and what the tracker is doing, and the
+viewport's head follows the performer (``ViewportWidget.set_live_values``; the viewport's view
+mode, mono or stereo, applies). Calibrate captures the performer's neutral face after a
+countdown and saves it as a PerformerProfile (JSON, in the config folder's ``performers``),
+selectable later. Per-region switches and gains, smoothing, relative/absolute pose and mirror
+apply from the next frame. Record records the tracked motion (every frame, in the capture
+thread) into a new take at the project's frame rate, starting at the current frame, with the
+microphone when there is one, as one undoable edit. Virtual camera sends the viewport's frames
+to pyvirtualcam.
+
+Questions to the user go through module-level functions (``ask_video_path``...) that tests
+monkeypatch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.ui.controller import StudioController
+from studio.ui.live_session import (
+    VIRTUALCAM_HELP,
+    AudioInputUnavailable,
+    LiveFrame,
+    LiveSession,
+    MicRecorder,
+    Recording,
+    VirtualCamera,
+    VirtualCameraUnavailable,
+    build_take_job,
+    fps_of,
+    safe_name,
+)
+from studio.ui.style import COLORS
+
+if TYPE_CHECKING:
+    from models.face.sources import FrameSource
+    from models.face.tracker import FaceTracker, PerformerProfile, TrackerSettings
+    from studio.document import Take
+
+__all__ = [
+    "CALIBRATION_FRAMES",
+    "HYBRID_TIP",
+    "REGIONS",
+    "FeedView",
+    "LivePanel",
+    "ask_profile_path",
+    "ask_video_folder",
+    "ask_video_path",
+    "profiles_dir",
+]
+
+log = logging.getLogger(__name__)
+
+REGIONS = ("head", "eyes", "brows", "mouth")
+CALIBRATION_FRAMES = 30
+COUNTDOWN_S = 3
+RESOLUTIONS = ((0, 0), (640, 480), (1280, 720), (1920, 1080))
+CAMERA_FPS = (0, 15, 24, 30, 60)
+HYBRID_TIP = (
+    "Hybrid mode (the webcam drives head, eyes and brows; the speech generator drives the lips) "
+    "needs the audio-driven generator, which lands in a later release."
+)
+VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v);;All files (*)"
+
+# MediaPipe face-mesh contours (closed loops unless noted), drawn over the feed.
+_CONTOURS: tuple[tuple[tuple[int, ...], bool, str], ...] = (
+    ((10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+      152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109),
+     True, "#9fb7ff"),
+    ((33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246), True,
+     "#5cc8ff"),
+    ((263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466), True,
+     "#5cc8ff"),
+    ((70, 63, 105, 66, 107), False, "#f2c14e"),
+    ((46, 53, 52, 65, 55), False, "#f2c14e"),
+    ((300, 293, 334, 296, 336), False, "#f2c14e"),
+    ((276, 283, 282, 295, 285), False, "#f2c14e"),
+    ((168, 6, 197, 195, 5, 4, 1), False, "#c7a6ff"),
+    ((61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185),
+     True, "#ff5f7e"),
+    ((78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191),
+     True, "#ff5f7e"),
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- questions
+def ask_video_path(parent: QWidget | None) -> Path | None:
+    """Ask for a video file to drive the head (None when cancelled)."""
+    path, _ = QFileDialog.getOpenFileName(parent, "Drive the head with a video", "", VIDEO_FILTER)
+    return Path(path) if path else None
+
+
+def ask_video_folder(parent: QWidget | None) -> Path | None:
+    """Ask for a folder of images (a frame sequence) to drive the head."""
+    path = QFileDialog.getExistingDirectory(parent, "Drive the head with an image folder")
+    return Path(path) if path else None
+
+
+def ask_profile_path(parent: QWidget | None, start: Path | None = None) -> Path | None:
+    """Ask for a performer profile (.json) to load."""
+    path, _ = QFileDialog.getOpenFileName(
+        parent, "Load a performer profile", str(start or ""), "Performer profiles (*.json)"
+    )
+    return Path(path) if path else None
+
+
+def profiles_dir() -> Path:
+    """Where calibrated performer profiles are saved: ``<config folder>/performers``."""
+    from studio.ui.dialogs import settings_path
+
+    return settings_path().parent / "performers"
+
+
+def _default_tracker(settings: TrackerSettings, profile: PerformerProfile | None) -> FaceTracker:
+    from models.face.tracker import FaceTracker
+
+    return FaceTracker(settings=settings, profile=profile, num_threads=2)
+
+
+def _smoothing_cutoff(strength: int) -> float:
+    """Slider 1..100 -> One-Euro min_cutoff in Hz (8 Hz: light, 0.05 Hz: very smooth)."""
+    return float(8.0 * (0.05 / 8.0) ** (strength / 100.0))
+
+
+# ----------------------------------------------------------------------------- the feed
+class FeedView(QWidget):
+    """The source's newest frame, fitted with its aspect ratio, with the tracked landmarks
+    (mesh points, contours, irises), the recording mark and a large centred message
+    (countdown, "no camera"...). ``drawn`` is (frame index, perf_counter) of the last paint."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("live_feed")
+        self.setMinimumSize(200, 150)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.frame: LiveFrame | None = None
+        self._image: QImage | None = None
+        self.message = "Choose a source and press Start"
+        self.overlay = ""  # large text over the picture (countdown)
+        self.rec_text = ""
+        self.show_landmarks = True
+        self.drawn: tuple[int, float] | None = None
+
+    def set_frame(self, frame: LiveFrame | None) -> None:
+        self.frame = frame
+        if frame is None:
+            self._image = None
+        else:
+            a = frame.preview
+            h, w = a.shape[:2]
+            # QImage over the array's memory: the LiveFrame keeps the array alive.
+            self._image = QImage(a.data, w, h, a.strides[0], QImage.Format.Format_RGB888)
+        self.update()
+
+    def image_rect(self) -> QRectF:
+        """Where the picture is drawn (widget coordinates); empty without a picture."""
+        if self._image is None:
+            return QRectF()
+        w, h = self._image.width(), self._image.height()
+        s = min(self.width() / max(w, 1), self.height() / max(h, 1))
+        return QRectF((self.width() - w * s) / 2, (self.height() - h * s) / 2, w * s, h * s)
+
+    def paintEvent(self, event: Any) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor("#111214"))
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        frame = self.frame
+        if self._image is not None and frame is not None:
+            r = self.image_rect()
+            p.drawImage(r, self._image)
+            if not frame.tracked.found:
+                p.fillRect(r, QColor(0, 0, 0, 90))
+            if self.show_landmarks and frame.points is not None:
+                self._paint_landmarks(p, r, frame)
+            self.drawn = (frame.index, time.perf_counter())
+        elif self.message:
+            p.setPen(QColor(COLORS["text_dim"]))
+            p.drawText(self.rect().adjusted(16, 16, -16, -16),
+                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                       self.message)  # fmt: skip
+        if self.rec_text:
+            f = QFont(p.font())
+            f.setBold(True)
+            p.setFont(f)
+            fm = p.fontMetrics()
+            box = QRectF(8, 8, fm.horizontalAdvance(self.rec_text) + 30, fm.height() + 8)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(0, 0, 0, 150))
+            p.drawRoundedRect(box, 4, 4)
+            p.setBrush(QColor(COLORS["error"]))
+            p.drawEllipse(QPointF(box.left() + 12, box.center().y()), 5, 5)
+            p.setPen(QColor("#f4f4f6"))
+            p.drawText(box.adjusted(22, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, self.rec_text)
+        if self.overlay:
+            f = QFont(p.font())
+            f.setPointSizeF(max(f.pointSizeF() * 1.4, 11.0))
+            f.setBold(True)
+            p.setFont(f)
+            fm = p.fontMetrics()
+            area = self.rect().adjusted(12, 12, -12, -12)
+            br = fm.boundingRect(area, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap),
+                                 self.overlay)  # fmt: skip
+            box = QRectF(br).adjusted(-12, -8, 12, 8)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(0, 0, 0, 170))
+            p.drawRoundedRect(box, 6, 6)
+            p.setPen(QColor("#ffffff"))
+            p.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.overlay)
+        p.end()
+
+    def _paint_landmarks(self, p: QPainter, r: QRectF, frame: LiveFrame) -> None:
+        h, w = frame.preview.shape[:2]
+        sx, sy = r.width() / w, r.height() / h
+        pts = frame.points * (sx, sy) + (r.left(), r.top())  # [468, 2] widget pixels
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(255, 255, 255, 110))
+        rad = 1.1 if r.width() < 500 else 1.5
+        for x, y in pts:
+            p.drawEllipse(QPointF(x, y), rad, rad)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        for idx, closed, color in _CONTOURS:
+            path = QPainterPath(QPointF(*pts[idx[0]]))
+            for i in idx[1:]:
+                path.lineTo(QPointF(*pts[i]))
+            if closed:
+                path.closeSubpath()
+            p.setPen(QPen(QColor(color), 1.4))
+            p.drawPath(path)
+        if frame.iris is not None:
+            iris = frame.iris * (sx, sy) + (r.left(), r.top())  # [2, 5, 2]
+            p.setPen(QPen(QColor("#7ee08a"), 1.4))
+            for eye in iris:
+                c = eye[0]
+                rr = float(np.mean(np.linalg.norm(eye[1:] - c, axis=1)))
+                p.drawEllipse(QPointF(*c), rr, rr)
+
+
+# ----------------------------------------------------------------------------- the panel
+class LivePanel(QWidget):
+    """The Live dock (see the module docstring). ``controller``: StudioController.
+
+    Signals: ``takeRecorded(object)`` a take was added (the Take); ``statusChanged(str)`` the
+    status line changed. Test hooks: ``pace`` (pace files at their frame rate),
+    ``countdown_s``, ``calibration_frames``, ``tracker_factory``, ``mic_factory``,
+    ``profiles_path``.
+    """
+
+    takeRecorded = Signal(object)
+    statusChanged = Signal(str)
+
+    def __init__(self, controller: StudioController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("live_panel")
+        self.controller = controller
+        self.viewport: Any = None
+        self.session: LiveSession | None = None
+        self.pace = True
+        self.countdown_s = COUNTDOWN_S
+        self.calibration_frames = CALIBRATION_FRAMES
+        self.tracker_factory: Callable[..., FaceTracker] = _default_tracker
+        self.mic_factory: Callable[[], Any] = MicRecorder
+        self.profiles_path = profiles_dir()
+        self.profile: PerformerProfile | None = None
+        self.frames_shown = 0
+        self.last_frame: LiveFrame | None = None
+        self.last_take: Take | None = None
+        self._shown_times: deque[float] = deque(maxlen=90)
+        self._cameras_probed = False
+        self._camera_worker: Any = None
+        self._build_worker: Any = None
+        self._mic: Any = None
+        self._rec_start_frame = 0
+        self._countdown = 0
+        self._calibrating = False
+        self._source_kind = ""
+        self._vcam: VirtualCamera | None = None
+        self._mic_notice_shown = False
+        self._settings_rev = 0
+        self._drawn_info: tuple[int, float, float] | None = None  # index, captured, processed
+        self._status_hold_until = 0.0
+        self._extra_profiles: list[Path] = []
+        self._profile_path: str | None = None
+        self._build_ui()
+        self._countdown_timer = QTimer(self)
+        self._countdown_timer.setInterval(1000)
+        self._countdown_timer.timeout.connect(self._tick_countdown)
+        self._vcam_timer = QTimer(self)
+        self._vcam_timer.setInterval(33)
+        self._vcam_timer.timeout.connect(self._send_virtualcam)
+        self._fill_profiles()
+        self._update_buttons()
+
+    # ------------------------------------------------------------------------- building
+    def _build_ui(self) -> None:
+        # Source row.
+        self.source_combo = QComboBox()
+        self.source_combo.setObjectName("live_source")
+        self.source_combo.setToolTip("What drives the head: a camera, a video file or a folder "
+                                     "of images (frames in name order)")  # fmt: skip
+        self.source_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.source_combo.setMinimumContentsLength(12)
+        self.source_combo.activated.connect(self._on_source_activated)
+        self.refresh_button = QToolButton()
+        self.refresh_button.setText("⟳")
+        self.refresh_button.setToolTip("Look for cameras again")
+        self.refresh_button.clicked.connect(self.refresh_cameras)
+        self.resolution_combo = QComboBox()
+        self.resolution_combo.setToolTip("Resolution to ask the camera for (it may pick another)")
+        for w, h in RESOLUTIONS:
+            self.resolution_combo.addItem("Default size" if not w else f"{w}×{h}", (w, h))
+        self.resolution_combo.setCurrentIndex(1)
+        self.fps_combo = QComboBox()
+        self.fps_combo.setToolTip("Frame rate to ask the camera for")
+        for f in CAMERA_FPS:
+            self.fps_combo.addItem("Default fps" if not f else f"{f} fps", f)
+        self.fps_combo.setCurrentIndex(3)
+        self.start_button = QPushButton("Start")
+        self.start_button.setObjectName("live_start")
+        self.start_button.setToolTip("Start or stop live tracking")
+        self.start_button.clicked.connect(self.toggle_running)
+        self.record_button = QPushButton("● Record")
+        self.record_button.setObjectName("live_record")
+        self.record_button.setCheckable(True)
+        self.record_button.setToolTip("Record the performance into a new take at the current "
+                                      "frame (with the microphone when there is one)")  # fmt: skip
+        self.record_button.toggled.connect(self._on_record_toggled)
+
+        src = QHBoxLayout()
+        src.addWidget(self.source_combo, 1)
+        src.addWidget(self.refresh_button)
+        cam = QHBoxLayout()
+        cam.addWidget(self.resolution_combo, 1)
+        cam.addWidget(self.fps_combo, 1)
+        run = QHBoxLayout()
+        run.addWidget(self.start_button, 1)
+        run.addWidget(self.record_button, 1)
+
+        # Feed and readouts.
+        self.feed = FeedView()
+        self.fps_label = QLabel("–")
+        self.fps_label.setObjectName("live_fps")
+        self.fps_label.setToolTip("Frames per second: tracked in the capture thread / shown")
+        self.latency_label = QLabel("")
+        self.latency_label.setObjectName("live_latency")
+        self.latency_label.setToolTip(
+            "Latency from the moment the source delivered a frame: tracked, then drawn here "
+            "(the camera's own delay before delivery is not included)"
+        )
+        self.faces_label = QLabel("")
+        self.faces_label.setObjectName("live_faces")
+        self.status_label = QLabel("Stopped")
+        self.status_label.setObjectName("live_status")
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        readouts = QHBoxLayout()
+        readouts.addWidget(self.fps_label)
+        readouts.addStretch(1)
+        readouts.addWidget(self.latency_label)
+        status = QHBoxLayout()
+        status.addWidget(self.status_label, 1)
+        status.addWidget(self.faces_label)
+
+        # Performer.
+        self.profile_combo = QComboBox()
+        self.profile_combo.setObjectName("live_profile")
+        self.profile_combo.setToolTip("The performer's neutral face (calibration) to track with")
+        self.profile_combo.activated.connect(self._on_profile_activated)
+        self.performer_edit = QLineEdit()
+        self.performer_edit.setPlaceholderText("performer name")
+        self.performer_edit.setToolTip("Name to save the calibration under")
+        self.calibrate_button = QPushButton("Calibrate")
+        self.calibrate_button.setObjectName("live_calibrate")
+        self.calibrate_button.setToolTip(
+            "Look at the camera with a neutral face: after a countdown a few frames become the "
+            "performer's neutral face, saved as a profile"
+        )
+        self.calibrate_button.clicked.connect(self.calibrate)
+        perf = QGroupBox("Performer")
+        pg = QGridLayout(perf)
+        pg.addWidget(self.profile_combo, 0, 0, 1, 2)
+        pg.addWidget(self.performer_edit, 1, 0)
+        pg.addWidget(self.calibrate_button, 1, 1)
+
+        # Tracking settings.
+        track = QGroupBox("Tracking")
+        tg = QGridLayout(track)
+        tg.setColumnStretch(1, 1)
+        self.region_checks: dict[str, QCheckBox] = {}
+        self.gain_sliders: dict[str, QSlider] = {}
+        self._gain_labels: dict[str, QLabel] = {}
+        for row, region in enumerate(REGIONS):
+            cb = QCheckBox(region.capitalize())
+            cb.setChecked(True)
+            cb.setToolTip(f"Drive the {region} from the performer (off: it stays neutral)")
+            cb.toggled.connect(self._settings_changed)
+            sl = QSlider(Qt.Orientation.Horizontal)
+            sl.setRange(0, 200)
+            sl.setValue(100)
+            sl.setToolTip(f"Gain of the {region}: 100 % is the performer's own amplitude")
+            lab = QLabel("100 %")
+            lab.setMinimumWidth(40)
+            lab.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            sl.valueChanged.connect(lambda v, lab=lab: lab.setText(f"{v} %"))
+            sl.valueChanged.connect(self._settings_changed)
+            tg.addWidget(cb, row, 0)
+            tg.addWidget(sl, row, 1)
+            tg.addWidget(lab, row, 2)
+            self.region_checks[region] = cb
+            self.gain_sliders[region] = sl
+            self._gain_labels[region] = lab
+        row = len(REGIONS)
+        self.smoothing_slider = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing_slider.setRange(0, 100)
+        self.smoothing_slider.setValue(33)
+        self.smoothing_slider.setToolTip(
+            "Smoothing (One-Euro filter): left is raw and quick, right is smooth and slower"
+        )
+        self.smoothing_label = QLabel()
+        self.smoothing_label.setMinimumWidth(40)
+        self.smoothing_label.setAlignment(
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        )
+        self.smoothing_slider.valueChanged.connect(self._settings_changed)
+        tg.addWidget(QLabel("Smoothing"), row, 0)
+        tg.addWidget(self.smoothing_slider, row, 1)
+        tg.addWidget(self.smoothing_label, row, 2)
+        self.pose_combo = QComboBox()
+        self.pose_combo.addItem("Pose relative to calibration", "relative")
+        self.pose_combo.addItem("Absolute pose", "absolute")
+        self.pose_combo.setToolTip("Relative: the calibration pose is the head's rest pose. "
+                                   "Absolute: the head copies the performer's pose")  # fmt: skip
+        self.pose_combo.currentIndexChanged.connect(self._settings_changed)
+        self.mirror_check = QCheckBox("Mirror")
+        self.mirror_check.setToolTip("Flip the picture left-right first (a mirrored webcam)")
+        self.mirror_check.toggled.connect(self._settings_changed)
+        opts = QHBoxLayout()
+        opts.addWidget(self.pose_combo, 1)
+        opts.addWidget(self.mirror_check)
+        tg.addLayout(opts, row + 1, 0, 1, 3)
+
+        # Outputs.
+        self.virtualcam_check = QCheckBox("Virtual camera")
+        self.virtualcam_check.setObjectName("live_virtualcam")
+        self.virtualcam_check.setToolTip(
+            "Send the viewport's picture to a virtual webcam for video calls and streaming. "
+            + VIRTUALCAM_HELP
+            + "."
+        )
+        self.virtualcam_check.toggled.connect(self.set_virtualcam)
+        self.hybrid_check = QCheckBox("Lips from audio")
+        self.hybrid_check.setEnabled(False)
+        self.hybrid_check.setToolTip(HYBRID_TIP)
+        outs = QHBoxLayout()
+        outs.addWidget(self.virtualcam_check)
+        outs.addWidget(self.hybrid_check)
+        outs.addStretch(1)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setSpacing(4)
+        lay.addLayout(src)
+        lay.addLayout(cam)
+        lay.addLayout(run)
+        lay.addWidget(self.feed, 1)
+        lay.addLayout(readouts)
+        lay.addLayout(status)
+        lay.addWidget(perf)
+        lay.addWidget(track)
+        lay.addLayout(outs)
+        self._fill_sources([])
+        self._update_smoothing_label()
+        self.settings = self._settings_from_ui()
+
+    # ------------------------------------------------------------------------- sources
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if not self._cameras_probed:
+            self.refresh_cameras()
+
+    def refresh_cameras(self) -> None:
+        """Look for cameras in a worker thread (opening one can take a moment)."""
+        from models.face.sources import list_cameras
+        from studio.workers import Worker
+
+        self._cameras_probed = True
+        if self._camera_worker is not None:
+            return
+        worker = Worker(list_cameras, name="Look for cameras")
+        worker.finished_ok.connect(self._fill_sources)
+        worker.failed.connect(lambda msg, _tb: self._fill_sources([]))
+        worker.done.connect(self._camera_probe_done)
+        self._camera_worker = worker
+        self.refresh_button.setEnabled(False)
+        worker.start()
+
+    def _camera_probe_done(self) -> None:
+        self._camera_worker = None
+        self.refresh_button.setEnabled(True)
+
+    def _fill_sources(self, cameras: list[Any]) -> None:
+        current = self.source_combo.currentData()
+        files = [
+            (self.source_combo.itemText(i), self.source_combo.itemData(i))
+            for i in range(self.source_combo.count())
+            if self.source_combo.itemData(i)[0] in ("file", "folder", "factory")
+        ]
+        combo = self.source_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for cam in cameras:
+            size = f" ({cam.width}×{cam.height})" if cam.width else ""
+            combo.addItem(f"Camera {cam.index}{size}", ("camera", cam.index))
+        if not cameras:
+            combo.addItem("No camera found", ("none", None))
+        for text, data in files:
+            combo.addItem(text, data)
+        combo.addItem("Video file…", ("pick-file", None))
+        combo.addItem("Image folder…", ("pick-folder", None))
+        combo.blockSignals(False)
+        idx = -1
+        if current is not None:
+            for i in range(combo.count()):
+                if combo.itemData(i) == current:
+                    idx = i
+        if idx < 0:
+            idx = 0
+        combo.setCurrentIndex(idx)
+        self._update_buttons()
+
+    def set_source(self, spec: str | int | Path | Callable[[], FrameSource]) -> None:
+        """Select a source: a camera index, a video file or image folder path, or a function
+        that opens a FrameSource (tests). Takes effect at the next Start."""
+        if callable(spec) and not isinstance(spec, (str, Path)):
+            data: tuple[str, Any] = ("factory", spec)
+            text = getattr(spec, "description", "") or "Custom source"
+        elif isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
+            data, text = ("camera", int(spec)), f"Camera {int(spec)}"
+        else:
+            p = Path(spec)
+            kind = "folder" if p.is_dir() else "file"
+            data, text = (kind, str(p)), ("🖿 " if kind == "folder" else "🎞 ") + p.name
+        combo = self.source_combo
+        for i in range(combo.count()):
+            if combo.itemData(i) == data:
+                combo.setCurrentIndex(i)
+                break
+        else:
+            at = max(combo.count() - 2, 0)  # before "Video file…" / "Image folder…"
+            combo.insertItem(at, text, data)
+            combo.setItemData(at, str(data[1]), Qt.ItemDataRole.ToolTipRole)
+            combo.setCurrentIndex(at)
+        self._update_buttons()
+
+    def _on_source_activated(self, index: int) -> None:
+        kind, _ = self.source_combo.itemData(index)
+        if kind == "pick-file":
+            path = ask_video_path(self)
+        elif kind == "pick-folder":
+            path = ask_video_folder(self)
+        else:
+            self._update_buttons()
+            return
+        if path is None:
+            self.source_combo.setCurrentIndex(0)
+        else:
+            self.set_source(path)
+        self._update_buttons()
+
+    def _source_factory(self) -> Callable[[], FrameSource] | None:
+        kind, value = self.source_combo.currentData() or ("none", None)
+        from models.face.sources import open_source
+
+        if kind == "camera":
+            w, h = self.resolution_combo.currentData()
+            fps = self.fps_combo.currentData()
+            return lambda: open_source(int(value), width=w or None, height=h or None,
+                                       fps=fps or None)  # fmt: skip
+        if kind in ("file", "folder"):
+            return lambda: open_source(value)
+        if kind == "factory":
+            return value
+        return None
+
+    # ------------------------------------------------------------------------- running
+    @property
+    def running(self) -> bool:
+        return self.session is not None and self.session.is_running
+
+    def toggle_running(self) -> None:
+        if self.running:
+            self.stop()
+        else:
+            self.start()
+
+    def start(self) -> bool:
+        """Start live tracking from the chosen source. False (with the reason in the status
+        line) when there is nothing to start."""
+        if self.running:
+            return True
+        kind, _ = self.source_combo.currentData() or ("none", None)
+        factory = self._source_factory()
+        if factory is None:
+            self._set_status("No camera: none was found. Connect one and press ⟳, or choose a "
+                             "video file or image folder.", "error")  # fmt: skip
+            self.feed.message = "No camera found"
+            self.feed.update()
+            return False
+        self._source_kind = kind
+        self.frames_shown = 0
+        self._shown_times.clear()
+        self.last_frame = None
+        self.feed.set_frame(None)
+        self.feed.message = "Opening the source…"
+        session = LiveSession(factory, self.tracker_factory, self.settings, self.profile,
+                              pace=self.pace, parent=self)  # fmt: skip
+        session.frameReady.connect(self._on_frame_ready)
+        session.finished.connect(self._on_session_finished)
+        session.calibrated.connect(self._on_calibrated)
+        session.calibrationFailed.connect(self._on_calibration_failed)
+        self.session = session
+        session.start()
+        self._set_status("Starting…", "info")
+        self._update_buttons()
+        return True
+
+    def stop(self) -> None:
+        """Stop tracking (a running recording is kept as a take); the viewport shows the take
+        again."""
+        session = self.session
+        if session is None:
+            return
+        if self.record_button.isChecked():
+            self.record_button.setChecked(False)  # finishes the recording first
+        session.stop()
+
+    def _on_frame_ready(self) -> None:
+        session = self.sender()
+        if session is not self.session or session is None:
+            return
+        frame = session.take_latest()
+        if frame is None:
+            return
+        now = time.perf_counter()
+        self.last_frame = frame
+        self.frames_shown += 1
+        self._shown_times.append(now)
+        # Latency of the previous frame that reached the screen.
+        drawn = self.feed.drawn
+        prev = self._drawn_info
+        if drawn is not None and prev is not None and drawn[0] == prev[0]:
+            track_ms = (prev[2] - prev[1]) * 1e3
+            total_ms = (drawn[1] - prev[1]) * 1e3
+            self.latency_label.setText(
+                f"latency {total_ms:.0f} ms (track {track_ms:.0f} · draw {total_ms - track_ms:.0f})"
+            )
+        self._drawn_info = (frame.index, frame.t_captured, frame.t_processed)
+        self.feed.set_frame(frame)
+        if self.viewport is not None:
+            self.viewport.set_live_values(frame.tracked.values)
+        src = f" · source {frame.source_fps:.0f}" if frame.source_fps else ""
+        self.fps_label.setText(f"{frame.processed_fps:.1f} fps tracked · "
+                               f"{fps_of(self._shown_times, now):.1f} shown{src}")  # fmt: skip
+        n = frame.tracked.num_faces
+        if n > 1:
+            self.faces_label.setText(f"{n} faces: following the largest")
+            self.faces_label.setStyleSheet(f"color: {COLORS['warning']}")
+        else:
+            self.faces_label.setText("1 face" if n == 1 else "no face")
+            self.faces_label.setStyleSheet(f"color: {COLORS['text_dim']}")
+        if not self._calibrating and now >= self._status_hold_until:
+            level = "ok" if frame.tracked.found else "warning"
+            self._set_status(frame.status_text, level)
+        if frame.recording:
+            self.feed.rec_text = (
+                f"REC {_clock(frame.recorded_seconds)} · {frame.recorded_frames} frames"
+            )
+        if self._calibrating and self._countdown <= 0 and frame.calibrating:
+            self.feed.overlay = f"Hold still… {frame.calibrating}"
+
+    def _on_session_finished(self, kind: str, message: str) -> None:
+        session = self.sender()
+        if session is not self.session:
+            return
+        self._countdown_timer.stop()
+        self._calibrating = False
+        self.feed.overlay = ""
+        if self.viewport is not None:
+            self.viewport.set_live_values(None)
+        recording = self.record_button.isChecked()
+        if kind == "stopped":
+            text, level = "Stopped", "info"
+        elif kind == "ended":
+            text, level = f"{message}. Press Start to play it again.", "info"
+        elif kind == "disconnected":
+            text, level = f"Camera disconnected: {message}", "error"
+        elif self._source_kind == "camera":
+            text, level = f"No camera: {message}", "error"
+        else:
+            text, level = f"Cannot use the source: {message}", "error"
+        if recording:
+            kept = "kept what was recorded" if kind != "error" else "nothing was recorded"
+            text = f"{text} — recording ended, {kept}."
+            self.record_button.blockSignals(True)
+            self.record_button.setChecked(False)
+            self.record_button.blockSignals(False)
+            self._finish_recording(note=message if kind != "stopped" else "")
+        self._set_status(text, level)
+        if kind in ("error", "disconnected"):
+            self.controller.notify(f"Live: {text}", "warning" if recording else "error")
+        if self.last_frame is None:
+            self.feed.message = text
+        self.feed.rec_text = ""
+        self.feed.update()
+        self.session = None
+        session.deleteLater()
+        self._update_buttons()
+
+    # ------------------------------------------------------------------------- settings
+    def _settings_from_ui(self) -> TrackerSettings:
+        from models.face.tracker import TrackerSettings
+
+        strength = self.smoothing_slider.value()
+        return TrackerSettings(
+            min_cutoff=_smoothing_cutoff(max(strength, 1)),
+            smoothing=strength > 0,
+            gains={r: self.gain_sliders[r].value() / 100.0 for r in REGIONS},
+            enabled={r: self.region_checks[r].isChecked() for r in REGIONS},
+            pose=self.pose_combo.currentData(),
+            mirror=self.mirror_check.isChecked(),
+        )
+
+    def _update_smoothing_label(self) -> None:
+        v = self.smoothing_slider.value()
+        self.smoothing_label.setText("off" if v == 0 else f"{_smoothing_cutoff(v):.2g} Hz")
+
+    def _settings_changed(self, *_args: Any) -> None:
+        self._update_smoothing_label()
+        self.settings = self._settings_from_ui()
+        if self.session is not None:
+            self._settings_rev = self.session.set_settings(self.settings)
+
+    @property
+    def settings_revision(self) -> int:
+        """Revision of the settings last sent to the session (compare LiveFrame.settings_rev)."""
+        return self._settings_rev
+
+    def set_region_enabled(self, region: str, enabled: bool) -> None:
+        """Switch a region ("head", "eyes", "brows", "mouth"). Raises KeyError."""
+        self.region_checks[region].setChecked(bool(enabled))
+
+    def set_region_gain(self, region: str, gain: float) -> None:
+        self.gain_sliders[region].setValue(round(float(gain) * 100))
+
+    # ------------------------------------------------------------------------- performer
+    def _fill_profiles(self, select: Path | None = None) -> None:
+        combo = self.profile_combo
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem("No profile (first face seen is neutral)", None)
+        files = sorted(self.profiles_path.glob("*.json")) if self.profiles_path.is_dir() else []
+        for p in [*files, *[e for e in self._extra_profiles if e not in files]]:
+            combo.addItem(p.stem, str(p))
+            combo.setItemData(combo.count() - 1, str(p), Qt.ItemDataRole.ToolTipRole)
+        combo.addItem("Load profile…", "load")
+        if select is not None:
+            i = combo.findData(str(select))
+            combo.setCurrentIndex(max(i, 0))
+        combo.blockSignals(False)
+
+    def _on_profile_activated(self, index: int) -> None:
+        data = self.profile_combo.itemData(index)
+        if data == "load":
+            path = ask_profile_path(self, self.profiles_path)
+            if path is None:
+                i = self.profile_combo.findData(self._profile_path)
+                self.profile_combo.setCurrentIndex(max(i, 0))
+                return
+            self._extra_profiles.append(path)
+            self._fill_profiles(select=path)
+            data = str(path)
+        self.select_profile(None if data is None else Path(data))
+
+    def select_profile(self, path: Path | None) -> bool:
+        """Track with the profile saved at ``path`` (None: no profile). False (status line
+        says why) when it cannot be read."""
+        from models.face.tracker import PerformerProfile, ProfileError
+
+        if path is None:
+            profile = None
+        else:
+            try:
+                profile = PerformerProfile.load(path)
+            except ProfileError as exc:
+                self._set_status(str(exc), "error")
+                return False
+            self.performer_edit.setText(profile.name or Path(path).stem)
+        self.profile = profile
+        self._profile_path = None if path is None else str(path)
+        i = self.profile_combo.findData(self._profile_path)
+        if i < 0 and path is not None:
+            self._extra_profiles.append(Path(path))
+            self._fill_profiles(select=Path(path))
+        else:
+            self.profile_combo.setCurrentIndex(max(i, 0))
+        if self.session is not None:
+            self.session.set_profile(profile)
+        return True
+
+    def calibrate(self) -> None:
+        """Countdown, then the next ``calibration_frames`` frames with a face become the
+        performer's neutral face (saved as a profile)."""
+        if not self.running or self._calibrating:
+            return
+        self._calibrating = True
+        self._countdown = int(self.countdown_s)
+        self._update_buttons()
+        if self._countdown > 0:
+            self.feed.overlay = f"Look at the camera with a neutral face\n{self._countdown}"
+            self._set_status("Calibrating: look at the camera with a neutral face", "info")
+            self._countdown_timer.start()
+        else:
+            self._tick_countdown()
+
+    def _tick_countdown(self) -> None:
+        self._countdown -= 1
+        if self._countdown > 0:
+            self.feed.overlay = f"Look at the camera with a neutral face\n{self._countdown}"
+            self.feed.update()
+            return
+        self._countdown_timer.stop()
+        if self.session is None:
+            self._calibrating = False
+            return
+        self.feed.overlay = "Hold still…"
+        self.feed.update()
+        self._set_status("Calibrating: hold still with a neutral face", "info")
+        name = self.performer_edit.text().strip() or "performer"
+        self.session.request_calibration(self.calibration_frames, name)
+
+    def _on_calibrated(self, profile: PerformerProfile) -> None:
+        self._calibrating = False
+        self.feed.overlay = ""
+        self.profile = profile
+        path = self.profiles_path / f"{safe_name(profile.name)}.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            profile.save(path)
+        except OSError as exc:
+            self._set_status(
+                f"Calibrated, but the profile could not be saved: {exc}", "warning", 6.0
+            )
+        else:
+            self._profile_path = str(path)
+            self._fill_profiles(select=path)
+            msg = f"Calibrated {profile.name!r} from {profile.frames} frames; saved to {path}"
+            self._set_status(msg, "ok", hold_s=5.0)
+            self.controller.notify(f"Live: {msg}")
+        self._update_buttons()
+
+    def _on_calibration_failed(self, message: str) -> None:
+        self._calibrating = False
+        self.feed.overlay = ""
+        self._set_status(message[:1].upper() + message[1:], "warning", hold_s=5.0)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------------- recording
+    def _on_record_toggled(self, on: bool) -> None:
+        if on:
+            self.start_recording()
+        else:
+            self._finish_recording()
+
+    def start_recording(self) -> bool:
+        """Record from the next frame on, into a take starting at the current frame."""
+        if self.session is None or not self.running or self._build_worker is not None:
+            self.record_button.blockSignals(True)
+            self.record_button.setChecked(False)
+            self.record_button.blockSignals(False)
+            return False
+        if not self.record_button.isChecked():
+            self.record_button.blockSignals(True)
+            self.record_button.setChecked(True)
+            self.record_button.blockSignals(False)
+        self._rec_start_frame = self.controller.frame
+        self._mic = None
+        try:
+            mic = self.mic_factory()
+            mic.start()
+            self._mic = mic
+        except AudioInputUnavailable as exc:
+            self._set_status(f"Recording motion only: {exc}", "warning", hold_s=4.0)
+            if not self._mic_notice_shown:
+                self.controller.notify(f"Live: {exc}: recording motion only", "warning")
+                self._mic_notice_shown = True
+        self.session.start_recording()
+        self.feed.rec_text = "REC 00:00.0"
+        self.record_button.setText("■ Stop recording")
+        self._update_buttons()
+        return True
+
+    def stop_recording(self) -> None:
+        if self.record_button.isChecked():
+            self.record_button.setChecked(False)
+
+    def _finish_recording(self, note: str = "") -> None:
+        """Turn what the session recorded into a take (in a worker: key reduction takes a
+        while) and add it as one undoable edit."""
+        self.record_button.setText("● Record")
+        self.feed.rec_text = ""
+        rec: Recording | None = None
+        if self.session is not None:
+            rec = self.session.stop_recording()
+        mic, self._mic = self._mic, None
+        audio = mic.stop() if mic is not None else None
+        if rec is None or len(rec) == 0:
+            self._set_status("Recording ended: no frame was recorded", "warning")
+            self._update_buttons()
+            return
+        from studio.workers import Worker
+
+        project = self.controller.project
+        fps = project.frame_rate.fps
+        start = self._rec_start_frame
+        name = f"Live {time.strftime('%H:%M:%S')}"
+        meta = {
+            "source": getattr(self.session, "source_description", "") if self.session else "",
+            "calibrated": self.profile is not None,
+            "pose": self.settings.pose,
+            "audio": "microphone" if audio is not None else "none",
+        }
+        worker = Worker(build_take_job, rec, fps, start, name, audio, meta, name="Build live take")
+        worker.finished_ok.connect(lambda result: self._add_take(*result, start, note))
+        worker.failed.connect(
+            lambda msg, _tb: self._set_status(f"Recording not kept: {msg}", "error")
+        )
+        worker.done.connect(self._build_done)
+        self._build_worker = worker
+        self._set_status(f"Saving the take ({len(rec)} frames)…", "info")
+        self._update_buttons()
+        worker.start()
+
+    def _build_done(self) -> None:
+        self._build_worker = None
+        self._update_buttons()
+
+    def _add_take(self, take: Take, wav: bytes | None, start: int, note: str) -> None:
+        from studio.document import AddAudioClip, AddTake, AudioClip, CompoundEdit, SetSettings
+
+        c = self.controller
+        project = c.project
+        length = int(take.metadata["capture"]["length_frames"])
+        edits: list[Any] = [AddTake(take, activate=True)]
+        if wav is not None:
+            base = f"audio/{safe_name(take.name)}.wav"
+            key, n = base, 1
+            while key in project.assets:
+                n += 1
+                key = base.replace(".wav", f"_{n}.wav")
+            edits.append(AddAudioClip(AudioClip.new(f"{take.name} (mic)", key, offset=start),
+                                      asset_data=wav))  # fmt: skip
+        end = start + length
+        if end > project.duration:
+            whole = project.work_range == (0, project.duration)
+            edits.append(SetSettings(duration=end, work_range=(0, end) if whole else None))
+        if not c.push(CompoundEdit(edits, label=f"Record {take.name}")):
+            return
+        self.last_take = take
+        secs = length / project.frame_rate.fps
+        audio = " with microphone audio" if wav is not None else ""
+        msg = f"Recorded take {take.name!r}: {length} frames ({secs:.1f} s){audio} at frame {start}"
+        if note:
+            msg += f" — the source stopped ({note}); what was recorded is kept"
+        self._set_status(msg, "warning" if note else "ok", hold_s=6.0)
+        c.notify(f"Live: {msg}", "warning" if note else "info")
+        self.takeRecorded.emit(take)
+
+    # ------------------------------------------------------------------------- viewport
+    def set_viewport(self, viewport: Any) -> None:
+        """The viewport the head is shown in while live (anything with ``set_live_values``;
+        its ``grab_frame()`` feeds the virtual camera)."""
+        self.viewport = viewport if hasattr(viewport, "set_live_values") else None
+
+    def set_virtualcam(self, on: bool) -> bool:
+        """Send the viewport's frames (~30 fps) to a virtual camera. False, with a message,
+        when pyvirtualcam or a backend is missing or there is no 3D viewport."""
+        if not on:
+            self._vcam_timer.stop()
+            if self._vcam is not None:
+                self._vcam.close()
+                self._vcam = None
+                self._set_status("Virtual camera off", "info")
+            self._check_virtualcam(False)
+            return True
+        reason = None
+        if importlib.util.find_spec("pyvirtualcam") is None:
+            reason = f"{VIRTUALCAM_HELP}: pyvirtualcam is not installed"
+        elif self.viewport is None or not getattr(self.viewport, "gl_available", False):
+            reason = "Virtual camera needs the 3D viewport, which is unavailable (no OpenGL)"
+        if reason is None:
+            img = self.viewport.grab_frame()
+            try:
+                self._vcam = VirtualCamera(max(img.width(), 2), max(img.height(), 2), 30.0)
+            except VirtualCameraUnavailable as exc:
+                reason = str(exc)
+        if reason is not None:
+            self._check_virtualcam(False)
+            self._set_status(reason, "warning", hold_s=6.0)
+            self.controller.notify(f"Live: {reason}", "warning")
+            return False
+        self._vcam_timer.start()
+        self._set_status(f"Virtual camera on ({self._vcam.device or 'pyvirtualcam'})", "ok", 3.0)
+        return True
+
+    def _check_virtualcam(self, on: bool) -> None:
+        self.virtualcam_check.blockSignals(True)
+        self.virtualcam_check.setChecked(on)
+        self.virtualcam_check.blockSignals(False)
+
+    def _send_virtualcam(self) -> None:
+        if self._vcam is None or self.viewport is None:
+            return
+        img = self.viewport.grab_frame()
+        if img.isNull():
+            return
+        img = img.convertToFormat(QImage.Format.Format_RGB888)
+        w, h, bpl = img.width(), img.height(), img.bytesPerLine()
+        a = np.frombuffer(img.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)
+        try:
+            self._vcam.send(a[:, : w * 3].reshape(h, w, 3))
+        except Exception as exc:  # the backend went away
+            self.set_virtualcam(False)
+            self._set_status(f"Virtual camera stopped: {exc}", "warning", hold_s=6.0)
+
+    # ------------------------------------------------------------------------- misc
+    def _set_status(self, text: str, level: str = "info", hold_s: float = 0.0) -> None:
+        """Show a status line; ``hold_s`` keeps it over the per-frame tracking status."""
+        self._status_hold_until = time.perf_counter() + hold_s if hold_s else 0.0
+        color = {"ok": COLORS["ok"], "warning": COLORS["warning"], "error": COLORS["error"]}.get(
+            level, COLORS["text"]
+        )
+        if text != self.status_label.text():
+            self.status_label.setText(text)
+            self.statusChanged.emit(text)
+        self.status_label.setStyleSheet(f"color: {color}")
+
+    def _update_buttons(self) -> None:
+        running = self.running
+        kind = (self.source_combo.currentData() or ("none", None))[0]
+        self.start_button.setText("Stop" if running else "Start")
+        self.source_combo.setEnabled(not running)
+        self.refresh_button.setEnabled(not running and self._camera_worker is None)
+        cam = kind == "camera" and not running
+        self.resolution_combo.setEnabled(cam)
+        self.fps_combo.setEnabled(cam)
+        self.record_button.setEnabled(running and self._build_worker is None)
+        self.calibrate_button.setEnabled(running and not self._calibrating)
+
+    def shutdown(self) -> None:
+        """Stop the session, the recording (kept) and the virtual camera. Safe to call twice."""
+        self._countdown_timer.stop()
+        self.set_virtualcam(False)
+        session = self.session
+        if session is not None:
+            self.stop()
+            session.stop()
+            # Deliver the session's end now (keeps a running recording as a take).
+            from PySide6.QtCore import QCoreApplication
+
+            deadline = time.monotonic() + 5.0
+            while self.session is session and time.monotonic() < deadline:
+                QCoreApplication.processEvents()
+                time.sleep(0.005)
+        if self._camera_worker is not None:
+            self._camera_worker.wait(5000)
+        if self._build_worker is not None:
+            self._build_worker.wait(30000)
+            from PySide6.QtCore import QCoreApplication
+
+            QCoreApplication.processEvents()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(max(seconds, 0.0), 60.0)
+    return f"{int(m):02d}:{s:04.1f}"

@@ -1,0 +1,654 @@
+"""Live performance capture behind the Live panel: a capture thread, microphone recording,
+building the recorded take, and the virtual camera output.
+
+:class:`LiveSession` reads a frame source and runs a ``FaceTracker`` in its own QThread. The GUI
+never waits for it: the thread keeps only the newest :class:`LiveFrame` and emits
+``frameReady`` when the GUI has taken the previous one, so a slow GUI skips frames and always
+shows the latest. Everything that must not lose frames happens in the thread: recording (every
+tracked frame with its timestamp) and calibration (the landmarks of the next N frames with a
+face). The tracker is created and used in the thread only (it is not thread-safe); settings and
+profiles from the GUI are handed over under a lock and applied before the next frame.
+
+:func:`build_take_job` (Qt-free, for a ``studio.workers.Worker``: key reduction takes about a
+second per minute of motion) turns a :class:`Recording` into a Take at the project's frame rate
+(``resample_to_frames`` + ``take_from_dense``) and the microphone audio into WAV bytes aligned to
+the take's first frame. :class:`MicRecorder` records through sounddevice (no input device: it
+says so and recording goes on motion-only). :class:`VirtualCamera` sends RGB frames to
+pyvirtualcam when it and a backend are installed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal
+
+if TYPE_CHECKING:
+    from models.face.sources import FrameSource
+    from models.face.tracker import FaceTracker, PerformerProfile, TrackedFrame, TrackerSettings
+
+__all__ = [
+    "PREVIEW_MAX_SIDE",
+    "VIRTUALCAM_HELP",
+    "AudioInputUnavailable",
+    "LiveFrame",
+    "LiveSession",
+    "MicRecorder",
+    "Recording",
+    "VirtualCamera",
+    "VirtualCameraUnavailable",
+    "build_take_job",
+    "describe_status",
+    "fps_of",
+    "safe_name",
+]
+
+log = logging.getLogger(__name__)
+
+PREVIEW_MAX_SIDE = 640  # frames are downscaled to this for display, in the capture thread
+VIRTUALCAM_HELP = (
+    "Virtual camera needs pyvirtualcam and a backend (v4l2loopback on Linux, OBS on Windows/macOS)"
+)
+
+
+# ------------------------------------------------------------------------------- data
+@dataclass
+class LiveFrame:
+    """One processed frame as the GUI gets it.
+
+    preview: RGB uint8 [h, w, 3], at most PREVIEW_MAX_SIDE wide/high, mirrored when the tracker
+    mirrors (so the overlay matches). points [468, 2] / iris [2, 5, 2]: landmarks in preview
+    pixels (None without a face). t_captured / t_processed: ``time.perf_counter()`` when the
+    source delivered the frame and when tracking finished. status_text: a line for the panel.
+    settings_rev: the settings revision this frame was tracked with.
+    """
+
+    index: int
+    timestamp: float
+    preview: np.ndarray
+    tracked: TrackedFrame
+    points: np.ndarray | None
+    iris: np.ndarray | None
+    t_captured: float
+    t_processed: float
+    processed_fps: float
+    source_fps: float
+    source_size: tuple[int, int]
+    status_text: str
+    settings_rev: int
+    recording: bool = False
+    recorded_frames: int = 0
+    recorded_seconds: float = 0.0
+    calibrating: int = 0  # frames still to collect for calibration (0: not calibrating)
+
+
+@dataclass
+class Recording:
+    """Tracked motion recorded in the capture thread: ``times [N]`` seconds from the first
+    recorded frame, ``values [N, len(CHANNELS)]``; ``lost`` frames had no face. t_start: the
+    ``perf_counter`` time of the first recorded frame (to align microphone audio)."""
+
+    times: list[float] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+    lost: int = 0
+    t_start: float | None = None
+    t0_source: float | None = None
+    ended: str = ""  # why the source stopped while recording ("" if the user stopped)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def seconds(self) -> float:
+        return self.times[-1] if self.times else 0.0
+
+
+def describe_status(tracked: TrackedFrame, lost_for: float, settings: TrackerSettings) -> str:
+    """A line for the panel from a TrackedFrame's status and how long the face has been lost."""
+    status = tracked.status
+    if status == "tracking":
+        return "Tracking"
+    if status == "frozen":
+        return "Camera picture frozen: holding the last pose"
+    if status in ("no_frame", "bad_frame"):
+        return "Unreadable frame: holding the last pose"
+    if lost_for < settings.hold_s:
+        return "Face lost: holding the last pose"
+    if lost_for < settings.hold_s + settings.ease_s:
+        return "Face lost: easing to neutral"
+    return "No face: neutral pose"
+
+
+# ------------------------------------------------------------------------------- capture
+class _CaptureThread(QThread):
+    def __init__(self, session: LiveSession) -> None:
+        super().__init__()
+        self.session = session
+        self.setObjectName("live-capture")
+
+    def run(self) -> None:  # the capture thread
+        self.session._run()
+
+
+class LiveSession(QObject):
+    """Capture + tracking in a QThread (see the module docstring).
+
+    ``source_factory()`` opens the FrameSource and ``tracker_factory(settings, profile)`` makes
+    the FaceTracker; both run in the capture thread, so a slow camera open never blocks the GUI.
+    ``pace``: deliver files and image sequences at their own frame rate (as a camera would);
+    False runs them as fast as tracking goes (tests, batch).
+
+    Signals (delivered in the GUI thread): ``frameReady()`` a frame waits in
+    :meth:`take_latest`; ``calibrated(object)`` a PerformerProfile; ``calibrationFailed(str)``;
+    ``finished(str, str)`` kind ("ended" | "disconnected" | "error" | "stopped") and a message,
+    once the thread has ended. A session runs once.
+    """
+
+    frameReady = Signal()
+    calibrated = Signal(object)
+    calibrationFailed = Signal(str)
+    finished = Signal(str, str)
+    _threadDone = Signal(str, str)
+
+    def __init__(
+        self,
+        source_factory: Callable[[], FrameSource],
+        tracker_factory: Callable[[TrackerSettings, PerformerProfile | None], FaceTracker],
+        settings: TrackerSettings,
+        profile: PerformerProfile | None = None,
+        *,
+        pace: bool = True,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._source_factory = source_factory
+        self._tracker_factory = tracker_factory
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._settings = _copy_settings(settings)
+        self._settings_rev = 0
+        self._settings_pending = False
+        self._profile = profile
+        self._profile_pending = False
+        self._calib_request: tuple[int, str] | None = None
+        self._latest: LiveFrame | None = None
+        self._notified = False
+        self._recording: Recording | None = None
+        self._pace = pace
+        self._thread: _CaptureThread | None = None
+        self._outcome: tuple[str, str] | None = None
+        self.source_description = ""
+        self._threadDone.connect(self._on_thread_done)
+
+    # ------------------------------------------------------------------------ control (GUI)
+    def start(self) -> None:
+        """Start the capture thread. Raises RuntimeError when started twice."""
+        if self._thread is not None:
+            raise RuntimeError("a LiveSession runs once")
+        self._thread = _CaptureThread(self)
+        self._thread.start()
+
+    def stop(self, wait_ms: int = 5000) -> bool:
+        """Ask the thread to stop and wait for it (True when it ended in time). Idempotent."""
+        self._stop.set()
+        if self._thread is None:
+            return True
+        return bool(self._thread.wait(wait_ms))
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._outcome is None
+
+    @property
+    def outcome(self) -> tuple[str, str] | None:
+        """(kind, message) once the thread has ended, else None."""
+        return self._outcome
+
+    def take_latest(self) -> LiveFrame | None:
+        """The newest frame (None when there is none); the next frame notifies again."""
+        with self._lock:
+            self._notified = False
+            frame, self._latest = self._latest, None
+        return frame
+
+    def set_settings(self, settings: TrackerSettings) -> int:
+        """Use a copy of ``settings`` from the next frame on; returns its revision number
+        (``LiveFrame.settings_rev`` tells which frames used it)."""
+        with self._lock:
+            self._settings = _copy_settings(settings)
+            self._settings_rev += 1
+            self._settings_pending = True
+            return self._settings_rev
+
+    def set_profile(self, profile: PerformerProfile | None) -> None:
+        """Use ``profile`` as the neutral face (None: the next face seen is a provisional one)."""
+        with self._lock:
+            self._profile = profile
+            self._profile_pending = True
+
+    def request_calibration(self, frames: int, name: str = "") -> None:
+        """Build a PerformerProfile from the next ``frames`` frames with a face (``calibrated``
+        or ``calibrationFailed`` follows). Raises ValueError for frames < 1."""
+        if frames < 1:
+            raise ValueError(f"calibration needs at least 1 frame, got {frames}")
+        with self._lock:
+            self._calib_request = (int(frames), name)
+
+    def start_recording(self) -> None:
+        """Record every tracked frame from the next one on (a running recording restarts)."""
+        with self._lock:
+            self._recording = Recording()
+
+    def stop_recording(self) -> Recording | None:
+        """End the recording and return it (None when not recording). Works after the thread
+        ended too: what the source delivered before it stopped is kept."""
+        with self._lock:
+            rec, self._recording = self._recording, None
+        return rec
+
+    @property
+    def recording(self) -> bool:
+        with self._lock:
+            return self._recording is not None
+
+    # ------------------------------------------------------------------------ the thread
+    def _on_thread_done(self, kind: str, message: str) -> None:  # GUI thread
+        if self._thread is not None:
+            self._thread.wait()
+        self._outcome = (kind, message)
+        self.finished.emit(kind, message)
+
+    def _run(self) -> None:
+        kind, message = "stopped", "stopped"
+        try:
+            kind, message = self._capture()
+        except Exception as exc:  # never let an exception escape a QThread
+            log.exception("live capture failed")
+            kind, message = "error", f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            if self._recording is not None and kind != "stopped":
+                self._recording.ended = message
+        self._threadDone.emit(kind, message)
+
+    def _capture(self) -> tuple[str, str]:
+        from models.face.sources import CameraDisconnectedError, SourceError
+
+        try:
+            source = self._source_factory()
+        except SourceError as exc:
+            return "error", str(exc)
+        self.source_description = source.description
+        try:
+            with self._lock:
+                settings, profile = self._settings, self._profile
+                self._settings_pending = self._profile_pending = False
+            try:
+                tracker = self._tracker_factory(settings, profile)
+            except (OSError, ImportError, ValueError) as exc:  # models missing, no runtime
+                return "error", f"face tracking is unavailable: {exc}"
+            return self._loop(source, tracker, CameraDisconnectedError, SourceError)
+        finally:
+            source.close()
+
+    def _loop(self, source, tracker, disconnected_error, source_error) -> tuple[str, str]:
+        it = iter(source)
+        times: deque[float] = deque(maxlen=60)
+        wall0: float | None = None
+        ts0: float | None = None
+        index = 0
+        lost_since: float | None = None
+        calib: list[Any] = []
+        calib_seen, calib_goal, calib_name = 0, 0, ""
+        rev = 0
+        while not self._stop.is_set():
+            try:
+                item = next(it)
+            except StopIteration:
+                what = "The video" if not source.is_live else "The source"
+                return "ended", f"{what} ended ({source.description})"
+            except disconnected_error as exc:
+                return "disconnected", str(exc)
+            except source_error as exc:
+                return "error", str(exc)
+            ts, frame = item
+            if self._pace and not source.is_live:
+                now = time.perf_counter()
+                if wall0 is None:
+                    wall0, ts0 = now, ts
+                delay = wall0 + (ts - ts0) - now
+                if delay > 0 and self._stop.wait(delay):
+                    break
+            t_cap = time.perf_counter()
+            # Hand-overs from the GUI, applied between frames.
+            with self._lock:
+                if self._settings_pending:
+                    mirror_changed = self._settings.mirror != tracker.settings.mirror
+                    tracker.settings = self._settings
+                    if mirror_changed:
+                        tracker.landmarker.reset()  # the crop was found in the other image
+                    self._settings_pending = False
+                rev = self._settings_rev
+                if self._profile_pending:
+                    if self._profile is None:
+                        tracker.profile = None
+                        tracker.calibrated = False
+                        tracker.reset()
+                    else:
+                        tracker.set_profile(self._profile)
+                    self._profile_pending = False
+                calib_req = self._calib_request
+                if calib_req is not None:
+                    self._calib_request = None
+                    calib, calib_seen = [], 0
+                    calib_goal, calib_name = calib_req
+            res = tracker.process(frame, ts)
+            t_proc = time.perf_counter()
+            # Calibration: landmarks of the next frames with a face.
+            calibrating = 0
+            if calib_req is not None or calib_seen:
+                calib_seen += 1
+                if res.landmarks is not None:
+                    calib.append(res.landmarks)
+                calibrating = max(calib_goal - len(calib), 0)
+                if len(calib) >= calib_goal or calib_seen >= 4 * calib_goal:
+                    self._finish_calibration(tracker, calib, calib_goal, calib_name)
+                    calib, calib_seen, calibrating = [], 0, 0
+            # Status.
+            if res.found:
+                lost_since = None
+            elif lost_since is None:
+                lost_since = ts
+            lost_for = 0.0 if lost_since is None else ts - lost_since
+            # Recording: every frame, never dropped.
+            with self._lock:
+                rec = self._recording
+                if rec is not None:
+                    if rec.t0_source is None:
+                        rec.t0_source, rec.t_start = ts, t_cap
+                    rec.times.append(ts - rec.t0_source)
+                    rec.values.append(res.values)
+                    rec.lost += not res.found
+                    rec_n, rec_s = len(rec.times), rec.times[-1]
+                else:
+                    rec_n, rec_s = 0, 0.0
+            times.append(t_proc)
+            fps = fps_of(times, t_proc)
+            preview, points, iris = _preview(frame, res, tracker.settings.mirror)
+            live = LiveFrame(
+                index, ts, preview, res, points, iris, t_cap, t_proc, fps, float(source.fps),
+                tuple(source.size), describe_status(res, lost_for, tracker.settings), rev,
+                rec is not None, rec_n, rec_s, calibrating,
+            )  # fmt: skip
+            index += 1
+            with self._lock:
+                self._latest = live
+                notify = not self._notified
+                self._notified = True
+            if notify:
+                self.frameReady.emit()
+        return "stopped", "stopped"
+
+    def _finish_calibration(self, tracker, lms: list[Any], goal: int, name: str) -> None:
+        from models.face.tracker import ProfileError
+
+        if len(lms) < max(1, goal // 2):
+            self.calibrationFailed.emit(
+                f"calibration: a face was found in only {len(lms)} of {goal} frames; look at "
+                "the camera and try again"
+            )
+            return
+        try:
+            profile = tracker.profile_from_landmarks(lms, name)
+        except ProfileError as exc:
+            self.calibrationFailed.emit(str(exc))
+            return
+        tracker.set_profile(profile)
+        self.calibrated.emit(profile)
+
+
+def _copy_settings(s: TrackerSettings) -> TrackerSettings:
+    from dataclasses import replace
+
+    return replace(s, gains=dict(s.gains), enabled=dict(s.enabled))
+
+
+def _preview(
+    frame: np.ndarray, res: TrackedFrame, mirror: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The frame as shown (mirrored like the tracker saw it, at most PREVIEW_MAX_SIDE) and the
+    landmarks in its pixels."""
+    img = np.asarray(frame)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    img = img[:, :, :3]
+    if mirror:
+        img = img[:, ::-1]
+    h, w = img.shape[:2]
+    f = min(1.0, PREVIEW_MAX_SIDE / max(h, w, 1))
+    if f < 1.0:
+        import cv2
+
+        img = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))),
+                         interpolation=cv2.INTER_AREA)  # fmt: skip
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    lm = res.landmarks
+    if lm is None:
+        return img, None, None
+    points = np.asarray(lm.points, dtype=np.float64)[:, :2] * f
+    iris = None if lm.iris is None else np.asarray(lm.iris, dtype=np.float64) * f
+    return img, points, iris
+
+
+# ------------------------------------------------------------------------------- the take
+def build_take_job(
+    recording: Recording,
+    fps: float,
+    start_frame: int,
+    name: str,
+    audio: tuple[np.ndarray, int, float] | None = None,
+    metadata: dict[str, Any] | None = None,
+):
+    """Qt-free job: a recorded take at ``fps`` starting at ``start_frame``, and the microphone
+    audio as WAV bytes trimmed/padded so its first sample is the take's first frame.
+
+    ``audio``: (samples [S, C] float32, sample rate, perf_counter time of the first sample).
+    Returns (take, wav_bytes | None). Raises CaptureError when nothing (or no face) was recorded.
+    """
+    from studio.capture import CaptureError, resample_to_frames
+    from studio.project_ops import take_from_dense
+
+    n = len(recording)
+    if n == 0:
+        raise CaptureError("nothing was recorded (no frame arrived while recording)")
+    if recording.lost == n:
+        raise CaptureError(f"no face was found in the {n} recorded frames")
+    yield f"resampling {n} frames to {fps:g} fps"
+    dense = resample_to_frames(np.asarray(recording.times), np.asarray(recording.values), fps)
+    yield f"keying {len(dense)} frames"
+    take = take_from_dense(dense, name, "recorded", start_frame=start_frame)
+    take.metadata["capture"] = {
+        "frames": n,
+        "start_frame": int(start_frame),
+        "length_frames": len(dense),
+        "frames_without_face": recording.lost,
+        "ended": recording.ended or "stopped",
+        **(metadata or {}),
+    }
+    wav = None
+    if audio is not None and recording.t_start is not None:
+        yield "encoding the microphone audio"
+        samples, rate, t_audio = audio
+        wav = _aligned_wav(samples, rate, recording.t_start - t_audio, len(dense) / fps)
+    return take, wav
+
+
+def _aligned_wav(samples: np.ndarray, rate: int, offset_s: float, length_s: float) -> bytes | None:
+    """WAV (16-bit) of ``samples [S, C]`` starting ``offset_s`` seconds in (negative: silence
+    first), cut to ``length_s``. None when nothing is left."""
+    import soundfile as sf
+
+    a = np.asarray(samples, dtype=np.float32)
+    if a.ndim == 1:
+        a = a[:, None]
+    skip = round(offset_s * rate)
+    if skip >= 0:
+        a = a[skip:]
+    else:
+        a = np.concatenate([np.zeros((-skip, a.shape[1]), np.float32), a])
+    a = a[: max(round(length_s * rate), 0)]
+    if len(a) == 0:
+        return None
+    buf = io.BytesIO()
+    sf.write(buf, a, int(rate), format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------- microphone
+class AudioInputUnavailable(RuntimeError):
+    """No microphone could be opened (the message says why)."""
+
+
+class MicRecorder:
+    """Records the default (or ``device``) input through sounddevice, mono, in a PortAudio
+    callback. ``start()`` raises AudioInputUnavailable; ``stop()`` returns
+    (samples [S, 1] float32, rate, perf_counter time of the first sample)."""
+
+    def __init__(self, device: str | int | None = None, rate: int = 48_000) -> None:
+        self.device = device if device not in ("", None) else None
+        self.rate = int(rate)
+        self._stream = None
+        self._chunks: list[np.ndarray] = []
+        self._t0: float | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def probe(device: str | int | None = None) -> str | None:
+        """None when an input device exists, else a one-line reason."""
+        try:
+            import sounddevice as sd
+        except OSError as exc:
+            return f"PortAudio is not available ({exc})"
+        except ImportError:
+            return "the sounddevice package is not installed"
+        try:
+            devices = sd.query_devices()
+        except Exception as exc:  # PortAudioError
+            return f"cannot list audio devices ({exc})"
+        if not any(d.get("max_input_channels", 0) > 0 for d in devices):
+            return "no microphone (audio input device) found"
+        return None
+
+    def start(self) -> None:
+        reason = self.probe(self.device)
+        if reason is not None:
+            raise AudioInputUnavailable(reason)
+        import sounddevice as sd
+
+        self._chunks, self._t0 = [], None
+
+        def callback(indata, frames, _time, _status) -> None:  # PortAudio thread
+            now = time.perf_counter()
+            with self._lock:
+                if self._t0 is None:
+                    # The first block ends now: its first sample is one block earlier.
+                    self._t0 = now - frames / self.rate
+                self._chunks.append(indata.copy())
+
+        try:
+            try:
+                rate = int(sd.query_devices(self.device, "input")["default_samplerate"])
+            except Exception:
+                rate = self.rate
+            self.rate = rate or self.rate
+            stream = sd.InputStream(samplerate=self.rate, channels=1, dtype="float32",
+                                    device=self.device, callback=callback)  # fmt: skip
+            stream.start()
+        except Exception as exc:  # PortAudioError, ValueError for a bad device
+            raise AudioInputUnavailable(f"the microphone did not open ({exc})") from None
+        self._stream = stream
+
+    def stop(self) -> tuple[np.ndarray, int, float] | None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+                stream.close()
+            except Exception:  # unplugged while recording: keep what arrived
+                log.exception("closing the microphone failed")
+        with self._lock:
+            chunks, t0 = self._chunks, self._t0
+            self._chunks, self._t0 = [], None
+        if not chunks or t0 is None:
+            return None
+        return np.concatenate(chunks).astype(np.float32), self.rate, t0
+
+
+# ------------------------------------------------------------------------------- virtual camera
+class VirtualCameraUnavailable(RuntimeError):
+    """pyvirtualcam is missing or found no backend (the message says what to install)."""
+
+
+class VirtualCamera:
+    """pyvirtualcam output of ``width`` x ``height`` RGB frames at ``fps``.
+
+    Raises VirtualCameraUnavailable (with VIRTUALCAM_HELP) when pyvirtualcam is not installed or
+    no backend opens. ``send(rgb)`` resizes frames of another size.
+    """
+
+    def __init__(self, width: int, height: int, fps: float = 30.0) -> None:
+        try:
+            import pyvirtualcam
+        except ImportError:
+            raise VirtualCameraUnavailable(
+                f"{VIRTUALCAM_HELP}: pyvirtualcam is not installed "
+                "(pip install talking-head-studio[virtualcam])"
+            ) from None
+        # Even sizes: most backends want them (YUV formats).
+        self.width, self.height = max(2, width // 2 * 2), max(2, height // 2 * 2)
+        try:
+            self._cam = pyvirtualcam.Camera(self.width, self.height, float(fps),
+                                            fmt=pyvirtualcam.PixelFormat.RGB)  # fmt: skip
+        except Exception as exc:  # RuntimeError when no backend is installed or running
+            raise VirtualCameraUnavailable(f"{VIRTUALCAM_HELP}: {exc}") from None
+        self.device = str(getattr(self._cam, "device", ""))
+        self.frames_sent = 0
+
+    def send(self, rgb: np.ndarray) -> None:
+        a = np.asarray(rgb)
+        if a.shape[:2] != (self.height, self.width):
+            import cv2
+
+            a = cv2.resize(a, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        self._cam.send(np.ascontiguousarray(a[:, :, :3], dtype=np.uint8))
+        self.frames_sent += 1
+
+    def close(self) -> None:
+        cam, self._cam = getattr(self, "_cam", None), None
+        if cam is not None:
+            try:
+                cam.close()
+            except Exception:
+                log.exception("closing the virtual camera failed")
+
+
+def fps_of(times: deque[float] | list[float], now: float, window: float = 1.0) -> float:
+    """Events per second over the last ``window`` seconds of ``times`` (perf_counter)."""
+    recent = [t for t in times if now - t <= window]
+    if len(recent) < 3:
+        return 0.0
+    span = recent[-1] - recent[0]
+    return (len(recent) - 1) / span if span > 0 else 0.0
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a performer name ("performer" when empty)."""
+    out = "".join(ch if ch.isalnum() or ch in "-_ " else "_" for ch in name).strip()
+    return out.replace(" ", "_")[:64] or "performer"
