@@ -11,7 +11,8 @@ against ``L * T`` without the search. Paper settings (defaults here): DDIM, ``T 
 
 Reward (eq. 2, 3): ``R = lambda_low * <z^low, ref_tau^low> - lambda_high * <z^high, prev_tau^high>``,
 where ``^low`` / ``^high`` are the 3D FFT of the signal times a Gaussian low-pass ``G`` or ``1 - G``,
-``<.,.>`` is the (real) dot product of the spectra divided by the number of elements,
+``<.,.>`` is the (real) dot product of the spectra divided by the number of elements squared
+(by Parseval, the mean elementwise product of the filtered signals),
 ``ref_tau`` / ``prev_tau`` are the reference and the parent beam's previous segment noised with
 ``tau`` steps of noise (``scheduler.add_noise`` at ``timesteps[T - tau]``, i.e. ``tau`` of the ``T``
 steps away from clean), and ``lambda_low = sigmoid(z-norm(y))``, ``lambda_high = 1 - lambda_low``
@@ -101,7 +102,7 @@ def frequency_reward(
     whose z-normalised intensity is ``z_score``. FFT over all ``*F`` axes. Returns ``[N]``."""
     dims = tuple(range(1, z.dim()))
     shape = tuple(z.shape[1:])
-    lam_low = 1.0 / (1.0 + np.exp(-z_score))
+    lam_low = 1.0 / (1.0 + np.exp(z_score))  # sigmoid(-z): see the module docstring
     d0 = float(np.clip(cutoff * 2.0 ** (-z_score), cutoff / 4, 4 * cutoff))
     g = gaussian_lowpass(shape, d0, axes_weight).to(z.device)
     n = float(np.prod(shape))

@@ -73,7 +73,8 @@ _release_hooks: list[Callable[[], None]] = []
 
 
 def shared_offscreen_context() -> SharedContext:
-    """The process-wide headless EGL context (created on the first call) and its lock.
+    """The process-wide headless EGL context (created on the first call), made current on the
+    calling thread, and its lock.
 
     Hold ``lock`` (``with shared.lock:``) while using ``ctx`` or objects made on it; keep caches
     of GL objects keyed by the context object (``release_shared_context`` replaces it). Do not
@@ -82,7 +83,12 @@ def shared_offscreen_context() -> SharedContext:
     with _shared_lock:
         if not _shared:
             _shared.append(create_offscreen_context())  # GLUnavailableError propagates
-        return SharedContext(_shared[0], _shared_lock)
+        ctx = _shared[0]
+        # Make it current on this thread: another standalone context created since (a test's,
+        # an exporter's) would otherwise receive our draw calls. Entering without exiting is
+        # deliberate: on EGL, restoring "the previous context" on exit is unreliable.
+        ctx.__enter__()
+        return SharedContext(ctx, _shared_lock)
 
 
 def on_shared_context_release(hook: Callable[[], None]) -> None:

@@ -8,26 +8,22 @@ Sources:
 - :class:`RiggedHeadSource`: a RiggedGaussianHead driven by the motion channels (deform).
 - :class:`StaticCloudSource`: any GaussianCloud, drawn unchanged (synthetic test scenes).
 - :class:`StaticMPISource`: a project's baked MPI head (MPI heads do not animate yet).
-- :class:`MPIHeadSource`: an MPI baked per frame by ``models.heads.bake_mpi`` (not there yet:
-  asking for it raises ExportError).
+- :class:`MPIHeadSource`: a rigged head baked into an MPI every frame (renderers.bake).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from studio.document import HeadRef, Project
+from studio.document import Project
 from studio.export.errors import ExportError
 
 if TYPE_CHECKING:
     from models.heads import GaussianArrays, RiggedGaussianHead
-    from renderers import MPI, GaussianCloud
-
-BUILTIN_PREFIX = "builtin:"
+    from renderers import MPI, Camera, GaussianCloud
 
 __all__ = [
     "HeadSource",
@@ -52,6 +48,11 @@ class HeadSource:
     def frame(self, values: np.ndarray) -> Any:  # pragma: no cover - interface
         """Render data for one frame of motion channels ``[len(CHANNELS)]``."""
         raise NotImplementedError
+
+    def bind(self, ctx: Any, center: Camera) -> None:
+        """Called once by the offline renderer with its GL context and the centre camera (the
+        view the eyes are placed around), before the first frame. Sources that render on the
+        GPU themselves (MPI baking) keep them; others ignore them."""
 
 
 def _cloud(arrays: Any) -> GaussianCloud:
@@ -106,28 +107,37 @@ class StaticMPISource(HeadSource):
 
 
 class MPIHeadSource(HeadSource):
-    """An MPI per frame from ``bake(head, values)`` (models.heads MPI baking, when it lands)."""
+    """A rigged Gaussian head baked into an MPI every frame (renderers.bake on the export's own
+    GL context), seen from the centre camera: IM-Portrait's 24 planes around the head."""
 
     kind = "mpi"
 
-    def __init__(self, head: Any, bake: Any) -> None:
-        self.head, self._bake = head, bake
-        self.name = getattr(head, "name", "head")
+    def __init__(self, head: RiggedGaussianHead, num_planes: int = 24) -> None:
+        self.head = head
+        self.name = head.name
+        self.num_planes = num_planes
+        self._baker: Any = None
+        self._camera: Camera | None = None
+
+    def bind(self, ctx: Any, center: Camera) -> None:
+        from renderers.bake import MPIBaker
+
+        self._baker = MPIBaker(ctx)
+        self._camera = center
 
     def frame(self, values: np.ndarray) -> Any:
-        return self._bake(self.head, values)
+        if self._baker is None or self._camera is None:
+            raise ExportError("internal: MPI baking used before bind()")
+        cloud = _cloud(self.head.deform(values))
+        w2c = np.asarray(self._camera.world_to_camera, dtype=np.float64)
+        centre = np.asarray(self.head.kp_to_world[:3, 3], dtype=np.float64)
+        distance = float(w2c[2, :3] @ centre + w2c[2, 3])  # depth of the head centre
+        return self._baker.bake(cloud, self._camera, distance=distance, num_planes=self.num_planes)
 
-
-def _normalised_ref(project: Project) -> HeadRef | None:
-    ref = project.head
-    if ref is not None and not ref.asset.startswith(BUILTIN_PREFIX):
-        name = Path(ref.asset).name
-        if name.startswith(BUILTIN_PREFIX) and ref.asset not in project.assets:
-            # load_project(missing_assets="keep") resolves every asset against the project
-            # folder, turning "builtin:default" into "<folder>/builtin:default"; built-ins are
-            # names, not files.
-            ref = HeadRef(name, ref.kind)
-    return ref
+    def release(self) -> None:
+        if self._baker is not None:
+            self._baker.release()
+            self._baker = None
 
 
 def load_project_head(project: Project) -> RiggedGaussianHead:
@@ -138,7 +148,7 @@ def load_project_head(project: Project) -> RiggedGaussianHead:
     """
     from studio.heads import HeadResolveError, resolve_head
 
-    ref = _normalised_ref(project)
+    ref = project.head
     try:
         if ref is None or ref.kind == "mpi":
             return resolve_head(None)
@@ -156,13 +166,13 @@ def resolve_head_source(
     """A HeadSource for ``project`` rendered as ``kind`` ("gaussian" or "mpi").
 
     "mpi": the project's baked MPI when its head is an MPI (studio.heads.resolve_mpi; relative
-    folders are looked up next to ``project_path``), drawn unchanged every frame; a Gaussian
-    head baked to an MPI per frame needs ``models.heads.bake_mpi``, which does not exist yet.
-    Raises ExportError when the head cannot be loaded, or for "mpi" without an MPI to draw.
+    folders are looked up next to ``project_path``), drawn unchanged every frame; otherwise the
+    rigged Gaussian head baked into an MPI every frame (MPIHeadSource).
+    Raises ExportError when the head cannot be loaded.
     """
     from studio.heads import HeadResolveError, lod_head, resolve_mpi
 
-    ref = _normalised_ref(project)
+    ref = project.head
     if kind == "mpi":
         if ref is not None and ref.kind == "mpi":
             try:
@@ -170,15 +180,7 @@ def resolve_head_source(
             except HeadResolveError as exc:
                 raise ExportError(str(exc).strip().splitlines()[0]) from None
             return StaticMPISource(mpi, name=ref.asset)
-        import models.heads as heads_pkg
-
-        bake = getattr(heads_pkg, "bake_mpi", None)
-        if bake is None:
-            raise ExportError(
-                "MPI export of a Gaussian head needs MPI baking, which models.heads does not "
-                "have yet (bake_mpi); use --head gaussian"
-            )
-        return MPIHeadSource(load_project_head(project), bake)
+        return MPIHeadSource(load_project_head(project))
     if ref is not None and ref.kind == "mpi":
         raise ExportError(
             f"the project's head {ref.asset!r} is an MPI, not a Gaussian head; use --head mpi"

@@ -92,6 +92,12 @@ class OfflineRenderer:
             from renderers.gl_mpi import MPIRenderer
 
             self.renderer = MPIRenderer(self.ctx)
+            # The MPI is baked from the centre camera (mono: the eye itself), between the eyes.
+            w, h = plan.eye_size
+            center = Camera.orbit(
+                plan.target, plan.distance, plan.yaw, plan.pitch, plan.fov_deg, w, h
+            )
+            source.bind(self.ctx, center)
         else:
             from renderers.gl_splats import GaussianSplatRenderer
 
@@ -143,5 +149,8 @@ class OfflineRenderer:
     def release(self) -> None:
         """Free GL objects (and the context when this renderer made it)."""
         self.renderer.release()
+        release_source = getattr(self.source, "release", None)
+        if release_source is not None:
+            release_source()
         if self._own_ctx:
             self.ctx.release()

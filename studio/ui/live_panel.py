@@ -505,10 +505,13 @@ class LivePanel(QWidget):
         self.settings = self._settings_from_ui()
 
     # ------------------------------------------------------------------------- sources
-    def showEvent(self, event: Any) -> None:
-        super().showEvent(event)
+    def paintEvent(self, event: Any) -> None:
+        # Look for cameras the first time the panel is really on screen (a dock tabbed away
+        # counts as shown but is never painted): probing wakes cameras up, so not at startup.
+        super().paintEvent(event)
         if not self._cameras_probed:
-            self.refresh_cameras()
+            self._cameras_probed = True
+            QTimer.singleShot(0, self.refresh_cameras)
 
     def refresh_cameras(self) -> None:
         """Look for cameras in a worker thread (opening one can take a moment)."""

@@ -237,14 +237,19 @@ def test_missing_audio_file(tmp_path, head_scene):
     assert info["kinds"] == ["video"] and audio_s is None
 
 
-def test_mpi_head_not_available_yet(tmp_path, project):
-    import models.heads
-
-    if hasattr(models.heads, "bake_mpi"):
-        pytest.skip("models.heads has MPI baking now")
-    with pytest.raises(ExportError, match="MPI"):
-        run_export(project, ExportSettings(tmp_path / "a.mp4", head="mpi", eye_size=(32, 32)))
-    assert files_in(tmp_path) == []
+def test_gaussian_head_exports_as_a_per_frame_baked_mpi(tmp_path):
+    # --head mpi on a Gaussian head: every frame is baked into IM-Portrait's 24 planes on the
+    # export's own GL context and drawn as an MPI from both eyes.
+    project = tiny_project(frames=3, audio=False)
+    settings = ExportSettings(tmp_path / "m.mp4", head="mpi", eye_size=(48, 48), audio=False)
+    done = run_export(project, settings)
+    info, _, frames = probe(done.path)
+    assert info["size"] == (96, 48) and len(frames) == 3
+    left, right = frames[0][:, :48].astype(float), frames[0][:, 48:].astype(float)
+    background = frames[0][0, 0].astype(float)
+    assert np.abs(left - background).sum(axis=2).mean() > 10  # the head is there
+    assert np.abs(left - right).mean() > 0.5  # and seen from two eyes
+    assert files_in(tmp_path) == ["m_LR.mp4"]
 
 
 def test_cli_export(tmp_path, capsys):
