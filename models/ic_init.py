@@ -9,8 +9,9 @@ path with the highest cumulative reward wins. Cost ``L * B * (K * T' + T - T')``
 against ``L * T`` without the search. Paper settings (defaults here): DDIM, ``T = 30``,
 ``T' = 3``, ``tau = 20``, ``K = 4``, ``B = 2``.
 
-Reward (eq. 2, 3): ``R = lambda_low * <z^low, ref_tau^low> - lambda_high * <z^high, prev_tau^high>``,
-where ``^low`` / ``^high`` are the 3D FFT of the signal times a Gaussian low-pass ``G`` or ``1 - G``,
+Reward (eq. 2, 3):
+``R = lambda_low * <z^low, ref_tau^low> - lambda_high * <z^high, prev_tau^high>``, where
+``^low`` / ``^high`` are the 3D FFT of the signal times a Gaussian low-pass ``G`` or ``1 - G``,
 ``<.,.>`` is the (real) dot product of the spectra divided by the number of elements squared
 (by Parseval, the mean elementwise product of the filtered signals),
 ``ref_tau`` / ``prev_tau`` are the reference and the parent beam's previous segment noised with
@@ -177,8 +178,12 @@ def ic_init_search(
     Raises ValueError for inconsistent settings or a scheduler that does not predict x0.
     """
     if getattr(scheduler.config, "prediction_type", "sample") != "sample":
-        raise ValueError("ic_init_search needs an x0-predicting scheduler (prediction_type='sample')")
-    if not (beams >= 1 and candidates >= 1 and 1 <= lookahead <= num_steps and 1 <= tau <= num_steps):
+        raise ValueError(
+            "ic_init_search needs an x0-predicting scheduler (prediction_type='sample')"
+        )
+    if not (
+        beams >= 1 and candidates >= 1 and 1 <= lookahead <= num_steps and 1 <= tau <= num_steps
+    ):
         raise ValueError(
             f"need beams, candidates >= 1 and 1 <= lookahead, tau <= num_steps; got B={beams}, "
             f"K={candidates}, T'={lookahead}, tau={tau}, T={num_steps}"
@@ -270,8 +275,8 @@ def ic_init_search(
             parent = level[parents[i]]
             r = float(rewards[i])
             new_level.append(
-                _Beam(parent.noises + [noise[i]], parent.segments + [final[j]],
-                      parent.rewards + [r], parent.total + r)
+                _Beam([*parent.noises, noise[i]], [*parent.segments, final[j]],
+                      [*parent.rewards, r], parent.total + r)
             )  # fmt: skip
         trace.levels.append(
             {

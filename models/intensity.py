@@ -41,7 +41,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from models.motion_space import CHANNEL_INDEX, CHANNELS, MotionFrames, rotation_matrix
+from models.motion_space import CHANNELS, MotionFrames, rotation_matrix
 
 __all__ = [
     "NOMINAL_NOSE_TIP",
@@ -114,7 +114,7 @@ def intensity_targets(
     return out[0], out[1]
 
 
-# --- losses ----------------------------------------------------------------------------------------
+# --- losses ------------------------------------------------------------------------------------
 def soft_dtw(cost: Tensor, gamma: float) -> Tensor:
     """Soft-DTW value of pairwise costs ``cost [B, N, M]`` -> ``[B]`` (Cuturi and Blondel 2017),
     computed one anti-diagonal at a time (vectorised over the diagonal) so autograd, including
@@ -153,7 +153,7 @@ def dilate_loss(
     (1 - alpha) * temporal."""
     if pred.shape != target.shape or pred.dim() != 2:
         raise ValueError(f"pred and target must both be [B, T], got {pred.shape}, {target.shape}")
-    B, T = pred.shape
+    T = pred.shape[1]
     cost = (pred[:, :, None] - target[:, None, :]) ** 2  # [B, T, T]
     train = cost.requires_grad
     with torch.enable_grad():
@@ -297,7 +297,8 @@ class _A2IBase(ModelMixin, ConfigMixin):
                 f"{audio_window}, {attn_radius}"
             )
         self.audio_proj = nn.Sequential(
-            nn.Linear(audio_dim * audio_window, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim)
+            nn.Linear(audio_dim * audio_window, hidden_dim), nn.SiLU(),
+            nn.Linear(hidden_dim, hidden_dim),
         )  # fmt: skip
         self.blocks = nn.ModuleList(
             _Block(hidden_dim, num_heads, attn_radius, ff_mult, dropout) for _ in range(num_layers)
@@ -367,7 +368,9 @@ class IntensityTeacher(_A2IBase):
         self._build(audio_dim, audio_window, hidden_dim, num_layers, num_heads, attn_radius,
                     ff_mult, dropout)  # fmt: skip
         if velocity_kernel % 2 == 0:
-            raise ValueError(f"IntensityTeacher: velocity_kernel must be odd, got {velocity_kernel}")
+            raise ValueError(
+                f"IntensityTeacher: velocity_kernel must be odd, got {velocity_kernel}"
+            )
         self.velocity_conv = nn.Conv1d(2, hidden_dim, velocity_kernel, padding=velocity_kernel // 2)
         self.velocity_proj = nn.Sequential(nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
 
@@ -376,7 +379,9 @@ class IntensityTeacher(_A2IBase):
         B, T = tokens.shape[:2]
         for name, v in (("v_h", v_h), ("v_f", v_f)):
             if tuple(v.shape) != (B, T):
-                raise ValueError(f"IntensityTeacher: {name} must be [{B}, {T}], got {list(v.shape)}")
+                raise ValueError(
+                    f"IntensityTeacher: {name} must be [{B}, {T}], got {list(v.shape)}"
+                )
         vel = torch.stack([v_h, v_f], dim=1).to(tokens.dtype)  # [B, 2, T]
         mem = self.velocity_proj(self.velocity_conv(vel).transpose(1, 2))  # [B, T, D]
         return self._run(tokens, mem)
@@ -419,7 +424,3 @@ class IntensityStudent(_A2IBase):
         tokens = self._audio_tokens(audio)
         mem = self.motion_proj(self.motion_conv(tokens.transpose(1, 2)).transpose(1, 2))
         return self._run(tokens, mem)
-
-
-# Motion-space channel of the student's output (studio side), for reference.
-INTENSITY_CHANNEL_INDEX = CHANNEL_INDEX["intensity"]

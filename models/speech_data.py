@@ -107,7 +107,8 @@ class EV(ctypes.Structure):
                 ("text_position", ctypes.c_int), ("length", ctypes.c_int),
                 ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
                 ("user_data", ctypes.c_void_p), ("id", ID)]
-CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(EV))
+CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                      ctypes.POINTER(EV))
 req = json.loads(sys.stdin.buffer.read())
 chunks, events = [], []
 def cb(wav, n, ev):
@@ -393,9 +394,7 @@ _TEMPLATES = (
 def random_sentence(rng: np.random.Generator) -> str:
     """A random, roughly grammatical English sentence from the built-in word list."""
     template = _TEMPLATES[int(rng.integers(len(_TEMPLATES)))]
-    words = [
-        _LEX[w][int(rng.integers(len(_LEX[w])))] if w in _LEX else w for w in template.split()
-    ]
+    words = [_LEX[w][int(rng.integers(len(_LEX[w])))] if w in _LEX else w for w in template.split()]
     text = " ".join(words)
     question = template.startswith(("why", "did"))
     return text[0].upper() + text[1:] + ("?" if question else rng.choice([".", ".", "!"]))
@@ -478,7 +477,7 @@ def generate_clip(seed: int, index: int = 0) -> SpeechClip:
     x = resample_poly(x, SAMPLE_RATE, sr) if sr != SAMPLE_RATE else x
     pad0 = float(rng.uniform(0.1, 0.4))
     pad1 = float(rng.uniform(0.1, 0.4))
-    n0, n1 = int(round(pad0 * SAMPLE_RATE)), int(round(pad1 * SAMPLE_RATE))
+    n0, n1 = round(pad0 * SAMPLE_RATE), round(pad1 * SAMPLE_RATE)
     audio = np.concatenate([np.zeros(n0), x, np.zeros(n1)]).astype(np.float32)
     pad0 = n0 / SAMPLE_RATE
     speech_end = pad0 + pcm.size / sr

@@ -905,7 +905,7 @@ def build_default_head(detail: str = "default", seed: int = 0) -> RiggedGaussian
     """
     if detail not in DETAIL_LEVELS:
         raise ValueError(f"unknown detail {detail!r}; expected one of {sorted(DETAIL_LEVELS)}")
-    sp = 0.0019 * DETAIL_LEVELS[detail]
+    sp = 0.00177 * DETAIL_LEVELS[detail]
     rng = np.random.default_rng([seed, 7])
     parts = _Parts()
     _skin(parts, sp, rng)

@@ -64,8 +64,9 @@ class OfflineRenderer:
     """Renders frames of motion with one GL context and one renderer for the head.
 
     context_factory: makes the moderngl context, called here in the calling thread (default:
-    a headless EGL context; inside the Qt studio pass one that shares Qt's context, since EGL and
-    Qt's GLX must not mix in one process). ``timings`` accumulates seconds per stage:
+    the process-wide headless EGL context of renderers.gl_context, held locked until release;
+    inside the Qt studio pass one that shares Qt's context, since EGL and Qt's GLX must not mix
+    in one process). ``timings`` accumulates seconds per stage:
     "deform" (head deformation + upload) and "render" (draw + readback).
     Raises ExportError when no GL context can be made.
     """
@@ -76,15 +77,23 @@ class OfflineRenderer:
         source: HeadSource,
         context_factory: Callable[[], moderngl.Context] | None = None,
     ) -> None:
-        from renderers.gl_context import GLUnavailableError, create_offscreen_context
+        from renderers.gl_context import GLUnavailableError, shared_offscreen_context
 
         self.plan = plan
         self.source = source
         self.cameras = eye_cameras(plan)
         self.timings = {"deform": 0.0, "render": 0.0}
-        self._own_ctx = context_factory is None
+        # Headless: the process-wide EGL context, held for the whole export (a second
+        # standalone context would take "current" away from the one renderers.render caches).
+        self._shared_lock = None
         try:
-            self.ctx = (context_factory or create_offscreen_context)()
+            if context_factory is None:
+                shared = shared_offscreen_context()
+                shared.lock.acquire()
+                self._shared_lock = shared.lock
+                self.ctx = shared.ctx
+            else:
+                self.ctx = context_factory()
         except GLUnavailableError as exc:
             raise ExportError(f"cannot render: {exc}") from None
         self.renderer: Any
@@ -147,10 +156,11 @@ class OfflineRenderer:
         return strip
 
     def release(self) -> None:
-        """Free GL objects (and the context when this renderer made it)."""
+        """Free this renderer's GL objects (the context belongs to the caller or is shared)."""
         self.renderer.release()
         release_source = getattr(self.source, "release", None)
         if release_source is not None:
             release_source()
-        if self._own_ctx:
-            self.ctx.release()
+        if self._shared_lock is not None:
+            self._shared_lock.release()  # the shared context itself lives on
+            self._shared_lock = None

@@ -385,13 +385,14 @@ class LivePanel(QWidget):
         self.status_label.setObjectName("live_status")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        readouts = QHBoxLayout()
-        readouts.addWidget(self.fps_label)
-        readouts.addStretch(1)
-        readouts.addWidget(self.latency_label)
-        status = QHBoxLayout()
-        status.addWidget(self.status_label, 1)
-        status.addWidget(self.faces_label)
+        readouts = QGridLayout()
+        readouts.setHorizontalSpacing(8)
+        readouts.setVerticalSpacing(1)
+        readouts.addWidget(self.fps_label, 0, 0)
+        readouts.addWidget(self.faces_label, 0, 1, Qt.AlignmentFlag.AlignRight)
+        readouts.addWidget(self.latency_label, 1, 0, 1, 2)
+        readouts.addWidget(self.status_label, 2, 0, 1, 2)
+        readouts.setColumnStretch(0, 1)
 
         # Performer.
         self.profile_combo = QComboBox()
@@ -496,7 +497,6 @@ class LivePanel(QWidget):
         lay.addLayout(run)
         lay.addWidget(self.feed, 1)
         lay.addLayout(readouts)
-        lay.addLayout(status)
         lay.addWidget(perf)
         lay.addWidget(track)
         lay.addLayout(outs)
@@ -574,7 +574,7 @@ class LivePanel(QWidget):
         else:
             p = Path(spec)
             kind = "folder" if p.is_dir() else "file"
-            data, text = (kind, str(p)), ("🖿 " if kind == "folder" else "🎞 ") + p.name
+            data, text = (kind, str(p)), ("Folder: " if kind == "folder" else "Video: ") + p.name
         combo = self.source_combo
         for i in range(combo.count()):
             if combo.itemData(i) == data:
@@ -687,15 +687,20 @@ class LivePanel(QWidget):
             track_ms = (prev[2] - prev[1]) * 1e3
             total_ms = (drawn[1] - prev[1]) * 1e3
             self.latency_label.setText(
-                f"latency {total_ms:.0f} ms (track {track_ms:.0f} · draw {total_ms - track_ms:.0f})"
+                f"Latency {total_ms:.0f} ms: tracking {track_ms:.0f} + display "
+                f"{total_ms - track_ms:.0f}"
             )
         self._drawn_info = (frame.index, frame.t_captured, frame.t_processed)
         self.feed.set_frame(frame)
         if self.viewport is not None:
             self.viewport.set_live_values(frame.tracked.values)
-        src = f" · source {frame.source_fps:.0f}" if frame.source_fps else ""
-        self.fps_label.setText(f"{frame.processed_fps:.1f} fps tracked · "
-                               f"{fps_of(self._shown_times, now):.1f} shown{src}")  # fmt: skip
+        self.fps_label.setText(
+            f"{frame.processed_fps:.1f} fps tracked · {fps_of(self._shown_times, now):.1f} shown"
+        )
+        src = f"{frame.source_fps:g} fps" if frame.source_fps else "unknown rate"
+        w, h = frame.source_size
+        self.fps_label.setToolTip(f"Frames per second tracked in the capture thread and shown "
+                                  f"here. Source: {w}×{h}, {src}")  # fmt: skip
         n = frame.tracked.num_faces
         if n > 1:
             self.faces_label.setText(f"{n} faces: following the largest")
@@ -1085,9 +1090,12 @@ class LivePanel(QWidget):
         self.start_button.setText("Stop" if running else "Start")
         self.source_combo.setEnabled(not running)
         self.refresh_button.setEnabled(not running and self._camera_worker is None)
-        cam = kind == "camera" and not running
-        self.resolution_combo.setEnabled(cam)
-        self.fps_combo.setEnabled(cam)
+        # The camera mode request only applies to cameras; hidden for files and folders.
+        cam = kind in ("camera", "none")
+        self.resolution_combo.setVisible(cam)
+        self.fps_combo.setVisible(cam)
+        self.resolution_combo.setEnabled(cam and not running)
+        self.fps_combo.setEnabled(cam and not running)
         self.record_button.setEnabled(running and self._build_worker is None)
         self.calibrate_button.setEnabled(running and not self._calibrating)
 

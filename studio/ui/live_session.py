@@ -639,10 +639,11 @@ class VirtualCamera:
                 log.exception("closing the virtual camera failed")
 
 
-def fps_of(times: deque[float] | list[float], now: float, window: float = 1.0) -> float:
-    """Events per second over the last ``window`` seconds of ``times`` (perf_counter)."""
+def fps_of(times: deque[float] | list[float], now: float, window: float = 2.0) -> float:
+    """Events per second over the last ``window`` seconds of ``times`` (perf_counter); 0 with
+    fewer than two events in the window."""
     recent = [t for t in times if now - t <= window]
-    if len(recent) < 3:
+    if len(recent) < 2:
         return 0.0
     span = recent[-1] - recent[0]
     return (len(recent) - 1) / span if span > 0 else 0.0

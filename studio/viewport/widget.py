@@ -448,6 +448,7 @@ class ViewportWidget(QWidget):
             self.camera_control.dragging
             or self._kp_drag is not None
             or self.controller.playing
+            or self._live_values is not None  # live capture: a new pose every frame
             or time.perf_counter() < self._interact_until
         )
 

@@ -81,15 +81,16 @@ def test_returns_the_exhaustive_optimum_when_the_beam_holds_everything() -> None
 
 def test_paper_settings_match_a_reference_beam_search() -> None:
     """B=2, K=4, T'=3, T=30: the top-2 pairs by reward are kept at every level; the result is
-    the best of the final beams, at least as good as greedy (B=1) on the same pools."""
+    the best of the final beams by path reward. (Selecting by the segment's reward, as the paper
+    does, can prune the greedy path, so it is not guaranteed to beat greedy.)"""
     L, K, B = 3, 4, 2
     pool = pools(L, K, seed=5)
     best_noise, rewards, trace = run(L, K, B, pool)
     # Reference beam search by brute force over the same candidate pools.
     beams = [([], 0.0, [])]
-    for seg in range(L):
+    for _ in range(L):
         budget = []
-        for b, (ks, total, rs) in enumerate(beams):
+        for b, (ks, total, _rs) in enumerate(beams):
             for k in range(K):
                 _, r = sequential([pool[s][kk] for s, kk in enumerate([*ks, k])])
                 budget.append((r[-1], b * K + k, [*ks, k], total + r[-1], r))
@@ -100,8 +101,6 @@ def test_paper_settings_match_a_reference_beam_search() -> None:
     assert float(rewards.sum()) == pytest.approx(total, abs=1e-6)
     assert len(trace.levels) == L and trace.levels[1]["rewards"].shape == (B * K,)
     assert trace.calls == K * 3 + B * 27 + (L - 1) * (B * K * 3 + B * 27)
-    greedy = run(L, K, 1, pool)[1]
-    assert float(rewards.sum()) >= float(greedy.sum()) - 1e-9
 
 
 def test_determinism_with_gaussian_draws() -> None:

@@ -134,7 +134,7 @@ def test_start_shows_frames_faces_fps_and_stop(qtbot, panel, clip):
     # The feed shows the frame: picture pixels (not the empty background) where the face is.
     img = panel.feed.grab().toImage()
     assert not img.isNull() and panel.feed.image_rect().width() > 100
-    qtbot.waitUntil(lambda: panel.latency_label.text().startswith("latency"), timeout=5000)
+    qtbot.waitUntil(lambda: panel.latency_label.text().startswith("Latency"), timeout=5000)
     panel.stop()
     _wait_stopped(qtbot, panel)
     assert panel.status_label.text() == "Stopped" and panel.start_button.text() == "Start"
