@@ -229,8 +229,15 @@ def evaluate_packed(p: Packed, x: np.ndarray) -> np.ndarray:
         d = x_tiled[: idx.shape[0]] - p.f0[idx]
         _horner(p, idx, d, flat[ca * n_frames : cb * n_frames])
         if p.channel_nonuniform is not None and p.channel_nonuniform[ca:cb].any():
-            fix = np.flatnonzero(p.nonuniform[idx])
-            if fix.size:
+            # Samples of non-uniform segments, found from the segment runs rather than by
+            # gathering a flag for every sample: they are contiguous runs of idx.
+            nu = np.flatnonzero(p.nonuniform[sa:sb])
+            run = counts[sa:sb]
+            owned = run[nu]
+            if owned.sum():
+                starts = np.cumsum(run) - run  # first sample of each segment in the block
+                first = np.repeat(starts[nu] - (np.cumsum(owned) - owned), owned)
+                fix = first + np.arange(int(owned.sum()), dtype=np.intp)
                 fixes.append((ca * n_frames, fix, idx[fix], d[fix]))
     if fixes:
         # One batched solve for all blocks (the Newton loop costs per call, not per sample).
@@ -268,19 +275,27 @@ def _solve_x(xc: np.ndarray, target: np.ndarray) -> np.ndarray:
     t = target.copy()
     lo = np.zeros_like(t)
     hi = np.ones_like(t)
+    # Work on the unconverged samples only (Newton converges in a few steps for most). Converged
+    # samples are frozen, so each sample's result does not depend on which other samples share
+    # the call (batched and per-curve evaluation agree exactly).
+    live = np.arange(t.shape[0])
     for _ in range(_NEWTON_ITERS):
-        fx = ((a3 * t + a2) * t + a1) * t - target
-        # Converged samples are frozen, so each sample's result does not depend on which
-        # other samples share the call (batched and per-curve evaluation agree exactly).
-        live = np.abs(fx) > _NEWTON_TOL
-        if not live.any():
-            break
+        tl, gl = t[live], target[live]
+        b1, b2, b3 = a1[live], a2[live], a3[live]
+        fx = ((b3 * tl + b2) * tl + b1) * tl - gl
+        keep = np.abs(fx) > _NEWTON_TOL
+        if not keep.all():
+            live, tl, fx = live[keep], tl[keep], fx[keep]
+            b1, b2, b3 = b1[keep], b2[keep], b3[keep]
+            if live.shape[0] == 0:
+                break
         below = fx < 0
-        lo = np.where(live & below, t, lo)
-        hi = np.where(live & ~below, t, hi)
-        d = (3.0 * a3 * t + 2.0 * a2) * t + a1
+        lo_l = np.where(below, tl, lo[live])
+        hi_l = np.where(below, hi[live], tl)
+        lo[live], hi[live] = lo_l, hi_l
+        dx = (3.0 * b3 * tl + 2.0 * b2) * tl + b1
         with np.errstate(divide="ignore", invalid="ignore"):
-            tn = t - fx / d
-        ok = (tn > lo) & (tn < hi) & np.isfinite(tn)
-        t = np.where(live, np.where(ok, tn, 0.5 * (lo + hi)), t)
+            tn = tl - fx / dx
+        ok = (tn > lo_l) & (tn < hi_l) & np.isfinite(tn)
+        t[live] = np.where(ok, tn, 0.5 * (lo_l + hi_l))
     return t
