@@ -6,6 +6,13 @@ viewer ("RUB", OpenGL's convention). The motion space's keypoints use LivePortra
 instead; head rigs convert between the two (flip y and z). Files written by other tools (3DGS
 training output is usually OpenCV "RDF": +y down, +z forward) are converted on load by the readers
 in renderers.formats (GaussianCloud.flip_yz).
+
+One-sided surfels (``GaussianCloud.facing``): a Gaussian may be marked as a piece of a closed
+opaque surface, with an outward normal ``facing * R[:, 2]`` (its local z axis, the thin axis of a
+surfel disc; rotations of the quaternion carry the normal along). From a camera on the inner side
+of that plane the Gaussian is hidden behind the front of the same closed surface, so renderers
+skip it (back-face culling): ``backfacing(cloud, camera_position)``. Two-sided (0, the default,
+every 3DGS capture) is never culled.
 """
 
 from __future__ import annotations
@@ -14,7 +21,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["SH_C0", "SH_FLIP_YZ_SIGNS", "GaussianCloud", "quats_to_rotmats", "sh_degree_for_coeffs"]
+__all__ = [
+    "BACKFACE_COS",
+    "SH_C0",
+    "SH_FLIP_YZ_SIGNS",
+    "GaussianCloud",
+    "backfacing",
+    "facing_normals",
+    "quats_to_rotmats",
+    "sh_degree_for_coeffs",
+]
 
 # Zeroth spherical-harmonic band constant: colour = 0.5 + SH_C0 * f_dc.
 SH_C0 = 0.28209479177387814
@@ -26,6 +42,38 @@ SH_C0 = 0.28209479177387814
 SH_FLIP_YZ_SIGNS = np.array(
     [1, -1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1], dtype=np.float32
 )
+
+
+# A one-sided Gaussian is culled when the cosine between its outward normal and the direction from
+# the camera to its mean exceeds this: discs seen (nearly) edge-on stay, so silhouettes keep their
+# grazing splats (the same margin in the GL shader, the torch reference and the gsplat path).
+BACKFACE_COS = 0.05
+
+
+def facing_normals(quats: np.ndarray, facing: np.ndarray) -> np.ndarray:
+    """Outward normals [N, 3] float32 ``facing * R[:, 2]`` (R from quats [N, 4] wxyz, normalised
+    here; facing [N] in {-1, 0, 1}): unit for one-sided Gaussians, zero for two-sided ones."""
+    q = np.asarray(quats, dtype=np.float32)
+    f = np.asarray(facing, dtype=np.float32)
+    inv = f / np.einsum("ij,ij->i", q, q)  # R[:, 2] of an unnormalised q is |q|^2 times too long
+    w, x, y, z = (q[:, i] for i in range(4))
+    out = np.empty((q.shape[0], 3), dtype=np.float32)
+    out[:, 0] = 2 * (x * z + w * y) * inv
+    out[:, 1] = 2 * (y * z - w * x) * inv
+    out[:, 2] = (w * w - x * x - y * y + z * z) * inv
+    return out
+
+
+def backfacing(cloud: GaussianCloud, camera_position: np.ndarray) -> np.ndarray:
+    """Mask [N] bool of the one-sided Gaussians that face away from a camera at
+    ``camera_position`` [3] (world): cos(normal, mean - camera) > BACKFACE_COS."""
+    n = len(cloud)
+    if n == 0 or not cloud.facing.any():
+        return np.zeros(n, dtype=bool)
+    normal = facing_normals(cloud.quats, cloud.facing).astype(np.float64)
+    d = cloud.means.astype(np.float64) - np.asarray(camera_position, dtype=np.float64)
+    dist = np.linalg.norm(d, axis=1)
+    return np.einsum("ij,ij->i", normal, d) > BACKFACE_COS * dist
 
 
 def quats_to_rotmats(quats: np.ndarray) -> np.ndarray:
@@ -59,6 +107,8 @@ class GaussianCloud:
     scales [N, 3] float32 standard deviations in metres (linear, > 0); opacities [N] float32 in
     [0, 1] (post-sigmoid); sh [N, K, 3] float32 spherical-harmonic coefficients, K in {1, 4, 9, 16},
     band 0 stored as f_dc so that colour = 0.5 + SH_C0 * sh[:, 0] (clamped to [0, 1]).
+    facing [N] int8 in {-1, 0, +1}: 0 two-sided (default; None means all 0), +1/-1 one-sided with
+    outward normal +/- the local z axis (module docstring); ValueError for other values.
     """
 
     means: np.ndarray
@@ -67,6 +117,7 @@ class GaussianCloud:
     opacities: np.ndarray
     sh: np.ndarray
     metadata: dict = field(default_factory=dict)
+    facing: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.means = np.ascontiguousarray(self.means, dtype=np.float32)
@@ -89,6 +140,15 @@ class GaussianCloud:
         if self.sh.ndim != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
             raise ValueError(f"GaussianCloud.sh: expected [N={n}, K, 3], got {self.sh.shape}")
         sh_degree_for_coeffs(self.sh.shape[1])
+        if self.facing is None:
+            self.facing = np.zeros(n, dtype=np.int8)
+        else:
+            f = np.asarray(self.facing)
+            if f.shape != (n,):
+                raise ValueError(f"GaussianCloud.facing: expected shape ({n},), got {f.shape}")
+            if f.size and (f.dtype.kind not in "iub" or f.min() < -1 or f.max() > 1):
+                raise ValueError("GaussianCloud.facing: values must be -1, 0 or +1 (integers)")
+            self.facing = np.ascontiguousarray(f, dtype=np.int8)
 
     @classmethod
     def from_colors(
@@ -99,10 +159,11 @@ class GaussianCloud:
         opacities: np.ndarray,
         colors: np.ndarray,
         metadata: dict | None = None,
+        facing: np.ndarray | None = None,
     ) -> GaussianCloud:
         """Build a view-independent cloud from RGB colours [N, 3] in [0, 1]."""
         sh = ((np.asarray(colors, dtype=np.float32) - 0.5) / SH_C0)[:, None, :]
-        return cls(means, quats, scales, opacities, sh, dict(metadata or {}))
+        return cls(means, quats, scales, opacities, sh, dict(metadata or {}), facing)
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
@@ -126,7 +187,17 @@ class GaussianCloud:
             opacities=self.opacities[index],
             sh=self.sh[index],
             metadata=dict(self.metadata),
+            facing=self.facing[index],
         )
+
+    @property
+    def one_sided(self) -> bool:
+        """Whether any Gaussian is one-sided (so back-face culling can drop some)."""
+        return bool(self.facing.any())
+
+    def normals(self) -> np.ndarray:
+        """Outward normals [N, 3] float32 (zero rows for two-sided Gaussians)."""
+        return facing_normals(self.quats, self.facing)
 
     def flip_yz(self) -> GaussianCloud:
         """The same Gaussians with y and z negated: converts between OpenCV RDF and our RUB.
@@ -134,7 +205,9 @@ class GaussianCloud:
         The map is the 180-degree rotation about x, F = diag(1, -1, -1): means -> F m,
         rotations R -> F R F (quaternion (w, x, y, z) -> (w, x, -y, -z)), SH coefficients get the
         signs of their basis functions under F (SH_FLIP_YZ_SIGNS), so view-dependent colour is
-        unchanged for the correspondingly flipped viewing direction. Its own inverse.
+        unchanged for the correspondingly flipped viewing direction. ``facing`` is negated: the
+        local z axis becomes F R F e_z = -F (R e_z), while the outward normal must map to F n.
+        Its own inverse.
         """
         sign3 = np.array([1.0, -1.0, -1.0], dtype=np.float32)
         sign4 = np.array([1.0, 1.0, -1.0, -1.0], dtype=np.float32)
@@ -147,6 +220,7 @@ class GaussianCloud:
             opacities=self.opacities.copy(),
             sh=self.sh * SH_FLIP_YZ_SIGNS[:k, None],
             metadata=dict(self.metadata),
+            facing=-self.facing,
         )
 
     def rotation_matrices(self) -> np.ndarray:
