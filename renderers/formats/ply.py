@@ -1,7 +1,7 @@
 """The standard 3D Gaussian Splatting .ply file (as written by the 3DGS training code and others).
 
 Layout: one ``vertex`` element whose properties are read by NAME (tools order them differently):
-``x y z`` (means), optional ``nx ny nz`` (ignored), ``f_dc_0..2`` (SH band 0 per RGB channel),
+``x y z`` (means), optional ``nx ny nz`` (normals; see "Facing" below), ``f_dc_0..2`` (SH band 0 per RGB channel),
 ``f_rest_0..M-1`` with M = 3 * (K - 1), K = (degree + 1)^2 (channel-major: all R coefficients of
 bands 1.. then all G then all B), ``opacity`` (logit), ``scale_0..2`` (log of the standard
 deviations), ``rot_0..3`` (quaternion, rot_0 = w, not necessarily normalised). Binary
@@ -19,6 +19,14 @@ is RUB. ``axes="rdf"`` converts on load (GaussianCloud.flip_yz: means, rotations
 ``axes="rub"`` takes the file as is. Our writer records ``comment axes rub`` (or ``rdf``) in the
 header, and the reader honours such a comment when ``axes`` is None (the default); with no
 comment, None means "rdf".
+
+Facing (one-sided surfels, ``GaussianCloud.facing``): the writer stores the outward normal
+``facing * R[:, 2]`` in ``nx ny nz`` (in the file's axes; zero for two-sided Gaussians, as 3DGS
+writes them) and records ``comment facing nx ny nz``. The reader turns normals back into
+``facing = sign(n . R[:, 2])`` where ``|n| > 0.5`` (else 0), exact for our files. Other tools put
+zeros there (3DGS) or may put real point normals that do not mean "culled from behind", so by
+default normals are honoured only in files carrying that comment (``facing=None``);
+``facing=True`` / ``False`` forces it on or off.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from renderers.formats.errors import FormatError
-from renderers.gaussians import GaussianCloud
+from renderers.gaussians import GaussianCloud, facing_normals
 
 __all__ = ["read_ply", "write_ply"]
 
@@ -238,12 +246,18 @@ def _check_axes(axes: str | None) -> None:
         raise ValueError(f"axes must be one of {_AXES} or None, got {axes!r}")
 
 
-def read_ply(path: str | os.PathLike, axes: str | None = None) -> GaussianCloud:
+_FACING_COMMENT = "facing nx ny nz"
+
+
+def read_ply(
+    path: str | os.PathLike, axes: str | None = None, facing: bool | None = None
+) -> GaussianCloud:
     """Read a 3DGS .ply into a GaussianCloud in our RUB world with activated parameters.
 
     axes: the file's frame: "rdf" (training tools; converted), "rub" (as is), or None (the
-    header's ``comment axes ...`` if any, else "rdf"). SH degree (0..3) follows from the number of
-    f_rest properties. metadata gets ``source`` (path), ``source_axes``, ``sh_degree`` and
+    header's ``comment axes ...`` if any, else "rdf"). facing: read one-sided surfels from
+    ``nx ny nz`` (module docstring): None when the header says so, True/False always/never.
+    SH degree (0..3) follows from the number of f_rest properties. metadata gets ``source`` (path), ``source_axes``, ``sh_degree`` and
     ``ignored_properties``.
     Raises FormatError: empty/not a PLY file, truncated body, missing properties (all listed),
     f_rest count not matching a degree, NaN/inf, zero scales after exp, zero-length quaternions.
@@ -306,6 +320,15 @@ def read_ply(path: str | os.PathLike, axes: str | None = None) -> GaussianCloud:
             f"{log_scales[i].tolist()})"
         )
     quats = _normalise_quats(col("rot_0", "rot_1", "rot_2", "rot_3"), where)
+    if facing is None:
+        facing = _FACING_COMMENT in comments
+    signs = None
+    if facing and all(k in props for k in ("nx", "ny", "nz")):
+        normals = col("nx", "ny", "nz")
+        z_axis = facing_normals(quats, np.ones(n, np.int8)).astype(np.float64)
+        dot = np.einsum("ij,ij->i", np.nan_to_num(normals), z_axis)
+        strong = np.linalg.norm(np.nan_to_num(normals), axis=1) > 0.5
+        signs = np.where(strong, np.sign(dot), 0).astype(np.int8)
 
     cloud = GaussianCloud(
         means.astype(np.float32),
@@ -319,6 +342,7 @@ def read_ply(path: str | os.PathLike, axes: str | None = None) -> GaussianCloud:
             "sh_degree": round(k**0.5) - 1,
             "ignored_properties": ignored,
         },
+        signs,
     )
     return cloud.flip_yz() if axes == "rdf" else cloud
 
@@ -345,7 +369,8 @@ def write_ply(path: str | os.PathLike, cloud: GaussianCloud, axes: str = "rub") 
     axes: the frame to write: "rub" (ours, default) or "rdf" (for 3DGS training tools and most
     viewers); recorded in the header as ``comment axes <axes>``. Opacities are clipped to
     [1e-30, 1 - 1e-12] before the logit (an opacity of exactly 0 cannot be stored), scales must be
-    > 0 and finite. Properties: x y z nx ny nz f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3.
+    > 0 and finite. Properties: x y z nx ny nz f_dc_0..2 f_rest_* opacity scale_0..2 rot_0..3;
+    nx ny nz hold the outward normals of one-sided Gaussians (zero for two-sided ones).
     Raises FormatError for non-positive or non-finite scales or non-finite values; ValueError for
     a bad ``axes``.
     """
@@ -369,7 +394,7 @@ def write_ply(path: str | os.PathLike, cloud: GaussianCloud, axes: str = "rub") 
     p = np.clip(cloud.opacities.astype(np.float64), 1e-30, 1.0 - 1e-12)
     columns = [
         cloud.means,
-        np.zeros((n, 3), np.float32),
+        cloud.normals(),  # after the axis conversion: normals in the file's frame
         cloud.sh[:, 0, :],
         cloud.sh[:, 1:, :].transpose(0, 2, 1).reshape(n, m),
         np.log(p / (1.0 - p))[:, None],
@@ -383,6 +408,7 @@ def write_ply(path: str | os.PathLike, cloud: GaussianCloud, axes: str = "rub") 
             "ply",
             "format binary_little_endian 1.0",
             f"comment axes {axes}",
+            *([f"comment {_FACING_COMMENT}"] if cloud.one_sided else []),
             "comment written by Talking Head Studio (renderers.formats.ply)",
             f"element vertex {n}",
             *[f"property float {name}" for name in names],
