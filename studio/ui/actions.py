@@ -65,6 +65,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "Select every key of the active take"),
     ActionSpec("deselect_keys", "Deselect Keys", "Animation", ("Alt+A",), None,
                "Clear the key selection"),
+    ActionSpec("generate", "&Generate from Audio…", "Animation", ("Ctrl+G",), None,
+               "Generate lip-sync, eye and head motion from speech as new take(s)"),
+    ActionSpec("regenerate_range", "&Regenerate Range…", "Animation", ("Ctrl+Shift+G",), None,
+               "Generate new motion for the play range only; the rest of the take is kept"),
     # Playback
     ActionSpec("play", "&Play / Pause", "Playback", ("Space",), "play",
                "Play the play range from the playhead, or pause"),

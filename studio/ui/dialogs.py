@@ -243,8 +243,9 @@ class ShortcutsDialog(QDialog):
         note = QLabel(
             "J / K / L shuttle like a video editor: press J or L again to play faster. "
             "Shortcuts act on the whole window; while typing in a field, keys go to the field. "
-            "Export (Ctrl+E) and Export Motion (Ctrl+Shift+E) run in the background: the "
-            "status bar keeps their progress and Cancel."
+            "Export (Ctrl+E), Export Motion (Ctrl+Shift+E), Generate from Audio (Ctrl+G) and "
+            "Regenerate Range (Ctrl+Shift+G) run in the background: the status bar keeps their "
+            "progress and Cancel."
         )
         note.setWordWrap(True)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)

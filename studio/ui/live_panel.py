@@ -77,6 +77,7 @@ __all__ = [
     "ask_video_folder",
     "ask_video_path",
     "profiles_dir",
+    "virtualcam_missing",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,13 @@ def profiles_dir() -> Path:
     from studio.ui.dialogs import settings_path
 
     return settings_path().parent / "performers"
+
+
+def virtualcam_missing() -> str | None:
+    """Why the virtual camera cannot work (pyvirtualcam not installed), or None."""
+    if importlib.util.find_spec("pyvirtualcam") is None:
+        return f"{VIRTUALCAM_HELP}: pyvirtualcam is not installed"
+    return None
 
 
 def _default_tracker(settings: TrackerSettings, profile: PerformerProfile | None) -> FaceTracker:
@@ -1032,10 +1040,8 @@ class LivePanel(QWidget):
                 self._set_status("Virtual camera off", "info")
             self._check_virtualcam(False)
             return True
-        reason = None
-        if importlib.util.find_spec("pyvirtualcam") is None:
-            reason = f"{VIRTUALCAM_HELP}: pyvirtualcam is not installed"
-        elif self.viewport is None or not getattr(self.viewport, "gl_available", False):
+        reason = virtualcam_missing()
+        if reason is None and not getattr(self.viewport, "gl_available", False):
             reason = "Virtual camera needs the 3D viewport, which is unavailable (no OpenGL)"
         if reason is None:
             img = self.viewport.grab_frame()

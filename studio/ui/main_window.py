@@ -229,6 +229,8 @@ class MainWindow(QMainWindow):
             "clear_keys_frame": c.delete_keys_at_frame,
             "select_all_keys": c.select_all_keys,
             "deselect_keys": lambda: c.select_keys(set()),
+            "generate": self.show_generate_dialog,
+            "regenerate_range": lambda: self.show_generate_dialog(regenerate=True),
             "play": self.toggle_play,
             "stop": self.stop_and_return,
             "shuttle_reverse": lambda: self.shuttle(-1),
@@ -348,6 +350,8 @@ class MainWindow(QMainWindow):
         anim.addActions([a["insert_key"], a["delete_keys"], a["clear_keys_frame"]])
         anim.addSeparator()
         anim.addActions([a["select_all_keys"], a["deselect_keys"]])
+        anim.addSeparator()
+        anim.addActions([a["generate"], a["regenerate_range"]])
 
         play = bar.addMenu("&Playback")
         play.addActions([a["play"], a["stop"]])
@@ -828,6 +832,27 @@ class MainWindow(QMainWindow):
         dlg.activateWindow()
         return dlg
 
+    def show_generate_dialog(self, regenerate: bool = False) -> QWidget:
+        """Animation > Generate from Audio (Ctrl+G), or Regenerate Range (the play range
+        prefilled). One dialog, kept: closed while generating, the status bar keeps the job's
+        progress and Cancel."""
+        from studio.ui.generate_dialog import GenerateDialog
+
+        dlg = getattr(self, "generate_dialog", None)
+        frame_range = self.controller.play_range if regenerate else None
+        if dlg is None:
+            self.generate_dialog = dlg = GenerateDialog(
+                self.controller, self, frame_range=frame_range,
+                viewport=self.panels.get("viewport"), device=self.preferences.device,
+                worker_status=self.worker_status,
+            )  # fmt: skip
+        elif not dlg.is_running:
+            dlg.refresh(frame_range)
+        dlg.show()
+        dlg.raise_()
+        dlg.activateWindow()
+        return dlg
+
     def show_shortcuts(self) -> None:
         dlg = dialogs.ShortcutsDialog(self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -954,6 +979,9 @@ class MainWindow(QMainWindow):
         export = getattr(self, "export_dialog", None)
         if export is not None:
             export.shutdown()
+        generate = getattr(self, "generate_dialog", None)
+        if generate is not None:
+            generate.shutdown()
         for w in list(self._jobs) + [w for w in active_workers() if w not in self._jobs]:
             w.cancel()
         for w in list(self._jobs):

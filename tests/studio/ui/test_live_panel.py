@@ -200,7 +200,12 @@ def test_record_makes_one_undoable_take_at_the_project_fps(qtbot, panel, clip):
     # The mouth moved, so the jaw channel is keyed, starting at the current frame.
     jaw = take.curves["exp_19_y"]
     assert jaw.frames[0] == 10 and jaw.frames[-1] == 10 + cap["length_frames"] - 1
-    assert np.ptp(take.evaluate(np.arange(10, 10 + cap["length_frames"]))[:, CHANNEL_INDEX["exp_19_y"]]) > 0.005
+    assert (
+        np.ptp(
+            take.evaluate(np.arange(10, 10 + cap["length_frames"]))[:, CHANNEL_INDEX["exp_19_y"]]
+        )
+        > 0.005
+    )
     assert c.history.undo_label.startswith("Record Live")
     c.undo()
     assert len(c.project.takes) == takes_before
@@ -237,7 +242,9 @@ def test_no_camera_gives_a_clear_message(qtbot, panel):
     assert not panel.start()
     assert panel.status_label.text().startswith("No camera")
     panel.set_source(0)  # camera 0 explicitly: cv2 fails to open it here
-    with qtbot.waitSignal(panel.statusChanged, timeout=10_000, check_params_cb=lambda t: t.startswith("No camera")):
+    with qtbot.waitSignal(
+        panel.statusChanged, timeout=10_000, check_params_cb=lambda t: t.startswith("No camera")
+    ):
         panel.start()
     _wait_stopped(qtbot, panel)
     assert "not available" in panel.status_label.text()
@@ -269,7 +276,9 @@ def test_unplugged_camera_keeps_the_recording(qtbot, panel, clip):
     take = sig.args[0]
     assert take.metadata["capture"]["frames"] >= 10
     assert "unplugged" in take.metadata["capture"]["ended"]
-    assert "disconnected" in panel.status_label.text().lower() or "kept" in panel.status_label.text()
+    assert (
+        "disconnected" in panel.status_label.text().lower() or "kept" in panel.status_label.text()
+    )
 
 
 def test_disabling_a_region_zeroes_its_channels(qtbot, panel, clip):
@@ -296,11 +305,10 @@ def test_disabling_a_region_zeroes_its_channels(qtbot, panel, clip):
 
 
 def test_virtual_camera_without_pyvirtualcam_says_what_is_needed(qtbot, panel, monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(live_mod.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pyvirtualcam" else real(name, *a))  # fmt: skip
+    monkeypatch.setattr(
+        live_mod, "virtualcam_missing",
+        lambda: f"{live_mod.VIRTUALCAM_HELP}: pyvirtualcam is not installed",
+    )  # fmt: skip
     panel.virtualcam_check.setChecked(True)
     assert not panel.virtualcam_check.isChecked()
     assert "pyvirtualcam" in panel.status_label.text()
@@ -434,3 +442,33 @@ def test_livelink_import_is_one_undo_step_and_export_writes_it(qtbot, window, tm
     livelink_io.import_livelink_csv(window, bad)
     qtbot.waitUntil(lambda: bool(window.errors), timeout=10_000)
     assert len(c.project.takes) == takes
+
+
+def test_build_take_job_resamples_and_aligns_the_audio():
+    """Qt-free: 1 s at 30 fps -> 26 frames at 25 fps; microphone audio that started 0.5 s
+    before the first frame is cut so it starts with the take."""
+    from studio.capture import CaptureError
+    from studio.document.audio import read_audio
+    from studio.ui.live_session import Recording, build_take_job
+
+    rec = Recording(t_start=100.0)
+    for i in range(31):
+        v = CHANNEL_DEFAULTS.copy()
+        v[CHANNEL_INDEX["yaw"]] = 10.0 * i / 30
+        rec.times.append(i / 30)
+        rec.values.append(v)
+    rate = 8000
+    ramp = np.arange(3 * rate, dtype=np.float32)[:, None] / (3 * rate)  # value = time / 3 s
+    job = build_take_job(rec, 25.0, 7, "t", (ramp, rate, 99.5))
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            next(job)
+    take, wav = stop.value.value
+    assert take.metadata["capture"]["length_frames"] == 26
+    yaw = take.evaluate(np.arange(7, 33))[:, CHANNEL_INDEX["yaw"]]
+    assert np.allclose(yaw, 10.0 * np.arange(26) / 25, atol=0.02)
+    audio = read_audio(wav)
+    assert audio.duration == pytest.approx(26 / 25, abs=1e-3)
+    assert float(audio.samples[0, 0]) == pytest.approx(0.5 / 3, abs=1e-3)  # starts 0.5 s in
+    with pytest.raises(CaptureError):
+        next(build_take_job(Recording(), 25.0, 0, "empty"))
