@@ -29,6 +29,8 @@ COMMANDS = {
     "reenact": "studio.commands.reenact",
     "import-livelink": "studio.commands.import_livelink",
     "export-livelink": "studio.commands.export_livelink",
+    "generate": "studio.commands.generate",
+    "train": "studio.commands.train",
 }
 
 

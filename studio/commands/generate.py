@@ -1,0 +1,136 @@
+"""``talking-head-studio generate PROJECT --audio WAV --out PROJECT2``: generate motion from speech
+as new take(s) of a project (headless; the studio's Animation > Generate from Audio).
+
+The audio is embedded in the project when it is not there yet (at frame 0). The generated takes
+are added after the existing ones, the first becomes active, and the result is saved to ``--out``
+atomically. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="generate talking-head motion from speech as new take(s)",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("project", type=Path, help="project file (.ths) to add the takes to")
+    p.add_argument(
+        "--audio",
+        type=Path,
+        default=None,
+        help="speech (WAV, FLAC, OGG); default: the project's first audio clip",
+    )
+    p.add_argument("--out", type=Path, required=True, help="project file to write (.ths)")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default' (the shipped model), 'procedural', or a model folder (default: default)",
+    )
+    p.add_argument("--steps", type=int, default=10, help="denoising steps (default 10)")
+    p.add_argument("--sampler", choices=("ddim", "lcm"), default="ddim")
+    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance (2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--emotion", default=None, help="a fixed emotion (default: the project's curve)")
+    p.add_argument(
+        "--range",
+        dest="frame_range",
+        default=None,
+        metavar="A:B",
+        help="regenerate only frames A..B-1, keeping the rest",
+    )
+    p.add_argument("--variations", type=int, default=1, help="number of takes (default 1)")
+    p.add_argument(
+        "--regions",
+        default=None,
+        help="comma-separated regions to generate: lips,eyes,brows,pose,expression (default all)",
+    )
+    p.add_argument(
+        "--intensity",
+        choices=("curve", "audio"),
+        default="curve",
+        help="intensity from the project's curve or predicted from the audio",
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--hubert", type=Path, default=None, help="local HuBERT folder, if needed")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+
+
+def _parse_range(text: str | None):
+    from studio.cli import CliError
+
+    if text is None:
+        return None
+    try:
+        a, b = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise CliError(f"--range must be A:B (frames), got {text!r}") from None
+    if not 0 <= a < b:
+        raise CliError(f"--range needs 0 <= A < B, got {text}")
+    return a, b
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.cli import CliError
+    from studio.document.fileformat import ProjectFileError, load_project, save_project
+
+    out: Path = args.out
+    if out.suffix.lower() != ".ths":
+        raise CliError(f"{out}: project files end in .ths")
+    if out.exists() and not args.force:
+        raise CliError(f"{out} exists; pass --force to overwrite it")
+    if args.audio is not None and not args.audio.is_file():
+        raise CliError(f"{args.audio}: no such audio file")
+    regions = None
+    if args.regions:
+        regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    try:
+        project = load_project(args.project, missing_assets="keep")
+    except ProjectFileError as exc:
+        raise CliError(str(exc)) from None
+
+    from studio.generation import GenerateRequest, generation_edit, iter_generate
+
+    request = GenerateRequest(
+        audio=args.audio,
+        frame_range=_parse_range(args.frame_range),
+        regions=regions,
+        emotion=args.emotion,
+        intensity=args.intensity,
+        steps=args.steps,
+        sampler=args.sampler,
+        guidance=args.guidance,
+        seed=args.seed,
+        variations=args.variations,
+        model=args.model,
+        device=args.device,
+        hubert_dir=args.hubert,
+    ).validated()
+    result = None
+    try:
+        for ev in iter_generate(project, request):
+            if ev.result is not None:
+                result = ev.result
+            else:
+                print(
+                    f"\rgenerating: {ev.text} {100 * ev.fraction:3.0f}%   ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        print("", file=sys.stderr)  # end the progress line (also before an error)
+    assert result is not None
+    for note in result.notices:
+        print(f"note: {note}", file=sys.stderr)
+    generation_edit(project, result).apply(project)  # the CLI has no history
+    save_project(project, out)
+    a, b = result.frame_range
+    names = ", ".join(repr(t.name) for t in result.takes)
+    print(f"wrote {out}: {names}, frames {a}..{b - 1} ({result.model} on {result.device})")
+    return 0

@@ -1,0 +1,343 @@
+"""studio.generation: audio -> take(s) with a tiny random MotionDiT saved to disk and with the
+procedural model; range regeneration keeps every other frame bit-exact; cancel; bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from generation_helpers import save_tiny_model, wav_bytes
+
+from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX, CHANNELS, JAW_OPEN_CHANNEL
+from studio.document import AudioClip, Curve, HandleMode, Interpolation, Project, Take
+from studio.generation import (
+    GenerateRequest,
+    GenerationCancelled,
+    GenerationError,
+    ModelLoadError,
+    generate,
+    generation_edit,
+    iter_generate,
+    region_channels,
+    splice_curve,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def make_project(seconds: float = 1.0, frames: int | None = None, **wav) -> Project:
+    """A project with one clip at frame 0 and an active take with linear and bezier keys."""
+    n = frames or int(np.ceil(seconds * 25))
+    p = Project.new(fps=25, duration_frames=n)
+    p.assets["audio/speech.wav"] = wav_bytes(seconds, **wav)
+    p.audio_clips.append(AudioClip.new("speech", "audio/speech.wav"))
+    f = np.arange(0, n, 3)
+    take = Take.new(
+        "Keyed",
+        {
+            "yaw": Curve(f, np.sin(f / 4.0) * 5, Interpolation.LINEAR, channel="yaw"),
+            JAW_OPEN_CHANNEL: Curve(
+                [0, n // 2, n - 1], [0.0, 0.05, 0.01], channel=JAW_OPEN_CHANNEL
+            ),
+            "eye_open_r": Curve(
+                [0, 7],
+                [1.0, 0.4],
+                Interpolation.BEZIER,
+                HandleMode.AUTO_CLAMPED,
+                channel="eye_open_r",
+            ),
+            "emotion_happy": Curve([5], [0.7], channel="emotion_happy"),
+        },
+    )
+    p.takes = [take]
+    p.active_take_id = take.id
+    p.validate()
+    return p
+
+
+def all_frames(project: Project, take: Take) -> np.ndarray:
+    return take.evaluate(np.arange(-5, project.duration + 20))
+
+
+# --- whole clip ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["procedural", "tiny"])
+def test_take_has_the_clip_length(model, tiny_dir):
+    p = make_project(1.0)
+    spec = tiny_dir if model == "tiny" else "procedural"
+    events = list(iter_generate(p, GenerateRequest(model=spec, steps=2, seed=3)))
+    result = events[-1].result
+    assert result is not None and all(e.result is None for e in events[:-1])
+    assert result.frame_range == (0, 25)
+    (take,) = result.takes
+    assert take.name == "Generated (seed 3)" and take.source == "generated"
+    assert take.metadata["generation"]["seed"] == 3
+    kr = take.key_range()
+    assert kr[0] <= 0 and kr[1] >= 24
+    values = take.evaluate(np.arange(25))
+    assert values.shape == (25, len(CHANNELS)) and np.isfinite(values).all()
+    # Eye state and emotion are the project's curves, untouched.
+    for ch in ("eye_open_r", "emotion_happy"):
+        assert take.curves[ch] == p.active_take.curves[ch]
+    if model == "tiny":
+        # Progress after every denoising step, with previews of [F, 90] channel values.
+        steps = [e for e in events if e.total > 1]
+        assert [e.step for e in steps if e.preview is None] == list(range(1, steps[0].total + 1))
+        assert any(e.preview is not None and e.preview.shape[1] == len(CHANNELS) for e in events)
+    else:
+        jaw = values[:, CHANNEL_INDEX[JAW_OPEN_CHANNEL]]
+        assert jaw.max() > 0.02  # the bursts open the mouth
+
+
+def test_same_seed_same_take_and_variations_differ(tiny_dir):
+    p = make_project(0.6)
+    req = GenerateRequest(model=tiny_dir, steps=2, seed=5, variations=2)
+    a = generate(p, req)
+    b = generate(p, req)
+    assert len(a.takes) == 2 and a.takes[0].name.endswith("1/2")
+    va, vb = (r.takes[0].evaluate(np.arange(15)) for r in (a, b))
+    np.testing.assert_array_equal(va, vb)
+    assert not np.allclose(va, a.takes[1].evaluate(np.arange(15)))
+
+
+def test_fixed_emotion_is_written_and_conditions_the_model(tiny_dir):
+    p = make_project(0.6)
+    neutral = generate(p, GenerateRequest(model=tiny_dir, steps=2, emotion="neutral"))
+    angry = generate(p, GenerateRequest(model=tiny_dir, steps=2, emotion="angry"))
+    v = angry.takes[0].evaluate(np.arange(15))
+    assert np.all(v[:, CHANNEL_INDEX["emotion_angry"]] == 1.0)
+    assert np.all(v[:, CHANNEL_INDEX["emotion_happy"]] == 0.0)
+    exp = slice(CHANNEL_INDEX["exp_0_x"], CHANNEL_INDEX["exp_20_z"] + 1)
+    assert not np.allclose(neutral.takes[0].evaluate(np.arange(15))[:, exp], v[:, exp])
+
+
+# --- range regeneration --------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["procedural", "tiny"])
+def test_range_regeneration_keeps_other_frames_bit_exact(model, tiny_dir):
+    p = make_project(2.0)
+    before = all_frames(p, p.active_take)
+    spec = tiny_dir if model == "tiny" else "procedural"
+    result = generate(p, GenerateRequest(model=spec, steps=2, frame_range=(17, 31)))
+    assert result.frame_range == (17, 31)
+    after = all_frames(p, result.takes[0])
+    outside = np.r_[0 : 17 + 5, 31 + 5 : after.shape[0]]  # index 5 is frame 0
+    np.testing.assert_array_equal(after[outside], before[outside])
+    assert not np.array_equal(after[22:36], before[22:36])  # the range did change
+
+
+def test_region_regeneration_touches_only_those_channels(tiny_dir):
+    p = make_project(1.0)
+    before = all_frames(p, p.active_take)
+    result = generate(p, GenerateRequest(model=tiny_dir, steps=2, regions=["lips"]))
+    after = all_frames(p, result.takes[0])
+    lips = [CHANNEL_INDEX[c] for c in region_channels(["lips"])]
+    others = [i for i in range(len(CHANNELS)) if i not in lips]
+    np.testing.assert_array_equal(after[:, others], before[:, others])
+    assert not np.array_equal(after[:, lips], before[:, lips])
+
+
+def test_model_folder_with_motion_stats(tiny_dir, tmp_path):
+    """A folder written by training (models.training): motion normalised by its stats, the
+    canonical keypoints it was trained with."""
+    import shutil
+
+    from models.training import MotionStats
+
+    folder = tmp_path / "trained"
+    shutil.copytree(tiny_dir, folder)
+    rng = np.random.default_rng(0)
+    MotionStats(rng.normal(size=265), rng.uniform(0.5, 2, 265), rng.normal(size=63), {}).save(
+        folder
+    )
+    p = make_project(1.0)
+    before = all_frames(p, p.active_take)
+    plain = generate(p, GenerateRequest(model=tiny_dir, steps=2, frame_range=(5, 15)))
+    result = generate(p, GenerateRequest(model=folder, steps=2, frame_range=(5, 15)))
+    after = all_frames(p, result.takes[0])
+    outside = np.r_[0:10, 20 : after.shape[0]]
+    np.testing.assert_array_equal(after[outside], before[outside])
+    assert not np.allclose(after[10:20], all_frames(p, plain.takes[0])[10:20])
+
+
+def test_splice_curve_keeps_bezier_segments_exact():
+    old = Curve([0, 10, 25, 40], [0.0, 1.0, -0.5, 0.2], Interpolation.BEZIER, channel="yaw")
+    new = Curve([14, 20], [3.0, 4.0], Interpolation.LINEAR, channel="yaw")
+    out = splice_curve(old, new, "yaw", 14, 21)
+    f = np.arange(-3, 50)
+    keep = (f < 14) | (f >= 21)
+    np.testing.assert_array_equal(out.evaluate(f)[keep], old.evaluate(f)[keep])
+    np.testing.assert_array_equal(out.evaluate([14, 20]), [3.0, 4.0])
+    # A channel without keys: default outside, new values inside.
+    out = splice_curve(None, new, "scale", 14, 21)
+    assert np.all(out.evaluate(np.r_[0:14, 21:30]) == CHANNEL_DEFAULTS[CHANNEL_INDEX["scale"]])
+
+
+# --- cancel and progress -------------------------------------------------------------------------
+def test_cancel_stops_within_one_step(tiny_dir):
+    p = make_project(2.0)
+    seen = []
+
+    def cancel() -> bool:
+        return len([e for e in seen if e.total > 1]) >= 3
+
+    with pytest.raises(GenerationCancelled):
+        generate(p, GenerateRequest(model=tiny_dir, steps=4), callback=seen.append, cancel=cancel)
+    assert max(e.step for e in seen) == 3  # no step ran after the one where cancel said yes
+
+
+def test_closing_the_generator_stops_it(tiny_dir):
+    p = make_project(1.0)
+    gen = iter_generate(p, GenerateRequest(model=tiny_dir, steps=4))
+    for ev in gen:
+        if ev.step == 2:
+            break
+    gen.close()  # the worker does this at a cancelled yield: no exception, no result
+
+
+# --- bad and unusual input -----------------------------------------------------------------------
+def test_silent_audio_gives_idle_motion_and_a_notice(tiny_dir):
+    p = make_project(6.0, silent=True)
+    p.takes = [Take.new("Empty")]
+    p.active_take_id = p.takes[0].id
+    for spec in ("procedural", tiny_dir):
+        result = generate(p, GenerateRequest(model=spec, steps=2))
+        assert any("silent" in n for n in result.notices)
+        v = result.takes[0].evaluate(np.arange(150))
+        assert np.all(v[:, CHANNEL_INDEX[JAW_OPEN_CHANNEL]] == 0.0)  # mouth closed
+        assert np.ptp(v[:, CHANNEL_INDEX["yaw"]]) > 0.1  # the head still moves
+        blink = v[:, CHANNEL_INDEX["exp_11_y"]]
+        assert blink.max() > 0.0  # and blinks
+
+
+def test_stereo_48k_audio_works(tiny_dir):
+    p = make_project(1.0, rate=48000, channels=2)
+    result = generate(p, GenerateRequest(model=tiny_dir, steps=2))
+    assert result.frame_range == (0, 25)
+    mono = make_project(1.0)
+    proc = generate(p, GenerateRequest(model="procedural"))
+    proc_mono = generate(mono, GenerateRequest(model="procedural"))
+    jaw = CHANNEL_INDEX[JAW_OPEN_CHANNEL]
+    a = proc.takes[0].evaluate(np.arange(25))[:, jaw]
+    b = proc_mono.takes[0].evaluate(np.arange(25))[:, jaw]
+    assert np.abs(a - b).max() < 0.01  # the same speech, whatever the format
+
+
+def test_very_short_audio_is_padded(tiny_dir):
+    p = make_project(0.12)  # 3 frames, far below a 16-frame window
+    result = generate(p, GenerateRequest(model=tiny_dir, steps=2))
+    assert result.frame_range == (0, 3)
+    assert np.isfinite(result.takes[0].evaluate(np.arange(3))).all()
+
+
+def test_audio_file_not_in_the_project_becomes_a_clip(tmp_path):
+    p = Project.new(fps=25, duration_frames=10)
+    wav = tmp_path / "line.wav"
+    wav.write_bytes(wav_bytes(1.0))
+    result = generate(p, GenerateRequest(audio=wav, model="procedural"))
+    assert result.audio_clip is not None and result.duration == 25
+    edit = generation_edit(p, result)
+    edit.apply(p)
+    assert p.duration == 25 and p.audio_clips[0].asset in p.assets
+    assert p.active_take_id == result.takes[0].id and len(p.takes) == 2
+    edit.revert(p)
+    assert p.duration == 10 and not p.audio_clips and len(p.takes) == 1
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    p = make_project(0.4)
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        generate(p, GenerateRequest(model=tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        generate(p, GenerateRequest(model=tmp_path / "empty"))
+
+
+def test_mismatched_checkpoint_lists_the_keys(tiny_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["num_layers"] = 3  # the weights hold 2 decoder layers
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match=r"missing keys: decoder_layers\.2\."):
+        generate(make_project(0.4), GenerateRequest(model=bad))
+
+
+def test_nan_weights_are_reported(tiny_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "nan"
+    shutil.copytree(tiny_dir, bad)
+    w = bad / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(w))
+    state["final_layer.bias"][:] = float("nan")
+    save_file(state, str(w))
+    with pytest.raises(GenerationError, match="NaN"):
+        generate(make_project(0.4), GenerateRequest(model=bad, steps=1))
+
+
+def test_cuda_out_of_memory_retries_on_the_cpu(tiny_dir, monkeypatch):
+    import models.motion_sampling as ms
+    import studio.generation as g
+
+    real = ms.iter_generate_motion
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            yield from list(real(*args, **kwargs))[:2]  # a little progress, then no memory
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(ms, "iter_generate_motion", flaky)
+    monkeypatch.setattr(g, "resolve_device", lambda device: ("cuda", []))
+    moved = []
+    monkeypatch.setattr(g.LoadedModel, "to", lambda self, d: moved.append(d) or self)
+    g._MODEL_CACHE.clear()
+    events = []
+    result = generate(make_project(0.6), GenerateRequest(model=tiny_dir, steps=2), events.append)
+    g._MODEL_CACHE.clear()
+    assert len(calls) == 2 and moved[-1] == "cpu" and result.device == "cpu"
+    assert any("out of memory" in n for n in result.notices)
+    assert any("out of memory" in n for e in events for n in e.notices)  # shown while running
+
+
+def test_default_model_falls_back_to_procedural_with_a_notice(monkeypatch):
+    import studio.generation as g
+
+    monkeypatch.setattr(g, "_load_default", lambda device: (None, "not installed"))
+    g._MODEL_CACHE.clear()
+    result = generate(make_project(0.4), GenerateRequest(model="default"))
+    assert result.model == "procedural"
+    assert any("procedural" in n and "not installed" in n for n in result.notices)
+
+
+def test_bad_requests_raise_one_line_errors():
+    p = make_project(0.4)
+    for req, match in (
+        (GenerateRequest(regions=["nose"], model="procedural"), "regions"),
+        (GenerateRequest(emotion="bored", model="procedural"), "emotion"),
+        (GenerateRequest(frame_range=(5, 5), model="procedural"), "range"),
+        (GenerateRequest(audio="missing.wav", model="procedural"), "no such audio"),
+    ):
+        with pytest.raises(GenerationError, match=match):
+            generate(p, req)
+    empty = Project.new(fps=25, duration_frames=10)
+    with pytest.raises(GenerationError, match="no audio"):
+        generate(empty, GenerateRequest(model="procedural"))

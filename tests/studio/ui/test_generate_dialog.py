@@ -1,0 +1,219 @@
+"""The Generate from Audio dialog (offscreen): a tiny generation through the worker adds the take
+as one undo step; Cancel stops it; Regenerate Range prefills the play range; Ctrl+G opens it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from models.motion_space import CHANNEL_INDEX, JAW_OPEN_CHANNEL
+from studio.document import AudioClip, Curve, Interpolation, Project, Take
+from studio.ui.controller import StudioController
+from studio.ui.generate_dialog import GenerateDialog
+
+TINY = dict(seq_len=16, audio_dim=80, latent_dim=32, ff_dim=64, num_layers=2, num_heads=4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from models.motion_dit import MotionDiT
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    MotionDiT(**TINY, dropout=0.0).save_pretrained(path)
+    return path
+
+
+def _wav(seconds: float, rate: int = 16000) -> bytes:
+    import soundfile as sf
+
+    t = np.arange(round(seconds * rate)) / rate
+    x = 0.3 * np.sign(np.sin(2 * np.pi * 150 * t)) * (np.sin(2 * np.pi * 4 * t) > 0)
+    buf = io.BytesIO()
+    sf.write(buf, x, rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _project(seconds: float = 1.0) -> Project:
+    n = int(np.ceil(seconds * 25))
+    p = Project.new(fps=25, duration_frames=n)
+    p.assets["audio/speech.wav"] = _wav(seconds)
+    p.audio_clips.append(AudioClip.new("speech", "audio/speech.wav"))
+    take = Take.new(
+        "Keyed", {"yaw": Curve([0, n - 1], [0.0, 8.0], Interpolation.LINEAR, channel="yaw")}
+    )
+    p.takes = [take]
+    p.active_take_id = take.id
+    p.validate()
+    return p
+
+
+class FakeViewport:
+    """Records what the dialog shows on the head."""
+
+    def __init__(self) -> None:
+        self.shown: list = []
+
+    def set_live_values(self, values) -> None:
+        self.shown.append(None if values is None else np.array(values))
+
+
+def _dialog(qtbot, controller, **kw) -> GenerateDialog:
+    dlg = GenerateDialog(controller, **kw)
+    qtbot.addWidget(dlg)
+    return dlg
+
+
+def test_generates_a_take_as_one_undo_step(qtbot, tiny_dir):
+    c = StudioController(_project(1.0))
+    old = c.project.active_take
+    viewport = FakeViewport()
+    dlg = _dialog(qtbot, c, viewport=viewport)
+    dlg.set_model(tiny_dir)
+    dlg.steps.setValue(2)
+    dlg.seed.setValue(7)
+    assert dlg.whole.isChecked() and dlg.generate_button.isEnabled()
+    done = []
+    dlg.generated.connect(done.append)
+    worker = dlg.start()
+    assert worker is not None and not dlg.generate_button.isEnabled()
+    qtbot.waitUntil(lambda: not dlg.is_running and dlg.worker is None, timeout=30000)
+    assert len(done) == 1 and len(c.project.takes) == 2
+    take = c.project.active_take
+    assert take.name == "Generated (seed 7)" and take.id == done[0][0]
+    assert dlg.progress.value() == 1000
+    assert dlg.preview._values is not None and dlg.preview._values.size > 0
+    # The previews went to the head, and the head shows the take again afterwards.
+    assert any(v is not None and v.shape == (90,) for v in viewport.shown)
+    assert viewport.shown[-1] is None
+    assert c.history.undo_label.startswith("Generate")
+    c.undo()  # one step removes the take and restores the active one
+    assert [t.id for t in c.project.takes] == [old.id] and c.project.active_take_id == old.id
+
+
+def test_cancel_stops_and_adds_nothing(qtbot, tiny_dir):
+    c = StudioController(_project(4.0))
+    dlg = _dialog(qtbot, c)
+    dlg.set_model(tiny_dir)
+    dlg.steps.setValue(50)
+    steps = []
+
+    def on_progress(report):
+        steps.append(report.fraction)
+        if len(steps) == 3:
+            dlg.cancel()
+
+    worker = dlg.start()
+    worker.progress.connect(on_progress)
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=30000)
+    assert len(c.project.takes) == 1 and not c.history.can_undo
+    assert "Cancelled" in dlg.status.text()
+    assert max(f or 0 for f in steps) < 0.5  # it stopped long before the end
+    assert dlg.generate_button.isEnabled()
+
+
+def test_regenerate_range_prefills_and_keeps_the_rest(qtbot):
+    c = StudioController(_project(2.0))
+    before = c.project.active_take.evaluate(np.arange(50))
+    dlg = _dialog(qtbot, c, frame_range=(10, 30))
+    assert dlg.ranged.isChecked() and dlg.windowTitle() == "Regenerate Range"
+    assert (dlg.range_a.value(), dlg.range_b.value()) == (10, 29)
+    dlg.set_model("procedural")
+    for r in ("eyes", "brows", "pose", "expression"):
+        dlg.regions[r].setChecked(False)
+    assert dlg.request().regions == ["lips"] and dlg.request().frame_range == (10, 30)
+    dlg.start()
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=30000)
+    after = c.project.active_take.evaluate(np.arange(50))
+    keep = np.r_[0:10, 30:50]
+    np.testing.assert_array_equal(after[keep], before[keep])
+    jaw = CHANNEL_INDEX[JAW_OPEN_CHANNEL]
+    assert after[10:30, jaw].max() > 0.0
+    np.testing.assert_array_equal(after[:, CHANNEL_INDEX["yaw"]], before[:, CHANNEL_INDEX["yaw"]])
+
+
+def test_no_audio_and_no_region_disable_generate(qtbot):
+    c = StudioController(Project.new(fps=25, duration_frames=20))
+    dlg = _dialog(qtbot, c)
+    assert not dlg.generate_button.isEnabled() and "no audio" in dlg.status.text()
+    c2 = StudioController(_project(0.4))
+    dlg2 = _dialog(qtbot, c2)
+    for box in dlg2.regions.values():
+        box.setChecked(False)
+    assert not dlg2.generate_button.isEnabled() and "region" in dlg2.status.text()
+
+
+def test_audio_file_is_embedded_with_the_take(qtbot, tmp_path, monkeypatch):
+    from studio.ui import dialogs
+
+    wav = tmp_path / "line.wav"
+    wav.write_bytes(_wav(1.0))
+    monkeypatch.setattr(dialogs, "ask_audio_path", lambda parent, start=None: wav)
+    c = StudioController(Project.new(fps=25, duration_frames=10))
+    dlg = _dialog(qtbot, c)
+    dlg.set_model("procedural")
+    dlg.audio.activated.emit(dlg.audio.findData("__file__"))
+    assert dlg.audio.currentText() == "line.wav" and dlg.generate_button.isEnabled()
+    dlg.start()
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=30000)
+    p = c.project
+    assert len(p.audio_clips) == 1 and len(p.takes) == 2 and p.duration == 25
+    c.undo()
+    assert not p.audio_clips and len(p.takes) == 1 and p.duration == 10
+
+
+def test_ctrl_g_and_the_animation_menu(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtGui import QKeySequence
+    from PySide6.QtWidgets import QMenu
+
+    from studio.document.recovery import RecoveryManager
+    from studio.ui import dialogs
+    from studio.ui.actions import shortcut_table
+    from studio.ui.main_window import MainWindow
+    from studio.ui.playback import AudioOutput
+
+    class SilentAudio(AudioOutput):
+        @staticmethod
+        def probe(device=None):
+            return "no audio output device found"
+
+    monkeypatch.setattr(dialogs, "ask_recovery", lambda parent, items: ("later", None))
+    monkeypatch.setattr(dialogs, "ask_unsaved_changes", lambda parent, name: "discard")
+    c = StudioController(_project(1.0))
+    w = MainWindow(
+        c,
+        settings=dialogs.open_settings(tmp_path / "settings.ini"),
+        recovery=RecoveryManager(tmp_path / "recovery"),
+        audio=SilentAudio(),
+    )
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    w.setFocus()
+    anim = next(m for m in w.menuBar().findChildren(QMenu) if m.title() == "&Animation")
+    texts = [a.text() for a in anim.actions()]
+    assert "&Generate from Audio…" in texts and "&Regenerate Range…" in texts
+    act = w.actions_by_id["generate"]
+    assert act.shortcuts() == [QKeySequence("Ctrl+G")]
+    assert ("Animation", "Generate from Audio", "Ctrl+G") in shortcut_table()
+    act.trigger()  # (offscreen windows do not always get the key focus Ctrl+G needs)
+    dlg = w.generate_dialog
+    assert dlg.isVisible() and dlg.whole.isChecked()
+    c.set_play_range(5, 20)
+    w.actions_by_id["regenerate_range"].trigger()
+    assert w.generate_dialog is dlg and dlg.ranged.isChecked()
+    assert dlg.frame_range() == (5, 20)
+    dlg.close()
+    w.close()
