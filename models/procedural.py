@@ -45,13 +45,13 @@ def audio_envelope(
     if not np.isfinite(audio).all():
         raise ValueError("audio contains NaN or infinite samples")
     hop = sample_rate / fps
-    win = int(round(2 * hop))
+    win = round(2 * hop)
     energy = np.zeros(num_frames)
     bright = np.zeros(num_frames)
     window = np.hanning(win)
     freqs = np.fft.rfftfreq(win, 1.0 / sample_rate)
     for f in range(num_frames):
-        start = int(round(f * hop - win / 2 + hop / 2))
+        start = round(f * hop - win / 2 + hop / 2)
         lo, hi = max(start, 0), min(start + win, audio.size)
         if hi - lo < win // 4:
             continue

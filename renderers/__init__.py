@@ -8,29 +8,38 @@ importing the package does not import moderngl).
 
 from renderers.camera import Camera, StereoRig
 from renderers.formats import FormatError, load_gaussians, save_gaussians
-from renderers.gaussians import SH_C0, GaussianCloud
+from renderers.gaussians import (
+    BACKFACE_COS,
+    SH_C0,
+    GaussianCloud,
+    backfacing,
+    facing_normals,
+)
 from renderers.mpi import MPI, ImPortraitMPI, as_mpi, disparity_depths, head_mpi_depths
 
 __all__ = [
+    "BACKFACE_COS",
     "MPI",
     "SH_C0",
     "Camera",
     "FormatError",
+    "GLUnavailableError",
     "GaussianCloud",
+    "GaussianSplatRenderer",
+    "GsplatUnavailableError",
     "ImPortraitMPI",
+    "MPIBaker",
+    "MPIRenderer",
     "SharedContext",
     "StereoRig",
     "as_mpi",
+    "backfacing",
     "bake_mpi",
+    "create_offscreen_context",
     "disparity_depths",
+    "facing_normals",
     "head_mpi_depths",
     "load_gaussians",
-    "GLUnavailableError",
-    "GaussianSplatRenderer",
-    "GsplatUnavailableError",
-    "MPIBaker",
-    "MPIRenderer",
-    "create_offscreen_context",
     "lod_cloud",
     "on_shared_context_release",
     "release_gl",

@@ -45,9 +45,12 @@ SH_FLIP_YZ_SIGNS = np.array(
 
 
 # A one-sided Gaussian is culled when the cosine between its outward normal and the direction from
-# the camera to its mean exceeds this: discs seen (nearly) edge-on stay, so silhouettes keep their
-# grazing splats (the same margin in the GL shader, the torch reference and the gsplat path).
-BACKFACE_COS = 0.05
+# the camera to its mean exceeds this (the same margin in the GL shader, the torch reference and
+# the gsplat path). Not 0: a disc reaches ~2 sigma past its centre, so near a silhouette a disc
+# that faces slightly away still pokes out past the front surface and shows (measured on the
+# default head: 0.05 left fringes at the jaw line and ear rims, 0.2 about halves the error; the
+# head marks tightly curved skin two-sided as well, models.heads.procedural.ONE_SIDED_TURN).
+BACKFACE_COS = 0.2
 
 
 def facing_normals(quats: np.ndarray, facing: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ Pipeline per camera (shaders in resources/shaders/splat_*.{vert,frag}):
    3D covariance, colour or SH: one buffer each, so ``update`` writes any subset and never reads
    back), fetched in sorted order; the vertex shader does the EWA
    projection (+0.3 px^2 low-pass, the reference's clamped Jacobian), culls (behind the near
-   plane, off-screen, opacity < 1/255), evaluates SH for the view direction and writes ONE
+   plane, off-screen, opacity < 1/255, one-sided Gaussians facing away from the camera: see
+   "Back-face culling" below), evaluates SH for the view direction and writes ONE
    triangle circumscribing the alpha >= 1/255 ellipse (3 x 20 bytes).
 3. Draw pass: ``glDrawArrays(GL_TRIANGLES)`` over the captured buffer with a trivial vertex
    shader; the fragment shader evaluates the Gaussian in whitened coordinates, alpha =
@@ -35,6 +36,16 @@ rejects everything behind the first layer (an upper bound for any saturation/occ
 saves only 18 % even at ~180 layers per pixel: llvmpipe has no hierarchical z, and a rejected 4x4
 block still costs most of a shaded one. LP_NUM_THREADS 1/2/4 gave the same ratio on 2 cores.
 So the remaining lever on llvmpipe is fewer Gaussians (``renderers.lod``, ``render(budget=)``).
+
+Back-face culling (``GaussianCloud.facing``): one-sided Gaussians (surfels of closed opaque
+surfaces, e.g. the procedural default head's skin, hair shell, eyeballs and shirt) whose outward
+normal points away from the camera (cos > ``BACKFACE_COS``) emit the degenerate triangle: about
+half of a closed surface is hidden behind its own front side, so this drops those Gaussians'
+triangles and fragments without changing the image (the torch reference applies the same rule).
+The normals ``facing * R[:, 2]`` live in their own vertex buffer, rewritten with the quats. With
+degree-3 SH (12 vec4 inputs) GL's 16 vertex inputs leave no room for them: there the culled
+Gaussians are dropped from the sorted index list on the CPU instead (same rule).
+``backface_culling = False`` turns it off (comparisons, benchmarks).
 """
 
 from __future__ import annotations
@@ -45,7 +56,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from renderers.gaussians import SH_C0, GaussianCloud, sh_degree_for_coeffs
+from renderers.gaussians import (
+    BACKFACE_COS,
+    SH_C0,
+    GaussianCloud,
+    facing_normals,
+    sh_degree_for_coeffs,
+)
 from renderers.gl_context import OffscreenTarget, load_shader
 from renderers.sorting import DepthSorter
 
@@ -131,6 +148,12 @@ class GaussianSplatRenderer:
         self._capacity = 0
         self._version = 0
         self._means = np.zeros((0, 3), np.float32)
+        self._quats = np.zeros((0, 4), np.float32)
+        self._facing = np.zeros(0, np.int8)
+        self._normals = np.zeros((0, 3), np.float32)  # CPU copy (degree-3 SH: CPU culling)
+        self._one_sided = False
+        # Cull one-sided Gaussians that face away from the camera (see the module docstring).
+        self.backface_culling = True
         self._buffers: dict[str, moderngl.Buffer] = {}
         self._proj_vao: moderngl.VertexArray | None = None
         self._draw_vao: moderngl.VertexArray | None = None
@@ -148,7 +171,9 @@ class GaussianSplatRenderer:
         if n > self._capacity or k != self._k or self._proj_vao is None:
             self._allocate(max(n, 1), k)
         self._n = n
-        self.update(cloud.means, cloud.quats, cloud.scales, cloud.opacities, cloud.sh)
+        self.update(
+            cloud.means, cloud.quats, cloud.scales, cloud.opacities, cloud.sh, facing=cloud.facing
+        )
 
     def update(
         self,
@@ -158,6 +183,7 @@ class GaussianSplatRenderer:
         opacities: np.ndarray | None = None,
         sh: np.ndarray | None = None,
         covariances: np.ndarray | None = None,
+        facing: np.ndarray | None = None,
     ) -> None:
         """Re-upload the given attributes of the current cloud (same N and SH size), e.g. an
         animated head's means/quats every frame. Each attribute has its own GPU buffer, so any
@@ -165,7 +191,9 @@ class GaussianSplatRenderer:
 
         means [N, 3], opacities [N], sh [N, K, 3]; quats [N, 4] and scales [N, 3] go together
         (they become covariances, ``packed_covariances``); or covariances [N, 6] float32 packed
-        (xx, xy, xz, yy, yz, zz), e.g. computed once and cached by the caller.
+        (xx, xy, xz, yy, yz, zz), e.g. computed once and cached by the caller. facing [N] int8
+        in {-1, 0, 1} (``GaussianCloud.facing``): the normals of one-sided Gaussians follow the
+        quats given here or earlier (covariances alone leave them as they were).
 
         Raises ValueError for wrong shapes, quats without scales (and vice versa), or
         covariances together with quats/scales.
@@ -182,10 +210,27 @@ class GaussianSplatRenderer:
             self._version += 1
         if opacities is not None:
             self._buffers["opacity"].write(_checked(opacities, (n,), "opacities"))
+        normals_stale = False
+        if facing is not None:
+            facing = np.asarray(facing)
+            if facing.shape != (n,):
+                raise ValueError(f"update(): facing must have shape {(n,)}, got {facing.shape}")
+            self._facing = np.ascontiguousarray(facing, dtype=np.int8)
+            was_one_sided, self._one_sided = self._one_sided, bool(self._facing.any())
+            normals_stale = self._one_sided or was_one_sided
         if quats is not None:
             quats = _checked(quats, (n, 4), "quats")
             scales = _checked(scales, (n, 3), "scales")
             self._buffers["cov"].write(packed_covariances(quats, scales))
+            self._quats = quats
+            normals_stale = normals_stale or self._one_sided
+        if normals_stale:
+            if self._one_sided and self._quats.shape[0] == n:
+                self._normals = facing_normals(self._quats, self._facing)
+            else:
+                self._normals = np.zeros((n, 3), np.float32)
+            if _gpu_backface(self._k):
+                self._buffers["normal"].write(self._normals)
         if covariances is not None:
             self._buffers["cov"].write(_checked(covariances, (n, 6), "covariances"))
         if sh is not None:
@@ -212,6 +257,7 @@ class GaussianSplatRenderer:
             "mean": ctx.buffer(reserve=n * 12),
             "opacity": ctx.buffer(reserve=n * 4),
             "cov": ctx.buffer(reserve=n * 24),
+            "normal": ctx.buffer(np.zeros((n, 3), np.float32)),  # two-sided until told
             "color": ctx.buffer(reserve=n * 4 * n_color),
             "index": ctx.buffer(reserve=n * 4),
             "tf": ctx.buffer(reserve=n * 3 * _TF_STRIDE),
@@ -231,6 +277,7 @@ class GaussianSplatRenderer:
                 (b["mean"], "3f", "a_mean"),
                 (b["opacity"], "1f", "a_opacity"),
                 (b["cov"], "3f 3f", "a_cov_a", "a_cov_b"),
+                *([(b["normal"], "3f", "a_normal")] if _gpu_backface(k) else []),
                 color_attr,
             ],
             index_buffer=b["index"],
@@ -244,7 +291,10 @@ class GaussianSplatRenderer:
     def _projection_program(self, k: int) -> moderngl.Program:
         if k not in self._proj_progs:
             degree = sh_degree_for_coeffs(k)
-            src = load_shader("splat_project.vert", {"SH_DEGREE": degree, "SH_COEFFS": k})
+            src = load_shader(
+                "splat_project.vert",
+                {"SH_DEGREE": degree, "SH_COEFFS": k, "GPU_BACKFACE": int(_gpu_backface(k))},
+            )
             _, decl, unpack = _sh_glsl(k) if degree > 0 else (0, "", "")
             src = src.replace("@SH_DECLARATIONS@", decl).replace("@SH_UNPACK@", unpack)
             self._proj_progs[k] = self.ctx.program(vertex_shader=src, varyings=_VARYINGS)
@@ -280,6 +330,11 @@ class GaussianSplatRenderer:
         w2c = np.asarray(camera.world_to_camera, dtype=np.float64)
         t0 = time.perf_counter()
         order = self.sorter.order(self._means, w2c, self._version)
+        cull = self.backface_culling and self._one_sided
+        if cull and not _gpu_backface(self._k):
+            view = self._means[order] - np.asarray(camera.position, np.float32)
+            dots = np.einsum("ij,ij->i", self._normals[order], view)
+            order = order[dots <= BACKFACE_COS * np.linalg.norm(view, axis=1)]
         t1 = time.perf_counter()
         m = int(order.size)
         if m == 0:
@@ -304,8 +359,10 @@ class GaussianSplatRenderer:
             (1.15 * h - camera.cy) / camera.fy,
         )
         prog["u_near"].value = NEAR_PLANE
-        if "u_campos" in prog:
-            prog["u_campos"].value = tuple(camera.position)
+        prog["u_campos"].value = tuple(camera.position)
+        if _gpu_backface(self._k):
+            # > 1: no normal can pass the test (two-sided clouds, or culling switched off).
+            prog["u_backface"].value = BACKFACE_COS if cull else 2.0
         self._proj_vao.transform(self._buffers["tf"], mgl.POINTS, vertices=m)
         ctx.disable(mgl.DEPTH_TEST | mgl.CULL_FACE)
         ctx.enable(mgl.BLEND)
@@ -342,6 +399,11 @@ class GaussianSplatRenderer:
         self.target.release()
         self._buffers, self._proj_progs = {}, {}
         self._proj_vao = self._draw_vao = None
+
+
+def _gpu_backface(k: int) -> bool:
+    """Whether the projection shader culls back faces itself (not for 16 SH coefficients)."""
+    return k < 16
 
 
 def _checked(a: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:

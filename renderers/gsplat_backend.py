@@ -5,6 +5,8 @@ GsplatUnavailableError (naming the reason) when CUDA or gsplat is missing. gspla
 uses the same rules as renderers.reference (EWA with eps2d = 0.3 px^2, pixel centres at +0.5,
 alpha = min(0.99, ...), 1/255 cut, T < 1e-4 termination) except that it clips Gaussians at
 3 sigma (tile assignment) and clamps SH colour only below 0, so tiny differences remain.
+One-sided Gaussians facing away from a camera (``renderers.gaussians.backfacing``) are dropped
+on the CPU before rasterisation, one gsplat call per camera when the masks differ.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from renderers.gaussians import GaussianCloud
+from renderers.gaussians import GaussianCloud, backfacing
 
 if TYPE_CHECKING:
     from renderers.camera import Camera
@@ -75,6 +77,18 @@ def render_gsplat(
         out = np.zeros((c, h, w, 4), np.float32)
         out[..., :3] = np.asarray(background, np.float32)
         return out
+    if cloud.one_sided:
+        masks = [backfacing(cloud, cam.position) for cam in cams]
+        if any(m.any() for m in masks):
+            groups: dict[bytes, list[int]] = {}  # cameras that cull the same Gaussians
+            for i, m in enumerate(masks):
+                groups.setdefault(np.packbits(m).tobytes(), []).append(i)
+            out = np.empty((c, h, w, 4), np.float32)
+            for members in groups.values():
+                sub = cloud.subset(~masks[members[0]])
+                sub.facing[:] = 0  # already culled for these cameras
+                out[members] = render_gsplat(sub, [cams[i] for i in members], background)
+            return out
     try:
         colors, alphas, _ = gsplat.rasterization(
             means=t(cloud.means),

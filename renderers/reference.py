@@ -1,7 +1,9 @@
 """Pure-torch CPU reference renderers: the oracle every fast path (GL, gsplat) is tested against.
 
 Gaussians (3DGS rules, made tiling-independent):
-- camera-space means; Gaussians with z < ``near`` (0.01 m) are culled;
+- camera-space means; Gaussians with z < ``near`` (0.01 m) are culled, and so are one-sided
+  Gaussians facing away from the camera (``renderers.gaussians.backfacing``: cos(outward normal,
+  mean - camera centre) > 0.05);
 - colour from SH (degree 0..3, the 3DGS constants and basis order) evaluated for the world-space
   direction from the camera centre to the mean, ``clamp(0.5 + sum, 0, 1)``;
 - 2D covariance ``J W Sigma W^T J^T + 0.3 I`` (px^2), J the Jacobian of the pinhole projection at
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from renderers.camera import Camera
-from renderers.gaussians import GaussianCloud
+from renderers.gaussians import GaussianCloud, backfacing
 
 if TYPE_CHECKING:
     import torch
@@ -109,9 +111,14 @@ def eval_sh(sh: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
 
 
 def project_gaussians(
-    cloud: GaussianCloud, camera: Camera, near: float = NEAR_PLANE, dtype: torch.dtype | None = None
+    cloud: GaussianCloud,
+    camera: Camera,
+    near: float = NEAR_PLANE,
+    dtype: torch.dtype | None = None,
+    backface_culling: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Per-Gaussian screen-space quantities of the visible (z >= near) Gaussians, depth-sorted.
+    """Per-Gaussian screen-space quantities of the visible (z >= near and, with
+    ``backface_culling``, not a one-sided Gaussian facing away) Gaussians, depth-sorted.
 
     Returns tensors: index [M] (into the cloud), mean2d [M, 2] (continuous pixels), depth [M],
     cov2d [M, 2, 2] (px^2, low-pass included), conic [M, 2, 2] (its inverse), color [M, 3]
@@ -127,6 +134,8 @@ def project_gaussians(
     rot, trans = w2c[:3, :3], w2c[:3, 3]
     pc = means @ rot.T + trans
     visible = pc[:, 2] >= near
+    if backface_culling and cloud.one_sided:
+        visible &= ~torch.from_numpy(backfacing(cloud, camera.position))
     idx = torch.nonzero(visible).squeeze(1)
     pc = pc[idx]
     z = pc[:, 2]
@@ -186,6 +195,7 @@ def render_gaussians_reference(
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
     near: float = NEAR_PLANE,
     dtype: torch.dtype | None = None,
+    backface_culling: bool = True,
 ) -> np.ndarray:
     """Render ``cloud`` seen by ``camera``: [H, W, 4] float32 numpy, RGB composited over
     ``background``, alpha = accumulated opacity (1 - final transmittance). Rules: module docstring.
@@ -193,7 +203,7 @@ def render_gaussians_reference(
     Works on all 16x16 pixel tiles at once, each against the Gaussians whose alpha >= 1/255
     ellipse bounding box touches the tile (memory ~ tiles x Gaussians: meant for test-sized
     images and clouds). dtype: compositing precision (float32 default; float64 for tighter
-    comparisons).
+    comparisons). backface_culling: False draws one-sided Gaussians from both sides.
     """
     import torch
 
@@ -202,7 +212,11 @@ def render_gaussians_reference(
     bg = torch.tensor(background, dtype=dtype).reshape(3)
     image = torch.zeros((h, w, 3), dtype=dtype)
     trans_img = torch.ones((h, w), dtype=dtype)
-    g = project_gaussians(cloud, camera, near, dtype=torch.float64) if len(cloud) else None
+    g = (
+        project_gaussians(cloud, camera, near, torch.float64, backface_culling)
+        if len(cloud)
+        else None
+    )
     if g is not None and len(g["index"]):
         opacity = g["opacity"]
         # Mahalanobis radius^2 beyond which alpha < 1/255 (no extent when opacity < 1/255).

@@ -147,7 +147,7 @@ def _render_gl(
 def _cloud_key(cloud: GaussianCloud) -> tuple:
     # Identity of the arrays plus cheap O(N) sums: a new or edited cloud is re-uploaded, a
     # repeated render of the same one (the common case: a moving camera) is not.
-    arrays = (cloud.means, cloud.quats, cloud.scales, cloud.opacities, cloud.sh)
+    arrays = (cloud.means, cloud.quats, cloud.scales, cloud.opacities, cloud.sh, cloud.facing)
     return tuple((id(a), a.shape, float(a.sum(dtype=np.float64))) for a in arrays)
 
 

@@ -68,6 +68,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("renderers.gl_context", "GLUnavailableError"),
         ("renderers.gsplat_backend", "GsplatUnavailableError"),
         ("studio.export", "ExportError"),
+        ("studio.heads", "HeadResolveError"),
     ):
         try:
             errors.append(getattr(importlib.import_module(module), name))

@@ -217,6 +217,7 @@ def arrays_to_cloud(arrays: GaussianArrays, metadata: dict | None = None) -> Gau
         arrays.opacities,
         arrays.sh,
         dict(metadata or {}),
+        getattr(arrays, "facing", None),  # one-sided surfels (back-face culling)
     )
 
 
@@ -293,7 +294,7 @@ def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
     index = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
     fields = (
         "means", "quats", "scales", "opacities", "sh", "parts", "skin_index", "skin_weight",
-        "jaw_weight", "lid_angle", "pose_weight",
+        "jaw_weight", "lid_angle", "pose_weight", "facing",
     )  # fmt: skip
     sub_arrays = {f: np.asarray(getattr(head, f))[index] for f in fields}
     scales = sub_arrays["scales"].copy()

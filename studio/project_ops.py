@@ -162,7 +162,9 @@ def describe_project(project: Project, name: str = "project", all_channels: bool
     for group, channels in CHANNEL_GROUPS.items():
         keyed = [(ch, len(take.curves[ch])) for ch in channels if ch in take.curves]
         count = sum(k for _, k in keyed)
-        lines.append(f"    {group:<10} {len(keyed):>2}/{len(channels):<2} channels keyed, {count} keys")
+        lines.append(
+            f"    {group:<10} {len(keyed):>2}/{len(channels):<2} channels keyed, {count} keys"
+        )
         shown = channels if all_channels else [ch for ch, _ in keyed]
         for ch in shown:
             n = len(take.curves[ch]) if ch in take.curves else 0

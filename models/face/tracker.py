@@ -28,6 +28,7 @@ Qt-free, numpy + cv2 (through FaceLandmarker). Not thread-safe: one tracker per 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -44,7 +45,6 @@ from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX, CHANNELS, NUM_K
 
 __all__ = [
     "DEFAULT_PIVOT",
-    "REFERENCE_KEYPOINTS",
     "REGIONS",
     "STABLE_MESH_POINTS",
     "FaceTracker",
@@ -53,22 +53,22 @@ __all__ = [
     "TrackedFrame",
     "TrackerSettings",
     "angles_from_matrix",
+    "default_reference_keypoints",
     "similarity_fit",
 ]
 
-# The default head's canonical keypoints x_c (resources/heads/default.thead; a test checks them).
-# Expression deltas are measured in the units of these keypoints.
-REFERENCE_KEYPOINTS = np.array([
-    [0.0, -0.45, -0.502962], [-0.2125, -0.35, -0.485239], [0.2125, -0.35, -0.485239],
-    [-0.2875, 0.0125, -0.493217], [0.0, -0.125, -0.536614], [0.0, 0.04375, -0.614479],
-    [0.0, 0.225, -0.557183], [0.2875, 0.0125, -0.493217], [0.0, 0.4875, -0.444078],
-    [-0.355057, 0.302898, -0.003359], [0.355056, 0.302899, -0.003358],
-    [-0.196875, -0.18509, -0.481495], [0.0, 0.16875, -0.528914], [-0.196875, -0.06491, -0.481495],
-    [-0.125, 0.226875, -0.526849], [0.196875, -0.18509, -0.481495],
-    [0.196875, -0.06491, -0.481495], [0.0, 0.278125, -0.55032], [0.0, -0.25, -0.527391],
-    [0.0, 0.353125, -0.477065], [0.125, 0.226875, -0.526849],
-])  # fmt: skip
-REFERENCE_KEYPOINTS.setflags(write=False)
+
+@functools.cache
+def default_reference_keypoints() -> np.ndarray:
+    """The default head's canonical keypoints x_c [21, 3] (read once from the shipped head):
+    expression deltas are measured in the units of these keypoints, so the tracker drives the
+    default head in its own units."""
+    from models.heads import load_builtin_head
+
+    kp = np.array(load_builtin_head("default").keypoints, dtype=np.float64)
+    kp.setflags(write=False)
+    return kp
+
 
 # The default head's pose pivot (top of the neck) in keypoint units: head translation is
 # reported as the motion of this point, so a nod about the neck is not read as a translation.
@@ -380,7 +380,7 @@ class FaceTracker:
             landmarker = FaceLandmarker(num_threads=num_threads)
         self.landmarker = landmarker
         self.settings = settings if settings is not None else TrackerSettings()
-        ref = REFERENCE_KEYPOINTS if reference_keypoints is None else reference_keypoints
+        ref = default_reference_keypoints() if reference_keypoints is None else reference_keypoints
         self.reference_keypoints = np.asarray(ref, dtype=np.float64)
         if self.reference_keypoints.shape != (NUM_KEYPOINTS, 3):
             raise ValueError(

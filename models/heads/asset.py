@@ -5,7 +5,7 @@ Layout (zip, deflate):
                       "rig": RigParams, "metadata", "arrays": {name: dtype}, "count": N}
     <name>.npy       one array per field of RiggedGaussianHead (means, quats, scales, opacities,
                      sh, parts, keypoints, skin_index, skin_weight, jaw_weight, lid_angle,
-                     pose_weight)
+                     pose_weight; optional: facing, int8, absent in older files = all 0)
     thumbnail.png    a small front view (for file pickers; ignored on load)
 
 ``save_head(..., precision="float16")`` stores the per-Gaussian attributes other than the means
@@ -57,7 +57,10 @@ _ARRAYS = {
     "jaw_weight": (np.float32, np.float16),
     "lid_angle": (np.float32, np.float32),
     "pose_weight": (np.float32, np.float16),
+    "facing": (np.int8, np.int8),
 }
+# Arrays that files written before them lack: name -> fill value on load.
+_OPTIONAL = {"facing": 0}
 
 
 class HeadFileError(Exception):
@@ -153,6 +156,8 @@ def load_head(path: str | os.PathLike) -> RiggedGaussianHead:
             try:
                 raw = z.read(f"{name}.npy")
             except KeyError as exc:
+                if name in _OPTIONAL:
+                    continue
                 raise HeadFileError(f"{path}: array {name}.npy is missing") from exc
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise HeadFileError(f"{path}: array {name}.npy is corrupt ({exc})") from exc
@@ -168,10 +173,13 @@ def load_head(path: str | os.PathLike) -> RiggedGaussianHead:
     n = meta.get("count")
     if not isinstance(n, int) or n < 0:
         raise HeadFileError(f"{path}: bad Gaussian count {n!r}")
+    for name, fill in _OPTIONAL.items():
+        if name not in arrays:
+            arrays[name] = np.full(n, fill, dtype=_ARRAYS[name][0])
     expected = {
         "means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,),
         "parts": (n,), "keypoints": (NUM_KEYPOINTS, 3), "jaw_weight": (n,),
-        "lid_angle": (n,), "pose_weight": (n,),
+        "lid_angle": (n,), "pose_weight": (n,), "facing": (n,),
     }  # fmt: skip
     for name, shape in expected.items():
         if arrays[name].shape != shape:

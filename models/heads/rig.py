@@ -92,8 +92,10 @@ class GaussianArrays:
 
     means [N, 3] float32 metres RUB; quats [N, 4] float32 unit wxyz; scales [N, 3] float32 linear
     standard deviations; opacities [N] float32 in [0, 1]; sh [N, K, 3] float32 (band 0 is f_dc:
-    colour = 0.5 + SH_C0 * sh[:, 0]). Arrays a frame did not change are the head's own read-only
-    base arrays: copy before writing.
+    colour = 0.5 + SH_C0 * sh[:, 0]); facing [N] int8 in {-1, 0, 1} or None (all two-sided):
+    one-sided surfels, outward normal ``facing * R[:, 2]`` (``renderers.GaussianCloud.facing``;
+    the rig rotates the quats, so the normals follow; deform hands the head's array out as is).
+    Arrays a frame did not change are the head's own read-only base arrays: copy before writing.
     """
 
     means: np.ndarray
@@ -101,6 +103,7 @@ class GaussianArrays:
     scales: np.ndarray
     opacities: np.ndarray
     sh: np.ndarray
+    facing: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
@@ -347,7 +350,9 @@ class RiggedGaussianHead:
     skin_index [N, k] uint8 keypoint indices, skin_weight [N, k] float32 (0 where unused).
     jaw_weight [N] float32 in [0, 1]; lid_angle [N] float32 radians (closure rotation of lid
     Gaussians, 0 elsewhere); pose_weight [N] float32 in [0, 1]. rig: RigParams.
-    Raises ValueError on inconsistent shapes or non-finite values.
+    facing [N] int8 in {-1, 0, 1} (None: all 0, two-sided): one-sided surfels of closed surfaces,
+    outward normal ``facing * R[:, 2]``, culled by the renderers when seen from behind.
+    Raises ValueError on inconsistent shapes, non-finite values or facing values outside -1..1.
     """
 
     name: str
@@ -366,6 +371,7 @@ class RiggedGaussianHead:
     pose_weight: np.ndarray
     rig: RigParams
     metadata: dict = field(default_factory=dict)
+    facing: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         f32 = np.float32
@@ -383,12 +389,20 @@ class RiggedGaussianHead:
         self.lid_angle = _frozen(self.lid_angle, f32)
         self.pose_weight = _frozen(self.pose_weight, f32)
         n = self.means.shape[0]
+        if self.facing is None:
+            self.facing = np.zeros(n, dtype=np.int8)
+        facing = np.asarray(self.facing)
+        if facing.size and (
+            facing.dtype.kind not in "iub" or facing.min() < -1 or facing.max() > 1
+        ):
+            raise ValueError("RiggedGaussianHead.facing: values must be -1, 0 or +1 (integers)")
+        self.facing = _frozen(facing, np.int8)
         k = self.skin_index.shape[1] if self.skin_index.ndim == 2 else -1
         expected = {
             "means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,),
             "parts": (n,), "keypoints": (NUM_KEYPOINTS, 3), "kp_to_world": (4, 4),
             "skin_index": (n, k), "skin_weight": (n, k), "jaw_weight": (n,),
-            "lid_angle": (n,), "pose_weight": (n,),
+            "lid_angle": (n,), "pose_weight": (n,), "facing": (n,),
         }  # fmt: skip
         for name, shape in expected.items():
             a = getattr(self, name)
@@ -416,7 +430,9 @@ class RiggedGaussianHead:
         """Index sets and dense weights the per-frame deformation needs (kept private)."""
         n = len(self)
         self._kp_scale = float(np.cbrt(abs(np.linalg.det(self.kp_to_world[:3, :3]))))
-        self._rest = GaussianArrays(self.means, self.quats, self.scales, self.opacities, self.sh)
+        self._rest = GaussianArrays(
+            self.means, self.quats, self.scales, self.opacities, self.sh, self.facing
+        )
         skinned = np.flatnonzero(np.any(self.skin_weight > 0, axis=1))
         self._skin_set = _as_slice(skinned)
         # Skinning as one sparse [S, 21] matrix: disp = W @ delta is a single CSR SpMV (no
@@ -622,7 +638,7 @@ class RiggedGaussianHead:
                 self._pose_partial(r_rub, src_m, src_q, means, quats if rotates else None, s, t_w)
             if s != 1.0:
                 scales = self.scales * np.float32(s)
-        return GaussianArrays(means, quats, scales, self.opacities, self.sh)
+        return GaussianArrays(means, quats, scales, self.opacities, self.sh, self.facing)
 
     def _pose_partial(
         self,
@@ -704,10 +720,17 @@ class RiggedGaussianHead:
         return self.rig.pivot + s * (p - self.rig.pivot) @ r_rub + t_w
 
     def replace(self, **changes: object) -> RiggedGaussianHead:
-        """A copy with some fields replaced (validated again); the rig and metadata are copied."""
+        """A copy with some fields replaced (validated again); the rig and metadata are copied.
+
+        Changing the number of Gaussians (e.g. a subset) without giving ``facing`` makes the copy
+        two-sided (facing None): always drawn correctly, only without back-face culling.
+        """
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["rig"] = RigParams.from_dict(self.rig.to_dict())
         d["metadata"] = dict(self.metadata)
+        means = changes.get("means")
+        if "facing" not in changes and means is not None and np.shape(means)[0] != len(self):
+            d["facing"] = None
         d.update(changes)
         return RiggedGaussianHead(**d)
 

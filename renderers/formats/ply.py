@@ -1,11 +1,12 @@
 """The standard 3D Gaussian Splatting .ply file (as written by the 3DGS training code and others).
 
 Layout: one ``vertex`` element whose properties are read by NAME (tools order them differently):
-``x y z`` (means), optional ``nx ny nz`` (normals; see "Facing" below), ``f_dc_0..2`` (SH band 0 per RGB channel),
-``f_rest_0..M-1`` with M = 3 * (K - 1), K = (degree + 1)^2 (channel-major: all R coefficients of
-bands 1.. then all G then all B), ``opacity`` (logit), ``scale_0..2`` (log of the standard
-deviations), ``rot_0..3`` (quaternion, rot_0 = w, not necessarily normalised). Binary
-little-endian, binary big-endian and ascii bodies are read; we write binary little-endian, float32.
+``x y z`` (means), optional ``nx ny nz`` (normals; see "Facing" below), ``f_dc_0..2`` (SH band
+0 per RGB channel), ``f_rest_0..M-1`` with M = 3 * (K - 1), K = (degree + 1)^2 (channel-major:
+all R coefficients of bands 1.. then all G then all B), ``opacity`` (logit), ``scale_0..2`` (log
+of the standard deviations), ``rot_0..3`` (quaternion, rot_0 = w, not necessarily normalised).
+Binary little-endian, binary big-endian and ascii bodies are read; we write binary little-endian,
+float32.
 
 Activations on load: opacity = sigmoid(logit), scale = exp(log scale), quaternion normalised (a
 documented repair: training code stores unnormalised quaternions; quaternions already within 1e-6
@@ -257,8 +258,8 @@ def read_ply(
     axes: the file's frame: "rdf" (training tools; converted), "rub" (as is), or None (the
     header's ``comment axes ...`` if any, else "rdf"). facing: read one-sided surfels from
     ``nx ny nz`` (module docstring): None when the header says so, True/False always/never.
-    SH degree (0..3) follows from the number of f_rest properties. metadata gets ``source`` (path), ``source_axes``, ``sh_degree`` and
-    ``ignored_properties``.
+    SH degree (0..3) follows from the number of f_rest properties. metadata gets ``source``
+    (path), ``source_axes``, ``sh_degree`` and ``ignored_properties``.
     Raises FormatError: empty/not a PLY file, truncated body, missing properties (all listed),
     f_rest count not matching a degree, NaN/inf, zero scales after exp, zero-length quaternions.
     """

@@ -10,13 +10,18 @@
 // instancing are very slow there, and the per-triangle cost dominates, so one triangle per splat
 // from plain attributes is the fastest layout; it is also plain GL 3.3 core (macOS-compatible).
 //
-// The host prepends "#version 330 core", "#define SH_DEGREE n" and "#define SH_COEFFS k", and
-// fills the two @...@ placeholders for degree > 0 (coefficients packed into vec4 attributes).
+// The host prepends "#version 330 core", "#define SH_DEGREE n", "#define SH_COEFFS k" and
+// "#define GPU_BACKFACE 0|1" (0 for degree 3: its 12 SH inputs leave no room for the normal
+// within GL's 16 vertex inputs; the host then culls on the CPU), and fills the two @...@
+// placeholders for degree > 0 (coefficients packed into vec4 attributes).
 
 in vec3 a_mean;     // world mean (metres)
 in float a_opacity; // in [0, 1]
 in vec3 a_cov_a;    // world covariance xx, xy, xz (m^2)
 in vec3 a_cov_b;    // world covariance yy, yz, zz
+#if GPU_BACKFACE
+in vec3 a_normal;   // outward unit normal of a one-sided Gaussian; zero when two-sided
+#endif
 #if SH_DEGREE == 0
 in vec3 a_color;    // view-independent colour, already clamped to [0, 1]
 #endif
@@ -29,7 +34,8 @@ uniform vec3 u_t;         // world-to-camera translation
 uniform vec4 u_intr;      // fx, fy, cx, cy (pixels)
 uniform vec2 u_size;      // image width, height (pixels)
 uniform vec4 u_lim;       // clamp of x/z (xy) and y/z (zw) inside J: frustum widened by 15 %
-uniform vec3 u_campos;    // camera centre in world space (SH view direction)
+uniform vec3 u_campos;    // camera centre in world space (SH view direction, back faces)
+uniform float u_backface; // cull when cos(normal, mean - camera) > this (> 1: never)
 uniform float u_near;
 
 out vec4 v_pos0;  // corner 0: NDC xy, alpha-support radius r (in sigmas), opacity
@@ -104,6 +110,15 @@ void main() {
         cull();
         return;
     }
+    // One-sided surfel facing away from the camera: hidden behind the front of its own closed
+    // surface (renderers.gaussians.backfacing, the same rule).
+#if GPU_BACKFACE
+    vec3 view = m - u_campos;
+    if (dot(a_normal, view) > u_backface * length(view)) {
+        cull();
+        return;
+    }
+#endif
     float iz = 1.0 / p.z;
     float tx = clamp(p.x * iz, u_lim.x, u_lim.y) * p.z;
     float ty = clamp(p.y * iz, u_lim.z, u_lim.w) * p.z;

@@ -91,20 +91,27 @@ def load_scene(asset: Path, frame: int, overrides: dict[str, float]):
         from studio import heads
 
         if suffix == ".thead":
-            head = heads.load_head_file(asset)
+            head = heads.resolve_head(str(asset))
             values = CHANNEL_DEFAULTS.copy()
         else:
             from studio.document import load_project
 
             project = load_project(asset)
             if not 0 <= frame < project.duration:
-                raise CliError(f"--frame {frame} is outside the project (0..{project.duration - 1})")
-            head = heads.head_for_project(project, base_dir=asset.parent)
+                last = project.duration - 1
+                raise CliError(f"--frame {frame} is outside the project (0..{last})")
+            if project.head is not None and project.head.kind == "mpi":
+                if overrides:
+                    raise CliError("--set does not apply to a project whose head is an MPI")
+                return heads.resolve_mpi(project, asset)
+            head = heads.project_head(project)
             values = project.evaluate_frame(frame).copy()
         for name, value in overrides.items():
             values[CHANNEL_INDEX[name]] = value
         return heads.deformed_cloud(head, values)
-    raise CliError(f"{asset}: unknown asset type {suffix!r} (.ply, .splat, MPI folder, .thead, .ths)")
+    raise CliError(
+        f"{asset}: unknown asset type {suffix!r} (.ply, .splat, MPI folder, .thead, .ths)"
+    )
 
 
 def frame_camera(scene, args: argparse.Namespace):

@@ -35,6 +35,13 @@ from studio.document.edits import (
 )
 from studio.document.errors import DocumentError
 from studio.document.events import EVENT_KINDS, ChangeEvent, EventHub
+from studio.document.fileformat import (
+    SCHEMA_VERSION,
+    ProjectFileError,
+    load_project,
+    read_project_info,
+    save_project,
+)
 from studio.document.history import History
 from studio.document.project import (
     HEAD_KINDS,
@@ -43,13 +50,6 @@ from studio.document.project import (
     HeadRef,
     Marker,
     Project,
-)
-from studio.document.fileformat import (
-    SCHEMA_VERSION,
-    ProjectFileError,
-    load_project,
-    read_project_info,
-    save_project,
 )
 from studio.document.recovery import AutosavePolicy, RecoveryItem, RecoveryManager
 from studio.document.take import TAKE_SOURCES, Take, new_id

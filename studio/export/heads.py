@@ -58,7 +58,10 @@ class HeadSource:
 def _cloud(arrays: Any) -> GaussianCloud:
     from renderers import GaussianCloud
 
-    return GaussianCloud(arrays.means, arrays.quats, arrays.scales, arrays.opacities, arrays.sh)
+    return GaussianCloud(
+        arrays.means, arrays.quats, arrays.scales, arrays.opacities, arrays.sh,
+        facing=getattr(arrays, "facing", None),  # one-sided surfels (back-face culling)
+    )  # fmt: skip
 
 
 class RiggedHeadSource(HeadSource):

@@ -82,7 +82,13 @@ class SplatUploader:
         """Make the renderer hold ``arrays``. Raises ValueError for inconsistent shapes."""
         held = self._held
         n = len(arrays)
-        if not held or held["means"].shape[0] != n or held["sh"].shape != arrays.sh.shape:
+        facing = getattr(arrays, "facing", None)
+        if (
+            not held
+            or held["means"].shape[0] != n
+            or held["sh"].shape != arrays.sh.shape
+            or held["facing"] is not facing  # another head: its one-sided surfels differ
+        ):
             self.renderer.upload(arrays_to_cloud(arrays))
             self.uploads["full"] += 1
         else:
@@ -109,6 +115,7 @@ class SplatUploader:
             "scales": arrays.scales,
             "opacities": arrays.opacities,
             "sh": arrays.sh,
+            "facing": facing,
         }
 
     def invalidate(self) -> None:

@@ -11,7 +11,6 @@ import pytest
 from models.face.one_euro import OneEuroFilter
 from models.face.testface import draw_face
 from models.face.tracker import (
-    REFERENCE_KEYPOINTS,
     FaceTracker,
     PerformerProfile,
     ProfileError,
@@ -55,11 +54,13 @@ def test_similarity_fit_recovers_a_transform():
 
 
 def test_reference_keypoints_are_the_default_heads():
+    # Expression is measured in the default head's keypoint units: the tracker reads them from
+    # the shipped head, so they cannot drift apart.
+    from models.face.tracker import default_reference_keypoints
     from models.heads import load_builtin_head
 
-    # Expression is scaled to these; the head may evolve a little (jaw angles, lip depth).
     kp = load_builtin_head("default").keypoints
-    assert np.abs(kp - REFERENCE_KEYPOINTS).max() < 0.03
+    np.testing.assert_array_equal(default_reference_keypoints(), kp)
 
 
 def test_one_euro_smooths_noise_and_follows_steps():
