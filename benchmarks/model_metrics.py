@@ -61,9 +61,48 @@ def clip_metrics(channels: np.ndarray, env: np.ndarray) -> dict[str, float]:
     }
 
 
+def intensity_metrics(args: argparse.Namespace, entries: list[dict]) -> int:
+    """A2I student (and teacher) against the held-out clips' velocity features: median Pearson
+    correlation of the predicted intensity with v_h and v_f, and the student's time per second of
+    audio."""
+    from models.audio_features import LogMelFeatures
+    from models.intensity import intensity_targets
+    from models.pretrained import load_intensity_model
+
+    student = load_intensity_model(args.intensity)
+    teacher = load_intensity_model(args.intensity, teacher=True)
+    feats_of = LogMelFeatures()
+    rows: dict[str, list[float]] = {k: [] for k in ("s_vh", "s_vf", "t_vh", "t_vf", "rtf")}
+    for entry in entries:
+        cid = entry["id"]
+        with wave.open(str(args.data / "clips" / f"{cid}.wav"), "rb") as w:
+            audio = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+        gt = np.load(args.data / "clips" / f"{cid}.motion.npy").astype(np.float64)
+        t0 = time.perf_counter()
+        feats = feats_of(audio, 16000)[: gt.shape[0]]
+        y = student.predict(feats)
+        rows["rtf"].append((time.perf_counter() - t0) / (audio.size / 16000))
+        v_h, v_f = intensity_targets(gt[: feats.shape[0]])
+        yt = teacher.predict(feats, v_h, v_f)
+        rows["s_vh"].append(_corr(y, v_h))
+        rows["s_vf"].append(_corr(y, v_f))
+        rows["t_vh"].append(_corr(yt, v_h))
+        rows["t_vf"].append(_corr(yt, v_f))
+    med = {k: float(np.median(v)) for k, v in rows.items()}
+    print("| model | corr with v_h (head) | corr with v_f (upper face) | real-time factor |")
+    print("|---|---|---|---|")
+    print(f"| student (audio only) | {med['s_vh']:.3f} | {med['s_vf']:.3f} | {med['rtf']:.4f} |")
+    print(f"| teacher (audio + velocities) | {med['t_vh']:.3f} | {med['t_vf']:.3f} | - |")
+    result = {"intensity": str(args.intensity), "clips": len(entries), "medians": med}
+    if args.json is not None:
+        args.json.write_text(json.dumps({**result, "per_clip": rows}, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--model", type=Path, default=None, help="motion model folder")
+    ap.add_argument("--intensity", type=Path, default=None, help="A2I model folder")
     ap.add_argument("--data", type=Path, required=True, help="held-out data folder")
     ap.add_argument("--generate", type=int, default=0, help="generate N held-out clips first")
     ap.add_argument("--seed", type=int, default=9001, help="seed of generated held-out data")
@@ -94,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         tm = json.loads((args.train_data / "manifest.json").read_text())
         seen_voices = {c["voice"] for c in tm["clips"]}
         seen_texts = {c["text"] for c in tm["clips"]}
+    if args.intensity is not None:
+        return intensity_metrics(args, entries)
+    if args.model is None:
+        ap.error("give --model and/or --intensity")
     pm = load_motion_model(args.model)
     rows: dict[str, list[dict]] = {"model": [], "procedural": [], "data": []}
     unseen: list[int] = []

@@ -733,7 +733,7 @@ class IntensityTrainConfig:
     teacher_steps: int = 300
     student_steps: int = 300
     batch: int = 16
-    seq_len: int = 80
+    seq_len: int = 48  # frames; clips shorter than this are skipped
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 30

@@ -69,6 +69,7 @@ from studio.document import (
     AudioClip,
     CompoundEdit,
     Curve,
+    FrameRate,
     HandleMode,
     Interpolation,
     Project,
@@ -531,18 +532,15 @@ def _clip_audio(
     return audio, clip.offset, clip, data
 
 
-def _domain_audio(audio, offset: int, fps: float, d0: int, d1: int) -> np.ndarray:
+def _domain_audio(audio, offset: int, frame_rate: FrameRate, d0: int, d1: int) -> np.ndarray:
     """Mono float32 ``[S]`` at 16 kHz for project frames ``[d0, d1)``; silence where the clip
     does not play."""
+    from studio.audio_mix import overlay, sample_offset
     from studio.document.audio import resample, to_mono
 
     mono = resample(to_mono(audio.samples), audio.sample_rate, _SAMPLE_RATE)
-    n = max(1, round((d1 - d0) / fps * _SAMPLE_RATE))
-    out = np.zeros(n, dtype=np.float32)
-    start = round((offset - d0) / fps * _SAMPLE_RATE)  # clip start in domain samples
-    a, b = max(0, start), min(n, start + mono.size)
-    if b > a:
-        out[a:b] = mono[a - start : b - start]
+    out = np.zeros(max(1, sample_offset(d1 - d0, frame_rate, _SAMPLE_RATE)), dtype=np.float32)
+    overlay(out, mono, sample_offset(offset - d0, frame_rate, _SAMPLE_RATE))
     return out
 
 
@@ -736,7 +734,7 @@ def _plan(project: Project, request: GenerateRequest) -> _Plan:
         if whole or d0 == 0
         else project.active_take.evaluate_frame(d0 - 1)
     )
-    samples = _domain_audio(audio, offset, fps, d0, d1)
+    samples = _domain_audio(audio, offset, project.frame_rate, d0, d1)
     return _Plan(fps, a, b, d0, d1, T, ra, rb, base, before, _Audio(samples, clip, data, span))
 
 

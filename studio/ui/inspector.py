@@ -142,7 +142,9 @@ SEMANTIC_CONTROLS: tuple[SemanticControl, ...] = (
         20: (0.014, -0.008, 0), 14: (-0.014, -0.008, 0), 6: (0, -0.008, 0)}, LIPS),
         0.0, 1.0, "A wide smile showing the upper teeth"),
     SemanticControl("lip_open", "Lip open", "Mouth", _kp({
-        19: (0, 0.055, 0), 17: (0, 0.02, 0)}, LIP_OPEN),
+        # 1.0 is a wide-open mouth (~18 degrees of jaw on the default head); speech peaks near
+        # 0.5.
+        19: (0, 0.2, 0), 17: (0, 0.07, 0)}, LIP_OPEN),
         0.0, 1.0, "Open the jaw and the lips (the 'jaw open' direction)"),
     SemanticControl("pout", "Pout", "Mouth", _kp({
         6: (0, 0.002, -0.012), 12: (0, 0, -0.006), 17: (0, -0.002, -0.012),

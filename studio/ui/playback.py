@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from studio.document import AudioClip, Project
+from studio.document import Project
 from studio.ui.controller import StudioController
 
 __all__ = ["AudioOutput", "AudioUnavailable", "PlaybackEngine", "mix_project_audio"]
@@ -42,40 +42,17 @@ def mix_project_audio(
     or unreadable files): those clips are left out, the rest still plays.
     The mix rate is the first readable clip's rate; other clips are resampled to it.
     """
-    from studio.document.audio import AudioError, resample
-    from studio.project_ops import project_audio
+    from studio.audio_mix import mix_clips, read_clips
 
-    fps = project.frame_rate
-    decoded: list[tuple[AudioClip, np.ndarray, int]] = []
     problems: list[str] = []
-    for clip in project.audio_clips:
-        if clip.muted or clip.gain == 0:
-            continue
-        try:
-            audio = project_audio(project, clip)
-        except AudioError as exc:
-            problems.append(f"audio clip {clip.name!r} cannot be played: {exc}")
-            continue
-        decoded.append((clip, audio.samples, audio.sample_rate))
-    if not decoded:
+    clips = read_clips(
+        project,
+        lambda clip, exc: problems.append(f"audio clip {clip.name!r} cannot be played: {exc}"),
+    )
+    if not clips:
         return None, 48000, problems
-    rate = decoded[0][2]
-    parts = []
-    end = 0
-    for clip, samples, clip_rate in decoded:
-        s = resample(samples, clip_rate, rate) if clip_rate != rate else samples
-        if s.shape[1] != channels:
-            s = np.repeat(s.mean(axis=1, keepdims=True), channels, axis=1)
-        start = round(float(fps.seconds(clip.offset)) * rate)
-        if start < 0:  # a clip that starts before frame 0 plays from its middle
-            s, start = s[-start:], 0
-        parts.append((start, s * np.float32(clip.gain)))
-        end = max(end, start + s.shape[0])
-    mix = np.zeros((end, channels), dtype=np.float32)
-    for start, s in parts:
-        mix[start : start + s.shape[0]] += s
-    np.clip(mix, -1.0, 1.0, out=mix)
-    return mix, rate, problems
+    rate = clips[0].sample_rate
+    return mix_clips(clips, project.frame_rate, rate, channels=channels), rate, problems
 
 
 class AudioOutput:
