@@ -456,17 +456,46 @@ def _lip_mask(p: np.ndarray) -> np.ndarray:
     return inside * front * (1.0 - _smoothstep(MOUTH_HW - 0.002, MOUTH_HW + 0.0015, np.abs(x)))
 
 
+# Jaw weight layout (metres). The surface is cut only along the slit between the lips; everywhere
+# else it is continuous, so the weight must be too, with a gradient small enough that the splats
+# stay overlapped when the jaw drops (~16 mm at the lips for exp_19_y = 0.1).
+_JAW_TAPER = 0.3 * MOUTH_HW  # the lower lip's edge moves fully within |x| < this
+_JAW_BAND = 0.017  # below the lip edge the weight reaches 1 within this (at the corners)
+_JAW_SPREAD = 0.35  # beyond the corners the band starts this much higher per metre outwards
+_JAW_WIDEN = 0.6  # ... and gets this much wider per metre outwards
+
+
+def _jaw_open_profile(ax: np.ndarray) -> np.ndarray:
+    """How far the lower lip's edge moves with the jaw (0..1) at |x| = ax: fully in the middle,
+    easing to 0 at the mouth corner, so the opening is a lens and the corner stretches instead of
+    tearing (a weight that jumped from 0 to 1 at the corner would split the skin there)."""
+    return 1.0 - _smoothstep(_JAW_TAPER, MOUTH_HW, ax)
+
+
 def _jaw_weight(p: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """1 for what the jaw carries (below the mouth line), a sharp split between the lips and a
-    soft one beyond the mouth corners (the cheeks stretch). Inside the mouth slit the side is
-    decided by the wall's normal (the upper lip's inner wall faces down)."""
+    """What the jaw carries (0..1): 0 above the mouth line and on the upper lip, 1 for the chin.
+
+    Between the lips the split is sharp (the slit really cuts the surface; inside it the side is
+    decided by the wall's normal: the upper lip's inner wall faces down). The lower lip's edge
+    moves by :func:`_jaw_open_profile` (1 in the middle, 0 at the corners) and the weight eases
+    from there to 1 within _JAW_BAND below it. Beyond the corners the surface is whole: the weight
+    blends from 0 above to 1 below over a band that starts at the corner and widens outwards
+    along the cheeks, then fades out towards the ears and down the neck."""
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     ax = np.abs(x)
-    half = 0.0002 + 0.55 * np.maximum(ax - MOUTH_HW, 0.0)
-    ym = mouth_line(np.minimum(ax, MOUTH_HW)) + 0.25 * np.maximum(ax - MOUTH_HW, 0.0)
-    below = 1.0 - _smoothstep(0.0, 1.0, (y - ym + half) / (2.0 * half))
+    out = np.maximum(ax - MOUTH_HW, 0.0)  # distance beyond the corner
+    ym = mouth_line(np.minimum(ax, MOUTH_HW)) + 0.25 * out
+    edge = _jaw_open_profile(ax)  # the lower lip edge's weight (0 beyond the corners)
+    top = _JAW_SPREAD * out  # the band's top, above the (extended) mouth line
+    band = _JAW_BAND + _JAW_WIDEN * out
+    t = (ym + top - y) / (top + band)
+    ramp = _smoothstep(0.0, 1.0, t)
+    lower = y < ym
+    below = np.where(lower, edge + (1.0 - edge) * _smoothstep(0.0, 1.0, (ym - y) / band), 0.0)
+    below = np.where(ax < MOUTH_HW, below, ramp)
+    # the cut ends at the corner: there both sides are 0 and the surface blends continuously
     in_slit = (np.abs(y - ym) < 0.0016) & (ax < MOUTH_HW) & (np.abs(n[:, 1]) > 0.3)
-    below = np.where(in_slit, (n[:, 1] > 0).astype(np.float64), below)
+    below = np.where(in_slit, np.where(n[:, 1] > 0, edge, 0.0), below)
     lateral = 1.0 - _smoothstep(0.03, 0.066, ax)
     depth = _smoothstep(-0.005, 0.035, z)
     neck = _smoothstep(-0.15, -0.1, y)
@@ -511,14 +540,22 @@ def _skin(parts: _Parts, sp: float, rng) -> None:
     ear = _smoothstep(0.066, 0.075, np.abs(x))
     albedo = albedo * (1 - 0.1 * ear[:, None]) + 0.1 * ear[:, None] * np.array([0.92, 0.5, 0.45])
     lip = _lip_mask(pts)
-    slit = _slit(pts) < 0.0025  # inner walls of the lips
+    slit_d = _slit(pts)
+    slit = slit_d < 0.0025  # inner walls of the lips
+    # The walls inside the slit are baked nearly black (the closed slit occludes them), but they
+    # turn to face the viewer when the jaw opens: give the hidden part of them (behind the lip
+    # rims) an ambient floor, smoothly, so the open lips get a soft inner shade, not a ragged
+    # black rim. The rims themselves (the closed mouth line) keep their occlusion.
+    wall = 1.0 - _smoothstep(0.0012, 0.0025, slit_d)
+    hidden = wall * (1.0 - _smoothstep(0.073, 0.078, z))
+    ao = ao + hidden * (np.maximum(ao, 0.35) - ao)
     lip = np.maximum(lip, slit * _smoothstep(0.064, 0.074, z))
     albedo = albedo * (1 - lip[:, None]) + lip[:, None] * LIP
     # a faint irregular mottling (several octaves: a single frequency reads as a lattice)
     mottle = 0.6 * _noise(pts, 260.0, 11) + 0.4 * _noise(pts, 610.0, 12)
     albedo *= 1.0 + 0.018 * mottle[:, None]
-    inner = slit & (z < 0.081)
-    albedo[inner] *= np.array([0.8, 0.55, 0.55])
+    inner = wall * (1.0 - _smoothstep(0.078, 0.082, z))  # smooth: a hard edge reads as ragged
+    albedo *= 1.0 - inner[:, None] * np.array([0.2, 0.45, 0.45])
     color = _shade(albedo, n, ao, spec=0.0)
     color += (0.12 * lip * np.clip(n @ np.array([0.0, 0.6, 0.8]), 0, 1) ** 16)[:, None]
     jaw = _jaw_weight(pts, n)

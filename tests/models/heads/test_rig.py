@@ -192,3 +192,19 @@ def test_build_is_deterministic_and_matches_the_shipped_head(head):
         np.testing.assert_array_equal(getattr(built, name), getattr(head, name), err_msg=name)
     other = build_default_head("default", seed=1)
     assert len(other) != len(built) or not np.array_equal(other.means, built.means)
+
+
+def test_jaw_weight_is_smooth_around_the_mouth_corners(head):
+    """The surface is whole at the commissures: a jump in jaw weight there tears the skin open
+    when the jaw drops (the corner must stretch). Neighbours within 1.5 mm of each other, within
+    4 mm of a corner keypoint, differ by little (a hard split differs by 1)."""
+    from scipy.spatial import cKDTree
+
+    kp = head.keypoints_world()
+    skin = mask(head, "skin", "lips")
+    for k in (14, 20):
+        near = skin & (np.linalg.norm(head.means - kp[k], axis=1) < 0.004)
+        assert near.sum() > 30
+        w = head.jaw_weight[near]
+        pairs = cKDTree(head.means[near]).query_pairs(0.0015, output_type="ndarray")
+        assert np.abs(w[pairs[:, 0]] - w[pairs[:, 1]]).max() < 0.3, k
