@@ -27,6 +27,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from models.heads.rig import quat_multiply
 from renderers.camera import Camera, StereoRig
 from renderers.gaussians import GaussianCloud
 from renderers.gl_context import create_offscreen_context
@@ -58,17 +59,7 @@ def synthetic_head_cloud(n: int, seed: int = 0) -> GaussianCloud:
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     spin = rng.uniform(0, np.pi, n)
     s = np.stack([np.cos(spin / 2), 0 * spin, 0 * spin, np.sin(spin / 2)], 1)
-    w1, x1, y1, z1 = q.T
-    w2, x2, y2, z2 = s.T
-    quats = np.stack(
-        [
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ],
-        1,
-    )
+    quats = quat_multiply(q, s)
     opac = np.where(rng.uniform(size=n) < 0.7, rng.uniform(0.6, 1.0, n), rng.uniform(0.05, 0.6, n))
     colors = np.clip([0.85, 0.65, 0.55] + 0.1 * rng.normal(size=(n, 3)), 0, 1)
     return GaussianCloud.from_colors(means, quats, scales, opac, colors)

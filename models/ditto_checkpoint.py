@@ -30,10 +30,12 @@ from models.motion_dit import EXTRA_COND_DIM, MotionDiT
 
 __all__ = [
     "DittoCheckpointError",
+    "copy_state",
     "ditto_state_dict_from_model",
     "load_ditto_checkpoint",
     "load_mapped_state",
     "map_ditto_state_dict",
+    "state_dict_problems",
 ]
 
 _RENAMES = ((re.compile(r"^seqTransDecoder\.stack\.(\d+)\."), r"decoder_layers.\1."),)
@@ -195,31 +197,48 @@ def load_ditto_checkpoint(
     return model.to(device=device, dtype=dtype).eval()
 
 
+def state_dict_problems(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], limit: int = 8
+) -> list[str]:
+    """Why ``state`` does not load strictly into ``model``: one entry each for missing keys,
+    unexpected keys, shape mismatches and non-floating tensors (at most ``limit`` names each);
+    empty when it loads."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if state[k].shape != own[k].shape
+    ]
+    bad_dtype = sorted(k for k in set(own) & set(state) if not state[k].is_floating_point())
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listing(missing, limit)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listing(unexpected, limit)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {_listing(mismatched, limit)}")
+    if bad_dtype:
+        problems.append(f"non-floating tensors: {_listing(bad_dtype, limit)}")
+    return problems
+
+
+def copy_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy ``state`` into ``model``'s tensors in place, cast to their dtypes (check it first
+    with :func:`state_dict_problems`)."""
+    own = model.state_dict()
+    with torch.no_grad():
+        for k, v in state.items():
+            own[k].copy_(v.to(own[k].dtype))
+
+
 def load_mapped_state(model: MotionDiT, mapped: Mapping[str, torch.Tensor], source: str) -> None:
     """Strictly copy ``mapped`` (MotionDiT names) into ``model``.
 
     Raises DittoCheckpointError naming missing keys, unexpected keys, shape mismatches and
     non-floating tensors, all at once."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(mapped))
-    unexpected = sorted(set(mapped) - set(own))
-    mismatched = [
-        f"{k} {list(mapped[k].shape)} vs model {list(own[k].shape)}"
-        for k in sorted(set(own) & set(mapped))
-        if mapped[k].shape != own[k].shape
-    ]
-    bad_dtype = sorted(k for k in set(own) & set(mapped) if not mapped[k].is_floating_point())
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches: {_listing(mismatched)}")
-    if bad_dtype:
-        problems.append(f"non-floating tensors: {_listing(bad_dtype)}")
+    problems = state_dict_problems(model, mapped)
     if problems:
         raise DittoCheckpointError(f"{source}: " + "; ".join(problems))
-    with torch.no_grad():
-        for k, v in mapped.items():
-            own[k].copy_(v.to(own[k].dtype))
+    copy_state(model, mapped)

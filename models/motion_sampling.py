@@ -27,12 +27,16 @@ pack_ditto/unpack_ditto convert), 79 extra condition values per frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+from models import ic_init as ic_init_mod
 from models.motion_dit import EXTRA_COND_DIM, EncodedCondition, MotionDiT
 from models.motion_space import (
     BROWS,
@@ -49,6 +53,7 @@ __all__ = [
     "REGIONS",
     "GenerationCancelled",
     "GenerationProgress",
+    "ICInitSettings",
     "MotionConditions",
     "MotionStream",
     "crossfade_windows",
@@ -213,6 +218,202 @@ class GenerationProgress:
         return self.step / max(1, self.total)
 
 
+# --- IC-Init -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ICInitSettings:
+    """IC-Init (ConsistTalk's noise search, models.ic_init) per window of a generation.
+
+    For each window (and variation) ``candidates`` (K) initial noises are denoised for
+    ``lookahead`` (T') of ``steps`` (T) DDIM steps (eta 0), scored with ConsistTalk's frequency
+    reward, the best ``beams`` (B) are denoised to the end and the best one's noise is the
+    window's initial noise; the window is then sampled from it with ``steps`` DDIM steps and
+    ``eta`` (0: the search's deterministic path, so the window is exactly what was scored up to
+    float rounding; > 0 re-randomises the path the search picked). The paper: B=2, K=4, T'=3,
+    T=30, tau=20. Within one window the search has a single parent, so beams > 1 only finish
+    runners-up; fewer ``steps`` trade quality for speed.
+
+    Reward: low-frequency agreement with the reference (the frame before the window, i.e. the
+    previous window's last generated frame or the source's motion, repeated over the window)
+    weighted by ``sigmoid(-z)``, minus (``use_previous``) high-frequency agreement with the
+    previous window weighted by ``1 - sigmoid(-z)``, where ``z`` is the window's mean intensity
+    z-normalised over the windows (0 without intensity). ``reward_on``: "x0" (the clean
+    estimate at the lookahead step, default) or "latent" (the paper's: the lookahead latent
+    against reference and previous window noised with ``tau`` steps; ``tau`` None = 2/3 of
+    ``steps``). ``cutoff`` / ``axes_weight``: the Gaussian low-pass (models.ic_init); the
+    default filters along time only (motion dims have no order). ``view``: optional map
+    ``[N, L, M] -> [N, ...]`` of what the reward sees (e.g. keypoints).
+    """
+
+    beams: int = 2
+    candidates: int = 4
+    lookahead: int = 3
+    steps: int = 30
+    tau: int | None = None
+    eta: float = 0.0
+    reward_on: str = "x0"
+    use_previous: bool = True
+    cutoff: float = 0.25
+    axes_weight: tuple[float, ...] | None = (1.0, 0.0)
+    view: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def tau_steps(self) -> int:
+        return max(1, round(2 * self.steps / 3)) if self.tau is None else int(self.tau)
+
+    def validated(self) -> ICInitSettings:
+        """Returns self; raises ValueError naming the first bad setting."""
+        if not (self.beams >= 1 and self.candidates >= 1 and self.steps >= 1):
+            raise ValueError("ICInitSettings: beams, candidates and steps must be >= 1")
+        if not 1 <= self.lookahead <= self.steps or not 1 <= self.tau_steps <= self.steps:
+            raise ValueError(
+                f"ICInitSettings: need 1 <= lookahead, tau <= steps, got T'={self.lookahead}, "
+                f"tau={self.tau_steps}, T={self.steps}"
+            )
+        if self.reward_on not in ("x0", "latent"):
+            raise ValueError(
+                f"ICInitSettings: reward_on must be x0 or latent, not {self.reward_on!r}"
+            )
+        if not (np.isfinite(self.eta) and self.eta >= 0):
+            raise ValueError(f"ICInitSettings: eta must be >= 0, got {self.eta}")
+        return self
+
+
+def _as_ic_settings(ic_init: bool | ICInitSettings | None) -> ICInitSettings | None:
+    if ic_init is None or ic_init is False:
+        return None
+    if ic_init is True:
+        return ICInitSettings()
+    if isinstance(ic_init, ICInitSettings):
+        return ic_init.validated()
+    raise ValueError(f"ic_init must be a bool or ICInitSettings, got {type(ic_init).__name__}")
+
+
+class _SearchAborted(BaseException):
+    """Unwinds the search thread when its generator is closed (BaseException: not caught by
+    ``except Exception`` in the search)."""
+
+
+_R = TypeVar("_R")
+
+
+def _lockstep(fn: Callable[[Callable[[], None]], _R]) -> Generator[None, None, _R]:
+    """Run ``fn(tick)`` in a thread in lockstep with this generator: every ``tick()`` inside
+    ``fn`` yields None here and blocks ``fn`` until the generator is resumed, so a blocking call
+    (ic_init_search) reports progress per denoiser call and can be abandoned between two calls.
+    Returns fn's result; fn's exceptions are re-raised here. Closing the generator makes the
+    next ``tick()`` raise and waits for the thread to end."""
+    events: queue.Queue = queue.Queue()
+    go: queue.Queue = queue.Queue()
+
+    def tick() -> None:
+        events.put(("tick", None))
+        if not go.get():
+            raise _SearchAborted
+
+    def work() -> None:
+        try:
+            events.put(("done", fn(tick)))
+        except _SearchAborted:
+            events.put(("aborted", None))
+        except BaseException as exc:  # handed to the consumer
+            events.put(("error", exc))
+
+    thread = threading.Thread(target=work, name="ic-init-search", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = events.get()
+            if kind == "tick":
+                yield None
+                go.put(True)
+            elif kind == "done":
+                return value
+            else:
+                raise value
+    finally:
+        if thread.is_alive():
+            go.put(False)
+            thread.join()
+
+
+def _search_window(
+    model: MotionDiT,
+    settings: ICInitSettings,
+    cond1: EncodedCondition,  # batch 1
+    uncond: EncodedCondition | None,
+    ref: torch.Tensor,  # [M] the frame before the window
+    prev_window: torch.Tensor | None,  # [L, M] the previous window as generated (CPU)
+    z_score: float,
+    known: torch.Tensor | None,
+    keep: torch.Tensor | None,  # [L, M]
+    guidance_scale: float,
+    generator: torch.Generator,
+    limits: tuple[torch.Tensor, torch.Tensor] | None,
+) -> Generator[None, None, torch.Tensor]:
+    """IC-Init for one window and variation: yields None after every denoiser call of the
+    search, returns the chosen initial noise ``[L, M]`` (CPU)."""
+    cfg = model.config
+    L, M = cfg.seq_len, cfg.motion_dim
+    device = ref.device
+    ic = settings
+    T, tau = ic.steps, ic.tau_steps
+    sched = make_scheduler("ddim")
+    sched.set_timesteps(T)
+    t_tau = sched.timesteps[T - tau].reshape(1)
+    reference = ref.float().cpu()[None].expand(L, M).clone()
+    ref_r, prev = reference, (prev_window if ic.use_previous else None)
+    known_noise = None
+    if known is not None:
+        known_noise = torch.randn((L, M), generator=generator).to(device)
+    if ic.reward_on == "latent":
+        # The paper scores the lookahead latent against tau-noised targets.
+        ref_r = sched.add_noise(reference, torch.randn((L, M), generator=generator), t_tau)
+        if prev is not None:
+            prev = sched.add_noise(prev, torch.randn((L, M), generator=generator), t_tau)
+    view = ic.view or (lambda x: x)
+    threads = torch.get_num_threads()
+    conds: dict[int, EncodedCondition] = {}
+
+    def reward_fn(z: torch.Tensor, _ref, _prev, _seg) -> torch.Tensor:
+        p = None if prev is None else view(prev[None].expand_as(z))
+        return ic_init_mod.frequency_reward(
+            view(z), view(ref_r[None])[0], p, z_score, ic.cutoff, ic.axes_weight
+        )
+
+    def search(tick: Callable[[], None]) -> torch.Tensor:
+        torch.set_num_threads(threads)  # OpenMP's thread count is per thread
+        with torch.inference_mode():
+
+            def denoise_fn(x: torch.Tensor, i: int, _seg: int, _prev) -> torch.Tensor:
+                N = x.shape[0]
+                t = sched.timesteps[i]
+                xd = x.to(device)
+                if known is not None:
+                    noisy = sched.add_noise(known, known_noise, t.reshape(1).to(device))
+                    xd = torch.where(keep, noisy, xd)
+                if N not in conds:
+                    conds[N] = cond1.repeat(N)
+                x0 = model.guided_denoise(
+                    xd, ref[None].expand(N, M), t, conds[N], uncond, guidance_scale
+                ).float()
+                if limits is not None:
+                    x0 = torch.clamp(x0, limits[0], limits[1])
+                if known is not None:
+                    x0 = torch.where(keep, known, x0)
+                tick()
+                return x0.cpu()
+
+            best, _, _ = ic_init_mod.ic_init_search(
+                denoise_fn, sched, (L, M), 1, reference, None,
+                beams=ic.beams, candidates=ic.candidates, lookahead=ic.lookahead,
+                num_steps=T, tau=tau, generator=generator, reward_fn=reward_fn,
+                reward_on=ic.reward_on,
+            )  # fmt: skip
+            return best[0]
+
+    return (yield from _lockstep(search))
+
+
 # --- the window sampler --------------------------------------------------------------------------
 def _window_sampler(
     model: MotionDiT,
@@ -227,13 +428,19 @@ def _window_sampler(
     generator: torch.Generator,
     limits: tuple[torch.Tensor, torch.Tensor] | None,
     eta: float,
+    init: torch.Tensor | None = None,  # [B, L, M] initial noise (None: drawn from generator)
 ) -> Iterator[torch.Tensor | None]:
-    """Denoise one window; yields None after each step, finally the sample ``[B, L, M]``."""
+    """Denoise one window; yields None after each step, finally the sample ``[B, L, M]``.
+
+    With ``init`` the generator's draw of the initial noise still happens (and is discarded), so
+    the rest of its stream, and hence every other window, is as without ``init``."""
     cfg = model.config
     B = ref.shape[0]
     shape = (B, cfg.seq_len, cfg.motion_dim)
     device = ref.device
     x = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+    if init is not None:
+        x = init.to(device=device, dtype=torch.float32)
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
     if known is not None:
@@ -297,6 +504,52 @@ def _model_device(model: MotionDiT) -> torch.device:
     return next(model.parameters()).device
 
 
+InitNoise = np.ndarray | torch.Tensor | Callable[[int, int], "np.ndarray | torch.Tensor | None"]
+
+
+def _init_noise_source(
+    init_noise: InitNoise | None, num_windows: int, n: int, L: int, M: int
+) -> Callable[[int, int], torch.Tensor | None]:
+    """``(window, start) -> [n, L, M] | None`` from iter_generate_motion's init_noise."""
+    if init_noise is None:
+        return lambda k, s: None
+    if not callable(init_noise):
+        arr = np.asarray(init_noise, dtype=np.float32)
+        if arr.shape not in ((num_windows, L, M), (num_windows, n, L, M)):
+            raise ValueError(
+                f"init_noise must be [{num_windows}, {L}, {M}] or [{num_windows}, {n}, {L}, {M}]"
+                f", got {arr.shape}"
+            )
+        fn = lambda k, s: arr[k]  # noqa: E731
+    else:
+        fn = init_noise
+
+    def get(k: int, s: int) -> torch.Tensor | None:
+        a = fn(k, s)
+        if a is None:
+            return None
+        t = torch.as_tensor(np.asarray(a, dtype=np.float32))
+        if tuple(t.shape) == (L, M):
+            t = t[None].expand(n, L, M)
+        if tuple(t.shape) != (n, L, M) or not bool(torch.isfinite(t).all()):
+            raise ValueError(
+                f"init_noise for window {k} must be finite [{L}, {M}] or [{n}, {L}, {M}]"
+            )
+        return t.clone()
+
+    return get
+
+
+def _window_z_scores(
+    intensity: np.ndarray | None, starts: Sequence[int], L: int, T: int
+) -> np.ndarray:
+    """Per window, its mean intensity z-normalised over the windows (zeros without intensity)."""
+    if intensity is None or len(starts) < 2:
+        return np.zeros(len(starts))
+    per = np.stack([intensity[np.minimum(np.arange(s, s + L), T - 1)] for s in starts])
+    return ic_init_mod.segment_intensity_z(per, len(starts))
+
+
 def iter_generate_motion(
     model: MotionDiT,
     features: np.ndarray,
@@ -316,6 +569,8 @@ def iter_generate_motion(
     regions: Sequence[str] | np.ndarray | None = None,
     limits: tuple[np.ndarray, np.ndarray] | None = None,
     context: int | None = None,
+    init_noise: InitNoise | None = None,
+    ic_init: bool | ICInitSettings = False,
 ) -> Iterator[GenerationProgress]:
     """Generate motion ``[T, 265]`` (``[n, T, 265]`` for ``num_variations = n > 1``) for audio
     ``features [T, A]``, yielding progress after every denoising step.
@@ -333,8 +588,23 @@ def iter_generate_motion(
     ``context`` (default: overlap) frames of kept motion on each side of the range are included in
     the windows so the new frames join the old ones.
 
+    init_noise: each window's initial noise instead of a draw from the seeded generator: an
+    array ``[W, L, 265]`` or ``[W, n, L, 265]`` (W windows, see :func:`window_starts` over the
+    generated span; L = seq_len) or a callable ``(window, start_frame) -> [L, 265] | [n, L, 265]
+    | None`` (None: draw as usual). The generator's draw still happens, so passing the noise it
+    would have drawn changes nothing; with ``eta = 0`` (DDIM) and no constraints a window is a
+    function of its initial noise and the frame before it alone.
+
+    ic_init: True (paper settings) or :class:`ICInitSettings`: choose each window's initial
+    noise by ConsistTalk's IC-Init search (models.ic_init.ic_init_search, one search per window
+    and variation; reference = the frame before the window), then sample the window from it
+    with the settings' steps and eta (``steps`` / ``eta`` of this call are not used). Progress
+    events come after every denoiser call of the search too; closing the iterator between two
+    of them stops the search. DDIM only; not with ``init_noise``.
+
     The last event's ``result`` is float64. Same seed and arguments -> the same result.
-    Raises ValueError for bad shapes, non-finite inputs or constraints without ``init_motion``.
+    Raises ValueError for bad shapes, non-finite inputs, constraints without ``init_motion``,
+    or ic_init with another scheduler or with init_noise.
     """
     cfg = model.config
     feats, ref = _validate(model, features, ref_motion)
@@ -377,11 +647,19 @@ def iter_generate_motion(
         ctx = overlap if context is None else int(context)
         span0, span1 = max(0, frame_range[0] - ctx), min(T, frame_range[1] + ctx)
     starts = [span0 + s for s in window_starts(span1 - span0, L, overlap)]
-    total = len(starts) * steps
+    n = num_variations
+    ic = _as_ic_settings(ic_init)
+    if ic is not None and (scheduler != "ddim" or init_noise is not None):
+        raise ValueError("ic_init needs the ddim scheduler and no init_noise")
+    noise_for = _init_noise_source(init_noise, len(starts), n, L, M)
+    # IC-Init: per window, one search of ic.steps denoiser calls per variation (one parent, so
+    # T' calls on the K candidates and T - T' on the B kept), then ic.steps to sample it.
+    total = len(starts) * (steps if ic is None else (n + 1) * ic.steps)
     gen_t = torch.Generator().manual_seed(int(seed))
     lim = _as_limits(limits, device)
     sched = make_scheduler(scheduler)
-    n = num_variations
+    z_scores = None if ic is None else _window_z_scores(intensity, starts, L, T)
+    prev_x = None  # [n, L, M] the previous window as sampled (IC-Init's previous segment)
     ref0 = ref if span0 == 0 or init is None else np.asarray(init[span0 - 1], dtype=np.float32)
     joined = np.zeros((n, span1 - span0 + L, M), dtype=np.float64)  # fused so far, span-relative
     end = 0
@@ -395,11 +673,12 @@ def iter_generate_motion(
                 inten = torch.from_numpy(intensity[np.minimum(np.arange(s, s + L), T - 1)]).to(
                     device
                 )
-            cond = model.encode_condition(
+            cond1 = model.encode_condition(
                 torch.from_numpy(rows)[None].to(device),
                 True,
                 None if inten is None else inten[None],
-            ).repeat(n)
+            )
+            cond = cond1.repeat(n)
             if guidance_scale != 1.0 and (uncond is None or inten is not None):
                 # The null branch depends only on the intensity: encode it once when there is none.
                 uncond = model.encode_condition(None, False, None if inten is None else inten[None])
@@ -417,9 +696,28 @@ def iter_generate_motion(
                 kv[valid] = init[idx[valid]]
                 known = torch.from_numpy(kv).to(device)
                 keep = torch.from_numpy(km).to(device)[None].expand(n, L, M)
+            x_init = noise_for(k, s)
+            w_steps, w_eta = steps, eta
+            if ic is not None:
+                w_steps, w_eta = ic.steps, ic.eta
+                x_init = torch.empty((n, L, M))
+                for v in range(n):
+                    search = _search_window(
+                        model, ic, cond1, uncond, ref_b[v].to(device),
+                        None if prev_x is None else prev_x[v], float(z_scores[k]),
+                        known, None if keep is None else keep[0], guidance_scale, gen_t, lim,
+                    )  # fmt: skip
+                    while True:
+                        try:
+                            next(search)
+                        except StopIteration as stop:
+                            x_init[v] = stop.value
+                            break
+                        done += 1
+                        yield GenerationProgress(done, total, k, len(starts))
             sampler = _window_sampler(
-                model, sched, steps, cond, uncond, ref_b.to(device), known, keep,
-                guidance_scale, gen_t, lim, eta,
+                model, sched, w_steps, cond, uncond, ref_b.to(device), known, keep,
+                guidance_scale, gen_t, lim, w_eta, x_init,
             )  # fmt: skip
             x = None
             for out in sampler:
@@ -428,6 +726,7 @@ def iter_generate_motion(
                     yield GenerationProgress(done, total, k, len(starts))
                 else:
                     x = out
+            prev_x = x.float().cpu()
             end = _fuse_into(joined, x.double().cpu().numpy(), s - span0, end)
             preview = joined[0, : min(end, span1 - span0)].copy()
             yield GenerationProgress(done, total, k, len(starts), preview=preview)
@@ -459,13 +758,17 @@ def generate_motion(
     raises GenerationCancelled. Other keyword arguments as for iter_generate_motion.
     """
     result = None
-    for progress in iter_generate_motion(model, features, conditions, ref_motion, **kwargs):
-        if callback is not None:
-            callback(progress)
-        if progress.result is not None:
-            result = progress.result
-        elif cancel is not None and cancel():
-            raise GenerationCancelled("motion generation cancelled")
+    events = iter_generate_motion(model, features, conditions, ref_motion, **kwargs)
+    try:
+        for progress in events:
+            if callback is not None:
+                callback(progress)
+            if progress.result is not None:
+                result = progress.result
+            elif cancel is not None and cancel():
+                raise GenerationCancelled("motion generation cancelled")
+    finally:
+        events.close()  # stops an IC-Init search thread now, not when garbage collected
     assert result is not None
     return result
 

@@ -164,7 +164,9 @@ def load_motion_model(
 
     path = Path(folder)
     _check_folder(path, (STATS_FILE,))
-    model = MotionDiT.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    model = MotionDiT.from_pretrained(
+        path, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
+    )
     model = model.to(device=device, dtype=dtype or torch.float32).eval()
     return PretrainedMotionModel(model, MotionStats.load(path), path)
 
@@ -184,7 +186,13 @@ def load_intensity_model(folder: str | os.PathLike[str], device: str = "cpu", te
     path = Path(folder) / ("teacher" if teacher else "")
     _check_folder(path)
     cls = IntensityTeacher if teacher else IntensityStudent
-    return cls.from_pretrained(path, local_files_only=True, use_safetensors=True).to(device).eval()
+    return (
+        cls.from_pretrained(
+            path, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
+        )
+        .to(device)
+        .eval()
+    )
 
 
 def load_default_intensity_model(device: str = "cpu"):

@@ -219,8 +219,13 @@ class MotionStats:
     mean: np.ndarray
     std: np.ndarray
     x_c: np.ndarray
-    constant: np.ndarray = field(default_factory=lambda: np.zeros(265, dtype=bool))
     audio_features: dict = field(default_factory=lambda: {"type": "LogMelFeatures", "n_mels": 80})
+    constant: np.ndarray | None = None  # None: no constant dims
+
+    def __post_init__(self) -> None:
+        if self.constant is None:
+            self.constant = np.zeros(np.shape(self.mean)[0], dtype=bool)
+        self.constant = np.asarray(self.constant, dtype=bool)
 
     def normalize(self, packed: np.ndarray) -> np.ndarray:
         return (np.asarray(packed, dtype=np.float64) - self.mean) / self.std
@@ -252,12 +257,16 @@ class MotionStats:
             mean, std = np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64)
             x_c = np.asarray(d["x_c"], np.float64)
             constant = np.zeros(265, dtype=bool)
-            constant[np.asarray(d.get("constant_dims", []), dtype=np.int64)] = True
+            if "constant_dims" in d:
+                constant[np.asarray(d["constant_dims"], dtype=np.int64)] = True
+            else:  # first format: constant dims had std exactly 1
+                constant = std == 1.0
+                std = np.where(constant, CONSTANT_STD, std)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ValueError(f"malformed motion stats ({exc})") from None
         if mean.shape != (265,) or std.shape != (265,) or x_c.shape != (63,) or np.any(std <= 0):
             raise ValueError("motion stats need mean/std [265] (std > 0) and x_c [63]")
-        return cls(mean, std, x_c, constant, d.get("audio_features", {}))
+        return cls(mean, std, x_c, d.get("audio_features", {}), constant)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         path = Path(folder) / STATS_FILE
@@ -285,7 +294,7 @@ class MotionStats:
         mean, std = packed.mean(axis=0), packed.std(axis=0)
         constant = std < tol
         std = np.where(constant, CONSTANT_STD, std)
-        return cls(mean, std, np.asarray(x_c, np.float64).reshape(63), constant)
+        return cls(mean, std, np.asarray(x_c, np.float64).reshape(63), constant=constant)
 
 
 def motion_loss_weights(stats: MotionStats, lips: float = 2.0) -> np.ndarray:
@@ -460,7 +469,8 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def _load_state(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: tensors, numbers, strings and containers only (no pickled code).
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 # --- MotionDiT -----------------------------------------------------------------------------------
@@ -567,7 +577,7 @@ def iter_train_motion(
     state = _load_state(state_path) if resume and state_path.is_file() else None
     if state is not None:
         stats = MotionStats.from_json(state["stats"])
-        cond_mean, cond_std = np.asarray(state["cond_mean"]), np.asarray(state["cond_std"])
+        cond_mean, cond_std = state["cond_mean"].numpy(), state["cond_std"].numpy()
     else:
         x_c = default_canonical_keypoints()
         stats = MotionStats.from_clips(train_clips, x_c)
@@ -619,7 +629,8 @@ def iter_train_motion(
             "optimizer": opt.state_dict(), "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(), "ema": None if ema is None else ema.shadow,
             "step": step, "log": log, "train_seconds": train_seconds,
-            "stats": stats.to_json(), "cond_mean": cond_mean, "cond_std": cond_std,
+            "stats": stats.to_json(), "cond_mean": torch.from_numpy(cond_mean),
+            "cond_std": torch.from_numpy(cond_std),
         })  # fmt: skip
         recent = [r for r in log[-max(1, 200 // max(1, cfg.log_every)) :] if "loss" in r]
         _write_json(out / LOG_FILE, {
@@ -809,7 +820,7 @@ def iter_train_intensity(
     state_path = out / STATE_FILE
     state = _load_state(state_path) if resume and state_path.is_file() else None
     if state is not None:
-        mean, std = np.asarray(state["audio_mean"]), np.asarray(state["audio_std"])
+        mean, std = state["audio_mean"].numpy(), state["audio_std"].numpy()
     else:
         feats = np.concatenate([c.features for c in clips])
         mean, std = feats.mean(axis=0).astype(np.float64), feats.std(axis=0).astype(np.float64)
@@ -850,7 +861,8 @@ def iter_train_intensity(
             "sizes": sizes, "teacher": teacher.state_dict(), "student": student.state_dict(),
             "opt_teacher": opt_t.state_dict(), "opt_student": opt_s.state_dict(),
             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-            "log": log, "train_seconds": seconds, "audio_mean": mean, "audio_std": std,
+            "log": log, "train_seconds": seconds, "audio_mean": torch.from_numpy(mean),
+            "audio_std": torch.from_numpy(std),
         })  # fmt: skip
         last = {}
         for phase in ("teacher", "student"):

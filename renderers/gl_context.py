@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -20,16 +20,22 @@ from resources import resource_path
 if TYPE_CHECKING:
     import moderngl
 
+    from renderers.camera import Camera
+
 __all__ = [
     "GLUnavailableError",
     "OffscreenTarget",
     "SharedContext",
+    "begin_viewport",
+    "camera_list",
     "create_offscreen_context",
     "egl_available",
     "load_shader",
     "on_shared_context_release",
     "release_shared_context",
+    "render_views",
     "shared_offscreen_context",
+    "use_premultiplied_blending",
 ]
 
 # Framebuffer formats: moderngl dtype -> numpy dtype of the raw readback.
@@ -182,3 +188,63 @@ class OffscreenTarget:
             self.fbo.release()
             self.fbo = None
             self._size = (0, 0)
+
+
+def camera_list(cameras: Camera | Sequence[Camera]) -> list[Camera]:
+    """``cameras`` as a non-empty list of cameras sharing one image size (ValueError)."""
+    cams = list(cameras) if isinstance(cameras, Sequence) else [cameras]
+    if not cams:
+        raise ValueError("render(): no cameras given")
+    sizes = {(c.width, c.height) for c in cams}
+    if len(sizes) != 1:
+        raise ValueError(f"render(): all cameras must share one image size, got {sorted(sizes)}")
+    return cams
+
+
+def begin_viewport(
+    ctx: moderngl.Context,
+    framebuffer: moderngl.Framebuffer,
+    viewport: tuple[int, int, int, int],
+    background: tuple[float, float, float] | None,
+) -> None:
+    """Bind ``framebuffer``, set the viewport and scissor to ``viewport`` (x, y, w, h; GL origin
+    bottom-left) and clear it to ``background`` with alpha 0 (None: keep the content). The
+    caller resets ``ctx.scissor = None`` when done drawing."""
+    framebuffer.use()
+    ctx.viewport = viewport
+    ctx.scissor = viewport
+    if background is not None:
+        r, g, b = (float(c) for c in background)
+        ctx.clear(r, g, b, 0.0, viewport=viewport)
+
+
+def use_premultiplied_blending(ctx: moderngl.Context) -> None:
+    """Depth test and face culling off, blending (ONE, ONE_MINUS_SRC_ALPHA) with FUNC_ADD: back
+    to front compositing of premultiplied colours."""
+    import moderngl as mgl
+
+    ctx.disable(mgl.DEPTH_TEST | mgl.CULL_FACE)
+    ctx.enable(mgl.BLEND)
+    ctx.blend_func = (mgl.ONE, mgl.ONE_MINUS_SRC_ALPHA)
+    ctx.blend_equation = mgl.FUNC_ADD
+
+
+def render_views(
+    target: OffscreenTarget,
+    draw: Callable[..., None],
+    cameras: Camera | Sequence[Camera],
+    background: tuple[float, float, float],
+) -> np.ndarray:
+    """Offscreen render of one or more cameras: ``[C, H, W, 4]`` float32.
+
+    The views are drawn side by side into one framebuffer of ``target`` with
+    ``draw(camera, framebuffer, viewport=..., background=...)`` and read back at once. Raises
+    ValueError for no cameras or cameras of different image sizes.
+    """
+    cams = camera_list(cameras)
+    w, h = cams[0].width, cams[0].height
+    fbo = target.framebuffer(w * len(cams), h)
+    for i, cam in enumerate(cams):
+        draw(cam, fbo, viewport=(i * w, 0, w, h), background=background)
+    strip = target.read(0, 0, w * len(cams), h)  # one readback for all views
+    return np.ascontiguousarray(strip.reshape(h, len(cams), w, 4).transpose(1, 0, 2, 3))

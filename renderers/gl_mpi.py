@@ -19,8 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from renderers.gl_context import OffscreenTarget, load_shader
-from renderers.gl_splats import _camera_list
+from renderers.gl_context import (
+    OffscreenTarget,
+    begin_viewport,
+    load_shader,
+    render_views,
+    use_premultiplied_blending,
+)
 from renderers.mpi import MPI, ImPortraitMPI, as_mpi
 
 if TYPE_CHECKING:
@@ -117,22 +122,15 @@ class MPIRenderer:
             raise RuntimeError("MPIRenderer.draw() before upload()")
         mgl = self._mgl
         ctx = self.ctx
-        vp = viewport or (0, 0, camera.width, camera.height)
-        framebuffer.use()
-        ctx.viewport = vp
-        ctx.scissor = vp
-        if background is not None:
-            r, g, b = (float(c) for c in background)
-            ctx.clear(r, g, b, 0.0, viewport=vp)
+        begin_viewport(
+            ctx, framebuffer, viewport or (0, 0, camera.width, camera.height), background
+        )
         if self._vertices:
             mvp = camera.gl_projection(_NEAR, _FAR) @ camera.gl_view()
             self._prog["u_mvp"].write(mvp.T.astype(np.float32).tobytes())
             self._texture.use(0)
             self._sampler.use(0)
-            ctx.disable(mgl.DEPTH_TEST | mgl.CULL_FACE)
-            ctx.enable(mgl.BLEND)
-            ctx.blend_func = (mgl.ONE, mgl.ONE_MINUS_SRC_ALPHA)
-            ctx.blend_equation = mgl.FUNC_ADD
+            use_premultiplied_blending(ctx)
             self._vao.render(mgl.TRIANGLES, vertices=self._vertices)
             self._sampler.clear(0)
         ctx.scissor = None
@@ -144,13 +142,7 @@ class MPIRenderer:
     ) -> np.ndarray:
         """Offscreen render: [C, H, W, 4] float32 (RGB over ``background``, alpha = coverage).
         All cameras must share one image size (ValueError)."""
-        cams = _camera_list(cameras)
-        w, h = cams[0].width, cams[0].height
-        fbo = self.target.framebuffer(w * len(cams), h)
-        for i, cam in enumerate(cams):
-            self.draw(cam, fbo, viewport=(i * w, 0, w, h), background=background)
-        strip = self.target.read(0, 0, w * len(cams), h)
-        return np.ascontiguousarray(strip.reshape(h, len(cams), w, 4).transpose(1, 0, 2, 3))
+        return render_views(self.target, self.draw, cameras, background)
 
     def release(self) -> None:
         for obj in (self._vao, self._vbo, self._texture, self._sampler, self._prog):

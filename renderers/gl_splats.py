@@ -63,7 +63,13 @@ from renderers.gaussians import (
     facing_normals,
     sh_degree_for_coeffs,
 )
-from renderers.gl_context import OffscreenTarget, load_shader
+from renderers.gl_context import (
+    OffscreenTarget,
+    begin_viewport,
+    load_shader,
+    render_views,
+    use_premultiplied_blending,
+)
 from renderers.sorting import DepthSorter
 
 if TYPE_CHECKING:
@@ -317,13 +323,9 @@ class GaussianSplatRenderer:
         """
         mgl = self._mgl
         ctx = self.ctx
-        vp = viewport or (0, 0, camera.width, camera.height)
-        framebuffer.use()
-        ctx.viewport = vp
-        ctx.scissor = vp
-        if background is not None:
-            r, g, b = (float(c) for c in background)
-            ctx.clear(r, g, b, 0.0, viewport=vp)
+        begin_viewport(
+            ctx, framebuffer, viewport or (0, 0, camera.width, camera.height), background
+        )
         if self._n == 0:
             ctx.scissor = None
             return
@@ -364,10 +366,7 @@ class GaussianSplatRenderer:
             # > 1: no normal can pass the test (two-sided clouds, or culling switched off).
             prog["u_backface"].value = BACKFACE_COS if cull else 2.0
         self._proj_vao.transform(self._buffers["tf"], mgl.POINTS, vertices=m)
-        ctx.disable(mgl.DEPTH_TEST | mgl.CULL_FACE)
-        ctx.enable(mgl.BLEND)
-        ctx.blend_func = (mgl.ONE, mgl.ONE_MINUS_SRC_ALPHA)
-        ctx.blend_equation = mgl.FUNC_ADD
+        use_premultiplied_blending(ctx)
         self._draw_vao.render(mgl.TRIANGLES, vertices=3 * m)
         ctx.scissor = None
 
@@ -378,13 +377,7 @@ class GaussianSplatRenderer:
     ) -> np.ndarray:
         """Offscreen render of the uploaded cloud: [C, H, W, 4] float32, RGB composited over
         ``background``, alpha = coverage. All cameras must share one image size (ValueError)."""
-        cams = _camera_list(cameras)
-        w, h = cams[0].width, cams[0].height
-        fbo = self.target.framebuffer(w * len(cams), h)
-        for i, cam in enumerate(cams):
-            self.draw(cam, fbo, viewport=(i * w, 0, w, h), background=background)
-        strip = self.target.read(0, 0, w * len(cams), h)  # one readback for all views
-        return np.ascontiguousarray(strip.reshape(h, len(cams), w, 4).transpose(1, 0, 2, 3))
+        return render_views(self.target, self.draw, cameras, background)
 
     def release(self) -> None:
         """Free the GPU objects (the context itself belongs to the caller)."""
@@ -411,13 +404,3 @@ def _checked(a: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
     if a.shape != shape:
         raise ValueError(f"update(): {name} must have shape {shape}, got {a.shape}")
     return a
-
-
-def _camera_list(cameras: Camera | Sequence[Camera]) -> list[Camera]:
-    cams = list(cameras) if isinstance(cameras, Sequence) else [cameras]
-    if not cams:
-        raise ValueError("render(): no cameras given")
-    sizes = {(c.width, c.height) for c in cams}
-    if len(sizes) != 1:
-        raise ValueError(f"render(): all cameras must share one image size, got {sorted(sizes)}")
-    return cams

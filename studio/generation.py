@@ -139,7 +139,10 @@ class GenerateRequest:
     folder (config.json + safetensors) / Ditto ``.pth`` file. device: "auto" | "cpu" | "cuda"
     (or "gpu"). hubert_dir: a local HuBERT folder for models with HuBERT-width audio input.
     canonical_keypoints: ``[21, 3]`` of the head (see the module docstring). overlap / context:
-    window overlap and context frames around a range (model frames).
+    window overlap and context frames around a range (model frames). ic_init: choose each
+    window's initial noise by ConsistTalk's IC-Init search (models.motion_sampling.ICInitSettings
+    defaults: 4 candidates, 30 DDIM steps with eta 0 instead of ``steps``; ddim only; neural
+    models only; several times slower).
     """
 
     audio: str | Path | None = None
@@ -161,6 +164,7 @@ class GenerateRequest:
     overlap: int = 10
     context: int = 10
     name: str | None = None
+    ic_init: bool = False
 
     def validated(self) -> GenerateRequest:
         """Check the settings; returns self. Raises GenerationError naming the bad one."""
@@ -181,6 +185,8 @@ class GenerateRequest:
             raise GenerationError(f"steps must be in 1..1000, got {self.steps}")
         if self.sampler not in ("ddim", "lcm"):
             raise GenerationError(f"sampler must be 'ddim' or 'lcm', got {self.sampler!r}")
+        if self.ic_init and self.sampler != "ddim":
+            raise GenerationError(f"IC-Init needs the ddim sampler, got {self.sampler!r}")
         if not 1 <= int(self.variations) <= 16:
             raise GenerationError(f"variations must be in 1..16, got {self.variations}")
         if not math.isfinite(float(self.guidance)) or self.guidance < 0:
@@ -277,15 +283,9 @@ _MODEL_CACHE: dict[tuple, Any] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _listing(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
-
-
 def _load_folder(path: Path):
     """A MotionDiT from a diffusers-style folder (config.json + safetensors), checked strictly."""
-    import torch
-
+    from models.ditto_checkpoint import copy_state, state_dict_problems
     from models.motion_dit import MotionDiT
 
     cfg_path = path / "config.json"
@@ -315,28 +315,10 @@ def _load_folder(path: Path):
         state = load_file(str(weights[0]))
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"{weights[0]}: not a readable safetensors file ({exc})") from None
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = [
-        f"{k} {list(state[k].shape)} vs model {list(own[k].shape)}"
-        for k in sorted(set(own) & set(state))
-        if state[k].shape != own[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches: {_listing(mismatched)}")
+    problems = state_dict_problems(model, state, limit=6)
     if problems:
         raise ModelLoadError(f"{weights[0]} does not match its config: " + "; ".join(problems))
-    with torch.no_grad():
-        for k, v in state.items():
-            if not v.is_floating_point():
-                raise ModelLoadError(f"{weights[0]}: tensor {k} is not floating point")
-            own[k].copy_(v.to(own[k].dtype))
+    copy_state(model, state)
     return model.eval()
 
 
@@ -587,32 +569,28 @@ def splice_curve(old: Curve | None, new: Curve | None, channel: str, start: int,
         )
         parts_f.append(len(f))
 
-    def pins(frames: np.ndarray) -> None:
-        if frames.size:
-            vals = (
-                old.evaluate(frames, default) if old is not None else np.full(frames.size, default)
-            )
-            k = frames.size
-            add(
-                frames,
-                vals,
-                np.full(k, Interpolation.LINEAR),
-                np.full(k, HandleMode.FREE),
-                np.zeros((k, 2)),
-                np.zeros((k, 2)),
-            )
-
-    if old is None or old.is_empty:
-        pins(np.arange(start - 1, start) if start > 0 else np.zeros(0, np.int64))
-        k = nf.size
+    def add_linear(f: np.ndarray, v: np.ndarray) -> None:
+        """Linear keys with FREE (unused) handles."""
+        k = f.size
         add(
-            nf,
-            nv,
+            f,
+            v,
             np.full(k, Interpolation.LINEAR),
             np.full(k, HandleMode.FREE),
             np.zeros((k, 2)),
             np.zeros((k, 2)),
         )
+
+    def pins(frames: np.ndarray) -> None:
+        if frames.size:
+            vals = (
+                old.evaluate(frames, default) if old is not None else np.full(frames.size, default)
+            )
+            add_linear(frames, vals)
+
+    if old is None or old.is_empty:
+        pins(np.arange(start - 1, start) if start > 0 else np.zeros(0, np.int64))
+        add_linear(nf, nv)
         pins(np.array([end]))
     else:
         of = old.frames
@@ -629,15 +607,7 @@ def splice_curve(old: Curve | None, new: Curve | None, channel: str, start: int,
             pins(np.arange(int(of[ip[-1]]) + 1, start))
         elif start > 0:
             pins(np.array([start - 1]))
-        k = nf.size
-        add(
-            nf,
-            nv,
-            np.full(k, Interpolation.LINEAR),
-            np.full(k, HandleMode.FREE),
-            np.zeros((k, 2)),
-            np.zeros((k, 2)),
-        )
+        add_linear(nf, nv)
         if iq.size:
             pins(np.arange(end, int(of[iq[0]])))
             add(
@@ -858,6 +828,7 @@ def iter_generate(
                 "regions": list(request.regions or REGIONS),
                 "emotion": request.emotion or "curve",
                 "intensity": request.intensity,
+                "ic_init": bool(request.ic_init),
             }
         }
         takes.append(_spliced_take(project.active_take, inner[i], written, plan.a, name, meta))
@@ -975,6 +946,8 @@ def _neural(
         num_variations=int(request.variations),
         intensity=None if np.all(intensity == 1.0) else intensity,
     )
+    if request.ic_init:
+        kwargs["ic_init"] = True  # models.motion_sampling.ICInitSettings() (the paper's)
     # In the model's (normalised) space.
     packed_base = model.normalize(pack_ditto(base))
     # The motion before the domain: the source's rest pose for a fresh generation (as Ditto),

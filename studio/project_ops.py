@@ -5,6 +5,7 @@ Creating projects, embedding audio, turning dense motion into a take, and summar
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from studio.document import (
     Take,
 )
 from studio.document.audio import AudioData, read_audio
+from studio.document.events import EventHub
 from studio.document.keyreduce import reduce_keys, tolerance_for
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "embed_audio",
     "new_project",
     "project_audio",
+    "snapshot_project",
     "take_from_dense",
 ]
 
@@ -67,6 +70,24 @@ def project_audio(project: Project, clip: AudioClip) -> AudioData:
     if clip.asset in project.assets:
         return read_audio(project.assets[clip.asset], name=clip.asset)
     return read_audio(Path(clip.asset), name=clip.asset)
+
+
+def snapshot_project(project: Project) -> Project:
+    """A copy of ``project`` that later edits cannot change, for a background job (export,
+    generation) to read while the GUI keeps editing the original.
+
+    Edits replace takes, clips and settings rather than mutating them, so copying the containers
+    is enough; asset bytes are shared (immutable). The copy has its own (empty) event hub.
+    """
+    return dataclasses.replace(
+        project,
+        takes=list(project.takes),
+        audio_clips=list(project.audio_clips),
+        markers=list(project.markers),
+        assets=dict(project.assets),
+        metadata=dict(project.metadata),
+        events=EventHub(),
+    )
 
 
 def new_project(
@@ -143,9 +164,7 @@ def describe_project(project: Project, name: str = "project", all_channels: bool
             except ValueError as exc:
                 detail = f"unreadable: {exc}"
             where = "embedded" if clip.asset in project.assets else "external"
-            lines.append(
-                f"  audio        {clip.name} at frame {clip.offset} ({where}; {detail})"
-            )
+            lines.append(f"  audio        {clip.name} at frame {clip.offset} ({where}; {detail})")
     else:
         lines.append("  audio        none")
     lines.append(f"  markers      {len(project.markers)}")

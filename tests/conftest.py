@@ -6,6 +6,9 @@
   folder) point at a temporary folder for the session and at ``tmp_path`` for each test.
 - Qt tests (those using qtbot or qapp) fail when they leak top-level widgets or leave worker
   threads running, and a modal dialog fails the test instead of blocking it forever.
+- Shared fixtures: ``ctx`` (a headless EGL context per module), ``torch_one_thread``,
+  ``tiny_dir`` (a tiny MotionDiT folder per module, see tiny_models.py), ``face_models`` (skip
+  without the face models) and ``landmarker``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,58 @@ def pytest_collection_modifyitems(config, items):
             skip_gpu = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is False)")
             for item in gpu_items:
                 item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    """A headless EGL moderngl context for the test module, released after it; skips the tests
+    when none can be made."""
+    from renderers.gl_context import GLUnavailableError, create_offscreen_context
+
+    try:
+        context = create_offscreen_context()
+    except GLUnavailableError as exc:
+        pytest.skip(f"no headless EGL OpenGL context: {exc}")
+    yield context
+    context.release()
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Torch on one thread for the test: two OpenMP threads on a shared 2-core machine spin
+    against other processes (10x slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny random MotionDiT (log-mel input) saved as a model folder, once per module."""
+    from tiny_models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def face_models() -> None:
+    """Skip unless setup has fetched the face models."""
+    from models.face.fetch_models import DEFAULT_DEST, SETUP_COMMAND, models_present
+
+    if not models_present(DEFAULT_DEST):
+        pytest.skip(f"face models not installed in {DEFAULT_DEST}: run `{SETUP_COMMAND}`")
+
+
+@pytest.fixture(scope="session")
+def landmarker(face_models):
+    """One FaceLandmarker for the session; skips without the face models or ai-edge-litert."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from models.face.landmarks import FaceLandmarker
+
+    return FaceLandmarker(num_threads=1)
 
 
 # Qt's own tooltip and similar process-wide singletons are created on first use and live on.

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderers.formats.errors import FormatError
+from renderers.formats.errors import FormatError, check_cloud_writable
 from renderers.gaussians import GaussianCloud, facing_normals
 
 __all__ = ["read_ply", "write_ply"]
@@ -380,11 +380,7 @@ def write_ply(path: str | os.PathLike, cloud: GaussianCloud, axes: str = "rub") 
     if axes == "rdf":
         cloud = cloud.flip_yz()
     where = os.fspath(path)
-    for name in ("means", "quats", "scales", "opacities", "sh"):
-        if not np.isfinite(getattr(cloud, name)).all():
-            raise FormatError(f"{where}: cannot write: cloud.{name} has NaN/inf values")
-    if (cloud.scales <= 0).any():
-        raise FormatError(f"{where}: cannot write: cloud.scales has zero or negative values")
+    check_cloud_writable(cloud, where)
     n, k = len(cloud), cloud.sh.shape[1]
     m = 3 * (k - 1)
     names = (

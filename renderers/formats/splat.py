@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from renderers.formats.errors import FormatError
+from renderers.formats.errors import FormatError, check_cloud_writable
 from renderers.gaussians import SH_C0, GaussianCloud
 
 __all__ = ["SPLAT_DTYPE", "read_splat", "write_splat"]
@@ -93,11 +93,7 @@ def write_splat(path: str | os.PathLike, cloud: GaussianCloud, axes: str = "rdf"
     """
     _check_axes(axes)
     where = os.fspath(path)
-    for name in ("means", "quats", "scales", "opacities", "sh"):
-        if not np.isfinite(getattr(cloud, name)).all():
-            raise FormatError(f"{where}: cannot write: cloud.{name} has NaN/inf values")
-    if (cloud.scales <= 0).any():
-        raise FormatError(f"{where}: cannot write: cloud.scales has zero or negative values")
+    check_cloud_writable(cloud, where)
     if axes == "rdf":
         cloud = cloud.flip_yz()
     rec = np.zeros(len(cloud), SPLAT_DTYPE)

@@ -7,16 +7,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def parse_range(text: str) -> tuple[int | None, int | None]:
-    """``"A:B"`` -> (A, B) project frames, end exclusive; either side may be empty."""
-    start, sep, end = text.partition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"range must look like A:B (frames), got {text!r}")
-    try:
-        return (int(start) if start.strip() else None, int(end) if end.strip() else None)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"range must be whole frames A:B, got {text!r}") from None
+from studio.commands._common import (
+    add_range_argument,
+    load_project_or_fail,
+    resolve_range,
+)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -61,10 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="distance in metres with zero disparity (the screen plane)",
     )  # fmt: skip
     p.add_argument("--head", choices=("gaussian", "mpi"), default=None, help="head representation")
-    p.add_argument(
-        "--range", type=parse_range, default=None, metavar="A:B",
-        help="project frames A (inclusive) to B (exclusive); default the work range",
-    )  # fmt: skip
+    add_range_argument(p)
     p.add_argument("--codec", choices=("h264", "h265"), default="h264", help="video codec")
     p.add_argument("--format", choices=("mp4", "mkv", "png"), default=None, help="container")
     p.add_argument("--crf", type=int, default=None, help="quality (lower is better)")
@@ -76,21 +68,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli import CliError
-    from studio.document.fileformat import ProjectFileError, load_project
     from studio.export import ExportSettings, export_project, plan_export
     from studio.export.progress import ProgressLine
 
-    try:
-        # "keep": the export itself reports a missing audio file or head, with a remedy.
-        project = load_project(args.project, missing_assets="keep")
-    except ProjectFileError as exc:
-        raise CliError(str(exc)) from None
-    frame_range = None
-    if args.range is not None:
-        start, end = args.range
-        w0, w1 = project.work_range
-        frame_range = (w0 if start is None else start, w1 if end is None else end)
+    # "keep": the export itself reports a missing audio file or head, with a remedy.
+    project = load_project_or_fail(args.project)
+    frame_range = resolve_range(project, args.range)
     settings = ExportSettings(
         out=args.out,
         layout=args.layout,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from studio.commands.export import parse_range
+from studio.commands._common import add_range_argument, load_project_or_fail, resolve_range
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,28 +18,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("project", type=Path, help="project file (.ths)")
     p.add_argument("--out", type=Path, required=True, help="output file: .csv, .json or .npy")
-    p.add_argument(
-        "--range", type=parse_range, default=None, metavar="A:B",
-        help="project frames A (inclusive) to B (exclusive); default the work range",
-    )  # fmt: skip
+    add_range_argument(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli import CliError
-    from studio.document.fileformat import ProjectFileError, load_project
     from studio.export import export_motion
 
-    try:
-        # "keep": the export itself reports a missing audio file or head, with a remedy.
-        project = load_project(args.project, missing_assets="keep")
-    except ProjectFileError as exc:
-        raise CliError(str(exc)) from None
-    frame_range = None
-    if args.range is not None:
-        start, end = args.range
-        w0, w1 = project.work_range
-        frame_range = (w0 if start is None else start, w1 if end is None else end)
+    # "keep": the export itself reports a missing audio file or head, with a remedy.
+    project = load_project_or_fail(args.project)
+    frame_range = resolve_range(project, args.range)
     out = export_motion(project, args.out, frame_range, overwrite=args.force)
     start, end = frame_range or project.work_range
     print(f"wrote {out}: frames {start}:{end} of take {project.active_take.name!r}")

@@ -12,6 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from studio.commands._common import (
+    check_out_project,
+    load_project_or_fail,
+    progress,
+    progress_line,
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -58,6 +65,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--hubert", type=Path, default=None, help="local HuBERT folder, if needed")
+    p.add_argument(
+        "--ic-init",
+        action="store_true",
+        help="consistent segments: IC-Init noise search per window (30 DDIM steps, slower; "
+        "ddim only)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
 
@@ -77,22 +90,16 @@ def _parse_range(text: str | None):
 
 def run(args: argparse.Namespace) -> int:
     from studio.cli import CliError
-    from studio.document.fileformat import ProjectFileError, load_project, save_project
+    from studio.document.fileformat import save_project
 
     out: Path = args.out
-    if out.suffix.lower() != ".ths":
-        raise CliError(f"{out}: project files end in .ths")
-    if out.exists() and not args.force:
-        raise CliError(f"{out} exists; pass --force to overwrite it")
+    check_out_project(out, args.force)
     if args.audio is not None and not args.audio.is_file():
         raise CliError(f"{args.audio}: no such audio file")
     regions = None
     if args.regions:
         regions = [r.strip() for r in args.regions.split(",") if r.strip()]
-    try:
-        project = load_project(args.project, missing_assets="keep")
-    except ProjectFileError as exc:
-        raise CliError(str(exc)) from None
+    project = load_project_or_fail(args.project)
 
     from studio.generation import GenerateRequest, generation_edit, iter_generate
 
@@ -110,21 +117,15 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         device=args.device,
         hubert_dir=args.hubert,
+        ic_init=args.ic_init,
     ).validated()
     result = None
-    try:
+    with progress_line():
         for ev in iter_generate(project, request):
             if ev.result is not None:
                 result = ev.result
             else:
-                print(
-                    f"\rgenerating: {ev.text} {100 * ev.fraction:3.0f}%   ",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    finally:
-        print("", file=sys.stderr)  # end the progress line (also before an error)
+                progress(f"generating: {ev.text} {100 * ev.fraction:3.0f}%")
     assert result is not None
     for note in result.notices:
         print(f"note: {note}", file=sys.stderr)

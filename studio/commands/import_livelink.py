@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from studio.commands._common import check_out_project, load_project_or_fail
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -35,19 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from studio.capture import add_take_to_project
-    from studio.cli import CliError
-    from studio.document.fileformat import ProjectFileError, load_project, save_project
+    from studio.document.fileformat import save_project
     from studio.livelink import read_livelink, take_from_livelink
 
     out: Path = args.out
-    if out.suffix.lower() != ".ths":
-        raise CliError(f"{out}: project files end in .ths")
-    if out.exists() and not args.force:
-        raise CliError(f"{out} exists; pass --force to overwrite it")
-    try:
-        project = load_project(args.project, missing_assets="keep")
-    except ProjectFileError as exc:
-        raise CliError(str(exc)) from None
+    check_out_project(out, args.force)
+    project = load_project_or_fail(args.project)
     data = read_livelink(args.csv, args.timecode_fps)
     take = take_from_livelink(
         data, project.frame_rate.fps, args.name or args.csv.stem, args.angle_unit, args.start_frame

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from studio.commands._common import check_out_project
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("new", help="create an empty project file")
@@ -19,15 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli import CliError
     from studio.document import FrameRate, save_project
     from studio.project_ops import new_project
 
     out: Path = args.out
-    if out.suffix.lower() != ".ths":
-        raise CliError(f"{out}: project files end in .ths")
-    if out.exists() and not args.force:
-        raise CliError(f"{out} exists; pass --force to overwrite it")
+    check_out_project(out, args.force)
     project = new_project(FrameRate.parse(args.fps), args.duration, args.audio)
     save_project(project, out)
     seconds = project.duration / project.frame_rate.fps

@@ -12,6 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from studio.commands._common import (
+    check_out_project,
+    load_project_or_fail,
+    progress,
+    progress_line,
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -61,21 +68,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from studio.cli import CliError
-    from studio.document.fileformat import ProjectFileError, load_project, save_project
+    from studio.document.fileformat import save_project
 
     out: Path = args.out
-    if out.suffix.lower() != ".ths":
-        raise CliError(f"{out}: project files end in .ths")
-    if out.exists() and not args.force:
-        raise CliError(f"{out} exists; pass --force to overwrite it")
+    check_out_project(out, args.force)
     if args.calibrate_frames < 0:
         raise CliError(f"--calibrate-frames must be >= 0, got {args.calibrate_frames}")
     if args.seconds is not None and args.seconds <= 0:
         raise CliError(f"--seconds must be positive, got {args.seconds}")
-    try:
-        project = load_project(args.project, missing_assets="keep")
-    except ProjectFileError as exc:
-        raise CliError(str(exc)) from None
+    project = load_project_or_fail(args.project)
 
     from models.face.sources import open_source
     from models.face.tracker import FaceTracker, PerformerProfile, TrackerSettings
@@ -90,24 +91,24 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         raise CliError("recording from a camera needs --seconds")
     take = None
-    try:
-        for p in iter_record_take(source, tracker, project, calibrate_frames=calib,
-                                  name=args.name, max_seconds=args.seconds):  # fmt: skip
-            if p.take is not None:
-                take = p.take
-                if p.phase == "disconnected":
-                    print(f"\nwarning: {p.message}; keeping {p.recorded} frames", file=sys.stderr)
-            elif p.frames % 10 == 0:
-                print(
-                    f"\r{p.phase}: frame {p.frames}, {p.seconds:6.2f} s, "
-                    f"no face in {p.lost}, faces {p.num_faces}   ",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    finally:
-        source.close()
-        print("", file=sys.stderr)
+    with progress_line():
+        try:
+            for p in iter_record_take(source, tracker, project, calibrate_frames=calib,
+                                      name=args.name, max_seconds=args.seconds):  # fmt: skip
+                if p.take is not None:
+                    take = p.take
+                    if p.phase == "disconnected":
+                        print(
+                            f"\nwarning: {p.message}; keeping {p.recorded} frames",
+                            file=sys.stderr,
+                        )
+                elif p.frames % 10 == 0:
+                    progress(
+                        f"{p.phase}: frame {p.frames}, {p.seconds:6.2f} s, "
+                        f"no face in {p.lost}, faces {p.num_faces}"
+                    )
+        finally:
+            source.close()
     assert take is not None
     if args.save_profile and tracker.profile is not None:
         tracker.profile.save(args.save_profile)

@@ -63,7 +63,6 @@ from PySide6.QtWidgets import (
 
 from studio.document import FrameRate, Project
 from studio.document.errors import DocumentError
-from studio.document.events import EventHub
 from studio.export import (
     LAYOUT_TAGS,
     ExportError,
@@ -75,6 +74,7 @@ from studio.export import (
     plan_export,
 )
 from studio.export.progress import format_eta
+from studio.project_ops import snapshot_project
 from studio.ui import dialogs
 from studio.ui.controller import StudioController
 from studio.ui.style import COLORS
@@ -87,7 +87,6 @@ __all__ = [
     "ExportUpdate",
     "export_job",
     "motion_job",
-    "snapshot_project",
 ]
 
 log = logging.getLogger(__name__)
@@ -161,23 +160,6 @@ _KNOWN_TAGS = tuple(t for t in LAYOUT_TAGS.values() if t)
 
 
 # ----------------------------------------------------------------------------- jobs
-def snapshot_project(project: Project) -> Project:
-    """A copy of ``project`` that later edits cannot change (for a background export).
-
-    Edits replace takes, clips and settings rather than mutating them, so copying the containers
-    is enough; asset bytes are shared (immutable). The copy has its own (empty) event hub.
-    """
-    return dataclasses.replace(
-        project,
-        takes=list(project.takes),
-        audio_clips=list(project.audio_clips),
-        markers=list(project.markers),
-        assets=dict(project.assets),
-        metadata=dict(project.metadata),
-        events=EventHub(),
-    )
-
-
 @dataclass(frozen=True)
 class ExportUpdate:
     """What the export job hands the GUI per frame: the report (without its full-size picture)

@@ -52,6 +52,7 @@ from studio.generation import (
     intensity_model_available,
     iter_generate,
 )
+from studio.project_ops import snapshot_project
 from studio.ui import dialogs
 from studio.ui.controller import StudioController
 from studio.ui.style import COLORS
@@ -62,7 +63,6 @@ __all__ = [
     "JawPreview",
     "ask_model_folder",
     "generation_job",
-    "project_snapshot",
 ]
 
 _REGION_TEXT = {
@@ -74,21 +74,6 @@ _REGION_TEXT = {
 }
 _FILE = "__file__"
 _FOLDER = "__folder__"
-
-
-def project_snapshot(project: Project) -> Project:
-    """A copy a worker can read while the GUI edits the original (takes, clips and asset bytes
-    are immutable; only the containers are copied)."""
-    return Project(
-        frame_rate=project.frame_rate,
-        duration=project.duration,
-        work_range=tuple(project.work_range),
-        takes=list(project.takes),
-        active_take_id=project.active_take_id,
-        audio_clips=list(project.audio_clips),
-        assets=dict(project.assets),
-        metadata=dict(project.metadata),
-    )
 
 
 def generation_job(project: Project, request: GenerateRequest):
@@ -335,6 +320,14 @@ class GenerateDialog(QDialog):
         seed_row.addWidget(self.variations)
         seed_row.addStretch(1)
         form2.addRow("Seed", seed_row)
+        self.ic_init = QCheckBox("Consistent segments (IC-Init, slower)")
+        self.ic_init.setObjectName("ic_init")
+        self.ic_init.setToolTip(
+            "Search each window's starting noise for one that continues the motion before it "
+            "(ConsistTalk's IC-Init): 30 DDIM steps and 4 candidates per window, several times "
+            "slower; DDIM only"
+        )
+        form2.addRow("", self.ic_init)
         self.device = QComboBox()
         self.device.addItem("Automatic (GPU when available)", "auto")
         self.device.addItem("CPU", "cpu")
@@ -467,6 +460,7 @@ class GenerateDialog(QDialog):
             variations=self.variations.value(),
             model=self.model.currentData(),
             device=self.device.currentData(),
+            ic_init=self.ic_init.isChecked(),
         )
 
     def set_model(self, spec: str | Path) -> None:
@@ -496,7 +490,7 @@ class GenerateDialog(QDialog):
         self._noticed = set()
         self.progress.setValue(0)
         self.status.setText("Starting…")
-        worker = Worker(generation_job, project_snapshot(project), request, name="Generate motion")
+        worker = Worker(generation_job, snapshot_project(project), request, name="Generate motion")
         worker.progress.connect(self._on_progress)
         worker.finished_ok.connect(self._on_result)
         worker.failed.connect(self._on_failed)

@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+from tiny_models import TINY_DIT
 
 from models.ditto_checkpoint import (
     DittoCheckpointError,
@@ -17,13 +18,7 @@ from models.ditto_checkpoint import (
 )
 from models.motion_dit import MotionDiT
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def expected_ditto_layout() -> dict[str, tuple[int, ...]]:
@@ -153,7 +148,7 @@ def test_load_full_size_checkpoint_file(tmp_path):
 
 def test_tiny_model_round_trip_through_ditto_layout(tmp_path):
     torch.manual_seed(1)
-    m = MotionDiT(seq_len=16, audio_dim=8, latent_dim=32, ff_dim=64, num_layers=2, num_heads=4)
+    m = MotionDiT(**TINY_DIT)
     m.eval()
     path = tmp_path / "tiny.pth"
     torch.save({"model_state_dict": ditto_state_dict_from_model(m)}, path)

@@ -8,24 +8,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_models import tiny_dit
 
 from models.motion_dit import MotionDiT, rotary_tables
 
-TINY = dict(seq_len=16, audio_dim=8, latent_dim=32, ff_dim=64, num_layers=2, num_heads=4)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine spin against other processes (10x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny(seed: int = 0, **kw) -> MotionDiT:
-    torch.manual_seed(seed)
-    return MotionDiT(**{**TINY, "dropout": 0.0, **kw}).eval()
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def inputs(model: MotionDiT, batch: int = 2, seed: int = 1):
@@ -86,7 +73,7 @@ def reference_forward(model, x, ref, cond, t, keep=True):
 
 
 def test_shapes_and_cond_dim():
-    m = tiny()
+    m = tiny_dit()
     x, ref, cond, t = inputs(m)
     assert m.cond_dim == 8 + 79
     with torch.no_grad():
@@ -96,7 +83,7 @@ def test_shapes_and_cond_dim():
 
 
 def test_matches_reference_forward_conditional_and_null():
-    m = tiny()
+    m = tiny_dit()
     x, ref, cond, t = inputs(m)
     with torch.no_grad():
         for keep in (True, False):
@@ -106,7 +93,7 @@ def test_matches_reference_forward_conditional_and_null():
 
 
 def test_cached_condition_equals_forward_at_every_timestep():
-    m = tiny()
+    m = tiny_dit()
     x, ref, cond, _ = inputs(m)
     with torch.no_grad():
         enc = m.encode_condition(cond)
@@ -118,7 +105,7 @@ def test_cached_condition_equals_forward_at_every_timestep():
 
 
 def test_null_condition_ignores_the_condition():
-    m = tiny()
+    m = tiny_dit()
     x, ref, cond, t = inputs(m)
     with torch.no_grad():
         a = m(x, t, ref, cond, keep_cond=False)
@@ -129,7 +116,7 @@ def test_null_condition_ignores_the_condition():
 
 
 def test_guidance_one_is_the_conditional_prediction_and_g_is_linear():
-    m = tiny()
+    m = tiny_dit()
     x, ref, cond, t = inputs(m)
     with torch.no_grad():
         enc, unc = m.encode_condition(cond), m.encode_condition(None, keep=False)
@@ -141,7 +128,7 @@ def test_guidance_one_is_the_conditional_prediction_and_g_is_linear():
 
 
 def test_intensity_hook():
-    m = tiny()
+    m = tiny_dit()
     x, ref, cond, t = inputs(m)
     with torch.no_grad():
         base = m(x, t, ref, cond)
@@ -156,7 +143,7 @@ def test_intensity_hook():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    m = tiny()
+    m = tiny_dit()
     m.save_pretrained(tmp_path / "dit")
     assert (tmp_path / "dit" / "config.json").is_file()
     assert (tmp_path / "dit" / "diffusion_pytorch_model.safetensors").is_file()
@@ -168,15 +155,15 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_seeded_construction_and_inference_are_deterministic():
-    a, b = tiny(seed=3), tiny(seed=3)
+    a, b = tiny_dit(seed=3), tiny_dit(seed=3)
     x, ref, cond, t = inputs(a)
     with torch.no_grad():
         assert torch.equal(a(x, t, ref, cond), b(x, t, ref, cond))
-    assert not torch.equal(tiny(seed=4).final_layer.weight, a.final_layer.weight)
+    assert not torch.equal(tiny_dit(seed=4).final_layer.weight, a.final_layer.weight)
 
 
 def test_training_condition_dropout_uses_null_embeddings():
-    m = tiny(cond_dropout=1.0).train()
+    m = tiny_dit(cond_dropout=1.0).train()
     x, ref, cond, t = inputs(m)
     with torch.no_grad():
         dropped = m(x, t, ref, cond)
@@ -186,7 +173,7 @@ def test_training_condition_dropout_uses_null_embeddings():
 
 
 def test_bad_shapes_raise():
-    m = tiny()
+    m = tiny_dit()
     x, ref, cond, t = inputs(m)
     with pytest.raises(ValueError, match="cond"):
         m(x, t, ref, cond[..., :-1])
@@ -199,7 +186,7 @@ def test_bad_shapes_raise():
 
 
 def test_bfloat16_runs():
-    m = tiny().to(torch.bfloat16)
+    m = tiny_dit().to(torch.bfloat16)
     x, ref, cond, t = inputs(m)
     with torch.no_grad():
         out = m(x, t, ref, cond)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from tiny_models import tiny_dit
 
 from models.motion_dit import MotionDiT
 from models.motion_sampling import (
     GenerationCancelled,
+    ICInitSettings,
     MotionConditions,
     MotionStream,
     crossfade_windows,
@@ -23,20 +24,12 @@ from models.motion_sampling import (
 T = 40
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
 def model() -> MotionDiT:
-    torch.manual_seed(0)
-    return MotionDiT(
-        seq_len=16, audio_dim=8, latent_dim=32, ff_dim=64, num_layers=2, num_heads=4, dropout=0.0
-    ).eval()
+    return tiny_dit(0)
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +256,112 @@ def test_stream_is_deterministic_and_handles_lookahead(model, feats):
     assert la.shape == (T, 265) and not np.allclose(a, la)
     with pytest.raises(ValueError):
         MotionStream(model, COND, REF, hop=17)
+
+
+# --- initial noise and IC-Init -------------------------------------------------------------------
+IC = ICInitSettings(steps=5, lookahead=2, candidates=3, beams=2)
+
+
+def test_init_noise_with_eta_zero_reproduces_exactly(model, feats):
+    starts = window_starts(T, 16, 4)
+    noise = np.random.default_rng(7).normal(size=(len(starts), 16, 265)).astype(np.float32)
+    a = gen(model, feats, eta=0.0, init_noise=noise, seed=1)
+    # eta 0: the result depends on the noise only, not on the seed.
+    assert np.array_equal(a, gen(model, feats, eta=0.0, init_noise=noise, seed=5))
+    assert not np.allclose(a, gen(model, feats, eta=0.0, seed=1))
+    # A callable giving the same arrays is the same; None for a window draws as usual.
+    b = gen(model, feats, eta=0.0, seed=1, init_noise=lambda k, s: noise[k])
+    assert np.array_equal(a, b)
+    c = gen(model, feats, eta=0.0, seed=1, init_noise=lambda k, s: None if k == 1 else noise[k])
+    assert np.array_equal(c[:12], a[:12]) and not np.allclose(c[12:], a[12:])
+    with pytest.raises(ValueError, match="init_noise"):
+        gen(model, feats, init_noise=noise[:2])
+
+
+def test_init_noise_equal_to_the_seeded_draw_changes_nothing(model, feats):
+    import torch
+
+    # The generator's first draw of each window, when nothing else draws (eta 0, no constraints).
+    g = torch.Generator().manual_seed(1)
+    drawn = [torch.randn((1, 16, 265), generator=g)[0].numpy() for _ in window_starts(T, 16, 4)]
+    assert np.array_equal(
+        gen(model, feats, eta=0.0), gen(model, feats, eta=0.0, init_noise=np.stack(drawn))
+    )
+
+
+def test_ic_init_is_finite_and_deterministic(model, feats):
+    a = gen(model, feats, ic_init=IC)
+    assert a.shape == (T, 265) and np.all(np.isfinite(a))
+    assert np.array_equal(a, gen(model, feats, ic_init=IC))
+    assert not np.allclose(a, gen(model, feats, ic_init=IC, seed=2))
+    assert not np.allclose(a, gen(model, feats, eta=0.0, steps=IC.steps))  # the search matters
+    v = gen(model, feats, ic_init=IC, num_variations=2, intensity=np.linspace(0.5, 1.5, T))
+    assert v.shape == (2, T, 265) and np.all(np.isfinite(v))
+    with pytest.raises(ValueError, match="ddim"):
+        gen(model, feats, ic_init=IC, scheduler="lcm")
+    with pytest.raises(ValueError, match="lookahead"):
+        gen(model, feats, ic_init=ICInitSettings(steps=4, lookahead=5))
+
+
+def test_ic_init_samples_each_window_from_the_searched_noise(model, feats, monkeypatch):
+    import torch
+
+    import models.ic_init
+    import models.motion_sampling as ms
+
+    searched, started = [], []
+    real_search, real_sampler = models.ic_init.ic_init_search, ms._window_sampler
+
+    def spy_search(*args, **kw):
+        best, rewards, trace = real_search(*args, **kw)
+        searched.append((best.clone(), trace.segments.clone()))
+        return best, rewards, trace
+
+    def spy_sampler(*args):
+        started.append(None if args[-1] is None else args[-1].clone())
+        return real_sampler(*args)
+
+    monkeypatch.setattr(models.ic_init, "ic_init_search", spy_search)
+    monkeypatch.setattr(ms, "_window_sampler", spy_sampler)
+    events = list(iter_generate_motion(model, feats, COND, REF, seed=1, overlap=4, ic_init=IC))
+    W = len(window_starts(T, 16, 4))
+    assert len(searched) == len(started) == W
+    for (best, _segs), init in zip(searched, started, strict=True):
+        assert best.shape == (1, 16, 265) and init.shape == (1, 16, 265)
+        assert torch.equal(init[0], best[0])
+    # eta 0: sampling the chosen noise retraces the search's best path (up to batch rounding).
+    starts = window_starts(T, 16, 4)
+    out = events[-1].result
+    torch.testing.assert_close(
+        torch.from_numpy(out[starts[-1] + 4 :]).float(),
+        searched[-1][1][0, 4 : T - starts[-1]],
+        atol=1e-4,
+        rtol=0,
+    )
+    # Progress: every denoiser call of the search (5 per window) and of the sampling (5).
+    steps = [e.step for e in events if e.preview is None and e.result is None]
+    assert steps == list(range(1, W * 2 * IC.steps + 1)) and events[-1].total == W * 10
+
+
+def test_ic_init_cancel_during_the_search_stops_it(model, feats):
+    import threading
+
+    seen = []
+    with pytest.raises(GenerationCancelled):
+        gen(model, feats, ic_init=IC, callback=seen.append, cancel=lambda: len(seen) >= 2)
+    assert len(seen) == 2 and seen[-1].step == 2 and seen[-1].window == 0  # inside the search
+    assert not [t for t in threading.enumerate() if t.name == "ic-init-search"]
+    # Closing the iterator mid-search ends the search thread too.
+    it = iter_generate_motion(model, feats, COND, REF, steps=4, overlap=4, ic_init=IC)
+    next(it)
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name == "ic-init-search"]
+
+
+def test_ic_init_keeps_constraints(model, feats):
+    base = gen(model, feats)
+    out = gen(model, feats, ic_init=IC, init_motion=base, frame_range=(12, 30))
+    assert np.array_equal(out[:12], base[:12]) and np.array_equal(out[30:], base[30:])
+    assert not np.allclose(out[12:30], base[12:30])
+    lat = gen(model, feats, ic_init=ICInitSettings(steps=4, lookahead=1, reward_on="latent"))
+    assert np.all(np.isfinite(lat))

@@ -150,7 +150,7 @@ def test_resume_continues_from_the_saved_state(data_dir, tmp_path) -> None:
         if p.phase == "motion" and p.step == 2:
             break
     it.close()
-    assert torch.load(tmp_path / "b" / STATE_FILE, weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "b" / STATE_FILE, weights_only=True)["step"] == 2
     train_motion(data_dir, tmp_path / "b", cfg)
     sa = load_motion_model(tmp_path / "a").model.state_dict()
     sb = load_motion_model(tmp_path / "b").model.state_dict()

@@ -6,21 +6,10 @@ import numpy as np
 import pytest
 
 from renderers.camera import Camera, StereoRig
-from renderers.gl_context import GLUnavailableError, create_offscreen_context
 from renderers.mpi import MPI, ImPortraitMPI, head_mpi_depths
 from renderers.reference import render_mpi_reference
 
 pytestmark = pytest.mark.gl
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    try:
-        context = create_offscreen_context()
-    except GLUnavailableError as exc:
-        pytest.skip(f"no headless EGL OpenGL context: {exc}")
-    yield context
-    context.release()
 
 
 @pytest.fixture

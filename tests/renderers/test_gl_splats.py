@@ -7,20 +7,9 @@ import pytest
 
 from renderers.camera import Camera, StereoRig
 from renderers.gaussians import SH_C0, GaussianCloud
-from renderers.gl_context import GLUnavailableError, create_offscreen_context
 from renderers.reference import render_gaussians_reference
 
 pytestmark = pytest.mark.gl
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    try:
-        context = create_offscreen_context()
-    except GLUnavailableError as exc:
-        pytest.skip(f"no headless EGL OpenGL context: {exc}")
-    yield context
-    context.release()
 
 
 @pytest.fixture

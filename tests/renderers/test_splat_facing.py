@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.heads.rig import quat_multiply
 from renderers.camera import Camera
 from renderers.formats import read_ply, write_ply
 from renderers.gaussians import BACKFACE_COS, GaussianCloud, backfacing, facing_normals
-from renderers.gl_context import GLUnavailableError, create_offscreen_context
 from renderers.reference import render_gaussians_reference
 
 
@@ -27,17 +27,7 @@ def shell_cloud(seed: int, n: int = 300) -> GaussianCloud:
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     spin = rng.uniform(0, np.pi, n)
     s = np.stack([np.cos(spin / 2), 0 * spin, 0 * spin, np.sin(spin / 2)], 1)
-    w1, x1, y1, z1 = q.T
-    w2, x2, y2, z2 = s.T
-    quats = np.stack(
-        [
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ],
-        1,
-    )
+    quats = quat_multiply(q, s)
     t = rng.uniform(0.006, 0.012, n)
     scales = np.stack([t, 0.8 * t, 0.1 * t], 1)
     colors = rng.uniform(0.1, 0.9, (n, 3))
@@ -146,16 +136,6 @@ def test_reference_culls_a_disc_facing_away() -> None:
 
 
 # ----------------------------------------------------------------------------- GL
-@pytest.fixture(scope="module")
-def ctx():
-    try:
-        context = create_offscreen_context()
-    except GLUnavailableError as exc:
-        pytest.skip(f"no headless EGL OpenGL context: {exc}")
-    yield context
-    context.release()
-
-
 @pytest.fixture
 def renderer(ctx):
     from renderers.gl_splats import GaussianSplatRenderer

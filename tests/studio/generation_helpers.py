@@ -1,25 +1,10 @@
-"""Shared by the generation tests: the tiny MotionDiT config and a speech-like WAV."""
+"""Shared by the generation tests: a speech-like WAV (the tiny model is tests/tiny_models.py)."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
-
-# The colleague's tiny MotionDiT config (tests/models/test_motion_dit.py) with log-mel audio.
-TINY = dict(seq_len=16, audio_dim=80, latent_dim=32, ff_dim=64, num_layers=2, num_heads=4)
-
-
-def save_tiny_model(path: Path, seed: int = 0) -> Path:
-    """A tiny random MotionDiT saved with save_pretrained at ``path``."""
-    import torch
-
-    from models.motion_dit import MotionDiT
-
-    torch.manual_seed(seed)
-    MotionDiT(**TINY, dropout=0.0).save_pretrained(path)
-    return path
 
 
 def wav_bytes(seconds: float, rate: int = 16000, channels: int = 1, silent: bool = False) -> bytes:

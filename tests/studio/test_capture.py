@@ -102,11 +102,7 @@ def test_max_seconds_and_channels():
     assert set(take.curves) <= set(CHANNELS)
 
 
-def test_reenact_cli_on_a_drawn_face_video(tmp_path):
-    from models.face.fetch_models import DEFAULT_DEST, models_present
-
-    if not models_present(DEFAULT_DEST):
-        pytest.skip("face models not installed")
+def test_reenact_cli_on_a_drawn_face_video(tmp_path, face_models):
     import cv2
 
     from models.face.testface import draw_face

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from generation_helpers import save_tiny_model, wav_bytes  # tests/studio
+from generation_helpers import wav_bytes  # tests/studio
 
 from studio import cli
 from studio.document import load_project, save_project
@@ -14,12 +13,8 @@ from studio.project_ops import new_project
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(torch_one_thread):
     assert cli.COMMANDS["generate"] == "studio.commands.generate"
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture()
@@ -29,11 +24,6 @@ def files(tmp_path):
     project = tmp_path / "empty.ths"
     save_project(new_project(duration_s=0.4), project)
     return tmp_path, wav, project
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def test_procedural_embeds_the_audio_and_adds_an_active_take(files, capsys):
@@ -119,6 +109,7 @@ def test_tiny_model_folder(files, tiny_dir):
     p = load_project(out)
     take = p.active_take
     assert take.name == "Generated (seed 0)" and take.metadata["generation"]["model"] == "tiny"
+    assert take.metadata["generation"]["ic_init"] is False
     assert "exp_19_y" in take.curves and "yaw" in take.curves
     assert "exp_1_y" not in take.curves  # brows were not generated
 
@@ -153,3 +144,12 @@ def test_missing_audio_and_existing_out(files, capsys):
     assert "no such audio file" in capsys.readouterr().err
     assert cli.main(["generate", str(project), "--out", str(project)]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_ic_init_flag(files, tiny_dir):
+    tmp, wav, project = files
+    out = tmp / "ic.ths"
+    args = ["generate", str(project), "--audio", str(wav), "--out", str(out)]
+    rc = cli.main([*args, "--model", str(tiny_dir), "--device", "cpu", "--ic-init"])
+    assert rc == 0
+    assert load_project(out).active_take.metadata["generation"]["ic_init"] is True

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from generation_helpers import save_tiny_model, wav_bytes
+from generation_helpers import wav_bytes
 
 from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX, CHANNELS, JAW_OPEN_CHANNEL
 from studio.document import AudioClip, Curve, HandleMode, Interpolation, Project, Take
@@ -24,18 +24,7 @@ from studio.generation import (
     splice_curve,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def make_project(seconds: float = 1.0, frames: int | None = None, **wav) -> Project:
@@ -341,3 +330,31 @@ def test_bad_requests_raise_one_line_errors():
     empty = Project.new(fps=25, duration_frames=10)
     with pytest.raises(GenerationError, match="no audio"):
         generate(empty, GenerateRequest(model="procedural"))
+
+
+# --- IC-Init -------------------------------------------------------------------------------------
+def test_ic_init_reaches_the_sampler_and_the_metadata(tiny_dir, monkeypatch):
+    import models.motion_sampling as ms
+
+    seen = []
+    real = ms.iter_generate_motion
+
+    def spy(*args, **kw):
+        seen.append(kw.get("ic_init", False))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ms, "iter_generate_motion", spy)
+    p = make_project(1.0)
+    plain = generate(p, GenerateRequest(model=tiny_dir, steps=2, seed=3))
+    events = list(iter_generate(p, GenerateRequest(model=tiny_dir, seed=3, ic_init=True)))
+    ic = events[-1].result
+    assert seen == [False, True]
+    assert ic.takes[0].metadata["generation"]["ic_init"] is True
+    assert plain.takes[0].metadata["generation"]["ic_init"] is False
+    # 30 search calls and 30 sampling steps per window: progress counts both.
+    assert max(e.total for e in events[:-1]) % 60 == 0
+    frames = np.arange(25)
+    assert np.isfinite(ic.takes[0].evaluate(frames)).all()
+    assert not np.allclose(ic.takes[0].evaluate(frames), plain.takes[0].evaluate(frames))
+    with pytest.raises(GenerationError, match="IC-Init needs the ddim"):
+        generate(p, GenerateRequest(model=tiny_dir, sampler="lcm", ic_init=True))

@@ -7,18 +7,7 @@ import argparse
 import numpy as np
 import pytest
 
-from models.face.fetch_models import DEFAULT_DEST, SETUP_COMMAND, models_present
 from studio.head_import import HeadImportError, head_mpi, import_head, mpi_camera
-
-
-@pytest.fixture(scope="module")
-def landmarker():
-    if not models_present(DEFAULT_DEST):
-        pytest.skip(f"face models not installed in {DEFAULT_DEST}: run `{SETUP_COMMAND}`")
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    from models.face import FaceLandmarker
-
-    return FaceLandmarker(num_threads=1)
 
 
 @pytest.fixture(scope="module")

@@ -5,21 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.face.fetch_models import DEFAULT_DEST, SETUP_COMMAND, models_present
 from models.heads.portrait import PortraitImportError, portrait_head, read_image
 from models.heads.preview import orbit_view, render_preview
 from models.heads.rig import PART_INDEX
 from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX
-
-
-@pytest.fixture(scope="module")
-def landmarker():
-    if not models_present(DEFAULT_DEST):
-        pytest.skip(f"face models not installed in {DEFAULT_DEST}: run `{SETUP_COMMAND}`")
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    from models.face import FaceLandmarker
-
-    return FaceLandmarker(num_threads=1)
 
 
 @pytest.fixture(scope="module")

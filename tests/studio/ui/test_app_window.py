@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
+from window_helpers import make_window
 
 from models.motion_space import CHANNEL_INDEX, CHANNELS
 from studio.document import AudioClip, History, Interpolation, Project, insert_keys
@@ -19,19 +20,8 @@ from studio.document.fileformat import load_project, save_project
 from studio.document.recovery import RecoveryManager
 from studio.ui import dialogs
 from studio.ui.actions import ACTIONS, shortcut_table
-from studio.ui.controller import StudioController
-from studio.ui.main_window import MainWindow
-from studio.ui.playback import AudioOutput
 
 JAW = "exp_19_y"
-
-
-class SilentAudio(AudioOutput):
-    """An output with no device, as on CI machines (and a record of what was asked)."""
-
-    @staticmethod
-    def probe(device=None):
-        return "no audio output device found"
 
 
 def _project() -> Project:
@@ -73,19 +63,8 @@ def asked(monkeypatch):
 
 
 def _make_window(qtbot, tmp_path, project=None, recovery_dir=None):
-    c = StudioController(project if project is not None else _project())
-    w = MainWindow(
-        c,
-        settings=dialogs.open_settings(tmp_path / "settings.ini"),
-        recovery=RecoveryManager(recovery_dir or tmp_path / "recovery"),
-        audio=SilentAudio(),
-    )
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    w.activateWindow()
-    w.setFocus()
-    return w
+    project = project if project is not None else _project()
+    return make_window(qtbot, tmp_path, project, recovery_dir=recovery_dir, focus=True)
 
 
 @pytest.fixture

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gl_child import child_outcome, run_child
 
 CHILD = os.environ.get("THS_EXPORT_GL_CHILD") == "1"
-ROOT = Path(__file__).resolve().parents[3]
 GL_TESTS = ("test_tiny_export_through_the_worker", "test_cancel_mid_export_leaves_no_file")
 
 if CHILD:
@@ -204,24 +201,12 @@ def test_export_motion_csv_writes_the_file(qtbot, tmp_path, errors, monkeypatch)
 def test_file_menu_opens_export_and_export_motion(qtbot, tmp_path, errors, monkeypatch):
     if CHILD:
         pytest.skip("parent-only")
-    from studio.document.recovery import RecoveryManager
-    from studio.ui.actions import shortcut_table
-    from studio.ui.main_window import MainWindow
-    from studio.ui.playback import AudioOutput
+    from window_helpers import make_window
 
-    class SilentAudio(AudioOutput):
-        @staticmethod
-        def probe(device=None):
-            return "no audio output device found"
+    from studio.ui.actions import shortcut_table
 
     monkeypatch.setattr(dialogs, "ask_unsaved_changes", lambda *_a: "discard")
-    w = MainWindow(
-        StudioController(_project(20)),
-        settings=dialogs.open_settings(tmp_path / "settings.ini"),
-        recovery=RecoveryManager(tmp_path / "recovery"),
-        audio=SilentAudio(),
-    )
-    qtbot.addWidget(w)
+    w = make_window(qtbot, tmp_path, _project(20), show=False)
     act = w.actions_by_id["export"]
     assert act.isEnabled() and "Ctrl+E" in act.toolTip()
     act.trigger()
@@ -241,43 +226,17 @@ def child_outcomes(tmp_path_factory):
     """{test name: (outcome, message)} from one child run of the GL tests (parent only)."""
     if CHILD:
         return None
-    if not os.environ.get("DISPLAY"):
-        pytest.skip("GL export tests need an X display: run the suite under xvfb-run")
-    xml = tmp_path_factory.mktemp("export_gl") / "junit.xml"
-    env = dict(os.environ, THS_EXPORT_GL_CHILD="1", QT_QPA_PLATFORM="xcb")
-    ids = [f"{Path(__file__)}::{name}" for name in GL_TESTS]
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *ids, "-q", "-p", "no:cacheprovider",
-         f"--junitxml={xml}", "-o", "addopts="],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
-    )  # fmt: skip
-    log = (proc.stdout + proc.stderr)[-4000:]
-    if not xml.exists():
-        pytest.fail(f"the GL child process produced no results (rc {proc.returncode}):\n{log}")
-    outcomes = {}
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            node = case.find(tag)
-            if node is not None:
-                outcome = tag
-                message = (node.get("message") or "") + "\n" + (node.text or "")
-                break
-        outcomes[case.get("name")] = (outcome, message)
-    return outcomes, log
+    return run_child(
+        [f"{Path(__file__)}::{name}" for name in GL_TESTS],
+        "THS_EXPORT_GL_CHILD",
+        tmp_path_factory.mktemp("export_gl"),
+        "export",
+    )
 
 
 def _in_child(request, child_outcomes) -> bool:
     """True in the child (run the test body); in the parent, report the child's outcome."""
-    if CHILD:
-        return True
-    outcomes, log = child_outcomes
-    outcome, message = outcomes.get(request.node.name, ("missing", log))
-    if outcome == "skipped":
-        pytest.skip(message.strip().splitlines()[0] if message.strip() else "skipped in child")
-    if outcome != "passed":
-        pytest.fail(f"in the GL child process: {outcome}\n{message[-3000:]}")
-    return False
+    return child_outcome(request, CHILD, child_outcomes)
 
 
 class _StallMeter:

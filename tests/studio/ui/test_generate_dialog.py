@@ -7,32 +7,13 @@ import io
 
 import numpy as np
 import pytest
-import torch
 
 from models.motion_space import CHANNEL_INDEX, JAW_OPEN_CHANNEL
 from studio.document import AudioClip, Curve, Interpolation, Project, Take
 from studio.ui.controller import StudioController
 from studio.ui.generate_dialog import GenerateDialog
 
-TINY = dict(seq_len=16, audio_dim=80, latent_dim=32, ff_dim=64, num_layers=2, num_heads=4)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from models.motion_dit import MotionDiT
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    MotionDiT(**TINY, dropout=0.0).save_pretrained(path)
-    return path
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _wav(seconds: float, rate: int = 16000) -> bytes:
@@ -176,32 +157,15 @@ def test_audio_file_is_embedded_with_the_take(qtbot, tmp_path, monkeypatch):
 def test_ctrl_g_and_the_animation_menu(qtbot, tmp_path, monkeypatch):
     from PySide6.QtGui import QKeySequence
     from PySide6.QtWidgets import QMenu
+    from window_helpers import make_window
 
-    from studio.document.recovery import RecoveryManager
     from studio.ui import dialogs
     from studio.ui.actions import shortcut_table
-    from studio.ui.main_window import MainWindow
-    from studio.ui.playback import AudioOutput
-
-    class SilentAudio(AudioOutput):
-        @staticmethod
-        def probe(device=None):
-            return "no audio output device found"
 
     monkeypatch.setattr(dialogs, "ask_recovery", lambda parent, items: ("later", None))
     monkeypatch.setattr(dialogs, "ask_unsaved_changes", lambda parent, name: "discard")
-    c = StudioController(_project(1.0))
-    w = MainWindow(
-        c,
-        settings=dialogs.open_settings(tmp_path / "settings.ini"),
-        recovery=RecoveryManager(tmp_path / "recovery"),
-        audio=SilentAudio(),
-    )
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    w.activateWindow()
-    w.setFocus()
+    w = make_window(qtbot, tmp_path, _project(1.0), focus=True)
+    c = w.controller
     anim = next(m for m in w.menuBar().findChildren(QMenu) if m.title() == "&Animation")
     texts = [a.text() for a in anim.actions()]
     assert "&Generate from Audio…" in texts and "&Regenerate Range…" in texts
@@ -217,3 +181,11 @@ def test_ctrl_g_and_the_animation_menu(qtbot, tmp_path, monkeypatch):
     assert dlg.frame_range() == (5, 20)
     dlg.close()
     w.close()
+
+
+def test_ic_init_checkbox_sets_the_request(qtbot):
+    dlg = _dialog(qtbot, StudioController(_project(1.0)))
+    assert dlg.ic_init.text() == "Consistent segments (IC-Init, slower)"
+    assert not dlg.ic_init.isChecked() and dlg.request().ic_init is False
+    dlg.ic_init.setChecked(True)
+    assert dlg.request().ic_init is True

@@ -32,12 +32,8 @@ def _mouth(i: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> Path:
+def clip(tmp_path_factory, face_models) -> Path:
     """1.6 s of a drawn face at 25 fps whose mouth opens and closes (H.264, PyAV)."""
-    from models.face.fetch_models import DEFAULT_DEST, SETUP_COMMAND, models_present
-
-    if not models_present(DEFAULT_DEST):
-        pytest.skip(f"face models not installed in {DEFAULT_DEST}: run `{SETUP_COMMAND}`")
     import av
 
     path = tmp_path_factory.mktemp("live") / "face.mp4"
@@ -371,29 +367,15 @@ def test_viewport_widget_live_values_hook(qtbot, monkeypatch):
 # ----------------------------------------------------------------------------- the window
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
-    from studio.document.recovery import RecoveryManager
-    from studio.ui import dialogs
-    from studio.ui.main_window import MainWindow
-    from studio.ui.playback import AudioOutput
+    from window_helpers import make_window
 
-    class SilentAudio(AudioOutput):
-        @staticmethod
-        def probe(device=None):
-            return "no audio output device found"
+    from studio.ui import dialogs
 
     errors = []
     monkeypatch.setattr(dialogs, "show_error", lambda parent, title, text: errors.append(text))
     monkeypatch.setattr(dialogs, "ask_unsaved_changes", lambda parent, name: "discard")
-    w = MainWindow(
-        StudioController(Project.new(fps=FPS, duration_frames=50)),
-        settings=dialogs.open_settings(tmp_path / "settings.ini"),
-        recovery=RecoveryManager(tmp_path / "recovery"),
-        audio=SilentAudio(),
-    )
+    w = make_window(qtbot, tmp_path, Project.new(fps=FPS, duration_frames=50))
     w.errors = errors
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
     yield w
     w.shutdown()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from renderers.gl_context import GLUnavailableError, create_offscreen_context
 from studio.viewport.camera_control import ViewState
 from studio.viewport.gl_scene import (
     BACKGROUND_BOTTOM,
@@ -15,16 +14,6 @@ from studio.viewport.gl_scene import (
 )
 
 pytestmark = pytest.mark.gl
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    try:
-        context = create_offscreen_context()
-    except GLUnavailableError as exc:
-        pytest.skip(f"no headless OpenGL: {exc}")
-    yield context
-    context.release()
 
 
 def _read(ctx, fbo, w, h):

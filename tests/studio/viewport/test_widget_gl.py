@@ -9,18 +9,15 @@ child's JUnit XML. Without DISPLAY they skip.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gl_child import child_outcome, run_child
 
 pytestmark = pytest.mark.gl
 
 CHILD = os.environ.get("THS_VIEWPORT_GL_CHILD") == "1"
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -28,43 +25,17 @@ def child_outcomes(tmp_path_factory):
     """{test name: (outcome, message)} from one child run of this module (parent only)."""
     if CHILD:
         return None
-    if not os.environ.get("DISPLAY"):
-        pytest.skip("GL viewport tests need an X display: run the suite under xvfb-run")
-    xml = tmp_path_factory.mktemp("viewport_gl") / "junit.xml"
-    env = dict(os.environ, THS_VIEWPORT_GL_CHILD="1")
-    env["QT_QPA_PLATFORM"] = "xcb"  # tests/conftest.py defaults to offscreen
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(Path(__file__)), "-q", "-p", "no:cacheprovider",
-         f"--junitxml={xml}", "-o", "addopts="],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
-    )  # fmt: skip
-    log = (proc.stdout + proc.stderr)[-4000:]
-    if not xml.exists():
-        pytest.fail(f"the GL child process produced no results (rc {proc.returncode}):\n{log}")
-    outcomes = {}
-    for case in ET.parse(xml).getroot().iter("testcase"):
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            node = case.find(tag)
-            if node is not None:
-                outcome = tag
-                message = (node.get("message") or "") + "\n" + (node.text or "")
-                break
-        outcomes[case.get("name")] = (outcome, message)
-    return outcomes, log
+    return run_child(
+        [str(Path(__file__))],
+        "THS_VIEWPORT_GL_CHILD",
+        tmp_path_factory.mktemp("viewport_gl"),
+        "viewport",
+    )
 
 
 def _in_child(request, child_outcomes) -> bool:
     """True in the child (run the test body); in the parent, report the child's outcome."""
-    if CHILD:
-        return True
-    outcomes, log = child_outcomes
-    outcome, message = outcomes.get(request.node.name, ("missing", log))
-    if outcome == "skipped":
-        pytest.skip(message.strip().splitlines()[0] if message.strip() else "skipped in child")
-    if outcome != "passed":
-        pytest.fail(f"in the GL child process: {outcome}\n{message[-3000:]}")
-    return False
+    return child_outcome(request, CHILD, child_outcomes)
 
 
 @pytest.fixture
