@@ -956,6 +956,8 @@ def _neural(
     ref = model.normalize(pack_ditto(plan.before))
     if model.stats is not None:
         ref = np.clip(ref, -6.0, 6.0)
+        # Dims that never varied in training only ever saw the mean (0 once normalised).
+        ref[np.asarray(model.stats.constant, dtype=bool)] = 0.0
     if not whole:
         kwargs["init_motion"] = packed_base
         if request.frame_range is not None:
