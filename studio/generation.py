@@ -63,6 +63,7 @@ from models.motion_space import (
     POSE_CHANNELS,
     channel_name,
 )
+from models.smoothing import DEFAULT_POSE_SMOOTHING, smooth_pose
 from studio.document import (
     AddAudioClip,
     AddTake,
@@ -142,7 +143,12 @@ class GenerateRequest:
     window overlap and context frames around a range (model frames). ic_init: choose each
     window's initial noise by ConsistTalk's IC-Init search (models.motion_sampling.ICInitSettings
     defaults: 4 candidates, 30 DDIM steps with eta 0 instead of ``steps``; ddim only; neural
-    models only; several times slower).
+    models only; several times slower). pose_smoothing: sigma in model frames (25 fps) of the
+    zero-phase Gaussian smoothing applied to the head-pose channels (pitch, yaw, roll, tx, ty,
+    tz, scale) of neural generations after sampling (models.smoothing.smooth_pose; the small
+    shipped model's pose jitters about 9x its targets otherwise); 0 disables. For a range, only
+    the regenerated frames are smoothed (its first and last frames kept), so every frame outside
+    stays bit-exact. The procedural model is never smoothed.
     """
 
     audio: str | Path | None = None
@@ -165,6 +171,7 @@ class GenerateRequest:
     context: int = 10
     name: str | None = None
     ic_init: bool = False
+    pose_smoothing: float = DEFAULT_POSE_SMOOTHING
 
     def validated(self) -> GenerateRequest:
         """Check the settings; returns self. Raises GenerationError naming the bad one."""
@@ -193,6 +200,9 @@ class GenerateRequest:
             raise GenerationError(f"guidance must be >= 0, got {self.guidance}")
         if self.device not in ("auto", "cpu", "cuda", "gpu"):
             raise GenerationError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        ps = float(self.pose_smoothing)
+        if not math.isfinite(ps) or not 0 <= ps <= 100:
+            raise GenerationError(f"pose smoothing must be in 0..100 frames, got {ps}")
         if self.frame_range is not None:
             a, b = (int(v) for v in self.frame_range)
             if not 0 <= a < b:
@@ -802,6 +812,9 @@ def iter_generate(
             dense[..., _EMO] = emotion_w
         if request.intensity == "audio":
             dense[..., CHANNEL_INDEX["intensity"]] = intensity
+        if request.pose_smoothing > 0:
+            # Zero-phase smoothing of the decoded head pose, inside the range only.
+            dense = smooth_pose(dense, float(request.pose_smoothing), plan.ra, plan.rb)
     if not np.isfinite(dense).all():
         raise GenerationError("generation produced NaN/inf motion")
 
@@ -829,6 +842,7 @@ def iter_generate(
                 "emotion": request.emotion or "curve",
                 "intensity": request.intensity,
                 "ic_init": bool(request.ic_init),
+                "pose_smoothing": 0.0 if packed is None else float(request.pose_smoothing),
             }
         }
         takes.append(_spliced_take(project.active_take, inner[i], written, plan.a, name, meta))

@@ -71,6 +71,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="consistent segments: IC-Init noise search per window (30 DDIM steps, slower; "
         "ddim only)",
     )
+    p.add_argument(
+        "--pose-smoothing",
+        type=float,
+        default=None,
+        metavar="F",
+        help="sigma in frames (25 fps) of the zero-phase Gaussian smoothing of the generated "
+        "head pose, neural models only (default 2.5; 0 disables)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
 
@@ -118,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         hubert_dir=args.hubert,
         ic_init=args.ic_init,
+        **({} if args.pose_smoothing is None else {"pose_smoothing": args.pose_smoothing}),
     ).validated()
     result = None
     with progress_line():

@@ -110,6 +110,7 @@ def test_tiny_model_folder(files, tiny_dir):
     take = p.active_take
     assert take.name == "Generated (seed 0)" and take.metadata["generation"]["model"] == "tiny"
     assert take.metadata["generation"]["ic_init"] is False
+    assert take.metadata["generation"]["pose_smoothing"] == 2.5  # the default
     assert "exp_19_y" in take.curves and "yaw" in take.curves
     assert "exp_1_y" not in take.curves  # brows were not generated
 
@@ -121,6 +122,7 @@ def test_tiny_model_folder(files, tiny_dir):
         (["--range", "9"], "--range must be A:B"),
         (["--regions", "nose"], "unknown or no regions"),
         (["--emotion", "bored"], "unknown emotion"),
+        (["--pose-smoothing", "-1"], "pose smoothing must be"),
     ],
 )
 def test_errors_are_one_line_exit_2(files, capsys, extra, message):
@@ -153,3 +155,13 @@ def test_ic_init_flag(files, tiny_dir):
     rc = cli.main([*args, "--model", str(tiny_dir), "--device", "cpu", "--ic-init"])
     assert rc == 0
     assert load_project(out).active_take.metadata["generation"]["ic_init"] is True
+
+
+def test_pose_smoothing_flag(files, tiny_dir):
+    tmp, wav, project = files
+    out = tmp / "ps.ths"
+    args = ["generate", str(project), "--audio", str(wav), "--out", str(out)]
+    rc = cli.main([*args, "--model", str(tiny_dir), "--device", "cpu", "--steps", "2",
+                   "--pose-smoothing", "0"])  # fmt: skip
+    assert rc == 0
+    assert load_project(out).active_take.metadata["generation"]["pose_smoothing"] == 0.0

@@ -358,3 +358,54 @@ def test_ic_init_reaches_the_sampler_and_the_metadata(tiny_dir, monkeypatch):
     assert not np.allclose(ic.takes[0].evaluate(frames), plain.takes[0].evaluate(frames))
     with pytest.raises(GenerationError, match="IC-Init needs the ddim"):
         generate(p, GenerateRequest(model=tiny_dir, sampler="lcm", ic_init=True))
+
+
+# --- pose smoothing ------------------------------------------------------------------------------
+def test_pose_smoothing_is_default_and_only_touches_the_pose(tiny_dir, monkeypatch):
+    import studio.generation as gen
+    from models.motion_space import POSE_CHANNELS
+
+    p = make_project(2.0)
+    frames = np.arange(50)
+    smoothed = generate(p, GenerateRequest(model=tiny_dir, steps=2, seed=4))
+    assert GenerateRequest().pose_smoothing == 2.5
+    assert smoothed.takes[0].metadata["generation"]["pose_smoothing"] == 2.5
+
+    # pose_smoothing=0: the old output, the smoothing is never called.
+    def boom(*args, **kw):
+        raise AssertionError("smoothing called")
+
+    monkeypatch.setattr(gen, "smooth_pose", boom)
+    raw = generate(p, GenerateRequest(model=tiny_dir, steps=2, seed=4, pose_smoothing=0))
+    assert raw.takes[0].metadata["generation"]["pose_smoothing"] == 0.0
+    a, b = raw.takes[0].evaluate(frames), smoothed.takes[0].evaluate(frames)
+    pose = [CHANNEL_INDEX[c] for c in POSE_CHANNELS]
+    rest = [i for i in range(len(CHANNELS)) if i not in pose]
+    np.testing.assert_array_equal(a[:, rest], b[:, rest])
+    ang = pose[:3]
+    jit = [float(np.abs(np.diff(v[:, ang], n=2, axis=0)).mean()) for v in (a, b)]
+    assert jit[1] < 0.5 * jit[0]
+    np.testing.assert_array_equal(a[[0, -1]][:, ang], b[[0, -1]][:, ang])  # ends kept
+    # The procedural model is never smoothed.
+    proc = generate(p, GenerateRequest(model="procedural"))
+    assert proc.takes[0].metadata["generation"]["pose_smoothing"] == 0.0
+
+
+def test_pose_smoothing_keeps_frames_outside_a_range_bit_exact(tiny_dir):
+    p = make_project(2.0)
+    before = all_frames(p, p.active_take)
+    req = GenerateRequest(model=tiny_dir, steps=2, frame_range=(17, 31), pose_smoothing=8.0)
+    after = all_frames(p, generate(p, req).takes[0])
+    outside = np.r_[0 : 17 + 5, 31 + 5 : after.shape[0]]  # index 5 is frame 0
+    np.testing.assert_array_equal(after[outside], before[outside])
+    plain = generate(
+        p, GenerateRequest(model=tiny_dir, steps=2, frame_range=(17, 31), pose_smoothing=0)
+    )
+    yaw = CHANNEL_INDEX["yaw"]
+    assert not np.array_equal(after[22:36, yaw], all_frames(p, plain.takes[0])[22:36, yaw])
+
+
+def test_bad_pose_smoothing_is_a_one_line_error():
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(GenerationError, match="pose smoothing"):
+            GenerateRequest(pose_smoothing=bad).validated()
