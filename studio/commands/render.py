@@ -114,22 +114,27 @@ def load_scene(asset: Path, frame: int, overrides: dict[str, float]):
     )
 
 
-def frame_camera(scene, args: argparse.Namespace):
-    """The centre camera: looking at the scene's centre from the front (+z), turned by yaw and
-    pitch; distance fits the scene in the field of view unless given."""
-    from renderers import MPI, Camera, GaussianCloud
+def scene_extent(scene) -> tuple[np.ndarray, float]:
+    """Centre [3] and radius (metres) of what a scene shows: a cloud's bounding box, or an MPI's
+    mid-depth plane seen by its own camera."""
+    from renderers import GaussianCloud
 
     if isinstance(scene, GaussianCloud):
         lo, hi = scene.bounds()
-        center = (lo + hi) / 2.0
-        radius = float(np.linalg.norm(hi - lo)) / 2.0
-    else:
-        mpi = scene if isinstance(scene, MPI) else scene.to_mpi()
-        ref = mpi.camera
-        mid = float(np.sqrt(mpi.depths[0] * mpi.depths[-1]))
-        center = ref.position + mid * ref.forward
-        half_w = mid * ref.width / (2.0 * ref.fx)
-        radius = half_w * 1.0
+        return (lo + hi) / 2.0, float(np.linalg.norm(hi - lo)) / 2.0
+    mpi = scene.to_mpi()
+    ref = mpi.camera
+    mid = float(np.sqrt(mpi.depths[0] * mpi.depths[-1]))
+    return ref.position + mid * ref.forward, mid * ref.width / (2.0 * ref.fx)
+
+
+def frame_camera(scene, args: argparse.Namespace):
+    """The centre camera and its distance to the scene's centre: looking at the centre from the
+    front (+z), turned by yaw and pitch; the distance fits the scene in the field of view unless
+    given."""
+    from renderers import Camera
+
+    center, radius = scene_extent(scene)
     distance = args.distance
     if distance is None:
         distance = max(radius / math.sin(math.radians(args.fov) / 2.0) * 0.95, 1e-3)
@@ -137,7 +142,8 @@ def frame_camera(scene, args: argparse.Namespace):
         from studio.cli import CliError
 
         raise CliError(f"--distance must be positive, got {distance}")
-    return Camera.orbit(center, distance, args.yaw, args.pitch, args.fov, args.width, args.height)
+    camera = Camera.orbit(center, distance, args.yaw, args.pitch, args.fov, args.width, args.height)
+    return camera, distance
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,11 +162,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"{args.out}: the output must be a .png image")
 
     scene = load_scene(args.asset, args.frame, parse_overrides(args.set))
-    center = frame_camera(scene, args)
+    center, distance = frame_camera(scene, args)
     if args.stereo:
         from renderers import StereoRig
 
-        convergence = args.convergence or float(np.linalg.norm(center.position - _target(scene)))
+        convergence = args.convergence or distance
         cameras = list(StereoRig(ipd=args.ipd, convergence=convergence).cameras(center))
     else:
         cameras = [center]
@@ -174,17 +180,6 @@ def run(args: argparse.Namespace) -> int:
     eyes = "stereo side-by-side" if args.stereo else "mono"
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]}, {eyes})")
     return 0
-
-
-def _target(scene) -> np.ndarray:
-    from renderers import GaussianCloud
-
-    if isinstance(scene, GaussianCloud):
-        lo, hi = scene.bounds()
-        return (lo + hi) / 2.0
-    mpi = scene.to_mpi() if hasattr(scene, "to_mpi") else scene
-    mid = float(np.sqrt(mpi.depths[0] * mpi.depths[-1]))
-    return mpi.camera.position + mid * mpi.camera.forward
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

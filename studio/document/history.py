@@ -116,6 +116,12 @@ class History:
         self._clean = self._index
         self._notify("clean", "")
 
+    def mark_unsaved(self) -> None:
+        """Record that no state in the history matches what is on disk (e.g. a recovered
+        autosave): the project counts as modified until the next ``mark_clean``."""
+        self._clean = None
+        self._notify("clean", "")
+
     def clear(self) -> None:
         """Forget all edits (the project is unchanged); the current state counts as clean if it
         was clean."""

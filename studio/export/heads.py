@@ -20,6 +20,7 @@ import numpy as np
 
 from studio.document import Project
 from studio.export.errors import ExportError
+from studio.heads import arrays_to_cloud
 
 if TYPE_CHECKING:
     from models.heads import GaussianArrays, RiggedGaussianHead
@@ -55,15 +56,6 @@ class HeadSource:
         GPU themselves (MPI baking) keep them; others ignore them."""
 
 
-def _cloud(arrays: Any) -> GaussianCloud:
-    from renderers import GaussianCloud
-
-    return GaussianCloud(
-        arrays.means, arrays.quats, arrays.scales, arrays.opacities, arrays.sh,
-        facing=getattr(arrays, "facing", None),  # one-sided surfels (back-face culling)
-    )  # fmt: skip
-
-
 class RiggedHeadSource(HeadSource):
     """A rigged Gaussian head driven by the motion channels (``deform`` per frame)."""
 
@@ -76,7 +68,7 @@ class RiggedHeadSource(HeadSource):
         self.name = head.name
 
     def rest_cloud(self) -> GaussianCloud:
-        return _cloud(self.head.rest)
+        return arrays_to_cloud(self.head.rest)
 
     def frame(self, values: np.ndarray) -> GaussianArrays:
         return self.head.deform(values)
@@ -131,7 +123,7 @@ class MPIHeadSource(HeadSource):
     def frame(self, values: np.ndarray) -> Any:
         if self._baker is None or self._camera is None:
             raise ExportError("internal: MPI baking used before bind()")
-        cloud = _cloud(self.head.deform(values))
+        cloud = arrays_to_cloud(self.head.deform(values))
         w2c = np.asarray(self._camera.world_to_camera, dtype=np.float64)
         centre = np.asarray(self.head.kp_to_world[:3, 3], dtype=np.float64)
         distance = float(w2c[2, :3] @ centre + w2c[2, 3])  # depth of the head centre

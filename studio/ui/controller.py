@@ -97,7 +97,7 @@ class StudioController(QObject):
             self._history.mark_clean()
         else:
             # A recovered project differs from what is on disk until saved.
-            self._history._clean = None  # History has no public "dirty" setter
+            self._history.mark_unsaved()
         self._path = path
         self.selected_keys.clear()
         self.selected_channels = []
