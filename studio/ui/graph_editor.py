@@ -178,9 +178,7 @@ class GraphEditorWidget(QWidget):
         c.frameChanged.connect(self._on_frame_changed)
         c.keySelectionChanged.connect(self._on_key_selection)
         # Frame All (Home) from the main window's View menu.
-        view_all = getattr(c, "viewAllRequested", None)
-        if view_all is not None:
-            view_all.connect(self.frame_all)
+        c.viewAllRequested.connect(self.frame_all)
         c.channelSelectionChanged.connect(self._rebuild)
         self._rebuild()
         self.frame_all()

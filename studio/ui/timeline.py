@@ -160,9 +160,7 @@ class TimelineWidget(QWidget):
         c.frameChanged.connect(self._on_frame_changed)
         c.keySelectionChanged.connect(self._on_key_selection)
         # Frame All (Home) from the main window's View menu.
-        view_all = getattr(c, "viewAllRequested", None)
-        if view_all is not None:
-            view_all.connect(self.frame_all)
+        c.viewAllRequested.connect(self.frame_all)
         c.channelSelectionChanged.connect(self.update)
         self._last_frame = c.frame
         self._rebuild_rows()
