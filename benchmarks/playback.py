@@ -1,0 +1,142 @@
+"""Playback rate: does the viewport show every frame of the demo at the project fps while playing?
+
+Needs an X display (run under Xvfb): ``xvfb-run -a -s "-screen 0 1600x1000x24" \
+.venv/bin/python benchmarks/playback.py``. Opens the demo project (default head, demo speech)
+in a ViewportWidget driven by the studio's PlaybackEngine (audio through sounddevice when an
+output device exists, else silent playback at the right rate, as in the studio) and plays the
+whole range for ``--seconds`` of wall time, several runs. Per run it reports:
+
+- shown/s: distinct project frames presented per wall-clock second (target: the project fps, 25);
+- skipped: frames the playhead passed without being presented (the viewport fell behind);
+- drift: playhead position minus the ideal ``fps * elapsed`` at the end (audio sync: playback
+  is clocked, so this stays ~0 even when frames are skipped);
+- interval: median and 90th percentile of the time between presented frames.
+
+A baseline in the same process: the same playback with the viewport presenting a cached scene
+(no head re-render per frame: Qt's own presentation floor), so the ratio of the two shows what
+the head rendering costs on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=6.0, help="wall time per run")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--size", default="800x600", help="viewport size WxH in logical pixels")
+    ap.add_argument("--mode", default="mono", choices=("mono", "sbs", "anaglyph"))
+    args = ap.parse_args(argv)
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        print("playback.py needs a display: run it under xvfb-run", file=sys.stderr)
+        return 2
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    from studio.demo import build_demo_project
+    from studio.ui.controller import StudioController
+    from studio.ui.playback import PlaybackEngine
+    from studio.viewport.widget import ViewportWidget
+
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    ctrl = StudioController(build_demo_project())
+    vp = ViewportWidget(ctrl)
+    vp.resize(w, h)
+    vp.show()
+    vp.set_view_mode(args.mode)
+    engine = PlaybackEngine(ctrl)
+    t_end = time.perf_counter() + 60
+    while not vp.head_ready and time.perf_counter() < t_end:
+        app.processEvents()
+        time.sleep(0.005)
+    if not vp.gl_available or not vp.head_ready:
+        print(f"viewport not ready: gl_error={vp.gl_error} head_error={vp.head_error}")
+        return 1
+    fps = ctrl.project.frame_rate.fps
+    ctrl.set_loop(True)
+
+    shown: list[tuple[float, int]] = []
+    vp.framePresented.connect(lambda: shown.append((time.perf_counter(), ctrl.frame)))
+
+    def pump(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            app.processEvents()
+            time.sleep(0.001)
+
+    def play(cached: bool) -> dict[str, float]:
+        ctrl.set_playing(False)
+        ctrl.set_frame(0)
+        pump(0.5)  # the full-quality redraw of the still frame is done
+        if cached:
+            # Baseline: the head is not re-rendered per frame; each tick only re-presents.
+            ctrl.frameChanged.disconnect(vp._on_frame_changed)
+            ctrl.frameChanged.connect(vp._gl.update)
+        shown.clear()
+        t0 = time.perf_counter()
+        ctrl.set_playing(True)
+        pump(args.seconds)
+        position = engine.position()
+        elapsed = time.perf_counter() - t0
+        ctrl.set_playing(False)
+        if cached:
+            ctrl.frameChanged.disconnect(vp._gl.update)
+            ctrl.frameChanged.connect(vp._on_frame_changed)
+        frames = [f for _, f in shown]
+        distinct = [f for i, f in enumerate(frames) if i == 0 or f != frames[i - 1]]
+        # Frames the playhead passed (forward, looping) without being presented.
+        skipped = sum(max(0, (b - a) - 1) for a, b in itertools.pairwise(distinct) if b > a)
+        times = [t for t, _ in shown]
+        gaps = sorted((b - a) * 1000 for a, b in itertools.pairwise(times)) or [0.0]
+        duration = ctrl.project.duration
+        ideal = (fps * elapsed) % duration
+        drift = position - ideal
+        if drift > duration / 2:  # looped: compare on the circle
+            drift -= duration
+        return {
+            "shown_per_s": len(distinct) / elapsed,
+            "skipped": float(skipped),
+            "drift_frames": drift,
+            "interval_med": statistics.median(gaps),
+            "interval_p90": gaps[min(len(gaps) - 1, int(0.9 * len(gaps)))],
+        }
+
+    print(
+        f"viewport {w}x{h} ({args.mode}), head {len(vp.head)} Gaussians, project {fps:g} fps, "
+        f"audio: {engine.audio_status or 'output device found'}, GL software={vp._gl.software}, "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
+    rows: dict[str, list[dict[str, float]]] = {"playback": [], "baseline (cached scene)": []}
+    for _ in range(args.runs):  # interleaved, so both see the same machine load
+        rows["playback"].append(play(cached=False))
+        rows["baseline (cached scene)"].append(play(cached=True))
+    for name, runs in rows.items():
+        per_run = ", ".join(f"{r['shown_per_s']:.1f}" for r in runs)
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(
+            f"  {name:<24} shown {med['shown_per_s']:5.1f}/s  skipped {med['skipped']:5.0f}  "
+            f"drift {med['drift_frames']:+5.2f} frames  interval median "
+            f"{med['interval_med']:5.1f} ms  p90 {med['interval_p90']:5.1f} ms  "
+            f"(runs: {per_run})"
+        )
+    shown_med = statistics.median(r["shown_per_s"] for r in rows["playback"])
+    verdict = "holds" if shown_med >= 0.97 * fps else "misses"
+    print(f"  playback {verdict} the project rate ({shown_med:.1f} of {fps:g} frames/s shown)")
+    engine.shutdown()
+    vp.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
