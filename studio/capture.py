@@ -22,6 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     from models.face.sources import FrameSource
     from models.face.tracker import FaceTracker, TrackedFrame
+    from models.hybrid import HybridMixer
     from studio.document import FrameRate, Project, Take
 
 __all__ = [
@@ -92,6 +93,7 @@ def iter_record_take(
     max_seconds: float | None = None,
     start_frame: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    hybrid: HybridMixer | None = None,
 ) -> Iterator[CaptureProgress]:
     """Record ``source`` through ``tracker``; yields a CaptureProgress per frame and a last one
     with the Take (phase "done", or "disconnected" when the camera failed mid-session).
@@ -100,6 +102,9 @@ def iter_record_take(
     tracker (``tracker.calibrate``) and are not recorded. Recording stops at the end of the
     source, after ``max_seconds``, or when ``should_stop()`` returns True. The take starts at
     ``start_frame`` at the project's frame rate (``project``: a Project, FrameRate or fps).
+
+    ``hybrid``: a models.hybrid.HybridMixer whose audio starts with the first recorded frame:
+    the recorded lips are its lips at each frame's time, everything else is tracked.
 
     Raises ProfileError when no calibration frame shows a face, CaptureError when nothing was
     recorded, and SourceError from the source (except a mid-session camera failure after
@@ -151,7 +156,7 @@ def iter_record_take(
         res = tracker.process(frame, rel)
         lost += not res.found
         times.append(rel)
-        values.append(res.values)
+        values.append(res.values if hybrid is None else hybrid.mix(res.values, rel))
         yield CaptureProgress("recording", frames, len(values), rel, lost, res.num_faces, res)
     if not values:
         used = min(frames, calibrate_frames)
@@ -177,6 +182,9 @@ def iter_record_take(
             "ended": ended,
         }
     }
+    if hybrid is not None:
+        meta["capture"]["lips"] = f"audio ({hybrid.generator_name})"
+
     take = take_from_dense(dense, name, "recorded", start_frame=start_frame)
     take.metadata.update(meta)
     yield CaptureProgress(
@@ -195,13 +203,14 @@ def record_take(
     max_seconds: float | None = None,
     start_frame: int = 0,
     progress: Callable[[CaptureProgress], None] | None = None,
+    hybrid: HybridMixer | None = None,
 ) -> Take:
     """``iter_record_take`` run to the end; ``progress`` is called with every item. Returns
     the recorded Take (source "recorded"). Raises like ``iter_record_take``."""
     take = None
     for p in iter_record_take(
         source, tracker, project, calibrate_frames=calibrate_frames, name=name,
-        max_seconds=max_seconds, start_frame=start_frame,
+        max_seconds=max_seconds, start_frame=start_frame, hybrid=hybrid,
     ):  # fmt: skip
         if progress is not None:
             progress(p)

@@ -5,12 +5,12 @@ mesh to one frame of ``models.motion_space.CHANNELS`` (the mapping is documented
 docs/motion-space.md, "Performance capture"). In short:
 
 - Pose: a similarity fit (Umeyama, with the mesh's own z) of a stable, expression-free subset of
-  mesh points (nose, eye corners, temples, cheekbones, brow ridge) against the performer's neutral
-  mesh from calibration gives ``obs = s * can @ R + t``; ``R`` decomposes into pitch/yaw/roll with
-  ``rotation_matrix``'s convention (LivePortrait's; +yaw turns the face to the image left, +pitch
-  tips it down, +roll turns it clockwise on screen). "relative" pose is relative to the neutral
-  (calibration) pose; "absolute" adds the neutral's own pose, measured from the face's anatomical
-  axes (eye line and midline).
+  mesh points (nose, eye corners, cheekbones; not the face's outline) against the performer's
+  neutral mesh from calibration gives ``obs = s * can @ R + t``; ``R`` decomposes into
+  pitch/yaw/roll with ``rotation_matrix``'s convention (LivePortrait's; +yaw turns the face to the
+  image left, +pitch tips it down, +roll turns it clockwise on screen). "relative" pose is
+  relative to the neutral (calibration) pose; "absolute" adds the neutral's own pose, measured
+  from the face's anatomical axes (eye line and midline).
 - Expression: keypoints (``keypoints_from_landmarks``) taken back into the head frame
   (``(kp - t) @ R.T / s``) minus the neutral keypoints, in keypoint units: the neutral mesh is
   scaled so that its keypoints match the reference canonical keypoints (the default head's x_c),
@@ -74,10 +74,13 @@ def default_reference_keypoints() -> np.ndarray:
 # reported as the motion of this point, so a nod about the neck is not read as a translation.
 DEFAULT_PIVOT = (0.0, 0.1875, 0.1375)
 
-# Mesh points that move with the skull, not with the expression: nose bridge and tip, eye corners,
-# brow ridge centre, temples, cheekbones.
-STABLE_MESH_POINTS = (1, 4, 5, 6, 168, 197, 195, 2, 98, 327, 33, 133, 362, 263, 234, 454, 127,
-                      356, 93, 323, 116, 345, 123, 352)  # fmt: skip
+# Mesh points that move with the skull, not with the expression: nose bridge, tip and wings, eye
+# corners, cheekbones. No points of the face's outline (temples 127/356, 234/454, 93/323): the
+# mesh puts those on the visible silhouette, which slides over the skull as the head turns or
+# nods, so they are not rigid; with them the fit read pitch about 0.8x on the default head
+# rendered at +-20 degrees (0.89x without; see docs/motion-space.md).
+STABLE_MESH_POINTS = (1, 4, 5, 6, 168, 197, 195, 2, 98, 327, 33, 133, 362, 263, 116, 345, 123,
+                      352)  # fmt: skip
 # Keypoints used to scale the neutral face to the reference keypoints (the jaw angles sit on the
 # mesh's silhouette and vary with the face's shape; the forehead point with the hairline).
 _SCALE_KPS = (1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)

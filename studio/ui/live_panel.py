@@ -12,6 +12,14 @@ thread) into a new take at the project's frame rate, starting at the current fra
 microphone when there is one, as one undoable edit. Virtual camera sends the viewport's frames
 to pyvirtualcam.
 
+"Lips from audio" (hybrid mode, models.hybrid): the camera drives head, eyes and brows while the
+speech generator (the shipped motion model in streaming mode; the procedural one when no model
+loads) drives the lips, from the microphone when one exists, else from the project's audio,
+played (when there is an output device) from the playhead in sync with the live head. A
+recording in hybrid mode gets the combined motion: tracked channels plus the lips generated
+from the take's own audio (the microphone's recording, or the project's audio from the take's
+first frame).
+
 Questions to the user go through module-level functions (``ask_video_path``...) that tests
 monkeypatch.
 """
@@ -28,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -88,9 +96,12 @@ COUNTDOWN_S = 3
 RESOLUTIONS = ((0, 0), (640, 480), (1280, 720), (1920, 1080))
 CAMERA_FPS = (0, 15, 24, 30, 60)
 HYBRID_TIP = (
-    "Hybrid mode (the webcam drives head, eyes and brows; the speech generator drives the lips) "
-    "needs the audio-driven generator, which lands in a later release."
+    "Hybrid mode: the camera drives head, eyes and brows while the speech generator drives the "
+    "lips, from the microphone when there is one, else from the project's audio played from "
+    "the playhead. Recorded takes get the combined motion."
 )
+READOUT_S = 0.25  # fps / latency readouts refresh this often while live
+HYBRID_HOP = 20  # live lip frames per model window: 0.8 s behind the microphone
 VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v);;All files (*)"
 
 # MediaPipe face-mesh contours (closed loops unless noted), drawn over the feed.
@@ -251,20 +262,21 @@ class FeedView(QWidget):
         h, w = frame.preview.shape[:2]
         sx, sy = r.width() / w, r.height() / h
         pts = frame.points * (sx, sy) + (r.left(), r.top())  # [468, 2] widget pixels
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QColor(255, 255, 255, 110))
-        rad = 1.1 if r.width() < 500 else 1.5
-        for x, y in pts:
-            p.drawEllipse(QPointF(x, y), rad, rad)
+        qpts = [QPointF(x, y) for x, y in pts]
+        # Painted every live frame, so kept cheap (the live viewport needs the time): the 468
+        # points in one aliased call, the contours as polygons (not paths).
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        p.setPen(QPen(QColor(255, 255, 255, 110), 2.0 if r.width() < 500 else 3.0))
+        p.drawPoints(QPolygonF(qpts))
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         p.setBrush(Qt.BrushStyle.NoBrush)
         for idx, closed, color in _CONTOURS:
-            path = QPainterPath(QPointF(*pts[idx[0]]))
-            for i in idx[1:]:
-                path.lineTo(QPointF(*pts[i]))
-            if closed:
-                path.closeSubpath()
+            poly = QPolygonF([qpts[i] for i in idx])
             p.setPen(QPen(QColor(color), 1.4))
-            p.drawPath(path)
+            if closed:
+                p.drawPolygon(poly)
+            else:
+                p.drawPolyline(poly)
         if frame.iris is not None:
             iris = frame.iris * (sx, sy) + (r.left(), r.top())  # [2, 5, 2]
             p.setPen(QPen(QColor("#7ee08a"), 1.4))
@@ -298,6 +310,9 @@ class LivePanel(QWidget):
         self.calibration_frames = CALIBRATION_FRAMES
         self.tracker_factory: Callable[..., FaceTracker] = _default_tracker
         self.mic_factory: Callable[[], Any] = MicRecorder
+        self.lips_model = "default"  # hybrid mode's generator (models.hybrid.make_lip_generator)
+        self.hybrid_audio = "auto"  # "auto": microphone if any, else the project; "project"
+        self.hybrid: _Hybrid | None = None
         self.profiles_path = profiles_dir()
         self.profile: PerformerProfile | None = None
         self.frames_shown = 0
@@ -316,6 +331,7 @@ class LivePanel(QWidget):
         self._mic_notice_shown = False
         self._settings_rev = 0
         self._drawn_info: tuple[int, float, float] | None = None  # index, captured, processed
+        self._readout_at = 0.0  # perf_counter time of the next fps/latency readout
         self._status_hold_until = 0.0
         self._extra_profiles: list[Path] = []
         self._profile_path: str | None = None
@@ -490,8 +506,9 @@ class LivePanel(QWidget):
         )
         self.virtualcam_check.toggled.connect(self.set_virtualcam)
         self.hybrid_check = QCheckBox("Lips from audio")
-        self.hybrid_check.setEnabled(False)
+        self.hybrid_check.setObjectName("live_hybrid")
         self.hybrid_check.setToolTip(HYBRID_TIP)
+        self.hybrid_check.toggled.connect(self._on_hybrid_toggled)
         outs = QHBoxLayout()
         outs.addWidget(self.virtualcam_check)
         outs.addWidget(self.hybrid_check)
@@ -661,9 +678,14 @@ class LivePanel(QWidget):
         session.finished.connect(self._on_session_finished)
         session.calibrated.connect(self._on_calibrated)
         session.calibrationFailed.connect(self._on_calibration_failed)
+        prepare = getattr(self.viewport, "prepare_live", None)
+        if prepare is not None and getattr(self.viewport, "gl_available", False):
+            session.set_prepare(prepare)  # the head deforms in the capture thread
         self.session = session
         session.start()
         self._set_status("Starting…", "info")
+        if self.hybrid_check.isChecked() and not self._start_hybrid():
+            self._uncheck_hybrid()
         self._update_buttons()
         return True
 
@@ -691,7 +713,13 @@ class LivePanel(QWidget):
         # Latency of the previous frame that reached the screen.
         drawn = self.feed.drawn
         prev = self._drawn_info
-        if drawn is not None and prev is not None and drawn[0] == prev[0]:
+        # Readouts change at most READOUT_S apart: every text or style change repaints (and on
+        # a software GL re-composes) the window, time the live viewport needs.
+        readout = now >= self._readout_at
+        if readout:
+            self._readout_at = now + READOUT_S
+        first = not self.latency_label.text().startswith("Latency")
+        if (readout or first) and drawn is not None and prev is not None and drawn[0] == prev[0]:
             track_ms = (prev[2] - prev[1]) * 1e3
             total_ms = (drawn[1] - prev[1]) * 1e3
             self.latency_label.setText(
@@ -700,25 +728,35 @@ class LivePanel(QWidget):
             )
         self._drawn_info = (frame.index, frame.t_captured, frame.t_processed)
         self.feed.set_frame(frame)
+        dpr = self.feed.devicePixelRatioF()
+        session.set_preview_box(round(self.feed.width() * dpr), round(self.feed.height() * dpr))
         if self.viewport is not None:
-            self.viewport.set_live_values(frame.tracked.values)
-        self.fps_label.setText(
-            f"{frame.processed_fps:.1f} fps tracked · {fps_of(self._shown_times, now):.1f} shown"
-        )
-        src = f"{frame.source_fps:g} fps" if frame.source_fps else "unknown rate"
-        w, h = frame.source_size
-        self.fps_label.setToolTip(f"Frames per second tracked in the capture thread and shown "
-                                  f"here. Source: {w}×{h}, {src}")  # fmt: skip
+            if frame.prepared is not None:
+                self.viewport.set_live_values(frame.tracked.values, frame.prepared)
+            else:
+                self.viewport.set_live_values(frame.tracked.values)
+        if readout or self.frames_shown <= 1:
+            self.fps_label.setText(f"{frame.processed_fps:.1f} fps tracked · "
+                                   f"{fps_of(self._shown_times, now):.1f} shown")  # fmt: skip
+            src = f"{frame.source_fps:g} fps" if frame.source_fps else "unknown rate"
+            w, h = frame.source_size
+            self.fps_label.setToolTip(f"Frames per second tracked in the capture thread and "
+                                      f"shown here. Source: {w}×{h}, {src}")  # fmt: skip
         n = frame.tracked.num_faces
         if n > 1:
-            self.faces_label.setText(f"{n} faces: following the largest")
-            self.faces_label.setStyleSheet(f"color: {COLORS['warning']}")
+            _set_text(self.faces_label, f"{n} faces: following the largest")
+            _set_style(self.faces_label, f"color: {COLORS['warning']}")
         else:
-            self.faces_label.setText("1 face" if n == 1 else "no face")
-            self.faces_label.setStyleSheet(f"color: {COLORS['text_dim']}")
+            _set_text(self.faces_label, "1 face" if n == 1 else "no face")
+            _set_style(self.faces_label, f"color: {COLORS['text_dim']}")
         if not self._calibrating and now >= self._status_hold_until:
             level = "ok" if frame.tracked.found else "warning"
-            self._set_status(frame.status_text, level)
+            text = frame.status_text
+            hyb = self.hybrid
+            if hyb is not None and hyb.mixer.generator is None:
+                # The speech model loads in the mixer's thread (torch: seconds on a CPU).
+                text += " · lips: procedural until the speech model has loaded…"
+            self._set_status(text, level)
         if frame.recording:
             self.feed.rec_text = (
                 f"REC {_clock(frame.recorded_seconds)} · {frame.recorded_frames} frames"
@@ -736,6 +774,7 @@ class LivePanel(QWidget):
         if self.viewport is not None:
             self.viewport.set_live_values(None)
         recording = self.record_button.isChecked()
+        hybrid = self.hybrid  # kept for the take; stopped after it
         if kind == "stopped":
             text, level = "Stopped", "info"
         elif kind == "ended":
@@ -753,6 +792,8 @@ class LivePanel(QWidget):
             self.record_button.setChecked(False)
             self.record_button.blockSignals(False)
             self._finish_recording(note=message if kind != "stopped" else "")
+        if hybrid is not None:
+            self._stop_hybrid()
         self._set_status(text, level)
         if kind in ("error", "disconnected"):
             self.controller.notify(f"Live: {text}", "warning" if recording else "error")
@@ -787,6 +828,8 @@ class LivePanel(QWidget):
         self.settings = self._settings_from_ui()
         if self.session is not None:
             self._settings_rev = self.session.set_settings(self.settings)
+        if self.hybrid is not None:
+            self.hybrid.mixer.gain = self._lip_gain()
 
     @property
     def settings_revision(self) -> int:
@@ -932,10 +975,20 @@ class LivePanel(QWidget):
             self.record_button.blockSignals(False)
         self._rec_start_frame = self.controller.frame
         self._mic = None
+        hyb = self.hybrid
+        if hyb is not None and hyb.kind == "project":
+            # Lips and the played audio restart at the take's first frame, so the live head
+            # matches what the take will get.
+            self._stop_hybrid()
+            if not self._start_hybrid():
+                self._uncheck_hybrid()
         try:
-            mic = self.mic_factory()
-            mic.start()
-            self._mic = mic
+            if hyb is not None and hyb.kind == "microphone":
+                pass  # the hybrid microphone is already recording: the take's audio comes from it
+            else:
+                mic = self.mic_factory()
+                mic.start()
+                self._mic = mic
         except AudioInputUnavailable as exc:
             self._set_status(f"Recording motion only: {exc}", "warning", hold_s=4.0)
             if not self._mic_notice_shown:
@@ -961,6 +1014,12 @@ class LivePanel(QWidget):
             rec = self.session.stop_recording()
         mic, self._mic = self._mic, None
         audio = mic.stop() if mic is not None else None
+        lips = None
+        hyb = self.hybrid
+        if hyb is not None and rec is not None and len(rec):
+            if hyb.kind == "microphone":
+                audio = hyb.mic.snapshot()
+            lips = self._take_lips(hyb, rec, audio)
         if rec is None or len(rec) == 0:
             self._set_status("Recording ended: no frame was recorded", "warning")
             self._update_buttons()
@@ -977,7 +1036,10 @@ class LivePanel(QWidget):
             "pose": self.settings.pose,
             "audio": "microphone" if audio is not None else "none",
         }
-        worker = Worker(build_take_job, rec, fps, start, name, audio, meta, name="Build live take")
+        if lips is not None and hyb is not None:
+            meta["lips"] = f"audio ({hyb.kind})"
+        worker = Worker(build_take_job, rec, fps, start, name, audio, meta, lips,
+                        name="Build live take")  # fmt: skip
         worker.finished_ok.connect(lambda result: self._add_take(*result, start, note))
         worker.failed.connect(
             lambda msg, _tb: self._set_status(f"Recording not kept: {msg}", "error")
@@ -1022,6 +1084,132 @@ class LivePanel(QWidget):
         self._set_status(msg, "warning" if note else "ok", hold_s=6.0)
         c.notify(f"Live: {msg}", "warning" if note else "info")
         self.takeRecorded.emit(take)
+
+    # ------------------------------------------------------------------------- hybrid
+    def set_hybrid(self, on: bool) -> bool:
+        """Lips from audio on or off (applies now when running, else from Start). False, with
+        the reason in the status line, when there is no audio to take the lips from."""
+        self.hybrid_check.setChecked(bool(on))
+        return self.hybrid_check.isChecked() == bool(on)
+
+    def _on_hybrid_toggled(self, on: bool) -> None:
+        if not on:
+            self._stop_hybrid()
+        elif self.running and not self._start_hybrid():
+            self._uncheck_hybrid()
+
+    def _uncheck_hybrid(self) -> None:
+        self.hybrid_check.blockSignals(True)
+        self.hybrid_check.setChecked(False)
+        self.hybrid_check.blockSignals(False)
+
+    def _lip_gain(self) -> float:
+        s = self.settings
+        return float(s.gains.get("mouth", 1.0)) if s.enabled.get("mouth", True) else 0.0
+
+    def _generator_factory(self, hop: int) -> Callable[[], Any]:
+        from models.hybrid import make_lip_generator
+
+        model = self.lips_model
+        return lambda: make_lip_generator(model, hop=hop)
+
+    def _start_hybrid(self) -> bool:
+        """Open the lips' audio (microphone, else the project's audio from the playhead) and
+        hand a background HybridMixer to the session."""
+        from models.hybrid import HybridMixer
+
+        if self.session is None:
+            return False
+        hyb: _Hybrid | None = None
+        if self.hybrid_audio != "project" and MicRecorder.probe() is None:
+            factory = self._generator_factory(HYBRID_HOP)
+            mixer = HybridMixer(factory, gain=self._lip_gain(), background=True)
+            mic = MicRecorder()
+            # The device's rate is known (mic.rate) before the first block arrives.
+            mic.on_audio = lambda block: mixer.push_audio(block, mic.rate)
+            try:
+                mic.start()
+            except AudioInputUnavailable as exc:
+                log.info("hybrid: microphone unavailable (%s); using the project's audio", exc)
+                mixer.close()
+            else:
+                hyb = _Hybrid("microphone", mixer, lambda: mic.t0, mic=mic)
+        if hyb is None:
+            # The project's audio is known ahead: long hops generate faster than real time
+            # (the same cost per model window, twice the frames), with no delay to pay.
+            hyb = self._project_hybrid(self._generator_factory(2 * HYBRID_HOP))
+            if hyb is None:
+                return False
+        self.hybrid = hyb
+        self.session.set_hybrid(hyb.mixer, hyb.origin)
+        where = "the microphone" if hyb.kind == "microphone" else "the project's audio"
+        self._set_status(f"Lips from {where}; head, eyes and brows from the camera", "info",
+                         hold_s=3.0)  # fmt: skip
+        return True
+
+    def _project_hybrid(self, factory: Callable[[], Any]) -> _Hybrid | None:
+        from models.hybrid import HybridMixer
+        from studio.audio_mix import sample_offset
+        from studio.ui.playback import AudioOutput, AudioUnavailable, mix_project_audio
+
+        project = self.controller.project
+        audio, rate, problems = mix_project_audio(project, channels=2)
+        start = self.controller.frame
+        first = sample_offset(start, project.frame_rate, rate)
+        if audio is None or first >= audio.shape[0]:
+            why = "; ".join(problems) or (
+                "the project has no audio" if audio is None else "no audio after the playhead"
+            )
+            self._set_status(f"Lips from audio needs a microphone or project audio ({why})",
+                             "warning", hold_s=5.0)  # fmt: skip
+            return None
+        mixer = HybridMixer(factory, rate, gain=self._lip_gain(), background=True)
+        mixer.push_audio_chunked(audio[first:])
+        mixer.finish()
+        out = None
+        if AudioOutput.probe() is None:
+            out = AudioOutput()
+            try:
+                out.start(audio, rate, first)
+            except AudioUnavailable as exc:
+                log.info("hybrid: no audio output (%s)", exc)
+                out = None
+        t0 = time.perf_counter()
+        return _Hybrid("project", mixer, lambda: t0, out=out, audio=(audio, rate, first))
+
+    def _stop_hybrid(self) -> None:
+        hyb, self.hybrid = self.hybrid, None
+        if hyb is None:
+            return
+        if self.session is not None:
+            self.session.set_hybrid(None)
+        hyb.mixer.close()
+        if hyb.mic is not None:
+            hyb.mic.stop()
+        if hyb.out is not None:
+            hyb.out.stop()
+
+    def _take_lips(self, hyb: _Hybrid, rec: Recording, audio: Any) -> tuple[Any, float] | None:
+        """(mixer factory, audio time of the first recorded frame) for build_take_job: the
+        take's lips are generated offline from its own audio (long hops: nothing is live)."""
+        from models.hybrid import HybridMixer, make_lip_generator
+
+        model, gain = self.lips_model, self._lip_gain()
+        if hyb.kind == "microphone":
+            if audio is None or rec.t_start is None:
+                return None
+            samples, rate, t_audio = audio
+            offset = rec.t_start - t_audio
+        else:
+            assert hyb.audio is not None
+            full, rate, first = hyb.audio
+            samples, offset = full[first:], 0.0
+
+        def make() -> Any:
+            return HybridMixer.from_audio(make_lip_generator(model, hop=40)[0], samples, rate,
+                                          gain=gain)  # fmt: skip
+
+        return make, offset
 
     # ------------------------------------------------------------------------- viewport
     def set_viewport(self, viewport: Any) -> None:
@@ -1088,7 +1276,7 @@ class LivePanel(QWidget):
         if text != self.status_label.text():
             self.status_label.setText(text)
             self.statusChanged.emit(text)
-        self.status_label.setStyleSheet(f"color: {color}")
+        _set_style(self.status_label, f"color: {color}")
 
     def _update_buttons(self) -> None:
         running = self.running
@@ -1127,6 +1315,28 @@ class LivePanel(QWidget):
             from PySide6.QtCore import QCoreApplication
 
             QCoreApplication.processEvents()
+
+
+class _Hybrid:
+    """A running hybrid mode: kind "microphone" or "project", its mixer, ``origin()`` (the
+    perf_counter time of the mixer's audio sample 0), the microphone or audio output, and for
+    the project the mixed audio ``(samples [S, 2], rate, first sample played)``."""
+
+    def __init__(self, kind: str, mixer: Any, origin: Callable[[], float | None], *,
+                 mic: Any = None, out: Any = None, audio: Any = None) -> None:  # fmt: skip
+        self.kind, self.mixer, self.origin = kind, mixer, origin
+        self.mic, self.out, self.audio = mic, out, audio
+
+
+def _set_text(label: QLabel, text: str) -> None:
+    if label.text() != text:
+        label.setText(text)
+
+
+def _set_style(widget: QWidget, sheet: str) -> None:
+    """setStyleSheet only on a change (each call re-polishes and repaints the widget)."""
+    if widget.styleSheet() != sheet:
+        widget.setStyleSheet(sheet)
 
 
 def _clock(seconds: float) -> str:

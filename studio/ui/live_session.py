@@ -7,7 +7,10 @@ never waits for it: the thread keeps only the newest :class:`LiveFrame` and emit
 shows the latest. Everything that must not lose frames happens in the thread: recording (every
 tracked frame with its timestamp) and calibration (the landmarks of the next N frames with a
 face). The tracker is created and used in the thread only (it is not thread-safe); settings and
-profiles from the GUI are handed over under a lock and applied before the next frame.
+profiles from the GUI are handed over under a lock and applied before the next frame. Two hooks
+run in the thread after tracking: hybrid mode (``set_hybrid``: a models.hybrid.HybridMixer puts
+audio-driven lips into the tracked frame) and ``set_prepare`` (the viewport deforms its head for
+the frame there, in parallel with the GUI drawing the previous one).
 
 :func:`build_take_job` (Qt-free, for a ``studio.workers.Worker``: key reduction takes about a
 second per minute of motion) turns a :class:`Recording` into a Take at the project's frame rate
@@ -64,7 +67,8 @@ VIRTUALCAM_HELP = (
 class LiveFrame:
     """One processed frame as the GUI gets it.
 
-    preview: RGB uint8 [h, w, 3], at most PREVIEW_MAX_SIDE wide/high, mirrored when the tracker
+    preview: RGB uint8 [h, w, 3], fitted into the preview box (at most PREVIEW_MAX_SIDE
+    wide/high; ``LiveSession.set_preview_box``), mirrored when the tracker
     mirrors (so the overlay matches). points [468, 2] / iris [2, 5, 2]: landmarks in preview
     pixels (None without a face). t_captured / t_processed: ``time.perf_counter()`` when the
     source delivered the frame and when tracking finished. status_text: a line for the panel.
@@ -88,6 +92,7 @@ class LiveFrame:
     recorded_frames: int = 0
     recorded_seconds: float = 0.0
     calibrating: int = 0  # frames still to collect for calibration (0: not calibrating)
+    prepared: Any = None  # what the session's ``prepare`` hook made of the values (or None)
 
 
 @dataclass
@@ -182,6 +187,9 @@ class LiveSession(QObject):
         self._latest: LiveFrame | None = None
         self._notified = False
         self._recording: Recording | None = None
+        self._hybrid: tuple[Any, Callable[[], float | None]] | None = None
+        self._prepare: Callable[[np.ndarray], Any] | None = None
+        self._preview_box = (PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE)
         self._pace = pace
         self._thread: _CaptureThread | None = None
         self._outcome: tuple[str, str] | None = None
@@ -241,6 +249,30 @@ class LiveSession(QObject):
             raise ValueError(f"calibration needs at least 1 frame, got {frames}")
         with self._lock:
             self._calib_request = (int(frames), name)
+
+    def set_hybrid(self, mixer: Any, origin: Callable[[], float | None] | None = None) -> None:
+        """Hybrid mode from the next frame on: the tracked values' lip channels are replaced
+        with ``mixer.mix(values, t_captured - origin())`` (a models.hybrid.HybridMixer;
+        ``origin()``: the perf_counter time of the mixer's audio sample 0, None while unknown:
+        lips neutral). ``None`` ends hybrid mode."""
+        with self._lock:
+            self._hybrid = None if mixer is None else (mixer, origin or (lambda: None))
+
+    def set_prepare(self, prepare: Callable[[np.ndarray], Any] | None) -> None:
+        """Call ``prepare(values)`` in the capture thread for every frame (after tracking and
+        the hybrid lips) and hand the result over as ``LiveFrame.prepared``: the viewport's
+        ``prepare_live`` deforms the head there, in parallel with the GUI drawing the previous
+        frame. Exceptions in it are logged and give None."""
+        with self._lock:
+            self._prepare = prepare
+
+    def set_preview_box(self, width: int, height: int) -> None:
+        """Downscale previews (in the capture thread) to fit ``width`` x ``height`` pixels (at
+        most PREVIEW_MAX_SIDE), the size the feed shows them at, so the GUI draws them 1:1."""
+        w = int(min(max(width, 16), PREVIEW_MAX_SIDE))
+        h = int(min(max(height, 16), PREVIEW_MAX_SIDE))
+        with self._lock:
+            self._preview_box = (w, h)
 
     def start_recording(self) -> None:
         """Record every tracked frame from the next one on (a running recording restarts)."""
@@ -350,7 +382,21 @@ class LiveSession(QObject):
                     calib, calib_seen = [], 0
                     calib_goal, calib_name = calib_req
             res = tracker.process(frame, ts)
+            with self._lock:
+                hybrid = self._hybrid
+            if hybrid is not None:
+                mixer, origin = hybrid
+                t0 = origin()
+                res.values = mixer.mix(res.values, -1.0 if t0 is None else t_cap - t0)
             t_proc = time.perf_counter()
+            with self._lock:
+                prepare = self._prepare
+            prepared = None
+            if prepare is not None:
+                try:
+                    prepared = prepare(res.values)
+                except Exception:
+                    log.exception("preparing the live frame failed")
             # Calibration: landmarks of the next frames with a face.
             calibrating = 0
             if calib_req is not None or calib_seen:
@@ -381,11 +427,13 @@ class LiveSession(QObject):
                     rec_n, rec_s = 0, 0.0
             times.append(t_proc)
             fps = fps_of(times, t_proc)
-            preview, points, iris = _preview(frame, res, tracker.settings.mirror)
+            with self._lock:
+                box = self._preview_box
+            preview, points, iris = _preview(frame, res, tracker.settings.mirror, box)
             live = LiveFrame(
                 index, ts, preview, res, points, iris, t_cap, t_proc, fps, float(source.fps),
                 tuple(source.size), describe_status(res, lost_for, tracker.settings), rev,
-                rec is not None, rec_n, rec_s, calibrating,
+                rec is not None, rec_n, rec_s, calibrating, prepared,
             )  # fmt: skip
             index += 1
             with self._lock:
@@ -421,7 +469,10 @@ def _copy_settings(s: TrackerSettings) -> TrackerSettings:
 
 
 def _preview(
-    frame: np.ndarray, res: TrackedFrame, mirror: bool
+    frame: np.ndarray,
+    res: TrackedFrame,
+    mirror: bool,
+    box: tuple[int, int] = (PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE),
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """The frame as shown (mirrored like the tracker saw it, at most PREVIEW_MAX_SIDE) and the
     landmarks in its pixels."""
@@ -432,7 +483,7 @@ def _preview(
     if mirror:
         img = img[:, ::-1]
     h, w = img.shape[:2]
-    f = min(1.0, PREVIEW_MAX_SIDE / max(h, w, 1))
+    f = min(1.0, box[0] / max(w, 1), box[1] / max(h, 1))
     if f < 1.0:
         import cv2
 
@@ -455,11 +506,16 @@ def build_take_job(
     name: str,
     audio: tuple[np.ndarray, int, float] | None = None,
     metadata: dict[str, Any] | None = None,
+    lips: tuple[Any, float] | None = None,
 ):
     """Qt-free job: a recorded take at ``fps`` starting at ``start_frame``, and the microphone
     audio as WAV bytes trimmed/padded so its first sample is the take's first frame.
 
     ``audio``: (samples [S, C] float32, sample rate, perf_counter time of the first sample).
+    ``lips``: hybrid mode, (mixer, offset): a models.hybrid.HybridMixer (or a callable making
+    one here, in the job, e.g. from the recorded microphone audio) and the audio time of the
+    first recorded frame; the take's lip channels are the mixer's at ``offset + times``.
+
     Returns (take, wav_bytes | None). Raises CaptureError when nothing (or no face) was recorded.
     """
     from studio.capture import CaptureError, resample_to_frames
@@ -470,8 +526,15 @@ def build_take_job(
         raise CaptureError("nothing was recorded (no frame arrived while recording)")
     if recording.lost == n:
         raise CaptureError(f"no face was found in the {n} recorded frames")
+    values = np.asarray(recording.values)
+    if lips is not None:
+        yield "generating the lips from the audio"
+        mixer, offset = lips
+        if not hasattr(mixer, "mix"):
+            mixer = mixer()
+        values = mixer.mix(values, offset + np.asarray(recording.times))
     yield f"resampling {n} frames to {fps:g} fps"
-    dense = resample_to_frames(np.asarray(recording.times), np.asarray(recording.values), fps)
+    dense = resample_to_frames(np.asarray(recording.times), values, fps)
     yield f"keying {len(dense)} frames"
     take = take_from_dense(dense, name, "recorded", start_frame=start_frame)
     take.metadata["capture"] = {
@@ -521,8 +584,14 @@ class MicRecorder:
     callback. ``start()`` raises AudioInputUnavailable; ``stop()`` returns
     (samples [S, 1] float32, rate, perf_counter time of the first sample)."""
 
-    def __init__(self, device: str | int | None = None, rate: int = 48_000) -> None:
+    def __init__(
+        self,
+        device: str | int | None = None,
+        rate: int = 48_000,
+        on_audio: Callable[[np.ndarray], None] | None = None,
+    ) -> None:
         self.device = device if device not in ("", None) else None
+        self.on_audio = on_audio  # called with each block [n] in the PortAudio thread
         self.rate = int(rate)
         self._stream = None
         self._chunks: list[np.ndarray] = []
@@ -561,6 +630,11 @@ class MicRecorder:
                     # The first block ends now: its first sample is one block earlier.
                     self._t0 = now - frames / self.rate
                 self._chunks.append(indata.copy())
+            if self.on_audio is not None:
+                try:
+                    self.on_audio(indata[:, 0].copy())
+                except Exception:  # a consumer's bug must not kill the audio stream
+                    log.exception("microphone consumer failed")
 
         try:
             try:
@@ -574,6 +648,20 @@ class MicRecorder:
         except Exception as exc:  # PortAudioError, ValueError for a bad device
             raise AudioInputUnavailable(f"the microphone did not open ({exc})") from None
         self._stream = stream
+
+    @property
+    def t0(self) -> float | None:
+        """perf_counter time of the first sample (None before the first block)."""
+        with self._lock:
+            return self._t0
+
+    def snapshot(self) -> tuple[np.ndarray, int, float] | None:
+        """What has been recorded so far, as ``stop()`` returns it, without stopping."""
+        with self._lock:
+            chunks, t0 = list(self._chunks), self._t0
+        if not chunks or t0 is None:
+            return None
+        return np.concatenate(chunks).astype(np.float32), self.rate, t0
 
     def stop(self) -> tuple[np.ndarray, int, float] | None:
         stream, self._stream = self._stream, None

@@ -47,7 +47,7 @@ from PySide6.QtGui import (
 from PySide6.QtOpenGLWidgets import QOpenGLWidget
 from PySide6.QtWidgets import QStackedLayout, QWidget
 
-from models.motion_space import KEYPOINTS, NUM_KEYPOINTS
+from models.motion_space import CHANNELS, KEYPOINTS, NUM_KEYPOINTS
 from studio.heads import (
     HeadResolveError,
     head_cache_key,
@@ -69,7 +69,15 @@ if TYPE_CHECKING:
     from renderers.mpi import MPI
     from studio.ui.controller import StudioController
 
-__all__ = ["DEFAULT_LOD_BUDGET", "SETTLE_MS", "SLOW_FRAME_MS", "VIEW_MODES", "ViewportWidget"]
+__all__ = [
+    "DEFAULT_LOD_BUDGET",
+    "LIVE_MS",
+    "SETTLE_MS",
+    "SLOW_FRAME_MS",
+    "VIEW_MODES",
+    "LivePrepared",
+    "ViewportWidget",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,9 @@ DEFAULT_LOD_BUDGET = 25_000
 SETTLE_MS = 150  # full quality this long after the last interaction
 SLOW_FRAME_MS = 40.0  # a full-quality frame slower than this enables LOD on a hardware GL too
 INTERACTIVE_MS = 25.0  # interactive frames aim at this draw time (resolution adapts)
+# Live frames share the frame time (~33 ms at 30 fps) with deforming the head, the Live panel's
+# feed and Qt's composition, and the CPU with the tracking thread: they aim lower.
+LIVE_MS = 12.0
 _PICK_RADIUS = 10.0  # logical pixels
 _REGION_COLORS = {
     "forehead": "#9fb7ff",
@@ -165,6 +176,8 @@ class ViewportWidget(QWidget):
         self._kp_drag_view = 0
         self._preview_values: np.ndarray | None = None
         self._live_values: np.ndarray | None = None  # live capture overrides the take
+        self._live_prepared: LivePrepared | None = None  # its deformed head, if prepared
+        self._live_head: RiggedGaussianHead | None = None  # the head live frames deform
         self._hover_kp: int | None = None
         self._press_pos: QPointF | None = None
         # Statistics for the readout and the benchmark.
@@ -292,22 +305,41 @@ class ViewportWidget(QWidget):
         """The live motion frame shown instead of the active take, or None."""
         return self._live_values
 
-    def set_live_values(self, values: np.ndarray | None) -> None:
+    def set_live_values(
+        self, values: np.ndarray | None, prepared: LivePrepared | None = None
+    ) -> None:
         """Show ``values [len(CHANNELS)]`` (live performance capture) instead of the active
         take at the current frame; None shows the take again. Each live frame counts as
-        interaction (reduced quality on a software GL). Raises ValueError for a wrong shape."""
+        interaction: drawn with the interactive quality path (level of detail and adaptive
+        resolution on a software GL) and never followed by a full-quality redraw while live.
+        ``prepared``: :meth:`prepare_live` of the same values, done in another thread, so the
+        GUI thread only uploads and draws. Raises ValueError for a wrong shape."""
         if values is None:
             if self._live_values is not None:
                 self._live_values = None
+                self._live_prepared = None
+                self._live_head = None
                 self._redraw(scene=True)
             return
         v = np.array(values, dtype=np.float64)
-        if v.shape != self.controller.current_values().shape:
-            raise ValueError(f"live values must be [{len(self.controller.current_values())}], "
-                             f"got {v.shape}")  # fmt: skip
+        if v.shape != (len(CHANNELS),):
+            raise ValueError(f"live values must be [{len(CHANNELS)}], got {v.shape}")
         self._live_values = v
+        self._live_prepared = prepared
         self._mark_interaction()
         self._redraw(scene=True)
+
+    def prepare_live(self, values: np.ndarray) -> LivePrepared | None:
+        """Deform the head live frames are drawn with (the level-of-detail head on a software
+        GL) for ``values [len(CHANNELS)]``. Thread-safe: a capture thread calls it after
+        tracking, in parallel with the GUI thread drawing the previous frame; pass the result
+        to :meth:`set_live_values`. None before the first live frame was drawn (the viewport
+        does not know its head yet) or without a Gaussian head."""
+        head = self._live_head
+        if head is None:
+            return None
+        v = np.array(values, dtype=np.float64)
+        return LivePrepared(head, v, head.deform(v))
 
     def grab_frame(self) -> QImage:
         """The viewport's current image (renders a frame now). A null QImage without GL."""
@@ -439,6 +471,11 @@ class ViewportWidget(QWidget):
         if self._preview_values is not None:
             return head.deform(self._preview_values)
         if self._live_values is not None:
+            self._live_head = head  # what prepare_live deforms from now on
+            p = self._live_prepared
+            if p is not None and p.head is head and np.array_equal(p.values, self._live_values):
+                self.stats["live_prepared"] = self.stats.get("live_prepared", 0) + 1
+                return p.arrays
             return head.deform(self._live_values)
         c = self.controller
         return cache.deform(head, (c.revision, c.frame), c.current_values())
@@ -695,18 +732,23 @@ class ViewportWidget(QWidget):
             self.camera_control.state, self._view_mode, sw, sh, cam.ipd, cam.convergence
         )
         view.compositor.render(draw, views, self._view_mode, w, h, content=(sw, sh))
-        if view.sync_timing:
+        live = self._live_values is not None and self._preview_values is None
+        if view.sync_timing or (degraded and live):
+            # Without a finish the draw calls only queue work (a software GL rasterises when
+            # the frame is presented), the measured time is a fraction of the real one and the
+            # adaptive resolution would creep up: live frames must be timed honestly.
             view.ctx.finish()
         ms = (time.perf_counter() - t0) * 1000.0
         if degraded:
+            target = LIVE_MS if live else INTERACTIVE_MS
             # Fill rate dominates on a software GL: time ~ pixels ~ scale^2. Damped step.
-            want = scale * math.sqrt(INTERACTIVE_MS / max(ms, 1.0))
+            want = scale * math.sqrt(target / max(ms, 1.0))
             self._interactive_scale = float(np.clip(0.5 * scale + 0.5 * want, 0.25, 1.0))
             # Per-Gaussian work (projection, triangle setup) does not shrink with resolution:
             # at the smallest scale, halve the budget (down to a quarter); give it back when fast.
-            if ms > 1.5 * INTERACTIVE_MS and scale <= 0.3 and self._lod_level < 2:
+            if ms > 1.5 * target and scale <= 0.3 and self._lod_level < 2:
                 self._lod_level += 1
-            elif ms < 0.5 * INTERACTIVE_MS and self._lod_level > 0:
+            elif ms < 0.5 * target and self._lod_level > 0:
                 self._lod_level -= 1
             self._settle.start(SETTLE_MS)
         elif self._head is not None or self._mpi is not None:
@@ -782,6 +824,16 @@ class ViewportWidget(QWidget):
                 painter.drawRoundedRect(rect, 3, 3)
                 painter.setPen(QColor("#f0f0f2"))
                 painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
+
+
+class LivePrepared:
+    """A live frame's head deformed off the GUI thread (:meth:`ViewportWidget.prepare_live`):
+    the head it was deformed from, the values and the GaussianArrays."""
+
+    __slots__ = ("arrays", "head", "values")
+
+    def __init__(self, head: Any, values: np.ndarray, arrays: Any) -> None:
+        self.head, self.values, self.arrays = head, values, arrays
 
 
 class _SplatSlot:

@@ -207,13 +207,15 @@ def test_rendered_head_pose_and_jaw(request, landmarker, tmp_path):
     up, down = truth < 0, truth > 0
     print(f"max error: yaw {np.abs(yaw - truth).max():.2f}, "
           f"roll {np.abs(roll - truth / 2).max():.2f},"
-          f" pitch up {np.abs(pitch[up] - truth[up] / 2).max():.2f}, pitch down gain "
-          f"{np.median(pitch[down] / (truth[down] / 2)):.2f}, jaw r "
+          f" pitch up {np.abs(pitch[up] - truth[up] / 2).max():.2f}, pitch down "
+          f"{np.abs(pitch[down] - truth[down] / 2).max():.2f} (gain "
+          f"{np.median(pitch[down] / (truth[down] / 2)):.2f}), jaw r "
           f"{np.corrcoef(jaw, out[3 * n :, JAW])[0, 1]:.3f}")  # fmt: skip
-    assert np.abs(yaw - truth).max() <= 3.0, yaw
     assert np.abs(roll - truth / 2).max() <= 2.0, roll
-    # Pitch: within 3 degrees looking up (negative); tipping down the mesh model under-reads
-    # this stylised head (about 0.65x, see the report), so only the sign and half the angle.
-    assert np.abs(pitch[up] - truth[up] / 2).max() <= 3.0, pitch
-    assert (pitch[down] >= 0.4 * truth[down] / 2 - 0.5).all(), pitch
+    # Pitch within 3 degrees both ways (the pose fit leaves out the face's outline points; with
+    # them the previous default head read tipping down at about 0.67x of the angle).
+    assert np.abs(pitch - truth / 2).max() <= 3.0, pitch
     assert np.corrcoef(jaw, out[3 * n :, JAW])[0, 1] >= 0.9
+    # Yaw: the mesh model reads this head's yaw about 1.17x (about 5 degrees over at 20 with the
+    # current default head), the same with any subset of rigid points: not the fit.
+    assert np.abs(yaw - truth).max() <= 3.0, yaw

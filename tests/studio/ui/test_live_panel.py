@@ -311,9 +311,10 @@ def test_virtual_camera_without_pyvirtualcam_says_what_is_needed(qtbot, panel, m
     assert "v4l2loopback" in panel.status_label.text()
 
 
-def test_hybrid_mode_is_disabled_with_a_reason(panel):
-    assert not panel.hybrid_check.isEnabled()
-    assert "later release" in panel.hybrid_check.toolTip()
+def test_hybrid_mode_is_offered(panel):
+    # Hybrid mode itself is tested in test_live_hybrid.py.
+    assert panel.hybrid_check.isEnabled()
+    assert "lips" in panel.hybrid_check.toolTip()
 
 
 def test_viewport_follows_live_values(qtbot, panel, clip):

@@ -187,3 +187,44 @@ def test_mpi_head(request, child_outcomes, qtbot, viewport, tmp_path):
     img = _settled(qtbot, vp).astype(int)
     h, w, _ = img.shape
     assert img[h // 2, w // 2, 0] > img[2, 2, 0] + 60  # the orange planes over the background
+
+
+def test_live_frames_stay_interactive_and_use_prepared_deforms(
+    request, child_outcomes, qtbot, viewport
+):
+    """Live values: every frame on the interactive path (LOD + reduced resolution on a software
+    GL), no full-quality redraw between live frames, and a head deformed off the GUI thread
+    (prepare_live) is drawn as is."""
+    if not _in_child(request, child_outcomes):
+        return
+    import threading
+
+    from models.motion_space import CHANNEL_DEFAULTS
+    from models.motion_space import CHANNEL_INDEX as CI
+
+    vp = viewport
+    if not vp._gl.software:
+        vp.set_lod_budget(vp.lod_budget, force=True)
+    v = CHANNEL_DEFAULTS.copy()
+    assert vp.prepare_live(v) is None  # no live frame drawn yet: nothing to prepare with
+    v[CI["yaw"]] = 10.0
+    vp.set_live_values(v)
+    qtbot.waitUntil(lambda: vp.stats["degraded"], timeout=5000)
+    renders = vp.stats["renders"]
+    for i in range(6):
+        v = v.copy()
+        v[CI["exp_19_y"]] = 0.02 * i
+        box: list = []
+        t = threading.Thread(target=lambda v=v, box=box: box.append(vp.prepare_live(v)))
+        t.start()
+        t.join()
+        assert box[0] is not None and box[0].head is not vp.head  # the LOD head
+        vp.set_live_values(v, box[0])
+        qtbot.wait(30)
+    qtbot.wait(400)  # longer than SETTLE_MS: still no full-quality frame while live
+    assert vp.stats["degraded"] and vp.stats["renders"] > renders
+    assert vp.stats["splats"] < len(vp.head)
+    assert vp.stats.get("live_prepared", 0) >= 1
+    vp.set_live_values(None)
+    qtbot.waitUntil(lambda: not vp.stats["degraded"], timeout=5000)  # full quality again
+    assert vp.stats["splats"] == len(vp.head)
