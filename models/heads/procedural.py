@@ -32,18 +32,41 @@ SH_C0 = 0.28209479177387814
 
 # One-sided surfels (facing +1: renderers cull them when they face away from the camera, see
 # renderers.gaussians.backfacing). Only discs of the closed opaque surfaces qualify: the skin
-# (with lips, ears and neck) and the shirt body, whose local z axis is the outward SDF normal. And
-# only where the surface is flat at the scale of the disc: the normal turns by less than
-# ONE_SIDED_TURN radians within two sigma of the centre. On a tighter curve (nose tip, lip edges,
-# brow ridge, ear rims, the eye sockets) a disc that faces away still pokes out past the
-# silhouette and shows. Measured on this head (culled against unculled renders from 8 views,
-# jaw open, blinking, posed): all parts one-sided 30-35 dB; with this rule 0.1 rad keeps >= 52 dB
-# (10 % of the fill culled), 0.35 >= 49 dB (17-26 %), 0.5 no more. Two-sided, also measured: the
-# hair shell (not quite opaque: its far side shows through; one-sided it alone costs 10 dB), the
-# eyeballs (open caps, seen from behind past the face), the rolled collar (a thin tube) and every
-# open sheet (lids, lashes, brows, mouth, teeth, tongue).
+# (with lips, ears and neck), the shirt body and the hair shell, whose local z axis is the
+# outward SDF normal. And only where the surface is flat at the scale of the disc: the normal
+# turns by less than ONE_SIDED_TURN radians within two sigma of the centre. On a tighter curve
+# (nose tip, lip edges, brow ridge, ear rims, the eye sockets) a disc that faces away still pokes
+# out past the silhouette and shows. Measured on this head (culled against unculled renders from
+# 8 views, jaw open, blinking, posed): all parts one-sided 30-35 dB; with this rule 0.1 rad keeps
+# >= 52 dB (10 % of the fill culled), 0.35 >= 49 dB (17-26 %), 0.5 no more. The hair counts as
+# flat where its smooth shell (_hair_base, without the clump grooves) is flat within two sigma
+# along and across the strands, measured against the disc's own (grooved) normal: about a third
+# of it, >= 45 dB. Marking all of the hair one-sided (or orienting its discs along the smooth
+# shell) costs 31-40 dB: the fuzzy silhouette thins and the grooves let the inside show through.
+# Two-sided, also measured: the eyeballs (open caps, seen from behind past the face), the rolled
+# collar (a thin tube) and every open sheet (lids, lashes, brows, mouth, teeth, tongue).
 ONE_SIDED_TURN = 0.35
 SKIN_K = 4  # keypoints per Gaussian in the skinning weights
+
+# Splat sizes and spacing (the fill budget). Rasterising costs ~3/4 per covered pixel and ~1/4
+# per Gaussian on llvmpipe (docs/PERFORMANCE.md), and the GL renderer draws a triangle of ~57
+# sigma^2 per disc, so the cost of a closed surface is set by sigma / spacing, not by the count:
+# ~40 triangle layers per covered pixel at 0.7 (one relaxed layer at 0.8 x the nominal spacing is
+# ~99.7 % opaque, median; at 0.6 the gaps show as a dot pattern). So the surfaces are sampled
+# evenly (_relax) and sparsely, with discs about as wide as the first head's (same softness, same
+# look) and just wide enough to close. Against the first head (skin discs 1.1 x the spacing on
+# unrelaxed samples, hair discs 2.9 x 0.8 spacings, all hair two-sided): 1.5-1.6x less fill at
+# 0.7x the count, renders within 30.5-33 dB of it (two samplings of one design differ by ~35 dB).
+SKIN_SPACING = 1.45  # skin sample spacing, times the detail level's (the lips keep 0.5)
+SKIN_SIGMA = 0.8  # skin disc sigma, times the local skin spacing
+HAIR_SPACING = 1.14  # nominal hair spacing (across the strands), times the detail spacing
+HAIR_STRETCH = 2.6  # ... and this many times sparser along the strands
+HAIR_SIGMA = (2.5, 0.85)  # along / across the strands, times the nominal hair spacing
+SHIRT_SPACING = 3.6
+SHIRT_SIGMA = 0.8
+BROW_DENSITY = 0.45  # brow strokes (per area) relative to the first head: they overlap ~4x less
+RELAX_ITERS = 10  # repulsion steps of _relax
+RELAX_RADIUS = 1.5  # its kernel radius, times the local spacing
 
 # --- proportions (metres) -------------------------------------------------------------------
 EYE_R = 0.0165
@@ -326,18 +349,82 @@ def _sample_sdf(f, lo, hi, spacing: float, rng: np.random.Generator, reject=None
     return pts[~drop]
 
 
-def _flat_enough(f, pts: np.ndarray, n: np.ndarray, reach: np.ndarray) -> np.ndarray:
-    """Mask [M]: the unit normal n [M, 3] of SDF f at pts [M, 3] turns by less than
-    ONE_SIDED_TURN within ``reach`` [M] metres along four tangent directions (+-t, +-b)."""
-    t = np.cross(n, [0.3, 0.9, 0.1])
-    bad = np.linalg.norm(t, axis=1) < 1e-6  # n along the hint: any other tangent will do
-    t[bad] = np.cross(n[bad], [1.0, 0.0, 0.0])
-    t /= np.linalg.norm(t, axis=1, keepdims=True)
+def _relax(f, pts: np.ndarray, local: np.ndarray, stretch=None) -> np.ndarray:
+    """Even out the spacing of points [M, 3] on the zero set of f, keeping their number:
+    RELAX_ITERS steps of short-range repulsion in the tangent plane, each followed by a
+    projection back onto the surface. local [M]: the intended spacing at each point.
+
+    stretch: optional (field, k): field(p) -> (normals [M, 3], axes [M, 3]); distances along the
+    axis count k times less, so the points end up ~k times sparser along it (hair strands).
+
+    The sampler's points are irregular (nearest neighbours 0.66 spacings apart on average, empty
+    spots up to 1.1 spacings in radius): narrow discs leave holes there. After 10 steps the
+    nearest neighbours are 0.9 apart and the largest empty spots 0.8 (99.9th percentile, 0.7 for
+    the 99th), so discs of 0.8 x the spacing close the surface; a few steps do not crystallise the
+    pattern into a lattice."""
+    from scipy.spatial import cKDTree
+
+    p = pts.copy()
+    h = RELAX_RADIUS * local
+    k = 1.0 if stretch is None else float(stretch[1])
+    for _ in range(RELAX_ITERS):
+        pairs = cKDTree(p).query_pairs(float(k * h.max()), output_type="ndarray")
+        i, j = pairs[:, 0], pairs[:, 1]
+        d = p[i] - p[j]
+        if stretch is not None:  # distances measured with the axis a shrunk k times
+            n, a = stretch[0](p)
+            a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+            aij = a[i] + np.where(np.sum(a[i] * a[j], axis=1) < 0, -1.0, 1.0)[:, None] * a[j]
+            aij /= np.maximum(np.linalg.norm(aij, axis=1, keepdims=True), 1e-12)
+            d = d + (1.0 / k - 1.0) * np.sum(d * aij, axis=1, keepdims=True) * aij
+        else:
+            n = _gradient(f, p)
+        r = np.sqrt(np.sum(d * d, axis=1))
+        hij = np.minimum(h[i], h[j])  # where the spacing changes, overlap rather than part
+        w = np.clip(1.0 - r / hij, 0.0, None) ** 2 / np.maximum(r, 1e-9)
+        fd = w[:, None] * d
+        if stretch is not None:  # back to metres: the long axis is k times longer
+            fd = fd + (k - 1.0) * np.sum(fd * aij, axis=1, keepdims=True) * aij
+        force = np.zeros_like(p)
+        np.add.at(force, i, fd)
+        np.add.at(force, j, -fd)
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        force -= np.sum(force * n, axis=1, keepdims=True) * n
+        step = local[:, None] * force
+        # never more than a fifth of the spacing (k fifths along the long axis) per step
+        lim = 0.2 * k * local / np.maximum(np.linalg.norm(step, axis=1), 1e-12)
+        p = p + step * np.minimum(lim, 1.0)[:, None]
+        p, _ = _project(f, p, 2)
+    return p
+
+
+def _flat_enough(
+    f,
+    pts: np.ndarray,
+    n: np.ndarray,
+    reach: np.ndarray,
+    tangent: np.ndarray | None = None,
+    reach_b: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mask [M]: the normal of SDF f stays within ONE_SIDED_TURN radians of the unit normal
+    n [M, 3] (usually f's own normal at pts [M, 3]) out to ``reach`` [M] metres along four
+    tangent directions (+-t, +-b).
+
+    For elongated discs: tangent [M, 3] is the long axis t (unit, in the tangent plane) and
+    reach_b [M] the reach across it (default: reach)."""
+    if tangent is None:
+        t = np.cross(n, [0.3, 0.9, 0.1])
+        bad = np.linalg.norm(t, axis=1) < 1e-6  # n along the hint: any other tangent will do
+        t[bad] = np.cross(n[bad], [1.0, 0.0, 0.0])
+        t /= np.linalg.norm(t, axis=1, keepdims=True)
+    else:
+        t = tangent
     b = np.cross(n, t)
+    rb = reach if reach_b is None else reach_b
     ok = np.ones(pts.shape[0], dtype=bool)
     cos_max = np.cos(ONE_SIDED_TURN)
-    for d in (t, -t, b, -b):
-        g = _gradient(f, pts + reach[:, None] * d)
+    for d, r in ((t, reach), (-t, reach), (b, rb), (-b, rb)):
+        g = _gradient(f, pts + r[:, None] * d)
         g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
         ok &= np.sum(g * n, axis=1) > cos_max
     return ok
@@ -508,13 +595,16 @@ def _pose_weight(p: np.ndarray) -> np.ndarray:
 
 
 def _skin(parts: _Parts, sp: float, rng) -> None:
+    fine_sp, sp = 0.5 * sp, SKIN_SPACING * sp
     lo, hi = (-0.105, -0.165, -0.11), (0.105, 0.125, 0.115)
     pts = _sample_sdf(skin_sdf, lo, hi, sp, rng, reject=lambda c: hair_sdf(c) < -0.008)
-    pts = pts[hair_sdf(pts) > 0.0006]  # under the hair: never seen
+    # under the hair is never seen; keep a margin there until the points are relaxed, so that
+    # the relaxation does not push the skin's edge under the hair and open a gap at the hairline
+    pts = pts[hair_sdf(pts) > -0.004]
     # the lips and their inner walls are small and move apart: sample them finer
     mlo, mhi = np.array([-0.03, -0.075, 0.055]), np.array([0.03, -0.044, 0.1])
     inside = np.all((pts > mlo) & (pts < mhi), axis=1)
-    fine = _sample_sdf(skin_sdf, mlo, mhi, 0.5 * sp, rng)
+    fine = _sample_sdf(skin_sdf, mlo, mhi, fine_sp, rng)
     pts = np.concatenate([pts[~inside], fine])
     is_fine = np.concatenate([np.zeros((~inside).sum(), bool), np.ones(len(fine), bool)])
     # sparser at the back of the head and down the neck
@@ -522,7 +612,12 @@ def _skin(parts: _Parts, sp: float, rng) -> None:
     keep = rng.random(pts.shape[0]) < 1.0 / (1.0 + 1.2 * np.clip(back, 0, 1)) ** 2
     keep |= is_fine
     pts = pts[keep]
-    local = np.where(is_fine[keep], 0.5 * sp, sp * (1.0 + 1.2 * np.clip(back[keep], 0, 1)))
+    local = np.where(is_fine[keep], fine_sp, sp * (1.0 + 1.2 * np.clip(back[keep], 0, 1)))
+    pts = _relax(skin_sdf, pts, local)
+    seen = hair_sdf(pts) > 0.0006
+    for c in EYE_C:  # the back of the eye sockets, behind the eyeballs: never seen either
+        seen &= (np.linalg.norm(pts - c, axis=1) > LID_R + 0.003) | (pts[:, 2] > c[2] - 0.002)
+    pts, local = pts[seen], local[seen]
     n = _gradient(skin_sdf, pts)
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     ao = _ao(pts, n, hair_gap=0.006)
@@ -564,12 +659,13 @@ def _skin(parts: _Parts, sp: float, rng) -> None:
     label[_ears(pts) < 0.0015] = "ear"
     label[pose < 1.0] = "neck"
     frames = _frames(n, None, rng)
-    facing = _flat_enough(skin_sdf, pts, n, 2.2 * local).astype(np.int8)
+    sigma = SKIN_SIGMA * local
+    facing = _flat_enough(skin_sdf, pts, n, 2.0 * sigma).astype(np.int8)
     for name in ("skin", "lips", "ear", "neck"):
         s = label == name
         if s.any():
             parts.add(
-                name, pts[s], frames[s], 1.1 * local[s], 1.1 * local[s], 0.1 * local[s],
+                name, pts[s], frames[s], sigma[s], sigma[s], 0.1 * local[s],
                 color[s], 0.99, jaw=jaw[s], pose=pose[s], facing=facing[s],
             )  # fmt: skip
 
@@ -577,15 +673,13 @@ def _skin(parts: _Parts, sp: float, rng) -> None:
 def _hair(parts: _Parts, sp: float, rng) -> None:
     lo, hi = (-0.11, -0.07, -0.125), (0.11, 0.16, 0.12)
     pts = _sample_sdf(hair_sdf, lo, hi, sp, rng)
+    # sparser along the strands (the discs are long there), then evened out in that metric
+    pts = pts[rng.random(len(pts)) < 1.0 / HAIR_STRETCH]
+    pts = _relax(hair_sdf, pts, np.full(len(pts), sp), (_hair_flow, HAIR_STRETCH))
     # hair lying on (or dipping into) the skin at the hairline would show through the skin as a
     # grey smudge: keep only hair standing at least a millimetre off it
     pts = pts[skin_sdf(pts) > 0.001]
-    n = _gradient(hair_sdf, pts)
-    n /= np.linalg.norm(n, axis=1, keepdims=True)
-    # strand direction: along the level sets of psi (n x grad psi), pointing away from the crown
-    g = _hair_psi_grad(pts)
-    flow = np.cross(n, g)
-    flow *= np.where(np.sum(flow * (pts - _CROWN), axis=1) < 0, -1.0, 1.0)[:, None]
+    n, flow = _hair_flow(pts)
     frames = _frames(n, flow, rng)
     t = frames[:, :, 0]
     ao = _ao(pts, n, step=0.003, strength=1.2)
@@ -604,7 +698,22 @@ def _hair(parts: _Parts, sp: float, rng) -> None:
     th_dot = np.sum(t * h, axis=1)
     sheen = np.sqrt(np.clip(1.0 - th_dot**2, 0.0, 1.0)) ** 50
     color += (0.3 * sheen * ao * tone_s * groove)[:, None] * np.array([1.0, 0.85, 0.65])
-    parts.add("hair", pts, frames, 2.0 * sp, 0.55 * sp, 0.12 * sp, color, 0.98)
+    # one-sided where the smooth shell is flat (see ONE_SIDED_TURN)
+    reach = np.full(len(pts), 2.0 * HAIR_SIGMA[0] * sp)
+    reach_b = np.full(len(pts), 2.0 * HAIR_SIGMA[1] * sp)
+    facing = _flat_enough(_hair_base, pts, n, reach, t, reach_b).astype(np.int8)
+    parts.add("hair", pts, frames, HAIR_SIGMA[0] * sp, HAIR_SIGMA[1] * sp, 0.12 * sp, color, 0.98,
+              facing=facing)  # fmt: skip
+
+
+def _hair_flow(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unit normal [M, 3], strand direction [M, 3]) of the hair at pts [M, 3]: the strands run
+    along the level sets of psi (n x grad psi), pointing away from the crown."""
+    n = _gradient(hair_sdf, pts)
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    flow = np.cross(n, _hair_psi_grad(pts))
+    flow *= np.where(np.sum(flow * (pts - _CROWN), axis=1) < 0, -1.0, 1.0)[:, None]
+    return n, flow
 
 
 def _hair_psi_grad(p: np.ndarray) -> np.ndarray:
@@ -617,7 +726,7 @@ def _hair_psi_grad(p: np.ndarray) -> np.ndarray:
 
 
 def _brows(parts: _Parts, sp: float, rng) -> None:
-    m = int(4.3e-3 / sp**2)
+    m = int(BROW_DENSITY * 4.3e-3 / sp**2)
     for side in (-1.0, 1.0):
         t = rng.random(m)
         v = rng.random(m) * 2 - 1
@@ -875,7 +984,7 @@ def _mouth(parts: _Parts, sp: float, rng) -> None:
 
 
 def _clothes(parts: _Parts, sp: float, rng) -> None:
-    coarse = 3.0 * sp
+    coarse = SHIRT_SPACING * sp
 
     def shirt(p):
         body = _ellipsoid(p, (0.0, -0.228, -0.03), (0.17, 0.075, 0.095))
@@ -883,13 +992,15 @@ def _clothes(parts: _Parts, sp: float, rng) -> None:
         return _smin(body, collar, 0.025)
 
     pts = _sample_sdf(shirt, (-0.19, -0.25, -0.14), (0.19, -0.13, 0.08), coarse, rng)
+    pts = _relax(shirt, pts, np.full(len(pts), coarse))
     pts = pts[(skin_sdf(pts) > 0.004) & (pts[:, 1] < -0.15)]
     n = _gradient(shirt, pts)
     n /= np.linalg.norm(n, axis=1, keepdims=True)
     albedo = np.tile(SHIRT, (pts.shape[0], 1))
     color = _shade(albedo, n, np.ones(pts.shape[0]), wrap=0.25, sss=(0.0, 0.0, 0.0))
-    facing = _flat_enough(shirt, pts, n, np.full(len(pts), 1.6 * coarse)).astype(np.int8)
-    parts.add("clothes", pts, _frames(n, None, rng), 0.8 * coarse, 0.8 * coarse, 0.1 * coarse,
+    sigma = SHIRT_SIGMA * coarse
+    facing = _flat_enough(shirt, pts, n, np.full(len(pts), 2.0 * sigma)).astype(np.int8)
+    parts.add("clothes", pts, _frames(n, None, rng), sigma, sigma, 0.1 * coarse,
               color, 0.99, pose=0.0, facing=facing)  # fmt: skip
     # a rolled collar (torus) hides the seam between neck and shirt
     m = int(2 * np.pi * 0.057 * 2 * np.pi * 0.0075 / (1.5 * sp) ** 2)
@@ -988,9 +1099,9 @@ def _skin_weights(pts: np.ndarray, jaw: np.ndarray, anchors: np.ndarray, active:
 def build_default_head(detail: str = "default", seed: int = 0) -> RiggedGaussianHead:
     """Build the default stylised character head, rigged to the motion space.
 
-    detail: "default" (~50k Gaussians) or "high" (~200k). Deterministic for (detail, seed): the
-    seed only jitters sample positions and tangent orientations. Takes seconds (default) to tens
-    of seconds (high) on a CPU. Raises ValueError for an unknown detail level.
+    detail: "default" (~33k Gaussians) or "high" (~134k). Deterministic for (detail, seed): the
+    seed only jitters sample positions and tangent orientations. Takes ~15-40 s (default) and
+    ~1-2 min (high) on the 2-core dev machine. Raises ValueError for an unknown detail level.
     """
     if detail not in DETAIL_LEVELS:
         raise ValueError(f"unknown detail {detail!r}; expected one of {sorted(DETAIL_LEVELS)}")
@@ -998,7 +1109,7 @@ def build_default_head(detail: str = "default", seed: int = 0) -> RiggedGaussian
     rng = np.random.default_rng([seed, 7])
     parts = _Parts()
     _skin(parts, sp, rng)
-    _hair(parts, 1.45 * sp, rng)
+    _hair(parts, HAIR_SPACING * sp, rng)
     _brows(parts, sp, rng)
     _eyes(parts, sp, rng)
     _mouth(parts, sp, rng)

@@ -117,7 +117,7 @@ def test_bad_files_raise_head_file_error(small, tmp_path):
 
 
 def test_shipped_heads_load_and_are_small():
-    for name, low, high in (("default", 40_000, 70_000), ("default_high", 150_000, 260_000)):
+    for name, low, high in (("default", 30_000, 70_000), ("default_high", 120_000, 260_000)):
         path = builtin_head_path(name)
         assert path.stat().st_size < 12e6, name
         h = load_head(path)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.heads import load_head, save_head
-from models.heads.procedural import skin_sdf
+from models.heads.procedural import hair_sdf, skin_sdf
 from models.heads.rig import PART_INDEX
 from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX
 
@@ -27,21 +27,23 @@ def test_default_head_marks_flat_skin_one_sided(head) -> None:
     assert f.dtype == np.int8 and set(np.unique(f)) <= {0, 1}
     skin = head.parts == PART_INDEX["skin"]
     assert (f[skin] != 0).mean() > 0.5  # most of the skin
-    for part in ("hair", "brow", "lid_upper_r", "lash_l", "mouth", "teeth_upper", "tongue",
+    for part in ("brow", "lid_upper_r", "lash_l", "mouth", "teeth_upper", "tongue",
                  "sclera_r", "iris_l", "highlight_r"):  # fmt: skip
         assert not f[head.parts == PART_INDEX[part]].any(), part
-    # the outward normal facing * R[:, 2] is the skin SDF's outward normal
+    # the hair shell only where it is flat (most of it is grooved: two-sided)
+    hair = head.parts == PART_INDEX["hair"]
+    assert 0.05 < (f[hair] != 0).mean() < 0.6
+    # the outward normal facing * R[:, 2] is the surface SDF's outward normal
     from renderers.gaussians import facing_normals
 
-    sel = np.flatnonzero(skin & (f != 0))[::7]
-    n = facing_normals(head.quats[sel], f[sel]).astype(np.float64)
-    p = head.means[sel].astype(np.float64)
-    eps = 1e-4
-    g = np.stack(
-        [(skin_sdf(p + eps * e) - skin_sdf(p - eps * e)) / (2 * eps) for e in np.eye(3)], 1
-    )
-    g /= np.linalg.norm(g, axis=1, keepdims=True)
-    assert np.median(np.sum(n * g, axis=1)) > 0.99
+    for sdf, part in ((skin_sdf, skin), (hair_sdf, hair)):
+        sel = np.flatnonzero(part & (f != 0))[::7]
+        n = facing_normals(head.quats[sel], f[sel]).astype(np.float64)
+        p = head.means[sel].astype(np.float64)
+        eps = 1e-4
+        g = np.stack([(sdf(p + eps * e) - sdf(p - eps * e)) / (2 * eps) for e in np.eye(3)], 1)
+        g /= np.linalg.norm(g, axis=1, keepdims=True)
+        assert np.median(np.sum(n * g, axis=1)) > 0.99
 
 
 def test_thead_round_trip_and_old_files(head, tmp_path) -> None:
