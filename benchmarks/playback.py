@@ -67,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     ctrl.set_loop(True)
 
     shown: list[tuple[float, int]] = []
-    vp.framePresented.connect(lambda: shown.append((time.perf_counter(), ctrl.frame)))
+    quality: list[tuple[float, int]] = []  # (resolution scale, Gaussians drawn) per presented frame
+
+    def on_presented() -> None:
+        shown.append((time.perf_counter(), ctrl.frame))
+        quality.append((vp.stats["scale"], vp.stats["splats"]))
+
+    vp.framePresented.connect(on_presented)
 
     def pump(seconds: float) -> None:
         end = time.perf_counter() + seconds
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             ctrl.frameChanged.disconnect(vp._on_frame_changed)
             ctrl.frameChanged.connect(vp._gl.update)
         shown.clear()
+        quality.clear()
         t0 = time.perf_counter()
         ctrl.set_playing(True)
         pump(args.seconds)
@@ -110,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             "drift_frames": drift,
             "interval_med": statistics.median(gaps),
             "interval_p90": gaps[min(len(gaps) - 1, int(0.9 * len(gaps)))],
+            "scale": statistics.median(q[0] for q in quality) if quality else 1.0,
+            "splats": statistics.median(q[1] for q in quality) if quality else 0.0,
         }
 
     print(
@@ -128,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:<24} shown {med['shown_per_s']:5.1f}/s  skipped {med['skipped']:5.0f}  "
             f"drift {med['drift_frames']:+5.2f} frames  interval median "
             f"{med['interval_med']:5.1f} ms  p90 {med['interval_p90']:5.1f} ms  "
+            f"resolution {med['scale'] * 100:.0f} %, {med['splats']:.0f} Gaussians  "
             f"(runs: {per_run})"
         )
     shown_med = statistics.median(r["shown_per_s"] for r in rows["playback"])

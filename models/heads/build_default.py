@@ -1,6 +1,6 @@
 """Build and write the shipped default heads: ``python -m models.heads.build_default [--out DIR]``.
 
-Writes ``default.thead`` (~33k Gaussians, float32, exact) and ``default_high.thead`` (~134k,
+Writes ``default.thead`` (~50k Gaussians, float32, exact) and ``default_high.thead`` (~200k,
 float16 attributes, to stay well under 20 MB) into resources/heads/. Both are deterministic
 builds of :func:`models.heads.procedural.build_default_head` with seed 0, so they can always be
 regenerated; ``load_builtin_head`` rebuilds a missing one from the seed.

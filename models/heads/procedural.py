@@ -1099,13 +1099,15 @@ def _skin_weights(pts: np.ndarray, jaw: np.ndarray, anchors: np.ndarray, active:
 def build_default_head(detail: str = "default", seed: int = 0) -> RiggedGaussianHead:
     """Build the default stylised character head, rigged to the motion space.
 
-    detail: "default" (~33k Gaussians) or "high" (~134k). Deterministic for (detail, seed): the
+    detail: "default" (~50k Gaussians) or "high" (~200k). Deterministic for (detail, seed): the
     seed only jitters sample positions and tangent orientations. Takes ~15-40 s (default) and
     ~1-2 min (high) on the 2-core dev machine. Raises ValueError for an unknown detail level.
     """
     if detail not in DETAIL_LEVELS:
         raise ValueError(f"unknown detail {detail!r}; expected one of {sorted(DETAIL_LEVELS)}")
-    sp = 0.00177 * DETAIL_LEVELS[detail]
+    # Base sample spacing (m): sets the Gaussian count (~50k default, ~200k high); every part's
+    # spacing and disc size are multiples of it, so the fill (layers per pixel) does not change.
+    sp = 0.00149 * DETAIL_LEVELS[detail]
     rng = np.random.default_rng([seed, 7])
     parts = _Parts()
     _skin(parts, sp, rng)

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LOD_BUDGET",
     "LIVE_MS",
+    "PLAYBACK_MS",
     "SETTLE_MS",
     "SLOW_FRAME_MS",
     "VIEW_MODES",
@@ -85,9 +86,10 @@ DEFAULT_LOD_BUDGET = 25_000
 SETTLE_MS = 150  # full quality this long after the last interaction
 SLOW_FRAME_MS = 40.0  # a full-quality frame slower than this enables LOD on a hardware GL too
 INTERACTIVE_MS = 25.0  # interactive frames aim at this draw time (resolution adapts)
-# Live frames share the frame time (~33 ms at 30 fps) with deforming the head, the Live panel's
-# feed and Qt's composition, and the CPU with the tracking thread: they aim lower.
+# Live and playback frames share the frame time (~33-40 ms at 25-30 fps) with deforming the head,
+# the Live panel's feed and Qt's composition, and the CPU with the tracking thread: they aim lower.
 LIVE_MS = 12.0
+PLAYBACK_MS = 18.0  # 25 fps playback: 40 ms a frame, ~15-20 of them Qt's own composition
 _PICK_RADIUS = 10.0  # logical pixels
 _REGION_COLORS = {
     "forehead": "#9fb7ff",
@@ -733,14 +735,19 @@ class ViewportWidget(QWidget):
         )
         view.compositor.render(draw, views, self._view_mode, w, h, content=(sw, sh))
         live = self._live_values is not None and self._preview_values is None
-        if view.sync_timing or (degraded and live):
+        if view.sync_timing or degraded:
             # Without a finish the draw calls only queue work (a software GL rasterises when
             # the frame is presented), the measured time is a fraction of the real one and the
-            # adaptive resolution would creep up: live frames must be timed honestly.
+            # adaptive resolution would creep up: interactive frames must be timed honestly.
+            # The GUI thread waits for the rasteriser either way (here or in the swap).
             view.ctx.finish()
         ms = (time.perf_counter() - t0) * 1000.0
         if degraded:
-            target = LIVE_MS if live else INTERACTIVE_MS
+            # Live capture and playback present a new frame every 33-40 ms, sharing it with
+            # deformation, Qt's composition (and live tracking): they aim lower than a scrub.
+            target = (
+                LIVE_MS if live else PLAYBACK_MS if self.controller.playing else INTERACTIVE_MS
+            )
             # Fill rate dominates on a software GL: time ~ pixels ~ scale^2. Damped step.
             want = scale * math.sqrt(target / max(ms, 1.0))
             self._interactive_scale = float(np.clip(0.5 * scale + 0.5 * want, 0.25, 1.0))

@@ -61,6 +61,15 @@ def viewport(qtbot):
 def _settled(qtbot, vp) -> np.ndarray:
     """The full-quality image [H, W, 3] uint8 after interaction settled."""
     qtbot.wait(250)
+    # On a loaded machine the full-quality redraw can come well after SETTLE_MS: wait for it
+    # (no settle pending, the last frame drawn at full quality, no repaint queued) instead of
+    # grabbing whatever interactive frame is on screen.
+    qtbot.waitUntil(
+        lambda: not vp._settle.isActive()
+        and not vp.stats["degraded"]
+        and not vp._gl.scene_dirty,
+        timeout=20000,
+    )
     img = vp.grab_frame().convertToFormat(vp.grab_frame().Format.Format_RGB888)
     assert not img.isNull()
     ptr = img.constBits()
