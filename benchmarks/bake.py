@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bake            # ~1 min on 2 cores
     .venv/bin/python -m benchmarks.bake --quick
 
-Scene: the shipped default head (~46k Gaussians), driven by a different frame of motion each
+Scene: the shipped default head (~50k Gaussians), driven by a different frame of motion each
 iteration (yaw and jaw change, as in export), baked from a frontal camera at 0.6 m with
 ``renderers.bake.MPIBaker`` (GL on llvmpipe without a GPU). Reported: medians over the frames
 of the whole bake (to a float32 MPI) and of its stages (split into plane pieces, draw, GPU

@@ -7,9 +7,9 @@
 Scenes: Gaussian heads of 50k and 200k splats (an ellipsoid shell 15 x 20 x 18 cm, splats
 flattened along the surface normal, tangent sigma half the mean spacing, 70 % fairly opaque),
 seen by a camera orbiting at 0.55 m (30 degree fov) so every frame re-sorts; the shipped default
-head (resources/heads/default.thead, ~50k nearly opaque Gaussians, larger on screen: ~180 layers of
-triangles per covered pixel) seen the same way; a 24-plane 512x512 MPI of the synthetic head
-(each plane holds the slab of the surface at its depth). Per-frame time is
+head (resources/heads/default.thead, ~50k nearly opaque Gaussians, larger on screen: ~85 layers of
+triangles per covered pixel, see benchmarks/head_fill.py) seen the same way; a 24-plane 512x512
+MPI of the synthetic head (each plane holds the slab of the surface at its depth). Per-frame time is
 split into sort (CPU), upload (index buffer) and draw (+ readback), medians over the frames.
 
 The dev machine is shared and noisy, so each row also reports a same-process baseline, timed
