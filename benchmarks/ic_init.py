@@ -9,9 +9,18 @@ into one sequence per seed so it spans several windows; conditioned on the clips
 eye channels, reference = the first frame. The same seeds (data and sampling) for every variant:
 
 - ``ditto``: plain sampling, Ditto's recipe (10 DDIM steps, eta 1);
-- ``ddim30``: plain sampling with IC-Init's sampler (30 DDIM steps, eta 0), random noise;
-- ``ic_init``: IC-Init, the paper's settings (B=2, K=4, T'=3, T=30, tau=20), eta 0;
-- ``ic_fast``: IC-Init with 10 steps (B=1, K=4, T'=2).
+- ``ddim30`` / ``ddim10``: plain sampling with IC-Init's sampler (30 / 10 DDIM steps, eta 0),
+  random noise: the baselines the searches are compared with;
+- ``ic_window``: the earlier adaptation (``ICInitSettings()``: one search per window, x0 reward
+  against the frame before the window, dot product), B=2, K=4, T'=3, T=30, tau=20;
+- ``ic_paper``: ConsistTalk as written (``ICInitSettings.paper()``: beams over the whole
+  sequence, the lookahead latent against the tau-noised source reference and previous window,
+  dot product);
+- ``ic_paper_cos``: the same with the cosine similarity;
+- ``ic_seamless``: our variant (``ICInitSettings.seamless()``, what ``ic_init=True`` runs): the
+  paper's search on the lookahead x0 with the cosine reward plus the junction term;
+- ``ic_seamless_kp``: the same, the reward on the denormalised keypoint view the metrics use;
+- ``ic_seamless10``: the variant at 10 steps (B=2, K=4, T'=2), against ``ddim10``.
 
 Each runs with window overlap 0 (windows simply abut: the seam is the raw jump between them) and
 with the default overlap 10 (crossfaded). Metrics on the keypoint view of the denormalised motion
@@ -24,11 +33,16 @@ units):
   before a window to the end of its overlap) divided by the mean step elsewhere;
 - jitter: mean absolute second difference over the whole sequence (x1000).
 
-Medians over seeds. ``--mode tiny`` keeps the earlier experiment: ic_init_search driven directly
-on a tiny random MotionDiT (segments without overlap), which says what the search does to the
-sampler, not to a trained model's quality.
+Medians over seeds [min..max], and paired against the variant's plain baseline (same steps, eta
+0, random noise; ``ditto`` has none): the median per-seed change of the seam and how many seeds
+improved. ``--mode oracle`` measures how much of the raw seam the initial noise can change at
+all (:func:`run_oracle`), the ceiling for any noise search on this model. ``--mode tiny`` keeps
+the earlier experiment: ic_init_search driven directly on a tiny
+random MotionDiT (segments without overlap), which says what the search does to the sampler, not
+to a trained model's quality.
 
-    .venv/bin/python benchmarks/ic_init.py [--seeds 6] [--clips 4] [--mode model|tiny]
+    .venv/bin/python benchmarks/ic_init.py [--seeds 8] [--clips 4] [--variants a,b]
+        [--overlaps 0,10] [--mode model|tiny|oracle] [--candidates 8]
 """
 
 from __future__ import annotations
@@ -45,29 +59,33 @@ from models.motion_sampling import (
     ICInitSettings,
     MotionConditions,
     make_scheduler,
+    packed_keypoint_view,
     window_starts,
 )
 from models.motion_space import CHANNEL_DEFAULTS, pack_ditto
 
+_VIEW = packed_keypoint_view()
 HELD_OUT_SEED = 10_000  # models/speech_data seeds from here on were never used in training
 VARIANTS: dict[str, dict] = {
     "ditto": dict(steps=10, eta=1.0),
     "ddim30": dict(steps=30, eta=0.0),
-    "ic_init": dict(ic_init=ICInitSettings()),
-    "ic_fast": dict(ic_init=ICInitSettings(steps=10, lookahead=2, beams=1)),
+    "ddim10": dict(steps=10, eta=0.0),
+    "ic_window": dict(ic_init=ICInitSettings(tau=20)),
+    "ic_paper": dict(ic_init=ICInitSettings.paper()),
+    "ic_paper_cos": dict(ic_init=ICInitSettings.paper(similarity="cosine")),
+    "ic_seamless": dict(ic_init=ICInitSettings.seamless()),
+    "ic_seamless_kp": dict(ic_init="seamless_kp"),  # needs the model's stats: built in run_model
+    "ic_seamless10": dict(ic_init=ICInitSettings.seamless(steps=10, lookahead=2)),
 }
+# The plain sampler each variant is paired with (same steps, eta 0, random noise).
+BASELINE = {"ic_seamless10": "ddim10", "ddim10": None, "ditto": None, "ddim30": None}
 
 
 def keypoint_view(z: torch.Tensor) -> torch.Tensor:
     """Packed Ditto motion ``[N, L, 265]`` -> ``[N, L, 23, 3]``: exp keypoints, translation and
-    head angles (radians times the nose tip's lever arm 0.6, i.e. keypoint units)."""
-    bins = torch.arange(66, dtype=z.dtype, device=z.device)
-    ang = [
-        3.0 * (torch.softmax(z[..., a : a + 66], -1) * bins).sum(-1) - 97.5 for a in (1, 67, 133)
-    ]
-    ang = torch.stack(ang, -1) * (np.pi / 180 * 0.6)
-    exp = z[..., 202:265].unflatten(-1, (21, 3))
-    return torch.cat([exp, z[..., None, 199:202], ang[..., None, :]], dim=-2)
+    head angles (radians times the nose tip's lever arm 0.6, i.e. keypoint units), as
+    models.motion_sampling.packed_keypoint_view."""
+    return _VIEW(z).unflatten(-1, (23, 3))
 
 
 def metrics(segments: torch.Tensor) -> tuple[float, float]:
@@ -109,14 +127,23 @@ def run_model(args: argparse.Namespace) -> None:
         print(f"no shipped model, nothing measured: {exc}")
         return
     L = pm.model.config.seq_len
+    names = [v for v in args.variants.split(",") if v] if args.variants else list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    kp_view = packed_keypoint_view(pm.stats.mean, pm.stats.std)
+    overlaps = [int(o) for o in args.overlaps.split(",")]
     rows: dict[tuple[str, int], list[tuple[float, float]]] = {}
     times: dict[tuple[str, int], float] = {}
     frames = 0
     for seed in range(args.seeds):
         audio, channels = held_out_sequence(seed, args.clips)
         frames += channels.shape[0]
-        for overlap in (0, 10):
-            for name, kw in VARIANTS.items():
+        for overlap in overlaps:
+            for name in names:
+                kw = dict(VARIANTS[name])
+                if kw.get("ic_init") == "seamless_kp":
+                    kw["ic_init"] = ICInitSettings.seamless(view=kp_view)
                 t0 = time.perf_counter()
                 out = pm.generate(
                     audio, 16000, channels=channels, ref_channels=channels[0], seed=seed,
@@ -124,24 +151,107 @@ def run_model(args: argparse.Namespace) -> None:
                 )  # fmt: skip
                 times[name, overlap] = times.get((name, overlap), 0.0) + time.perf_counter() - t0
                 rows.setdefault((name, overlap), []).append(sequence_metrics(out, L, overlap))
+            print(f"  seed {seed} overlap {overlap}: " + "  ".join(
+                f"{n} {rows[n, overlap][-1][0]:.3f}" for n in names), flush=True)  # fmt: skip
     secs = frames / 25
     print(
         f"shipped model {pm.folder.name}; {args.seeds} seeds x {args.clips} held-out clips "
         f"(speech_data seeds {HELD_OUT_SEED}..{HELD_OUT_SEED + args.seeds - 1}), "
         f"{secs / args.seeds:.1f} s of audio per sequence on average; "
-        f"{torch.get_num_threads()} torch thread(s); medians over seeds [min..max]"
+        f"{torch.get_num_threads()} torch thread(s); medians over seeds [min..max]; "
+        f"paired: median per-seed seam change vs the plain sampler, seeds improved"
     )
-    for overlap in (0, 10):
+    for overlap in overlaps:
         print(f"overlap {overlap}:")
-        for name in VARIANTS:
+        for name in names:
             a = np.array(rows[name, overlap])
+            base = BASELINE.get(name, "ddim30")
+            paired = ""
+            if base is not None and (base, overlap) in rows:
+                b = np.array(rows[base, overlap])
+                change = a[:, 0] / b[:, 0] - 1.0
+                jchange = a[:, 1] / b[:, 1] - 1.0
+                paired = (
+                    f"   vs {base}: seam {100 * np.median(change):+.1f} % "
+                    f"({int(np.sum(change < 0))}/{change.size} better), "
+                    f"jitter {100 * np.median(jchange):+.1f} %"
+                )
             print(
-                f"  {name:8s} seam {np.median(a[:, 0]):.3f} "
+                f"  {name:14s} seam {np.median(a[:, 0]):.3f} "
                 f"[{a[:, 0].min():.3f}..{a[:, 0].max():.3f}]"
                 f"   jitter x1000 {1000 * np.median(a[:, 1]):.3f} "
                 f"[{1000 * a[:, 1].min():.3f}..{1000 * a[:, 1].max():.3f}]"
-                f"   real-time factor {times[name, overlap] / secs:.3f}"
+                f"   real-time factor {times[name, overlap] / secs:.3f}{paired}"
             )
+
+
+def run_oracle(args: argparse.Namespace) -> None:
+    """How much of the raw seam any choice of initial noise can change: for each window after
+    the first (overlap 0, the previous window fixed as plain 30-step DDIM eta 0 sampled it),
+    ``--candidates`` noises are sampled to the end. Per window: the seam (jump at the join /
+    mean step inside the window, keypoint view) of every candidate; its median, the best one
+    (an oracle that knows the final result), the one the lookahead x0 (T'=3) ranks best by the
+    junction term (what a greedy search can see), and the systematic share of the jump
+    ``|mean_k jump_k| / mean_k |jump_k|`` (1: every noise jumps the same way)."""
+    from models.motion_sampling import _cond_rows
+    from models.motion_space import pack_ditto
+    from models.pretrained import PretrainedModelMissing, load_default_motion_model
+
+    try:
+        pm = load_default_motion_model()
+    except PretrainedModelMissing as exc:
+        print(f"no shipped model, nothing measured: {exc}")
+        return
+    model, K = pm.model, args.candidates
+    L, M = model.config.seq_len, model.config.motion_dim
+    view = packed_keypoint_view(pm.stats.mean, pm.stats.std)
+    sched = make_scheduler("ddim")
+    sched.set_timesteps(30)
+    rows = []
+    with torch.inference_mode():
+        uncond = model.encode_condition(None, False)
+        for seed in range(args.seeds):
+            audio, channels = held_out_sequence(seed, args.clips)
+            feats = pm.features(audio, 16000)
+            conds = pm.conditions(channels)
+            ref = np.clip(pm.stats.normalize(pack_ditto(channels[0])), -6.0, 6.0)
+            ref[pm.stats.constant] = 0.0
+            prev_last = torch.from_numpy(ref.astype(np.float32))
+            g = torch.Generator().manual_seed(seed)
+            for k, s in enumerate(window_starts(feats.shape[0], L, 0)):
+                cond = model.encode_condition(
+                    torch.from_numpy(_cond_rows(feats, conds, s, s + L))[None]
+                ).repeat(K)
+                x = torch.randn((K, L, M), generator=g)
+                r = prev_last[None].expand(K, M)
+                look = None
+                for i, t in enumerate(sched.timesteps):
+                    x0 = model.guided_denoise(x, r, t, cond, uncond, 2.0).float()
+                    look = x0 if i == 2 else look
+                    x = sched.step(x0, t, x, eta=0.0).prev_sample
+                if k > 0:
+                    v, vl, p = view(x), view(look), view(prev_last[None, None])[:, 0]
+                    jump = v[:, 0] - p  # [K, 69]
+                    step = (v[:, 1:] - v[:, :-1]).abs().mean(dim=(1, 2))
+                    seam = (jump.abs().mean(-1) / step).numpy()
+                    picked = int(torch.argmin((vl[:, 0] - p).pow(2).mean(-1)))
+                    share = float(jump.mean(0).abs().mean() / jump.abs().mean())
+                    rows.append((np.median(seam), seam.min(), seam[picked], share))
+                prev_last = x[0, -1]  # the plain path: the first candidate
+    a = np.array(rows)
+    print(f"shipped model {pm.folder.name}; {args.seeds} seeds x {args.clips} held-out clips, "
+          f"{len(rows)} windows after the first, {K} noises each, overlap 0, 30 DDIM steps eta 0; "
+          f"medians over windows [quartiles]")  # fmt: skip
+    for j, name in enumerate(("seam, median noise", "seam, best noise (oracle)",
+                              "seam, lookahead pick", "systematic share of the jump")):  # fmt: skip
+        q = np.percentile(a[:, j], [25, 50, 75])
+        print(f"  {name:30s} {q[1]:.3f} [{q[0]:.3f}..{q[2]:.3f}]")
+    gain = 1 - a[:, 1] / a[:, 0]
+    pick = 1 - a[:, 2] / a[:, 0]
+    print(
+        f"  oracle vs median noise: seam {-100 * np.median(gain):+.1f} % (median over windows); "
+        f"lookahead pick: {-100 * np.median(pick):+.1f} %"
+    )
 
 
 def run_tiny(args: argparse.Namespace) -> None:
@@ -196,14 +306,17 @@ def run_tiny(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mode", default="model", choices=["model", "tiny"])
+    ap.add_argument("--mode", default="model", choices=["model", "tiny", "oracle"])
+    ap.add_argument("--candidates", type=int, default=8, help="noises per window (oracle)")
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--clips", type=int, default=4, help="held-out clips per sequence (model)")
     ap.add_argument("--segments", type=int, default=5, help="segments per sequence (tiny)")
     ap.add_argument("--reward-on", default="x0", choices=["x0", "latent"], help="(tiny)")
+    ap.add_argument("--variants", default="", help="comma-separated (model; default: all)")
+    ap.add_argument("--overlaps", default="0,10", help="comma-separated window overlaps (model)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    (run_model if args.mode == "model" else run_tiny)(args)
+    {"model": run_model, "tiny": run_tiny, "oracle": run_oracle}[args.mode](args)
 
 
 if __name__ == "__main__":

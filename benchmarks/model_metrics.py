@@ -2,7 +2,8 @@
 procedural baseline in the same process.
 
     .venv/bin/python benchmarks/model_metrics.py --model resources/models/motion_default \
-        --data /tmp/heldout [--generate 40 --seed 9001] [--clips 40] [--threads 1] [--json out]
+        --data /tmp/heldout [--generate 40 --seed 9001 [--head random|prosody]] [--clips 40] \
+        [--threads 1] [--json out]
 
 Held-out data: a models.speech_data folder NOT used in training (another seed: other sentences,
 voice/variant combinations, speeds, emotions); ``--generate N`` writes one first. Per clip:
@@ -108,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="held-out data folder")
     ap.add_argument("--generate", type=int, default=0, help="generate N held-out clips first")
     ap.add_argument("--seed", type=int, default=9001, help="seed of generated held-out data")
+    ap.add_argument(
+        "--head",
+        default="random",
+        choices=["random", "prosody"],
+        help="head motion of generated held-out data (models.speech_data)",
+    )
     ap.add_argument("--train-data", type=Path, default=None, help="training folder (voices)")
     ap.add_argument("--clips", type=int, default=40)
     ap.add_argument("--steps", type=int, default=10)
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.generate:
         from models.speech_data import generate_dataset
 
-        generate_dataset(args.data, args.generate, seed=args.seed)
+        generate_dataset(args.data, args.generate, seed=args.seed, head=args.head)
     manifest = json.loads((args.data / "manifest.json").read_text())
     entries = manifest["clips"][: args.clips]
     seen_voices: set[str] = set()

@@ -12,23 +12,49 @@ against ``L * T`` without the search. Paper settings (defaults here): DDIM, ``T 
 Reward (eq. 2, 3):
 ``R = lambda_low * <z^low, ref_tau^low> - lambda_high * <z^high, prev_tau^high>``, where
 ``^low`` / ``^high`` are the 3D FFT of the signal times a Gaussian low-pass ``G`` or ``1 - G``,
-``<.,.>`` is the (real) dot product of the spectra divided by the number of elements squared
-(by Parseval, the mean elementwise product of the filtered signals),
 ``ref_tau`` / ``prev_tau`` are the reference and the parent beam's previous segment noised with
 ``tau`` steps of noise (``scheduler.add_noise`` at ``timesteps[T - tau]``, i.e. ``tau`` of the ``T``
-steps away from clean), and ``lambda_low = sigmoid(z-norm(y))``, ``lambda_high = 1 - lambda_low``
-with ``y`` the segment's intensity z-normalised over the sequence: intense segments favour motion
-that differs from the previous segment at high frequencies, calm ones favour the reference's
-coarse structure. The paper leaves G's cutoff unspecified beyond "parameterised by the intensity";
-here ``D0 = cutoff * 2 ** (-z)`` (clipped to ``[cutoff / 4, 4 * cutoff]``): more intensity, a lower
-cutoff, so more of the spectrum counts as motion. Frequencies are normalised per axis to
-``[-1, 1)`` (FreeInit's convention) and ``d = |(w_i f_i)_i|`` with optional axis weights.
+steps away from clean; the reference once per search, Algorithm 1 line 1, the parents once per
+level, line 6), and ``z`` is the candidate's lookahead latent ``z_{T-T'}`` (line 8). Whole segments
+are compared (the candidate's frames with the previous segment's frames; the reference is one
+frame repeated over the segment), not only the frames at the join.
 
-Two places to score (``reward_on``): ``"latent"`` is the paper's (the lookahead latent
-``z_{T-T'}`` against the tau-noised reference and previous segment); ``"x0"`` scores the
+What the paper says and what it leaves open (checked against the text, ConsistTalk section
+"Intensity Guided Diffusion Noise Search"):
+
+- ``<.,.>`` "represents the dot product operation": ``similarity="dot"`` (default) is the raw dot
+  product of the filtered spectra, divided by the number of elements squared (by Parseval, the
+  mean elementwise product of the filtered signals; a constant factor, so it ranks candidates as
+  the raw dot product does). A dot product grows with the candidate's magnitude along the
+  reference, not with closeness to it; ``similarity="cosine"`` (our option) uses the normalised
+  correlation ``<a, b> / (|a| |b|)`` instead, the usual reading of "similarity".
+- The weights: the formula says ``lambda_low = sigmoid(z-norm(y))``, the next sentence says
+  "higher intensity emphasizes high-frequency motion, while lower intensity prioritizes
+  low-frequency stability", i.e. the opposite sign. ``lambda_rule="text"`` (default, as before)
+  uses ``lambda_low = sigmoid(-z)``, ``"formula"`` uses ``sigmoid(z)``; ``lambda_high = 1 -
+  lambda_low`` either way. ``z`` is the segment's mean intensity z-normalised over the sequence
+  (0 without intensity: both weights 1/2).
+- The sign of the high term is a penalty on high-frequency similarity with the previous segment
+  (the text calls it a "dissimilarity term"); kept as written.
+- ``G`` is "the Gaussian low-pass filter parameterized by the acquired intensity sequence",
+  nothing more. Here ``D0 = cutoff * 2 ** (-z)`` (clipped to ``[cutoff / 4, 4 * cutoff]``): more
+  intensity, a lower cutoff, so more of the spectrum counts as motion. Frequencies are normalised
+  per axis to ``[-1, 1)`` (FreeInit's convention) and ``d = |(w_i f_i)_i|`` with optional axis
+  weights (for motion: time only, the motion dims have no order).
+- Selection: top-``B`` of the ``B * K`` (candidate, parent) pairs by the segment's reward
+  (line 11; ``select_by="cumulative"`` ranks by path reward instead), the kept candidates are
+  denoised on from their lookahead latents for the remaining ``T - T'`` steps (line 12: the chosen
+  noise's own path is the result), and the path with the highest summed reward wins (line 15).
+
+Two places to score (``reward_on``): ``"latent"`` is the paper's (above); ``"x0"`` scores the
 denoiser's clean estimate at the lookahead step against the clean reference and previous segment
-(our default for motion, where x0 is what the model predicts and noise dominates the latent after
-3 of 30 steps).
+(for an x0-predicting motion model, where the latent is still mostly noise after 3 of 30 steps).
+
+Our variant, not in the paper (``continuity > 0``, :func:`junction_penalty`): minus ``continuity``
+times the low-band squared distance between the candidate's first frames (x0 at the lookahead
+step) and the previous segment's frames they join (with ``overlap`` frames shared, the ``overlap``
+frames both claim; without, the frame before the candidate), relative to the previous segment's
+mean squared frame step. It targets the seam itself, which eq. 2 does not.
 
 Generic over the denoiser: ``denoise_fn(x_t [N, *S], step_index, segment, prev [N, *S] | None)
 -> x0 [N, *S]``; ``step_index`` indexes ``scheduler.timesteps``; ``prev`` is each candidate's
@@ -52,6 +78,8 @@ __all__ = [
     "frequency_reward",
     "gaussian_lowpass",
     "ic_init_search",
+    "junction_penalty",
+    "lowpass_cutoff",
     "segment_intensity_z",
 ]
 
@@ -90,6 +118,32 @@ def gaussian_lowpass(
     return torch.exp(-d2 / (2.0 * d0**2))
 
 
+def lowpass_cutoff(z_score: float, cutoff: float = 0.25) -> float:
+    """The Gaussian low-pass width ``D0`` for a segment of z-normalised intensity ``z_score``:
+    ``cutoff * 2 ** (-z)`` clipped to ``[cutoff / 4, 4 * cutoff]``."""
+    return float(np.clip(cutoff * 2.0 ** (-z_score), cutoff / 4, 4 * cutoff))
+
+
+def _lambda_low(z_score: float, rule: str) -> float:
+    if rule == "text":
+        return float(1.0 / (1.0 + np.exp(z_score)))  # sigmoid(-z)
+    if rule == "formula":
+        return float(1.0 / (1.0 + np.exp(-z_score)))  # sigmoid(z)
+    raise ValueError(f"lambda_rule must be 'text' or 'formula', got {rule!r}")
+
+
+def _similarity(a: Tensor, b: Tensor, dims: tuple[int, ...], n: float, kind: str) -> Tensor:
+    """Similarity of filtered spectra ``a [N, *F]`` and ``b [N or 1, *F]`` -> ``[N]``."""
+    dot = (a * torch.conj(b)).real.sum(dim=dims)
+    if kind == "dot":
+        return dot / n**2
+    if kind == "cosine":
+        na = a.abs().pow(2).sum(dim=dims).sqrt()
+        nb = b.abs().pow(2).sum(dim=dims).sqrt()
+        return dot / (na * nb).clamp_min(1e-30)
+    raise ValueError(f"similarity must be 'dot' or 'cosine', got {kind!r}")
+
+
 def frequency_reward(
     z: Tensor,
     reference: Tensor,
@@ -97,25 +151,53 @@ def frequency_reward(
     z_score: float,
     cutoff: float = 0.25,
     axes_weight: tuple[float, ...] | None = None,
+    *,
+    similarity: str = "dot",
+    lambda_rule: str = "text",
 ) -> Tensor:
     """ConsistTalk's reward (eq. 2) of candidates ``z [N, *F]`` against ``reference [*F]`` and
     their parents' previous segments ``prev [N, *F]`` (None: no high-frequency term), for a segment
-    whose z-normalised intensity is ``z_score``. FFT over all ``*F`` axes. Returns ``[N]``."""
+    whose z-normalised intensity is ``z_score``. FFT over all ``*F`` axes. ``similarity``: "dot"
+    (the paper's) or "cosine"; ``lambda_rule``: "text" (``lambda_low = sigmoid(-z)``) or "formula"
+    (``sigmoid(z)``), see the module docstring. Returns ``[N]``. Raises ValueError for an unknown
+    similarity or rule."""
     dims = tuple(range(1, z.dim()))
     shape = tuple(z.shape[1:])
-    lam_low = 1.0 / (1.0 + np.exp(z_score))  # sigmoid(-z): see the module docstring
-    d0 = float(np.clip(cutoff * 2.0 ** (-z_score), cutoff / 4, 4 * cutoff))
-    g = gaussian_lowpass(shape, d0, axes_weight).to(z.device)
+    lam_low = _lambda_low(z_score, lambda_rule)
+    g = gaussian_lowpass(shape, lowpass_cutoff(z_score, cutoff), axes_weight).to(z.device)
     n = float(np.prod(shape))
     spec = torch.fft.fftn(z.double(), dim=dims)
     ref = torch.fft.fftn(reference.double()[None], dim=dims)
-    low = (spec * g * torch.conj(ref * g)).real.sum(dim=dims) / n**2
-    reward = lam_low * low
+    reward = lam_low * _similarity(spec * g, ref * g, dims, n, similarity)
     if prev is not None:
         pspec = torch.fft.fftn(prev.double(), dim=dims)
-        high = (spec * (1 - g) * torch.conj(pspec * (1 - g))).real.sum(dim=dims) / n**2
+        high = _similarity(spec * (1 - g), pspec * (1 - g), dims, n, similarity)
         reward = reward - (1.0 - lam_low) * high
     return reward.to(z.dtype)
+
+
+def junction_penalty(
+    x0: Tensor, prev: Tensor, overlap: int = 0, d0: float = 0.25, eps: float = 1e-12
+) -> Tensor:
+    """How badly candidates ``x0 [N, L, *F]`` join their previous segments ``prev [N, L, *F]``
+    (time is axis 1). Our variant's term, not ConsistTalk's (module docstring).
+
+    With ``o = max(overlap, 1)``: the difference ``x0[:, :o] - prev[:, L - o:]`` (overlap > 0:
+    the frames both segments claim, which a crossfade has to reconcile; overlap 0: the candidate's
+    first frame against the frame before it), low-passed along time with the Gaussian of width
+    ``d0`` (one frame: unfiltered), mean squared over frames and features, divided by the mean
+    squared frame-to-frame step of ``prev`` (so ~1 means "a join as large as a typical step").
+    Returns ``[N]`` (float64). Raises ValueError when the overlap does not fit the segment."""
+    L = x0.shape[1]
+    o = max(int(overlap), 1)
+    if o > L or tuple(prev.shape) != tuple(x0.shape):
+        raise ValueError(f"junction_penalty: overlap {overlap} and shapes {tuple(x0.shape)}, "
+                         f"{tuple(prev.shape)} do not fit")  # fmt: skip
+    d = (x0[:, :o].double() - prev[:, L - o :].double()).flatten(2)  # [N, o, F]
+    g = gaussian_lowpass((o,), d0).to(d.device)
+    low = torch.fft.ifft(torch.fft.fft(d, dim=1) * g[None, :, None], dim=1).real
+    step = (prev[:, 1:].double() - prev[:, :-1].double()).flatten(2).pow(2).mean(dim=(1, 2))
+    return low.pow(2).mean(dim=(1, 2)) / (step + eps)
 
 
 @dataclass
@@ -161,6 +243,13 @@ def ic_init_search(
     select_by: str = "reward",
     cutoff: float = 0.25,
     axes_weight: tuple[float, ...] | None = None,
+    similarity: str = "dot",
+    lambda_rule: str = "text",
+    use_previous: bool = True,
+    continuity: float = 0.0,
+    overlap: int = 0,
+    z_scores: np.ndarray | None = None,
+    parent: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, ICInitTrace]:
     """Beam search over the initial noise of ``num_segments`` segments of shape ``shape``.
 
@@ -192,15 +281,22 @@ def ic_init_search(
         raise ValueError(f"bad reward_on {reward_on!r} or select_by {select_by!r}")
     if num_segments < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    if similarity not in ("dot", "cosine") or lambda_rule not in ("text", "formula"):
+        raise ValueError(f"bad similarity {similarity!r} or lambda_rule {lambda_rule!r}")
+    if not (np.isfinite(continuity) and continuity >= 0):
+        raise ValueError(f"continuity must be >= 0, got {continuity}")
     shape = tuple(int(s) for s in shape)
     reference = torch.as_tensor(reference, dtype=torch.float32)
     if tuple(reference.shape) != shape:
         raise ValueError(f"reference must have shape {shape}, got {tuple(reference.shape)}")
-    z_scores = (
-        np.zeros(num_segments) if intensity is None else segment_intensity_z(
-            torch.as_tensor(intensity).cpu().numpy(), num_segments
-        )
-    )  # fmt: skip
+    if z_scores is not None:
+        z_scores = np.asarray(z_scores, dtype=np.float64).reshape(-1)
+        if z_scores.shape != (num_segments,) or not np.all(np.isfinite(z_scores)):
+            raise ValueError(f"z_scores must be finite [{num_segments}]")
+    elif intensity is None:
+        z_scores = np.zeros(num_segments)
+    else:
+        z_scores = segment_intensity_z(torch.as_tensor(intensity).cpu().numpy(), num_segments)
     view = view_fn or (lambda x: x)
     gen = generator or torch.Generator().manual_seed(0)
 
@@ -232,7 +328,11 @@ def ic_init_search(
         return scheduler.add_noise(x, torch.randn(x.shape, generator=gen), t_tau.reshape(1))
 
     ref_tau = noised(reference[None])[0]
-    level: list[_Beam] = [_Beam([], [], [], 0.0)]
+    root = []
+    if parent is not None:
+        parent = torch.as_tensor(parent, dtype=torch.float32).reshape(shape)
+        root = [parent]
+    level: list[_Beam] = [_Beam([], root, [], 0.0)]
     trace = ICInitTrace(segments=torch.empty(0))
     for seg in range(num_segments):
         noises, parents = [], []
@@ -241,26 +341,31 @@ def ic_init_search(
             parents += [b] * candidates
         noise = torch.cat(noises)  # [N, *S]
         par = torch.tensor(parents)
-        prev = None if seg == 0 else torch.stack([level[p].segments[-1] for p in parents])
+        prev = None if not level[0].segments else torch.stack(
+            [level[p].segments[-1] for p in parents]
+        )  # fmt: skip
         z, x0 = run(noise * sigma, range(lookahead), seg, prev)
+        # What the reward compares (module docstring): the lookahead x0 with the clean reference
+        # and parents, or the lookahead latent with their tau-noised versions (lines 1 and 6).
+        target, ref_r, prev_r = x0, reference, prev
+        if reward_on == "latent":
+            target, ref_r = z, ref_tau
+            if prev is not None:
+                prev_r = noised(torch.stack([beam.segments[-1] for beam in level]))[par]
         if reward_fn is not None:
-            target, ref_r, prev_r = (x0 if reward_on == "x0" else z), reference, prev
             rewards = reward_fn(view(target), view(ref_r[None])[0], None if prev_r is None
                                 else view(prev_r), seg)  # fmt: skip
-        elif reward_on == "x0":
-            rewards = frequency_reward(
-                view(x0), view(reference[None])[0], None if prev is None else view(prev),
-                float(z_scores[seg]), cutoff, axes_weight,
-            )  # fmt: skip
         else:
-            prev_tau = None
-            if prev is not None:
-                parent_tau = noised(torch.stack([beam.segments[-1] for beam in level]))
-                prev_tau = view(parent_tau[par])
             rewards = frequency_reward(
-                view(z), view(ref_tau[None])[0], prev_tau, float(z_scores[seg]), cutoff,
-                axes_weight,
+                view(target), view(ref_r[None])[0],
+                None if prev_r is None or not use_previous else view(prev_r),
+                float(z_scores[seg]), cutoff, axes_weight, similarity=similarity,
+                lambda_rule=lambda_rule,
             )  # fmt: skip
+        if continuity > 0 and prev is not None:
+            d0 = lowpass_cutoff(float(z_scores[seg]), cutoff)
+            pen = junction_penalty(view(x0), view(prev), overlap, d0)
+            rewards = rewards.double() - continuity * pen
         rewards = rewards.detach().double().cpu()
         score = rewards + torch.tensor([level[p].total for p in parents], dtype=torch.float64) * (
             select_by == "cumulative"
@@ -289,7 +394,7 @@ def ic_init_search(
         level = new_level
     best = max(range(len(level)), key=lambda b: (level[b].total, -b))
     trace.best_beam = best
-    trace.segments = torch.stack(level[best].segments)
+    trace.segments = torch.stack(level[best].segments[len(root) :])
     trace.calls = calls
     return (
         torch.stack(level[best].noises),

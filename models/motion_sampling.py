@@ -60,6 +60,7 @@ __all__ = [
     "generate_motion",
     "iter_generate_motion",
     "make_scheduler",
+    "packed_keypoint_view",
     "region_dims",
     "window_starts",
 ]
@@ -221,27 +222,42 @@ class GenerationProgress:
 # --- IC-Init -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ICInitSettings:
-    """IC-Init (ConsistTalk's noise search, models.ic_init) per window of a generation.
+    """IC-Init (ConsistTalk's noise search, models.ic_init) for a generation.
 
-    For each window (and variation) ``candidates`` (K) initial noises are denoised for
-    ``lookahead`` (T') of ``steps`` (T) DDIM steps (eta 0), scored with ConsistTalk's frequency
-    reward, the best ``beams`` (B) are denoised to the end and the best one's noise is the
-    window's initial noise; the window is then sampled from it with ``steps`` DDIM steps and
-    ``eta`` (0: the search's deterministic path, so the window is exactly what was scored up to
-    float rounding; > 0 re-randomises the path the search picked). The paper: B=2, K=4, T'=3,
-    T=30, tau=20. Within one window the search has a single parent, so beams > 1 only finish
-    runners-up; fewer ``steps`` trade quality for speed.
+    ``search``:
 
-    Reward: low-frequency agreement with the reference (the frame before the window, i.e. the
-    previous window's last generated frame or the source's motion, repeated over the window)
-    weighted by ``sigmoid(-z)``, minus (``use_previous``) high-frequency agreement with the
-    previous window weighted by ``1 - sigmoid(-z)``, where ``z`` is the window's mean intensity
-    z-normalised over the windows (0 without intensity). ``reward_on``: "x0" (the clean
-    estimate at the lookahead step, default) or "latent" (the paper's: the lookahead latent
-    against reference and previous window noised with ``tau`` steps; ``tau`` None = 2/3 of
-    ``steps``). ``cutoff`` / ``axes_weight``: the Gaussian low-pass (models.ic_init); the
-    default filters along time only (motion dims have no order). ``view``: optional map
-    ``[N, L, M] -> [N, ...]`` of what the reward sees (e.g. keypoints).
+    - ``"sequence"`` (the paper's Algorithm 1): one beam search over all windows. ``beams`` (B)
+      paths are kept; for each, ``candidates`` (K) initial noises of the next window are denoised
+      for ``lookahead`` (T') of ``steps`` (T) DDIM steps (eta 0), the top B of the B * K pairs by
+      reward are denoised on to the end, and after the last window the path with the highest
+      summed reward is the result (its windows joined by the usual crossfade; with ``eta > 0``
+      each window is re-sampled from the path's noise). A window's model reference is the frame
+      before it on its own path. Needs ``seq_len - overlap - 1 >= overlap`` (the frame before a
+      window is not itself crossfaded) and no constraints; otherwise the per-window search runs.
+    - ``"window"`` (default, the earlier adaptation): one search per window, its parent the window
+      before as generated, so beams > 1 only finish runners-up; the window is then sampled from
+      the chosen noise with ``steps`` DDIM steps and ``eta`` (0: the searched path).
+
+    Reward (models.ic_init, module docstring): ``similarity`` ("dot", the paper's, or "cosine")
+    of the candidate's low band with the reference's, weighted by ``lambda_low``, minus
+    (``use_previous``) its high-band similarity with the previous window, weighted by ``1 -
+    lambda_low``; ``lambda_rule`` "text" (``sigmoid(-z)``) or "formula" (``sigmoid(z)``), ``z``
+    the window's mean intensity z-normalised over the windows (0 without intensity).
+    ``reference``: "source" (the paper's: the motion before frame 0, i.e. the portrait's, fixed)
+    or "frame_before" (the frame before the window; "window" search only). ``reward_on``: "x0"
+    (the clean estimate at the lookahead step against the clean targets) or "latent" (the
+    paper's: the lookahead latent against targets noised with ``tau`` steps; ``tau`` None = 2/3
+    of ``steps``). ``continuity`` > 0 (our variant, not the paper's): minus ``continuity`` times
+    the low-band distance between the candidate's first frames and the previous window's frames
+    they join, relative to that window's typical frame step (models.ic_init.junction_penalty).
+    ``cutoff`` / ``axes_weight``: the Gaussian low-pass (default: along time only, the motion
+    dims have no order). ``view``: optional map ``[N, L, M] -> [N, L, ...]`` of what the reward
+    sees (e.g. denormalised keypoints).
+
+    Presets: :meth:`paper` (ConsistTalk as written: sequence search, latent reward against the
+    source, dot product, B=2, K=4, T'=3, T=30, tau=20) and :meth:`seamless` (our variant: the
+    same search scored on x0 with the cosine reward plus the junction term). ``ic_init=True``
+    means :meth:`paper`, see :func:`_as_ic_settings`.
     """
 
     beams: int = 2
@@ -255,6 +271,26 @@ class ICInitSettings:
     cutoff: float = 0.25
     axes_weight: tuple[float, ...] | None = (1.0, 0.0)
     view: Callable[[torch.Tensor], torch.Tensor] | None = None
+    search: str = "window"
+    reference: str = "frame_before"
+    similarity: str = "dot"
+    lambda_rule: str = "text"
+    continuity: float = 0.0
+
+    @classmethod
+    def paper(cls, **changes) -> ICInitSettings:
+        """ConsistTalk's IC-Init as written (B=2, K=4, T'=3, T=30, tau=20, latent reward against
+        the source, dot product, beams over the whole sequence); ``changes`` override fields."""
+        base = dict(search="sequence", reward_on="latent", reference="source", tau=20)
+        return cls(**{**base, **changes}).validated()
+
+    @classmethod
+    def seamless(cls, **changes) -> ICInitSettings:
+        """Our variant: the paper's search, scored on the lookahead x0 with the cosine reward
+        plus the junction term (continuity 1); ``changes`` override fields."""
+        base = dict(search="sequence", reward_on="x0", reference="source", similarity="cosine",
+                    continuity=1.0)  # fmt: skip
+        return cls(**{**base, **changes}).validated()
 
     @property
     def tau_steps(self) -> int:
@@ -275,14 +311,60 @@ class ICInitSettings:
             )
         if not (np.isfinite(self.eta) and self.eta >= 0):
             raise ValueError(f"ICInitSettings: eta must be >= 0, got {self.eta}")
+        choices = {
+            "search": ("window", "sequence"),
+            "reference": ("source", "frame_before"),
+            "similarity": ("dot", "cosine"),
+            "lambda_rule": ("text", "formula"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"ICInitSettings: {name} must be one of {allowed}, not {getattr(self, name)!r}"
+                )
+        if self.search == "sequence" and self.reference == "frame_before":
+            raise ValueError("ICInitSettings: reference 'frame_before' needs search 'window'")
+        if not (np.isfinite(self.continuity) and self.continuity >= 0):
+            raise ValueError(f"ICInitSettings: continuity must be >= 0, got {self.continuity}")
         return self
 
 
+def packed_keypoint_view(
+    mean: np.ndarray | None = None, std: np.ndarray | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A view for :class:`ICInitSettings` (``view=``): packed Ditto motion ``[N, L, 265]`` (in the
+    model's normalised space ``(packed - mean) / std`` when ``mean`` / ``std [265]`` are given,
+    e.g. models.training.MotionStats) -> ``[N, L, 69]``: the 21 expression keypoints, the
+    translation and the head angles (radians times the nose tip's lever arm 0.6), all in keypoint
+    units, so every part weighs what it moves on the face (benchmarks/ic_init.py measures seams
+    in the same view)."""
+    m = None if mean is None else torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+    sd = None if std is None else torch.as_tensor(np.asarray(std), dtype=torch.float32)
+    bins = torch.arange(66, dtype=torch.float32)
+
+    def view(z: torch.Tensor) -> torch.Tensor:
+        if sd is not None:
+            z = z * sd.to(z)
+        if m is not None:
+            z = z + m.to(z)
+        b = bins.to(z)
+        ang = [
+            3.0 * (torch.softmax(z[..., a : a + 66], -1) * b).sum(-1) - 97.5 for a in (1, 67, 133)
+        ]
+        ang = torch.stack(ang, -1) * (np.pi / 180 * 0.6)
+        return torch.cat([z[..., 202:265], z[..., 199:202], ang], dim=-1)
+
+    return view
+
+
 def _as_ic_settings(ic_init: bool | ICInitSettings | None) -> ICInitSettings | None:
+    """None/False: off; True: :meth:`ICInitSettings.paper` (on the shipped model no variant
+    lowers seams beyond the spread over seeds, benchmarks/ic_init.py; the paper's is the best
+    at the default overlap and the cheapest search); settings: validated."""
     if ic_init is None or ic_init is False:
         return None
     if ic_init is True:
-        return ICInitSettings()
+        return ICInitSettings.paper()
     if isinstance(ic_init, ICInitSettings):
         return ic_init.validated()
     raise ValueError(f"ic_init must be a bool or ICInitSettings, got {type(ic_init).__name__}")
@@ -296,17 +378,18 @@ class _SearchAborted(BaseException):
 _R = TypeVar("_R")
 
 
-def _lockstep(fn: Callable[[Callable[[], None]], _R]) -> Generator[None, None, _R]:
-    """Run ``fn(tick)`` in a thread in lockstep with this generator: every ``tick()`` inside
-    ``fn`` yields None here and blocks ``fn`` until the generator is resumed, so a blocking call
-    (ic_init_search) reports progress per denoiser call and can be abandoned between two calls.
+def _lockstep(fn: Callable[[Callable[..., None]], _R]) -> Generator[object, None, _R]:
+    """Run ``fn(tick)`` in a thread in lockstep with this generator: every ``tick(value=None)``
+    inside ``fn`` yields ``value`` here and blocks ``fn`` until the generator is resumed, so a
+    blocking call (ic_init_search) reports progress per denoiser call and can be abandoned
+    between two calls.
     Returns fn's result; fn's exceptions are re-raised here. Closing the generator makes the
     next ``tick()`` raise and waits for the thread to end."""
     events: queue.Queue = queue.Queue()
     go: queue.Queue = queue.Queue()
 
-    def tick() -> None:
-        events.put(("tick", None))
+    def tick(value=None) -> None:
+        events.put(("tick", value))
         if not go.get():
             raise _SearchAborted
 
@@ -324,7 +407,7 @@ def _lockstep(fn: Callable[[Callable[[], None]], _R]) -> Generator[None, None, _
         while True:
             kind, value = events.get()
             if kind == "tick":
-                yield None
+                yield value
                 go.put(True)
             elif kind == "done":
                 return value
@@ -336,12 +419,37 @@ def _lockstep(fn: Callable[[Callable[[], None]], _R]) -> Generator[None, None, _
             thread.join()
 
 
+def _search_kwargs(ic: ICInitSettings, overlap: int) -> dict:
+    """ic_init_search's reward and search settings from ICInitSettings."""
+    return dict(
+        beams=ic.beams, candidates=ic.candidates, lookahead=ic.lookahead, num_steps=ic.steps,
+        tau=ic.tau_steps, reward_on=ic.reward_on, cutoff=ic.cutoff, axes_weight=ic.axes_weight,
+        view_fn=ic.view, similarity=ic.similarity, lambda_rule=ic.lambda_rule,
+        use_previous=ic.use_previous, continuity=ic.continuity, overlap=overlap,
+    )  # fmt: skip
+
+
+def _model_x0(
+    model: MotionDiT,
+    x: torch.Tensor,
+    ref: torch.Tensor,  # [N, M]
+    t: torch.Tensor,
+    cond: EncodedCondition,  # batch N
+    uncond: EncodedCondition | None,
+    guidance_scale: float,
+    limits: tuple[torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:
+    x0 = model.guided_denoise(x, ref, t, cond, uncond, guidance_scale).float()
+    return x0 if limits is None else torch.clamp(x0, limits[0], limits[1])
+
+
 def _search_window(
     model: MotionDiT,
     settings: ICInitSettings,
     cond1: EncodedCondition,  # batch 1
     uncond: EncodedCondition | None,
-    ref: torch.Tensor,  # [M] the frame before the window
+    ref: torch.Tensor,  # [M] the frame before the window (the model's reference)
+    source: torch.Tensor,  # [M] the motion before the generated span (the paper's reference)
     prev_window: torch.Tensor | None,  # [L, M] the previous window as generated (CPU)
     z_score: float,
     known: torch.Tensor | None,
@@ -349,36 +457,22 @@ def _search_window(
     guidance_scale: float,
     generator: torch.Generator,
     limits: tuple[torch.Tensor, torch.Tensor] | None,
+    overlap: int,
 ) -> Generator[None, None, torch.Tensor]:
-    """IC-Init for one window and variation: yields None after every denoiser call of the
-    search, returns the chosen initial noise ``[L, M]`` (CPU)."""
+    """IC-Init for one window and variation ("window" search): yields None after every denoiser
+    call of the search, returns the chosen initial noise ``[L, M]`` (CPU)."""
     cfg = model.config
     L, M = cfg.seq_len, cfg.motion_dim
     device = ref.device
     ic = settings
-    T, tau = ic.steps, ic.tau_steps
     sched = make_scheduler("ddim")
-    sched.set_timesteps(T)
-    t_tau = sched.timesteps[T - tau].reshape(1)
-    reference = ref.float().cpu()[None].expand(L, M).clone()
-    ref_r, prev = reference, (prev_window if ic.use_previous else None)
+    target = ref if ic.reference == "frame_before" else source
+    reference = target.float().cpu()[None].expand(L, M).clone()
     known_noise = None
     if known is not None:
         known_noise = torch.randn((L, M), generator=generator).to(device)
-    if ic.reward_on == "latent":
-        # The paper scores the lookahead latent against tau-noised targets.
-        ref_r = sched.add_noise(reference, torch.randn((L, M), generator=generator), t_tau)
-        if prev is not None:
-            prev = sched.add_noise(prev, torch.randn((L, M), generator=generator), t_tau)
-    view = ic.view or (lambda x: x)
     threads = torch.get_num_threads()
     conds: dict[int, EncodedCondition] = {}
-
-    def reward_fn(z: torch.Tensor, _ref, _prev, _seg) -> torch.Tensor:
-        p = None if prev is None else view(prev[None].expand_as(z))
-        return ic_init_mod.frequency_reward(
-            view(z), view(ref_r[None])[0], p, z_score, ic.cutoff, ic.axes_weight
-        )
 
     def search(tick: Callable[[], None]) -> torch.Tensor:
         torch.set_num_threads(threads)  # OpenMP's thread count is per thread
@@ -393,23 +487,69 @@ def _search_window(
                     xd = torch.where(keep, noisy, xd)
                 if N not in conds:
                     conds[N] = cond1.repeat(N)
-                x0 = model.guided_denoise(
-                    xd, ref[None].expand(N, M), t, conds[N], uncond, guidance_scale
-                ).float()
-                if limits is not None:
-                    x0 = torch.clamp(x0, limits[0], limits[1])
+                x0 = _model_x0(model, xd, ref[None].expand(N, M), t, conds[N], uncond,
+                               guidance_scale, limits)  # fmt: skip
                 if known is not None:
                     x0 = torch.where(keep, known, x0)
                 tick()
                 return x0.cpu()
 
+            # One segment with a fixed parent: the parent's segment reaches the reward through a
+            # wrapper that hands it to ic_init_search as the previous segment of every candidate.
             best, _, _ = ic_init_mod.ic_init_search(
-                denoise_fn, sched, (L, M), 1, reference, None,
-                beams=ic.beams, candidates=ic.candidates, lookahead=ic.lookahead,
-                num_steps=T, tau=tau, generator=generator, reward_fn=reward_fn,
-                reward_on=ic.reward_on,
+                denoise_fn, sched, (L, M), 1, reference, None, generator=generator,
+                z_scores=np.array([z_score]), parent=prev_window, **_search_kwargs(ic, overlap),
             )  # fmt: skip
             return best[0]
+
+    return (yield from _lockstep(search))
+
+
+def _search_sequence(
+    model: MotionDiT,
+    settings: ICInitSettings,
+    conds1: list[EncodedCondition],  # per window, batch 1
+    unconds: list[EncodedCondition | None],  # per window
+    source: torch.Tensor,  # [M] the motion before frame 0 (the model's first reference)
+    z_scores: np.ndarray,  # [W]
+    guidance_scale: float,
+    generator: torch.Generator,
+    limits: tuple[torch.Tensor, torch.Tensor] | None,
+    overlap: int,
+) -> Generator[None, None, tuple[torch.Tensor, torch.Tensor]]:
+    """IC-Init over all windows of one variation ("sequence" search, the paper's): yields the
+    window being searched after every denoiser call, returns ``(noise [W, L, M], windows
+    [W, L, M])`` of the best path (CPU; the windows as denoised with eta 0)."""
+    cfg = model.config
+    L, M = cfg.seq_len, cfg.motion_dim
+    device = source.device
+    ic = settings
+    sched = make_scheduler("ddim")
+    reference = source.float().cpu()[None].expand(L, M).clone()
+    threads = torch.get_num_threads()
+    before = L - overlap - 1  # index, in a window, of the frame before the next window
+
+    def search(tick: Callable[[], None]) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            conds: dict[tuple[int, int], EncodedCondition] = {}
+
+            def denoise_fn(x: torch.Tensor, i: int, seg: int, prev) -> torch.Tensor:
+                N = x.shape[0]
+                if (seg, N) not in conds:
+                    conds.clear()  # one window at a time
+                    conds[seg, N] = conds1[seg].repeat(N)
+                ref = source[None].expand(N, M) if prev is None else prev[:, before].to(device)
+                x0 = _model_x0(model, x.to(device), ref, sched.timesteps[i], conds[seg, N],
+                               unconds[seg], guidance_scale, limits)  # fmt: skip
+                tick(seg)
+                return x0.cpu()
+
+            best, _, trace = ic_init_mod.ic_init_search(
+                denoise_fn, sched, (L, M), len(conds1), reference, None, generator=generator,
+                z_scores=z_scores, **_search_kwargs(ic, overlap),
+            )  # fmt: skip
+            return best, trace.segments
 
     return (yield from _lockstep(search))
 
@@ -595,12 +735,13 @@ def iter_generate_motion(
     would have drawn changes nothing; with ``eta = 0`` (DDIM) and no constraints a window is a
     function of its initial noise and the frame before it alone.
 
-    ic_init: True (paper settings) or :class:`ICInitSettings`: choose each window's initial
-    noise by ConsistTalk's IC-Init search (models.ic_init.ic_init_search, one search per window
-    and variation; reference = the frame before the window), then sample the window from it
-    with the settings' steps and eta (``steps`` / ``eta`` of this call are not used). Progress
-    events come after every denoiser call of the search too; closing the iterator between two
-    of them stops the search. DDIM only; not with ``init_noise``.
+    ic_init: True (:meth:`ICInitSettings.paper`) or :class:`ICInitSettings` (e.g.
+    :meth:`ICInitSettings.seamless`): choose the windows' initial noise by ConsistTalk's IC-Init
+    search (models.ic_init.ic_init_search; one search over all windows per variation, or one per
+    window and variation, see ICInitSettings.search) with the settings' steps and eta (``steps``
+    / ``eta`` of this call are not used). Progress events come after every denoiser call of the
+    search too; closing the iterator between two of them stops the search. DDIM only; not with
+    ``init_noise``.
 
     The last event's ``result`` is float64. Same seed and arguments -> the same result.
     Raises ValueError for bad shapes, non-finite inputs, constraints without ``init_motion``,
@@ -652,80 +793,116 @@ def iter_generate_motion(
     if ic is not None and (scheduler != "ddim" or init_noise is not None):
         raise ValueError("ic_init needs the ddim scheduler and no init_noise")
     noise_for = _init_noise_source(init_noise, len(starts), n, L, M)
-    # IC-Init: per window, one search of ic.steps denoiser calls per variation (one parent, so
-    # T' calls on the K candidates and T - T' on the B kept), then ic.steps to sample it.
-    total = len(starts) * (steps if ic is None else (n + 1) * ic.steps)
+    # The paper's search over the whole sequence needs every window's model reference on its own
+    # path, i.e. a frame before each window that no crossfade touches, and no constraints.
+    seq_search = ic is not None and ic.search == "sequence" and keep_mask is None
+    seq_search = seq_search and L - overlap - 1 >= overlap
+    resample = ic is not None and (not seq_search or ic.eta > 0)
+    # IC-Init: per window and variation, ic.steps denoiser calls of the search (T' calls on the
+    # candidates, T - T' on the kept), then ic.steps to sample the window unless the searched
+    # path is the result (sequence search, eta 0).
+    total = len(starts) * (steps if ic is None else (n + int(resample)) * ic.steps)
     gen_t = torch.Generator().manual_seed(int(seed))
     lim = _as_limits(limits, device)
     sched = make_scheduler(scheduler)
     z_scores = None if ic is None else _window_z_scores(intensity, starts, L, T)
     prev_x = None  # [n, L, M] the previous window as sampled (IC-Init's previous segment)
     ref0 = ref if span0 == 0 or init is None else np.asarray(init[span0 - 1], dtype=np.float32)
+    source = torch.from_numpy(np.asarray(ref0, dtype=np.float32)).to(device)
     joined = np.zeros((n, span1 - span0 + L, M), dtype=np.float64)  # fused so far, span-relative
     end = 0
     done = 0
+    uncond_plain: list[EncodedCondition] = []  # the null branch without intensity, encoded once
+
+    def encode(s: int) -> tuple[EncodedCondition, EncodedCondition | None]:
+        """(condition of batch 1, null condition or None) of the window starting at s."""
+        rows = _cond_rows(feats, conditions, s, s + L)
+        inten = None
+        if intensity is not None:
+            inten = torch.from_numpy(intensity[np.minimum(np.arange(s, s + L), T - 1)])
+            inten = inten.to(device)[None]
+        cond1 = model.encode_condition(torch.from_numpy(rows)[None].to(device), True, inten)
+        if guidance_scale == 1.0:
+            return cond1, None
+        if inten is not None:
+            return cond1, model.encode_condition(None, False, inten)
+        if not uncond_plain:
+            uncond_plain.append(model.encode_condition(None, False, None))
+        return cond1, uncond_plain[0]
+
     with torch.inference_mode():
-        uncond = None
+        searched = None  # sequence search: (noise [n, W, L, M], windows [n, W, L, M])
+        if seq_search:
+            encoded = [encode(s) for s in starts]
+            unconds = [u for _, u in encoded]
+            searched = (torch.empty((n, len(starts), L, M)), torch.empty((n, len(starts), L, M)))
+            for v in range(n):
+                search = _search_sequence(
+                    model, ic, [c for c, _ in encoded], unconds, source, z_scores,
+                    guidance_scale, gen_t, lim, overlap,
+                )  # fmt: skip
+                while True:
+                    try:
+                        window = next(search)
+                    except StopIteration as stop:
+                        searched[0][v], searched[1][v] = stop.value
+                        break
+                    done += 1
+                    yield GenerationProgress(done, total, window, len(starts))
         for k, s in enumerate(starts):
-            rows = _cond_rows(feats, conditions, s, s + L)
-            inten = None
-            if intensity is not None:
-                inten = torch.from_numpy(intensity[np.minimum(np.arange(s, s + L), T - 1)]).to(
-                    device
-                )
-            cond1 = model.encode_condition(
-                torch.from_numpy(rows)[None].to(device),
-                True,
-                None if inten is None else inten[None],
-            )
-            cond = cond1.repeat(n)
-            if guidance_scale != 1.0 and (uncond is None or inten is not None):
-                # The null branch depends only on the intensity: encode it once when there is none.
-                uncond = model.encode_condition(None, False, None if inten is None else inten[None])
-            if k == 0:
-                ref_b = torch.from_numpy(np.asarray(ref0, dtype=np.float32))[None].repeat(n, 1)
+            if searched is not None and not resample:
+                x = searched[1][:, k]
             else:
-                ref_b = torch.from_numpy(joined[:, s - span0 - 1].astype(np.float32))
-            known = keep = None
-            if keep_mask is not None:
-                idx = np.arange(s, s + L)
-                valid = idx < T
-                km = np.zeros((L, M), dtype=bool)
-                km[valid] = keep_mask[idx[valid]]
-                kv = np.zeros((L, M), dtype=np.float32)
-                kv[valid] = init[idx[valid]]
-                known = torch.from_numpy(kv).to(device)
-                keep = torch.from_numpy(km).to(device)[None].expand(n, L, M)
-            x_init = noise_for(k, s)
-            w_steps, w_eta = steps, eta
-            if ic is not None:
-                w_steps, w_eta = ic.steps, ic.eta
-                x_init = torch.empty((n, L, M))
-                for v in range(n):
-                    search = _search_window(
-                        model, ic, cond1, uncond, ref_b[v].to(device),
-                        None if prev_x is None else prev_x[v], float(z_scores[k]),
-                        known, None if keep is None else keep[0], guidance_scale, gen_t, lim,
-                    )  # fmt: skip
-                    while True:
-                        try:
-                            next(search)
-                        except StopIteration as stop:
-                            x_init[v] = stop.value
-                            break
+                cond1, uncond = encode(s)
+                cond = cond1.repeat(n)
+                if k == 0:
+                    ref_b = source[None].repeat(n, 1)
+                else:
+                    ref_b = torch.from_numpy(joined[:, s - span0 - 1].astype(np.float32))
+                known = keep = None
+                if keep_mask is not None:
+                    idx = np.arange(s, s + L)
+                    valid = idx < T
+                    km = np.zeros((L, M), dtype=bool)
+                    km[valid] = keep_mask[idx[valid]]
+                    kv = np.zeros((L, M), dtype=np.float32)
+                    kv[valid] = init[idx[valid]]
+                    known = torch.from_numpy(kv).to(device)
+                    keep = torch.from_numpy(km).to(device)[None].expand(n, L, M)
+                x_init = noise_for(k, s)
+                w_steps, w_eta = steps, eta
+                if searched is not None:
+                    w_steps, w_eta = ic.steps, ic.eta
+                    x_init = searched[0][:, k]
+                elif ic is not None:
+                    w_steps, w_eta = ic.steps, ic.eta
+                    x_init = torch.empty((n, L, M))
+                    for v in range(n):
+                        search = _search_window(
+                            model, ic, cond1, uncond, ref_b[v].to(device), source,
+                            None if prev_x is None else prev_x[v], float(z_scores[k]),
+                            known, None if keep is None else keep[0], guidance_scale, gen_t, lim,
+                            overlap,
+                        )  # fmt: skip
+                        while True:
+                            try:
+                                next(search)
+                            except StopIteration as stop:
+                                x_init[v] = stop.value
+                                break
+                            done += 1
+                            yield GenerationProgress(done, total, k, len(starts))
+                sampler = _window_sampler(
+                    model, sched, w_steps, cond, uncond, ref_b.to(device), known, keep,
+                    guidance_scale, gen_t, lim, w_eta, x_init,
+                )  # fmt: skip
+                x = None
+                for out in sampler:
+                    if out is None:
                         done += 1
                         yield GenerationProgress(done, total, k, len(starts))
-            sampler = _window_sampler(
-                model, sched, w_steps, cond, uncond, ref_b.to(device), known, keep,
-                guidance_scale, gen_t, lim, w_eta, x_init,
-            )  # fmt: skip
-            x = None
-            for out in sampler:
-                if out is None:
-                    done += 1
-                    yield GenerationProgress(done, total, k, len(starts))
-                else:
-                    x = out
+                    else:
+                        x = out
             prev_x = x.float().cpu()
             end = _fuse_into(joined, x.double().cpu().numpy(), s - span0, end)
             preview = joined[0, : min(end, span1 - span0)].copy()

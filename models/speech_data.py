@@ -60,10 +60,11 @@ import numpy as np
 
 from models.emotion import apply_emotion_template
 from models.motion_space import CHANNEL_INDEX, CHANNELS, EMOTIONS, channel_name
-from models.procedural import ProceduralStyle, procedural_motion
+from models.procedural import ProceduralStyle, audio_envelope, procedural_motion
 
 __all__ = [
     "FPS",
+    "HEAD_MOTIONS",
     "PHONEME_VISEMES",
     "SAMPLE_RATE",
     "VISEMES",
@@ -76,7 +77,10 @@ __all__ = [
     "iter_generate_dataset",
     "lip_gap",
     "phoneme_visemes",
+    "pitch_track",
+    "prosodic_head_motion",
     "random_sentence",
+    "syllable_accents",
     "synthesize",
     "viseme_motion",
 ]
@@ -405,6 +409,221 @@ _VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbc
 _VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt")
 
 
+# --- head motion that follows the speech (prosody) ----------------------------------------------
+# Talking heads move most on stressed, louder, higher-pitched syllables and at phrase starts, and
+# blink mostly in pauses (e.g. Graf et al. 2002, "Visual prosody: facial movements accompanying
+# speech"; Munhall et al. 2004; blinks cluster at pauses and phrase boundaries). ``head="prosody"``
+# (generate_clip / generate_dataset) drives the head, brows and blinks from the clip's own audio
+# and phoneme timings instead of the procedural generator's random sway and blinks, so that
+# audio can predict how much the head moves (what the A2I student learns).
+_VOWEL_START = set("aAeEiIoOuUV03@")
+_PAUSE_S = 0.15  # silence at least this long ends a phrase
+
+
+def pitch_track(audio: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
+    """Fundamental frequency per frame ``[F]`` in Hz (0 = unvoiced or silent), by normalised
+    autocorrelation of a 40 ms window at each frame centre, lags for 70-400 Hz (the shortest lag
+    within 85 % of the best peak, against octave errors); voiced when that peak exceeds 0.5 and
+    the frame is no more than 35 dB below the loudest."""
+    x = np.asarray(audio, dtype=np.float64)
+    win = round(0.04 * sample_rate)
+    hop = sample_rate / fps
+    lo, hi = int(sample_rate / 400), int(sample_rate / 70)
+    centres = np.round((np.arange(num_frames) + 0.5) * hop).astype(int)
+    pad = np.pad(x, (win, win))
+    frames = np.stack([pad[c + win // 2 : c + win // 2 + win] for c in centres])  # [F, win]
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    frames = frames * np.hanning(win)[None]
+    n = 2 * win
+    spec = np.fft.rfft(frames, n=n, axis=1)
+    ac = np.fft.irfft(np.abs(spec) ** 2, n=n, axis=1)[:, : hi + 1]  # [F, hi + 1]
+    # Normalise by the window's own autocorrelation so the taper does not favour short lags.
+    w_ac = np.fft.irfft(np.abs(np.fft.rfft(np.hanning(win), n=n)) ** 2, n=n)[: hi + 1]
+    r = ac / np.maximum(ac[:, :1], 1e-12) / np.maximum(w_ac / w_ac[0], 1e-3)[None]
+    # The shortest lag that comes close to the best one, refined to its local peak (the best
+    # alone often lands on twice the period: the taper correction favours long lags a little).
+    rr = r[:, lo:]
+    best = rr.max(axis=1, keepdims=True)
+    first = np.argmax(rr >= 0.85 * best, axis=1)
+    lag = np.empty(num_frames, dtype=int)
+    for f, j in enumerate(first):
+        seg = rr[f, j : j + j // 4 + 3]
+        lag[f] = lo + j + int(np.argmax(seg))
+    peak = r[np.arange(num_frames), lag]
+    db = 10 * np.log10(ac[:, 0] + 1e-12)
+    voiced = (peak > 0.5) & (db > db.max() - 35.0)
+    return np.where(voiced, sample_rate / lag, 0.0)
+
+
+def _bump(t: np.ndarray, t0: float, dur: float) -> np.ndarray:
+    """Raised cosine from t0 to t0 + dur (a move out and back), peak 1 at its middle."""
+    u = (t - t0) / dur
+    return np.where((u >= 0) & (u <= 1), 0.5 - 0.5 * np.cos(2 * np.pi * np.clip(u, 0, 1)), 0.0)
+
+
+def _smoothstep(t: np.ndarray, t0: float, dur: float) -> np.ndarray:
+    u = np.clip((t - t0) / dur, 0.0, 1.0)
+    return u * u * (3 - 2 * u)
+
+
+def syllable_accents(
+    phonemes: list[Phoneme], audio: np.ndarray, sample_rate: int, fps: float, num_frames: int
+) -> list[dict]:
+    """Syllable nuclei (vowels) with their prominence: ``[{"start", "end", "strength",
+    "pitch_accent", "phrase_start"}]`` (seconds; strength and pitch_accent in [0, 1]).
+
+    Prominence = z(loudness) + 0.7 z(pitch) + 0.5 z(duration) over the clip's vowels (loudness:
+    the peak of models.procedural.audio_envelope's energy over the vowel; pitch: its highest
+    voiced F0 in semitones; duration: the vowel's), strength = clip((prominence - 0.3) / 1.5,
+    0, 1); the first vowel of a phrase (after >= 0.15 s of pause or at the start) gets at least
+    0.6. pitch_accent = clip(z(pitch) / 1.5, 0, 1)."""
+    energy, _ = audio_envelope(np.asarray(audio, dtype=np.float64), sample_rate, fps, num_frames)
+    f0 = pitch_track(audio, sample_rate, fps, num_frames)
+    semis = np.where(f0 > 0, 12 * np.log2(np.maximum(f0, 1.0) / 100.0), np.nan)
+    nuclei: list[dict] = []
+    pause_before = True
+    for k, p in enumerate(phonemes):
+        if p.symbol.startswith("_"):
+            if p.end - p.start >= _PAUSE_S:
+                pause_before = True
+            continue
+        vowel = p.symbol[0] in _VOWEL_START and p.symbol not in ("j", "w")
+        if not vowel:
+            continue
+        if nuclei and k > 0 and phonemes[k - 1].symbol == p.symbol and nuclei[-1]["end"] == p.start:
+            nuclei[-1]["end"] = p.end  # the second half of a diphthong
+            continue
+        nuclei.append({"start": p.start, "end": p.end, "phrase_start": pause_before})
+        pause_before = False
+    if not nuclei:
+        return []
+    feats = []
+    for nu in nuclei:
+        f0_ = min(int(nu["start"] * fps), num_frames - 1)
+        f1_ = min(max(f0_ + 1, int(np.ceil(nu["end"] * fps))), num_frames)
+        sp = semis[f0_:f1_]
+        feats.append((energy[f0_:f1_].max(), np.nanmax(sp) if np.isfinite(sp).any() else np.nan,
+                      nu["end"] - nu["start"]))  # fmt: skip
+    a = np.array(feats, dtype=np.float64)  # [V, 3]
+
+    def z(col: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(col)
+        if ok.sum() < 2 or np.nanstd(col) < 1e-9:
+            return np.zeros_like(col)
+        out = (col - np.nanmean(col)) / np.nanstd(col)
+        return np.where(ok, out, 0.0)
+
+    zl, zp, zd = z(a[:, 0]), z(a[:, 1]), z(a[:, 2])
+    prom = zl + 0.7 * zp + 0.5 * zd
+    for nu, pr, zpi in zip(nuclei, prom, zp, strict=True):
+        s = float(np.clip((pr - 0.3) / 1.5, 0.0, 1.0))
+        nu["strength"] = max(s, 0.6) if nu["phrase_start"] else s
+        nu["pitch_accent"] = float(np.clip(zpi / 1.5, 0.0, 1.0))
+    return nuclei
+
+
+def prosodic_head_motion(
+    motion: np.ndarray,
+    phonemes: list[Phoneme],
+    audio: np.ndarray,
+    rng: np.random.Generator,
+    style: ProceduralStyle,
+    fps: float = FPS,
+) -> tuple[np.ndarray, dict]:
+    """Replace the procedural head pose, brows and blinks of ``motion [F, 90]`` by motion that
+    follows the speech; returns ``(motion, info)`` (a copy; info counts accents and blinks).
+
+    Head: a slow idle sway at 0.3 of the procedural amplitude, plus on every accented vowel
+    (:func:`syllable_accents`, strength a > 0) a nod (pitch, raised cosine over 0.4 s starting
+    60 ms before the vowel, ``nod_deg * a``) and a turn (yaw and roll shift by a random amount
+    ``~ sway_deg * a`` over 0.3 s, pulled back towards 0 so the head does not wander); phrase
+    starts lift the head first. Brows rise (``brow_raise * pitch_accent``) on pitch accents.
+    Blinks (the procedural blink profile): with the head lift at a phrase start (probability
+    0.6), in pauses after speech (0.3), plus rare random ones (0.08 Hz)."""
+    out = np.array(motion, dtype=np.float64, copy=True)
+    F = out.shape[0]
+    i = CHANNEL_INDEX
+    t = (np.arange(F) + 0.5) / fps
+    accents = syllable_accents(phonemes, audio, SAMPLE_RATE, fps, F)
+    phases = rng.uniform(0, 2 * np.pi, size=(3, 3))
+    freqs = np.array([0.11, 0.23, 0.37])
+    sway = np.sin(2 * np.pi * freqs[None, :, None] * t[None, None, :] + phases[:, :, None])
+    sway = 0.3 * sway.sum(axis=1) / 2.0  # [3, F]
+    pitch = style.sway_deg * 0.6 * sway[0]
+    yaw = style.sway_deg * sway[1]
+    roll = style.sway_deg * 0.4 * sway[2]
+    brow = np.zeros(F)
+    turn_yaw, turn_roll = np.zeros(F), np.zeros(F)
+    off_yaw = off_roll = 0.0
+    n_acc = 0
+    for nu in accents:
+        a = nu["strength"]
+        if a <= 0:
+            continue
+        n_acc += 1
+        t0 = nu["start"] - 0.06
+        if nu["phrase_start"]:
+            pitch -= 0.5 * style.nod_deg * a * _bump(t, t0 - 0.2, 0.5)  # lift, then speak
+        pitch += style.nod_deg * a * _bump(t, t0, 0.4)
+        # A turn to a new offset, half-way back towards centre plus a random part.
+        new_yaw = 0.5 * off_yaw + rng.normal() * style.sway_deg * a
+        new_roll = 0.5 * off_roll + rng.normal() * 0.4 * style.sway_deg * a
+        step = _smoothstep(t, t0, 0.3)
+        turn_yaw += (new_yaw - off_yaw) * step
+        turn_roll += (new_roll - off_roll) * step
+        off_yaw, off_roll = new_yaw, new_roll
+        brow += style.brow_raise * nu["pitch_accent"] * _bump(t, t0, 0.5)
+    # The turns drift back to centre slowly (time constant 2 s), as heads do.
+    out[:, i["pitch"]] = pitch
+    out[:, i["yaw"]] = yaw + turn_yaw - _lowpass_drift(turn_yaw, fps)
+    out[:, i["roll"]] = roll + turn_roll - _lowpass_drift(turn_roll, fps)
+    out[:, i[channel_name(1, 1)]] = -np.minimum(brow, style.brow_raise * 1.2)
+    out[:, i[channel_name(2, 1)]] = -np.minimum(brow, style.brow_raise * 1.2)
+
+    # Blinks at phrase starts, with the head movement that opens the phrase (blinks go with
+    # gaze shifts and head movements), in some pauses after speech, and rarely anywhere.
+    blink = np.zeros(F)
+    profile = np.array([0.5, 1.0, 0.8, 0.45, 0.15])[: style.blink_frames]
+    times = [nu["start"] - 0.21 for nu in accents if nu["phrase_start"] and rng.random() < 0.6]
+    spoke = False
+    for p in phonemes:
+        if p.symbol.startswith("_"):
+            if spoke and p.end - p.start >= _PAUSE_S and rng.random() < 0.3:
+                times.append(p.start + rng.uniform(0.0, min(0.15, p.end - p.start)))
+            continue
+        spoke = True
+    tr = 0.0
+    while True:
+        tr += 1.0 + rng.exponential(1.0 / 0.08)
+        if tr >= F / fps:
+            break
+        times.append(tr)
+    for tb in times:
+        f0 = int(tb * fps)
+        f1 = min(f0 + profile.size, F)
+        if 0 <= f0 < F:
+            blink[f0:f1] = np.maximum(blink[f0:f1], profile[: f1 - f0])
+    out[:, i["eye_open_r"]] = 1.0 - blink
+    out[:, i["eye_open_l"]] = 1.0 - blink
+    for upper in (11, 15):
+        out[:, i[channel_name(upper, 1)]] = 0.03 * blink
+    for lower in (13, 16):
+        out[:, i[channel_name(lower, 1)]] = -0.006 * blink
+    return out, {"accents": n_acc, "blinks": len(times)}
+
+
+def _lowpass_drift(x: np.ndarray, fps: float, tau_s: float = 2.0) -> np.ndarray:
+    """The slow part of ``x`` (one-pole low-pass, time constant ``tau_s``), what a head lets go of
+    as it drifts back to centre."""
+    alpha = 1.0 / (tau_s * fps)
+    y = np.zeros_like(x)
+    acc = 0.0
+    for k, v in enumerate(x):
+        acc += alpha * (v - acc)
+        y[k] = acc
+    return y
+
+
 # --- clips ---------------------------------------------------------------------------------------
 @dataclass
 class SpeechClip:
@@ -456,10 +675,18 @@ def _emotion_curve(rng: np.random.Generator, F: int) -> tuple[np.ndarray, dict]:
     return w, info
 
 
-def generate_clip(seed: int, index: int = 0) -> SpeechClip:
-    """Clip ``index`` of the dataset with ``seed`` (a function of the two alone).
+HEAD_MOTIONS = ("random", "prosody")
 
-    Raises EspeakError when espeak-ng is unavailable."""
+
+def generate_clip(seed: int, index: int = 0, head: str = "random") -> SpeechClip:
+    """Clip ``index`` of the dataset with ``seed`` (a function of the two and ``head`` alone).
+
+    head: "random" (the procedural generator's random sway, onset nods and blinks; the data the
+    shipped motion model was trained on) or "prosody" (:func:`prosodic_head_motion`: head,
+    brows and blinks follow the speech; audio, text, mouth and emotion are the same as with
+    "random"). Raises EspeakError when espeak-ng is unavailable, ValueError for another head."""
+    if head not in HEAD_MOTIONS:
+        raise ValueError(f"head must be one of {HEAD_MOTIONS}, got {head!r}")
     from scipy.signal import resample_poly
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
@@ -500,6 +727,11 @@ def generate_clip(seed: int, index: int = 0) -> SpeechClip:
     motion = procedural_motion(
         audio.astype(np.float64), SAMPLE_RATE, FPS, F, seed=int(rng.integers(2**31)), style=style
     )
+    head_info: dict = {}
+    if head == "prosody":
+        # Its own random stream, so everything else is as with head="random".
+        head_rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 1]))
+        motion, head_info = prosodic_head_motion(motion, phonemes, audio, head_rng, style)
     articulation = float(rng.uniform(0.75, 1.25))
     mouth = viseme_motion(phonemes, F, FPS, articulation)  # [F, 7]
     i = CHANNEL_INDEX
@@ -524,7 +756,10 @@ def generate_clip(seed: int, index: int = 0) -> SpeechClip:
         "articulation": articulation,
         "pad_start": pad0,
         "emotion": emo,
+        "head": head,
     }
+    if head_info:
+        meta["head_info"] = head_info
     return SpeechClip(audio, motion, text, phonemes, meta)
 
 
@@ -538,18 +773,21 @@ def _write_wav(path: Path, audio: np.ndarray) -> None:
 
 
 def iter_generate_dataset(
-    out_dir: str | os.PathLike[str], n_clips: int, seed: int = 0
+    out_dir: str | os.PathLike[str], n_clips: int, seed: int = 0, head: str = "random"
 ) -> Iterator[tuple[int, int]]:
     """Write ``n_clips`` clips into ``out_dir`` (layout in the module docstring), yielding
     ``(done, total)`` after each clip (a cancellation point); the manifest is written last, so a
-    cancelled run leaves no manifest. Raises ValueError for n_clips < 1, EspeakError."""
+    cancelled run leaves no manifest. ``head``: see :func:`generate_clip`. Raises ValueError for
+    n_clips < 1 or another head, EspeakError."""
     if n_clips < 1:
         raise ValueError(f"n_clips must be >= 1, got {n_clips}")
+    if head not in HEAD_MOTIONS:
+        raise ValueError(f"head must be one of {HEAD_MOTIONS}, got {head!r}")
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     entries = []
     for k in range(n_clips):
-        clip = generate_clip(seed, k)
+        clip = generate_clip(seed, k, head)
         cid = f"clip_{k:06d}"
         _write_wav(out / "clips" / f"{cid}.wav", clip.audio)
         np.save(out / "clips" / f"{cid}.motion.npy", clip.motion.astype(np.float32))
@@ -569,6 +807,7 @@ def iter_generate_dataset(
     manifest = {
         "version": 1,
         "seed": int(seed),
+        "head": head,
         "fps": FPS,
         "sample_rate": SAMPLE_RATE,
         "channels": list(CHANNELS),
@@ -584,9 +823,10 @@ def generate_dataset(
     n_clips: int,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    head: str = "random",
 ) -> Path:
     """Run :func:`iter_generate_dataset` to the end; returns the manifest's path."""
-    for done, total in iter_generate_dataset(out_dir, n_clips, seed):
+    for done, total in iter_generate_dataset(out_dir, n_clips, seed, head):
         if progress is not None:
             progress(done, total)
     return Path(out_dir) / "manifest.json"
