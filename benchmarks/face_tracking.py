@@ -5,9 +5,11 @@
 
 Frames are drawn faces (models.face.testface) drifting and rolling slightly, so tracking has to
 follow. Rows: the detector alone (letterbox + inference + decode + NMS), the mesh alone (crop +
-inference + projection), the mesh with irises, and ``track`` (steady state: mesh + irises from
-the previous frame's ROI, no detection). Medians and 90th percentiles in ms, for 1 and 2 TFLite
-threads. Needs the models (python -m models.face.fetch_models).
+inference + projection), the mesh with irises, ``track`` (steady state: mesh + irises from
+the previous frame's ROI, no detection; with the re-crop on fast moves, and without it for
+comparison, with how many frames re-cropped) and the full ``FaceTracker.process`` (track + pose
+fit + motion channels + filter). Medians and 90th percentiles in ms, for 1 and 2 TFLite threads.
+Needs the models (python -m models.face.fetch_models).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from models.face.landmarks import FaceLandmarker
 from models.face.testface import draw_face
+from models.face.tracker import FaceTracker
 
 
 def _time(fn, frames) -> np.ndarray:
@@ -50,14 +53,30 @@ def main(argv: list[str] | None = None) -> None:
         rows["mesh"] = _time(lambda f, fl=fl, roi=roi: fl.landmarks(f, roi), frames)
         fl.iris_enabled = True
         rows["mesh + irises"] = _time(lambda f, fl=fl, roi=roi: fl.landmarks(f, roi), frames)
-        fl.reset()
-        fl.track(frames[0])
-        calls = fl.detector_calls
-        rows["track (steady)"] = _time(fl.track, frames)
+        recrop = fl.recrop
+        recrops = {}
+        for label, rc in (("track, no recrop", None), ("track (steady)", recrop)):
+            fl.recrop = rc
+            fl.reset()
+            fl.track(frames[0])
+            calls, crops = fl.detector_calls, fl.recrops
+            rows[label] = _time(fl.track, frames)
+            recrops[label] = fl.recrops - crops
         redetects = fl.detector_calls - calls
+        for label, rc in (("tracker, no recrop", None), ("tracker.process", recrop)):
+            fl.recrop = rc
+            tr = FaceTracker(fl)
+            tr.calibrate(frames[:1])
+            crops = fl.recrops
+            clock = iter(range(10**6))
+            rows[label] = _time(lambda f, tr=tr, c=clock: tr.process(f, next(c) / 30), frames)
+            recrops[label] = fl.recrops - crops
+        fl.recrop = recrop
         for name, t in rows.items():
             med, p90, best = np.median(t), np.percentile(t, 90), t.min()
-            print(f"  threads={threads}  {name:<15} {med:6.2f} / {p90:6.2f}   (min {best:5.2f})")
+            extra = f"   re-cropped {recrops[name]}/{n}" if name in recrops else ""
+            print(f"  threads={threads}  {name:<18} {med:6.2f} / {p90:6.2f}   (min {best:5.2f})"
+                  f"{extra}")  # fmt: skip
         print(f"  threads={threads}  re-detections while tracking: {redetects}")
 
 

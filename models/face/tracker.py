@@ -10,7 +10,9 @@ docs/motion-space.md, "Performance capture"). In short:
   pitch/yaw/roll with ``rotation_matrix``'s convention (LivePortrait's; +yaw turns the face to the
   image left, +pitch tips it down, +roll turns it clockwise on screen). "relative" pose is
   relative to the neutral (calibration) pose; "absolute" adds the neutral's own pose, measured
-  from the face's anatomical axes (eye line and midline).
+  from the face's anatomical axes (eye line and midline). The mesh model reads pose partly from
+  where the face sits in its crop, so calibration lets the crop settle on each neutral frame
+  (``FaceLandmarker.track(settle=True)``) and tracking re-crops on fast moves (``recrop``).
 - Expression: keypoints (``keypoints_from_landmarks``) taken back into the head frame
   (``(kp - t) @ R.T / s``) minus the neutral keypoints, in keypoint units: the neutral mesh is
   scaled so that its keypoints match the reference canonical keypoints (the default head's x_c),
@@ -77,8 +79,8 @@ DEFAULT_PIVOT = (0.0, 0.1875, 0.1375)
 # Mesh points that move with the skull, not with the expression: nose bridge, tip and wings, eye
 # corners, cheekbones. No points of the face's outline (temples 127/356, 234/454, 93/323): the
 # mesh puts those on the visible silhouette, which slides over the skull as the head turns or
-# nods, so they are not rigid; with them the fit read pitch about 0.8x on the default head
-# rendered at +-20 degrees (0.89x without; see docs/motion-space.md).
+# nods, so they are not rigid; with them the fit reads pitch 0.70x on the default head rendered
+# at +-10 degrees (max error 3.2), 0.76x without (2.5); see docs/motion-space.md, "Known bias".
 STABLE_MESH_POINTS = (1, 4, 5, 6, 168, 197, 195, 2, 98, 327, 33, 133, 362, 263, 116, 345, 123,
                       352)  # fmt: skip
 # Keypoints used to scale the neutral face to the reference keypoints (the jaw angles sit on the
@@ -465,12 +467,14 @@ class FaceTracker:
 
     def calibrate(self, frames: Any, name: str = "") -> PerformerProfile:
         """Average neutral frames (an iterable of RGB frames, or of (timestamp, frame) pairs)
-        into a PerformerProfile, make it this tracker's profile and return it. Frames without
-        a face are skipped. Raises ProfileError when no frame has a face."""
+        into a PerformerProfile, make it this tracker's profile and return it. Each frame's mesh
+        comes from a settled crop, as steady tracking sees the face (a neutral from a crop still
+        converging after the detection reads later poses ~2 degrees off). Frames without a face
+        are skipped. Raises ProfileError when no frame has a face."""
         lms = []
         for item in frames:
             frame = item[1] if isinstance(item, tuple) else item
-            lm = self._landmarks(frame)
+            lm = self._landmarks(frame, settle=True)
             if lm is not None:
                 lms.append(lm)
         profile = self.profile_from_landmarks(lms, name)
@@ -479,7 +483,7 @@ class FaceTracker:
         return profile
 
     # ------------------------------------------------------------------------------ per frame
-    def _landmarks(self, frame: Any):
+    def _landmarks(self, frame: Any, settle: bool = False):
         """track() on a frame, or None for a missing/unusable frame or no face (never raises
         for bad frames; ``self._bad_frame`` tells an unusable array from a frame without a
         face)."""
@@ -490,7 +494,7 @@ class FaceTracker:
             a = np.asarray(frame)
             if self.settings.mirror and a.ndim >= 2:
                 a = np.ascontiguousarray(a[:, ::-1])
-            lm = self.landmarker.track(a)
+            lm = self.landmarker.track(a, settle=True) if settle else self.landmarker.track(a)
         except (ValueError, TypeError):  # FaceImageError is a ValueError
             self._bad_frame = True
             self.num_faces = 0

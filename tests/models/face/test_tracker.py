@@ -165,16 +165,20 @@ def test_several_faces_are_counted(tracker):
 @pytest.mark.gl
 def test_rendered_head_pose_and_jaw(request, landmarker, tmp_path):
     """The default head rendered with known yaw, pitch, roll and jaw, written as a PNG sequence,
-    read back through open_source and tracked."""
+    read back through open_source and tracked after calibrating on its neutral frames.
+
+    All of the head's Gaussians are drawn: a 20k level of detail of the ~50k head leaves dark
+    holes in the skin, which the mesh model reads as features (yaw 0.95x / 0.74x and 5 degrees
+    off at 20 on that render, against 1.05x / 0.94x and 1.5 degrees on the full head)."""
     _runslow(request)
     import cv2
 
     from models.face.sources import open_source
     from renderers import Camera
     from renderers.render import render
-    from studio.heads import deformed_cloud, lod_head, resolve_head
+    from studio.heads import deformed_cloud, resolve_head
 
-    head = lod_head(resolve_head(None), 20000)
+    head = resolve_head(None)
     centre = head.kp_to_world[:3, 3]
     cam = Camera.look_at(
         centre + np.array([0, 0, 0.6]), centre, fov_y_deg=30, width=256, height=256
@@ -204,18 +208,20 @@ def test_rendered_head_pose_and_jaw(request, landmarker, tmp_path):
         out[n : 2 * n, CI["pitch"]],
         out[2 * n : 3 * n, CI["roll"]],
     )
-    up, down = truth < 0, truth > 0
-    print(f"max error: yaw {np.abs(yaw - truth).max():.2f}, "
-          f"roll {np.abs(roll - truth / 2).max():.2f},"
-          f" pitch up {np.abs(pitch[up] - truth[up] / 2).max():.2f}, pitch down "
-          f"{np.abs(pitch[down] - truth[down] / 2).max():.2f} (gain "
-          f"{np.median(pitch[down] / (truth[down] / 2)):.2f}), jaw r "
+    pos, neg = truth > 0, truth < 0
+
+    def gains(v, t):  # median read / true angle for positive and negative angles
+        return f"{np.median(v[pos] / t[pos]):.2f} / {np.median(v[neg] / t[neg]):.2f}"
+
+    print(f"max error: yaw {np.abs(yaw - truth).max():.2f} (gain + / - {gains(yaw, truth)}), "
+          f"pitch {np.abs(pitch - truth / 2).max():.2f} (gain down / up "
+          f"{gains(pitch, truth / 2)}), roll {np.abs(roll - truth / 2).max():.2f}, jaw r "
           f"{np.corrcoef(jaw, out[3 * n :, JAW])[0, 1]:.3f}")  # fmt: skip
     assert np.abs(roll - truth / 2).max() <= 2.0, roll
-    # Pitch within 3 degrees both ways (the pose fit leaves out the face's outline points; with
-    # them the previous default head read tipping down at about 0.67x of the angle).
+    # The mesh model reads this stylised head's pitch at about 0.75x of the angle even from a
+    # settled crop (see docs/motion-space.md, "Known bias"), so 3 degrees at 10 is close to its
+    # limit; the crop settling after detection and calibration and the re-crop on fast moves
+    # (FaceLandmarker.recrop) take the error from about 5 degrees to about 2.5.
     assert np.abs(pitch - truth / 2).max() <= 3.0, pitch
     assert np.corrcoef(jaw, out[3 * n :, JAW])[0, 1] >= 0.9
-    # Yaw: the mesh model reads this head's yaw about 1.17x (about 5 degrees over at 20 with the
-    # current default head), the same with any subset of rigid points: not the fit.
     assert np.abs(yaw - truth).max() <= 3.0, yaw
