@@ -8,13 +8,18 @@ other). Qt-free; heavy imports happen inside the functions.
   on the render, the 21 keypoints unprojected onto the splat surface (a depth render: the
   Gaussians' camera depth composited like colour), rigged by smooth weights around them.
 - :func:`head_mpi`: a rigged head (any frame of motion) baked into an MPI from a frontal camera.
-- :func:`import_head`: either import by file type, written atomically to a ``.thead`` file; a
-  generator yielding progress lines (the CLI prints them, a worker shows them).
+- :func:`check_mpi_folder`: an MPI head folder (per-plane RGBA PNGs + ``mpi.json``, see
+  docs/formats.md) read and checked, with one clear line for a bad folder. An MPI head stays a
+  folder: the project refers to it (``HeadRef(kind="mpi")``); a ``.thead`` holds Gaussian heads.
+- :func:`import_head`: any of these by input type; images and .ply/.splat are written
+  atomically to a ``.thead`` file, MPI folders to a checked copy (a folder). A generator
+  yielding progress lines (the CLI prints them, a worker shows them).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +31,15 @@ if TYPE_CHECKING:
     from models.face import FaceLandmarker
     from models.heads import RiggedGaussianHead
     from renderers import MPI, Camera, GaussianCloud
+    from renderers.mpi import ImPortraitMPI
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "PLY_SUFFIXES",
     "HeadImportError",
     "ImportedHead",
+    "check_mpi_folder",
+    "describe_mpi",
     "head_mpi",
     "import_head",
     "import_ply",
@@ -308,6 +316,97 @@ def _smoothstep(e0: float, e1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
+# ------------------------------------------------------------------------ MPI folders
+def check_mpi_folder(folder: str | os.PathLike) -> MPI | ImPortraitMPI:
+    """Read the MPI head folder ``folder`` (layout "rgba" or "im-portrait", see
+    renderers.formats.mpi_folder) and check it. Raises HeadImportError with one line naming
+    the folder and the problem: not a folder, no ``mpi.json``, bad metadata, missing or extra
+    plane files, planes of different sizes or not matching ``mpi.json``, bad depths."""
+    from renderers.formats import FormatError
+    from renderers.formats.mpi_folder import read_mpi_folder
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise HeadImportError(f"{path}: no such folder")
+    try:
+        mpi = read_mpi_folder(path)
+    except (FormatError, OSError, ValueError) as exc:
+        text = str(exc).strip().splitlines()
+        reason = text[0] if text else type(exc).__name__
+        # The reader names the folder (or a file in it) with its full path: keep it short.
+        for prefix in (f"{path / 'mpi.json'}: ", f"{path}: "):
+            if reason.startswith(prefix):
+                reason = reason[len(prefix) :]
+                break
+        reason = reason.replace(f"{path}{os.sep}", "")
+        raise HeadImportError(f"{path.name}: not a usable MPI head folder: {reason}") from None
+    return mpi
+
+
+def describe_mpi(mpi: MPI | ImPortraitMPI) -> str:
+    """``"24 planes 512x512, 0.45-0.65 m"``: what an MPI head is, for messages."""
+    depths = np.asarray(mpi.depths, dtype=np.float64)
+    cam = mpi.camera
+    return (
+        f"{len(depths)} planes {cam.width}x{cam.height}, "
+        f"{float(depths.min()):.2f}-{float(depths.max()):.2f} m"
+    )
+
+
+def _mpi_bit_depth(folder: Path) -> int:
+    import json
+
+    try:
+        depth = json.loads((folder / "mpi.json").read_text(encoding="utf-8")).get("bit_depth", 8)
+    except (OSError, ValueError, AttributeError):
+        return 8
+    return depth if depth in (8, 16) else 8
+
+
+def _copy_mpi(mpi: MPI | ImPortraitMPI, dst: Path, bit_depth: int) -> None:
+    """Write ``mpi`` to the folder ``dst`` atomically: into a temporary sibling, then renamed
+    (an existing ``dst`` is replaced only once the new folder is complete)."""
+    from renderers.formats.mpi_folder import write_mpi_folder
+
+    tmp = dst.with_name(f".{dst.name}.part-{os.getpid()}")
+    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_mpi_folder(tmp, mpi, bit_depth=bit_depth)
+        if dst.exists():
+            os.replace(dst, old)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        if old.exists() and not dst.exists():
+            os.replace(old, dst)  # put the previous folder back
+        raise HeadImportError(f"cannot write {dst}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _import_mpi_folder(src: Path, dst: Path, overwrite: bool) -> Iterator[str]:
+    yield f"reading MPI folder {src.name}"
+    mpi = check_mpi_folder(src)  # a bad folder is reported before any output problem
+    yield f"MPI head {src.name}: {describe_mpi(mpi)}"
+    if dst.suffix.lower() == ".thead":
+        raise HeadImportError(
+            f"{dst.name}: a .thead file holds a Gaussian head; an MPI head stays a folder: "
+            "give --out a folder name to write a checked copy, or use the folder itself as "
+            "the project's head (File > Import MPI Head Folder)"
+        )
+    if dst.resolve() == src.resolve():
+        raise HeadImportError(f"{dst}: the output is the input folder")
+    if dst.exists() and not overwrite:
+        raise HeadImportError(f"{dst} exists (use --force to overwrite)")
+    if dst.exists() and not (dst / "mpi.json").is_file():
+        raise HeadImportError(f"{dst} exists and is not an MPI folder; not overwriting it")
+    if not dst.parent.is_dir():
+        raise HeadImportError(f"{dst.parent}: no such folder for the output")
+    _copy_mpi(mpi, dst, _mpi_bit_depth(src))
+    yield f"wrote {dst}"
+
+
 # ------------------------------------------------------------------------------ one call
 def import_head(
     source: str | os.PathLike,
@@ -317,16 +416,22 @@ def import_head(
     landmarker: FaceLandmarker | None = None,
     result: list[ImportedHead] | None = None,
 ) -> Iterator[str]:
-    """Import ``source`` (an image or a .ply/.splat) and write the head to ``out`` (.thead).
+    """Import ``source`` (an image or a .ply/.splat) and write the head to ``out`` (.thead);
+    or check an MPI head folder ``source`` and write a checked copy to the folder ``out``
+    (:func:`check_mpi_folder`; an MPI cannot go into a .thead, which says so).
 
-    A generator: each yielded string is a progress line; the file is written atomically at the
-    end (nothing is written when anything fails). ``result``, when given, receives the
-    ImportedHead. Raises HeadImportError for an unknown input type, an existing output without
-    ``overwrite``, and the errors of the importers; HeadFileError when writing fails.
+    A generator: each yielded string is a progress line; the output is written atomically at
+    the end (nothing is written when anything fails). ``result``, when given, receives the
+    ImportedHead (not for MPI folders). Raises HeadImportError for an unknown input type, a bad
+    MPI folder, an existing output without ``overwrite``, and the errors of the importers;
+    HeadFileError when writing a .thead fails.
     """
     from models.heads import save_head
 
     src, dst = Path(source), Path(out)
+    if src.is_dir():
+        yield from _import_mpi_folder(src, dst, overwrite)
+        return
     if not src.is_file():
         raise HeadImportError(f"{src}: no such file")
     if dst.suffix.lower() != ".thead":
@@ -350,7 +455,9 @@ def import_head(
         imported = import_ply(src, landmarker=landmarker)
     else:
         known = ", ".join(IMAGE_SUFFIXES + PLY_SUFFIXES)
-        raise HeadImportError(f"{src.name}: unknown input type {suffix!r} (expected {known})")
+        raise HeadImportError(
+            f"{src.name}: unknown input type {suffix!r} (expected {known}, or an MPI folder)"
+        )
     for note in imported.notes:
         yield f"note: {note}"
     yield f"rigged head {imported.head.name!r}: {len(imported.head)} Gaussians"

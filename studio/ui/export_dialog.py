@@ -6,39 +6,50 @@ The dialog edits :class:`studio.export.ExportSettings` with presets (Quest side-
 change: adjustments (odd sizes rounded to even) show as warnings, problems (a range outside the
 project, an existing file) disable Export and say why. The last choices are kept in QSettings.
 
-Export runs :func:`studio.export.export_project` in a :class:`studio.workers.Worker`. Rendering
-needs a GL context made *in the worker thread*; inside the GUI process it must come from Qt (an
-EGL context next to Qt's GLX one aborts), so the job creates a QOpenGLContext shared with Qt's
-(``QOpenGLContext.globalShareContext()``, set up by ``AA_ShareOpenGLContexts`` in
-studio.ui.app) on a QOffscreenSurface that the dialog made in the GUI thread, then wraps it
-with ``moderngl.create_context()``. The dialog shows frame i/N, fps, ETA and a thumbnail of the
-latest frame (scaled down in the worker, so the GUI thread only paints it); Cancel stops after
-the frame being rendered and export_project removes the partial file.
+A video or PNG export runs in a child process (:class:`ExportProcess`, ``python -m
+studio.export.child``) on a snapshot of the project saved to a temporary .ths, so unsaved edits
+are what is exported. Not a thread: on a software GL (llvmpipe) moderngl's draw and readback
+calls hold the Python GIL for hundreds of ms, and the GUI thread's own GL work (composing the
+main window, which holds the GL viewport) was seen waiting inside llvmpipe behind the export's
+frames: an export thread stalled the GUI for up to seconds. The child has its own GIL and its
+own headless EGL context (no GLX/EGL mix), and a GL crash there leaves the studio running.
+The dialog shows frame i/N, fps, ETA and a thumbnail of the latest frame (written by the
+child, scaled down there, so the GUI thread only loads and paints it); Cancel sends SIGINT: the
+child stops before its next frame and removes its partial file. Motion exports are quick and
+Qt-free numpy: they run in a :class:`studio.workers.Worker`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import logging
-import math
 import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import (
-    QDesktopServices,
-    QGuiApplication,
-    QImage,
-    QOffscreenSurface,
-    QOpenGLContext,
-    QPixmap,
-    QSurfaceFormat,
+from PySide6.QtCore import (
+    QCoreApplication,
+    QObject,
+    QProcess,
+    QProcessEnvironment,
+    QSettings,
+    QSize,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
 )
+from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -70,9 +81,9 @@ from studio.export import (
     ExportProgress,
     ExportSettings,
     export_motion,
-    export_project,
     plan_export,
 )
+from studio.export.child import settings_to_json
 from studio.export.progress import format_eta
 from studio.project_ops import snapshot_project
 from studio.ui import dialogs
@@ -84,8 +95,9 @@ __all__ = [
     "KINDS",
     "PRESETS",
     "ExportDialog",
+    "ExportProcess",
     "ExportUpdate",
-    "export_job",
+    "export_command",
     "motion_job",
 ]
 
@@ -156,6 +168,9 @@ PRESETS: dict[str, Preset] = {
 
 SETTINGS_KEY = "export/last"
 THUMB_WIDTH = 480
+CHILD_NICE = 5  # the export child yields the CPU to the studio (2-core machines)
+CANCEL_KILL_MS = 30_000  # a cancelled child still running after this is killed
+PROGRESS_INTERVAL_S = 0.25  # the most progress reports the GUI shows per second: 4
 _KNOWN_TAGS = tuple(t for t in LAYOUT_TAGS.values() if t)
 
 
@@ -169,104 +184,326 @@ class ExportUpdate:
     thumbnail: np.ndarray | None
 
 
-def _thumbnail(picture: np.ndarray | None, width: int) -> np.ndarray | None:
-    """Nearest-neighbour downscale by an integer step (cheap; done in the worker thread)."""
-    if picture is None:
-        return None
-    step = max(1, math.ceil(picture.shape[1] / width))
-    return np.ascontiguousarray(picture[::step, ::step, :3])
-
-
-_THREADED_GL: list[bool] = []
-
-
-def _threaded_gl() -> bool:
-    """QOpenGLContext.supportsThreadedOpenGL(), asked once (the first call probes the driver,
-    ~50 ms: the dialog asks when it opens, not when Export is pressed)."""
-    if not _THREADED_GL:
-        _THREADED_GL.append(bool(QOpenGLContext.supportsThreadedOpenGL()))
-    return _THREADED_GL[0]
-
-
-def _export_format() -> QSurfaceFormat:
-    fmt = QSurfaceFormat()
-    fmt.setRenderableType(QSurfaceFormat.RenderableType.OpenGL)
-    fmt.setVersion(3, 3)
-    fmt.setProfile(QSurfaceFormat.OpenGLContextProfile.CoreProfile)
-    fmt.setDepthBufferSize(0)  # the renderers draw into their own framebuffers
-    return fmt
-
-
-def export_job(
-    project: Project,
-    settings: ExportSettings | ExportPlan,
-    surface: QOffscreenSurface,
-    share: QOpenGLContext | None = None,
-    project_path: Path | None = None,
+def export_command(
+    snapshot: Path,
+    settings_file: Path,
+    preview_dir: Path,
+    project_path: Path | None,
     thumb_width: int = THUMB_WIDTH,
-) -> Iterator[Progress]:
-    """Worker job: :func:`export_project` rendering with a Qt OpenGL context made in this (the
-    worker's) thread on ``surface`` (created in the GUI thread), shared with ``share`` when
-    given. Yields a Progress per report (``preview`` = :class:`ExportUpdate`); returns the last
-    (``done``) ExportProgress. Closing the generator (Cancel) stops at the current frame and
-    removes the partial output. Raises ExportError (bad settings, no GL context, disk full).
+) -> tuple[str, list[str]]:
+    """(program, arguments) of the export child process (studio.export.child); a function so
+    tests can substitute a failing or crashing child."""
+    args = ["-m", "studio.export.child", str(snapshot), str(settings_file),
+            "--preview-dir", str(preview_dir), "--thumb-width", str(thumb_width),
+            "--nice", str(CHILD_NICE)]  # fmt: skip
+    if project_path is not None:
+        args += ["--project-path", str(project_path)]
+    return sys.executable, args
+
+
+class ExportProcess(QObject):
+    """One video/PNG export in a child process (``python -m studio.export.child``), with the
+    interface of :class:`studio.workers.Worker` that the dialog and the status bar use (same
+    signals, ``name``, ``last_progress``, ``start``/``cancel``/``wait``, ``is_running``,
+    ``is_cancel_requested``).
+
+    ``start`` saves ``project`` (a snapshot: the user's unsaved state is what is exported) and
+    the settings to a temporary folder in a Python thread (a big head asset takes a while to
+    write), then starts the child with QProcess. Its JSON lines (see studio.export.child) become
+    ``progress`` reports whose preview is an :class:`ExportUpdate` with the thumbnail the child
+    wrote (reports that arrive together are coalesced: only the newest is shown). ``cancel``
+    sends SIGINT (the child stops before its next frame and removes its temporary file); a
+    child that is killed or crashes has its ``.part`` file removed here. ``failed`` carries the
+    child's one-line error, or "the export process stopped unexpectedly" with the last line it
+    printed on stderr (the whole tail goes to the log).
     """
-    held: dict[str, Any] = {}
 
-    def make_context():
-        import moderngl
+    started_running = Signal()
+    progress = Signal(object)
+    finished_ok = Signal(object)
+    failed = Signal(str, str)
+    cancelled = Signal()
+    done = Signal()
+    _snapshot_saved = Signal(str)  # "" or why the snapshot could not be written
 
-        ctx = QOpenGLContext()
-        ctx.setFormat(surface.format())
-        if share is not None:
-            ctx.setShareContext(share)
-        if not ctx.create() and share is not None:
-            # Some drivers refuse to share between profiles: an unshared context still renders.
-            log.info("export: a context shared with Qt's could not be made; using an unshared one")
-            ctx = QOpenGLContext()
-            ctx.setFormat(surface.format())
-            ctx.create()
-        if not ctx.isValid():
-            raise ExportError("cannot render: no OpenGL 3.3 context (graphics driver missing?)")
-        held["qt"] = ctx
-        if not ctx.makeCurrent(surface):
-            raise ExportError("cannot render: the OpenGL context cannot be made current")
+    def __init__(
+        self,
+        project: Project,
+        settings: ExportSettings,
+        out: Path,
+        project_path: Path | None = None,
+        *,
+        name: str = "Export",
+        thumb_width: int = THUMB_WIDTH,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.out = out  # the final output (plan.out): its temporary twin is cleaned on a crash
+        self._project = project
+        self._settings = settings
+        self._project_path = project_path
+        self._thumb_width = thumb_width
+        self._cancel = False
+        self._started = False
+        self._outcome: str | None = None  # "ok" | "error" | "cancelled"
+        self._dir: Path | None = None
+        self._saver: threading.Thread | None = None
+        self._proc: QProcess | None = None
+        self._pid = 0
+        self._stdout = b""
+        self._stderr = b""
+        self._result: ExportProgress | None = None
+        self._error: str | None = None
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self._kill)
+        self._pending: Progress | None = None  # a report held back by the rate limit
+        self._last_emit = 0.0
+        self._emit_timer = QTimer(self)
+        self._emit_timer.setSingleShot(True)
+        self._emit_timer.timeout.connect(self._emit_pending)
+        self._snapshot_saved.connect(self._launch)
+        # Determinate from the start (see ExportDialog.start_export: no busy animation).
+        self.last_progress = Progress(0.0, "")
+
+    # --------------------------------------------------------------------------- control
+    def start(self) -> None:
+        """Write the snapshot (in a thread), then start the child. Runs once."""
+        if self._started:
+            raise RuntimeError(f"export {self.name!r} was already started")
+        self._started = True
+        _LIVE.add(self)  # until finished: the dialog may drop its reference in ``done``
+        self._dir = Path(tempfile.mkdtemp(prefix="ths-export-"))
+        self._saver = threading.Thread(target=self._save, name="export-snapshot", daemon=True)
+        self._saver.start()
+
+    def cancel(self) -> None:
+        """Stop the export before its next frame; nothing is left under the output name."""
+        if self._cancel or self._outcome is not None:
+            return
+        self._cancel = True
+        proc = self._proc
+        if proc is not None and proc.state() != QProcess.ProcessState.NotRunning:
+            if os.name == "posix" and self._pid:
+                with contextlib.suppress(OSError):
+                    os.kill(self._pid, signal.SIGINT)
+            else:
+                proc.terminate()
+            self._kill_timer.start(CANCEL_KILL_MS)  # a child stuck in one frame is killed
+
+    @property
+    def is_cancel_requested(self) -> bool:
+        return self._cancel
+
+    @property
+    def is_running(self) -> bool:
+        return self._started and self._outcome is None
+
+    def wait(self, msecs: int = 5000) -> bool:
+        """Block until the child has ended (True; ``done`` has then been emitted) or ``msecs``
+        passed (False). A cancelled child that does not stop in time is killed."""
+        deadline = time.monotonic() + msecs / 1000
+        if self._saver is not None:
+            self._saver.join(max(0.0, deadline - time.monotonic()))
+        if self._proc is None:
+            QCoreApplication.sendPostedEvents(self)  # a queued launch (or failure) lands now
+        if self._proc is None:
+            if self._outcome is None and self._saver is not None and not self._saver.is_alive():
+                self._finish("cancelled" if self._cancel else "error")
+            return self._outcome is not None
+        left = max(0, int((deadline - time.monotonic()) * 1000))
+        if not self._proc.waitForFinished(left) and self._cancel:
+            self._kill()
+            self._proc.waitForFinished(2000)
+        return self._outcome is not None
+
+    # ------------------------------------------------------------------------ the child
+    def _save(self) -> None:  # the saver thread
+        from studio.document.fileformat import save_project
+
+        assert self._dir is not None
         try:
-            mgl = moderngl.create_context(require=330)
-        except Exception as exc:
-            text = str(exc).strip().splitlines()
-            raise ExportError(f"cannot render: {text[0] if text else type(exc).__name__}") from None
-        held["mgl"] = mgl
-        return mgl
+            save_project(self._project, self._dir / "snapshot.ths", backups=0)
+            (self._dir / "settings.json").write_text(
+                settings_to_json(self._settings), encoding="utf-8"
+            )
+            reason = ""
+        except Exception as exc:  # ProjectFileError, OSError: reported, never raised here
+            reason = _one_line(str(exc)) or type(exc).__name__
+        self._snapshot_saved.emit(reason)
 
-    last: ExportProgress | None = None
-    try:
-        gen = export_project(
-            project, settings, context_factory=make_context, project_path=project_path
-        )
-        try:
-            for report in gen:
-                thumb = _thumbnail(report.preview, thumb_width)
-                slim = dataclasses.replace(report, preview=None)
-                fraction = report.frame / report.total if report.total else None
-                text = f"{report.frame}/{report.total} frames"
-                if report.frame:
-                    text += f"  {report.fps:.1f} fps  ETA {format_eta(report.eta_s)}"
-                yield Progress(fraction, text, ExportUpdate(slim, thumb))
-                last = slim
-        finally:
-            gen.close()  # its cleanup (abort the writer, remove the partial file) needs GL
-    finally:
-        mgl = held.pop("mgl", None)
-        if mgl is not None:
-            mgl.release()
-        ctx = held.pop("qt", None)
-        if ctx is not None:
-            ctx.doneCurrent()
-            from shiboken6 import Shiboken
+    def _launch(self, reason: str) -> None:
+        if self._outcome is not None or self._proc is not None:
+            return
+        if reason:
+            self._error = f"cannot save the project for the export: {reason}"
+            self._finish("error")
+            return
+        if self._cancel:
+            self._finish("cancelled")
+            return
+        assert self._dir is not None
+        program, args = export_command(
+            self._dir / "snapshot.ths", self._dir / "settings.json", self._dir,
+            self._project_path, self._thumb_width,
+        )  # fmt: skip
+        proc = QProcess(self)
+        env = QProcessEnvironment.systemEnvironment()
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding studio/
+        old = env.value("PYTHONPATH", "")
+        env.insert("PYTHONPATH", root + (os.pathsep + old if old else ""))
+        proc.setProcessEnvironment(env)
+        proc.readyReadStandardOutput.connect(self._read_stdout)
+        proc.readyReadStandardError.connect(self._read_stderr)
+        proc.finished.connect(self._on_finished)
+        proc.errorOccurred.connect(self._on_error)
+        self._proc = proc
+        proc.start(program, args)
+        if proc.waitForStarted(10_000):
+            self._pid = int(proc.processId())
+            self.started_running.emit()
 
-            Shiboken.delete(ctx)  # here: a context is destroyed in the thread that used it
-    return last
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart and self._outcome is None:
+            self._error = f"the export process could not be started ({self._proc.errorString()})"
+            self._finish("error")
+
+    def _read_stderr(self) -> None:
+        assert self._proc is not None
+        self._stderr = (self._stderr + bytes(self._proc.readAllStandardError()))[-8000:]
+
+    def _read_stdout(self) -> None:
+        assert self._proc is not None
+        self._stdout += bytes(self._proc.readAllStandardOutput())
+        *lines, self._stdout = self._stdout.split(b"\n")
+        latest: dict[str, Any] | None = None
+        preview: str | None = None
+        for raw in lines:
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                continue  # not ours (a library printing on stdout)
+            if not isinstance(msg, dict):
+                continue
+            if "error" in msg:
+                self._error = str(msg["error"])
+            elif msg.get("done"):
+                self._result = _report(msg, done=True)
+            elif "frame" in msg:
+                latest = msg
+                preview = msg.get("preview") or preview
+        if latest is None or self._cancel:
+            return
+        thumb = None
+        if preview and self._dir is not None:
+            try:
+                thumb = np.load(self._dir / Path(preview).name, allow_pickle=False)
+            except (OSError, ValueError):
+                thumb = None  # replaced under us: the next one comes soon
+        if thumb is None and self._pending is not None:  # keep a thumbnail not shown yet
+            thumb = self._pending.preview.thumbnail
+        report = _report(latest)
+        fraction = report.frame / report.total if report.total else None
+        # No text: the status bar shows "<name>: <text>", and a label whose text changes
+        # re-lays out the main window, which (right dock column creeping) resizes the GL
+        # viewport and re-renders the head in the GUI thread: 0.4-1 s on a software GL.
+        # The bar shows the fraction; the dialog shows frame, fps and ETA from the report.
+        self.last_progress = Progress(fraction, "", ExportUpdate(report, thumb))
+        # At most PROGRESS_INTERVAL_S apart: each report repaints the dialog and the status bar.
+        self._pending = self.last_progress
+        wait = self._last_emit + PROGRESS_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            self._emit_pending()
+        elif not self._emit_timer.isActive():
+            self._emit_timer.start(max(1, round(wait * 1000)))
+
+    def _emit_pending(self) -> None:
+        self._emit_timer.stop()
+        report, self._pending = self._pending, None
+        if report is not None and self._outcome is None and not self._cancel:
+            self._last_emit = time.monotonic()
+            self.progress.emit(report)
+
+    def _on_finished(self, exit_code: int, status: QProcess.ExitStatus) -> None:
+        self._kill_timer.stop()
+        if self._proc is not None:
+            self._stdout += b"\n"
+            self._read_stdout()
+            self._read_stderr()
+            self._emit_pending()  # the last frame's report before the outcome
+        if self._result is not None:
+            # The "done" line comes after the file was moved onto its final name: it is
+            # complete even if the process then failed on its way out.
+            if exit_code != 0 or status != QProcess.ExitStatus.NormalExit:
+                log.warning("export process ended with %s after finishing", exit_code)
+            self._finish("ok")
+        elif self._cancel:
+            self._finish("cancelled")
+        elif self._error is not None and status == QProcess.ExitStatus.NormalExit:
+            self._finish("error")
+        else:
+            tail = self._stderr.decode("utf-8", "replace").strip()
+            last = tail.splitlines()[-1] if tail else ""
+            how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"exit {exit_code}"
+            self._error = f"the export process stopped unexpectedly ({how})" + (
+                f": {last}" if last else ""
+            )
+            log.error("export child process failed (%s); its last output:\n%s", how, tail)
+            self._finish("error")
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.state() != QProcess.ProcessState.NotRunning:
+            log.warning("export process did not stop when asked; killing it")
+            self._proc.kill()
+
+    def _finish(self, outcome: str) -> None:
+        if self._outcome is not None:
+            return
+        self._outcome = outcome
+        if outcome != "ok" and self._pid:
+            _remove_partial(self.out, self._pid)  # a killed or crashed child leaves its .part
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        if outcome == "ok":
+            self.finished_ok.emit(self._result)
+        elif outcome == "cancelled":
+            self.cancelled.emit()
+        else:
+            self.failed.emit(self._error or "the export failed", "")
+        self.done.emit()
+        # Let go later, not inside the QProcess's own ``finished`` signal (deleting it there
+        # would pull the object out from under Qt).
+        QTimer.singleShot(0, lambda: _LIVE.discard(self))
+
+
+_LIVE: set[ExportProcess] = set()  # started and not yet let go of
+
+
+def _report(msg: dict[str, Any], done: bool = False) -> ExportProgress:
+    path = msg.get("path")
+    return ExportProgress(
+        frame=int(msg.get("frame", 0)),
+        total=int(msg.get("total", 0)),
+        elapsed_s=float(msg.get("elapsed_s", 0.0)),
+        fps=float(msg.get("fps", 0.0)),
+        eta_s=None if msg.get("eta_s") is None else float(msg["eta_s"]),
+        done=done,
+        path=Path(path) if path else None,
+        timings=dict(msg.get("timings") or {}),
+        warnings=tuple(msg.get("warnings") or ()),
+    )
+
+
+def _remove_partial(out: Path, pid: int) -> None:
+    """Remove what studio.export.job writes before it is complete (``.<name>.part-<pid>``,
+    with the output's suffix for files; a folder for PNG sequences)."""
+    for tmp in (out.with_name(f".{out.name}.part-{pid}{out.suffix}"),
+                out.with_name(f".{out.name}.part-{pid}")):  # fmt: skip
+        with contextlib.suppress(OSError):
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp)
+            elif tmp.exists():
+                tmp.unlink()
 
 
 def motion_job(
@@ -334,8 +571,7 @@ class ExportDialog(QDialog):
 
     ``settings``: where the last choices are kept (default: studio.ui.dialogs.open_settings()).
     ``worker_status``: the main window's status-bar indicator, which also shows the export so
-    the dialog can be closed while it runs. ``share_context``: a context to share with when
-    Qt has no global share context. ``kind``: the output kind to start with (a KINDS id).
+    the dialog can be closed while it runs. ``kind``: the output kind to start with (a KINDS id).
 
     Signals: ``exported(Path)`` after a successful export; ``failed(str)`` with the one-line
     reason of a failed one.
@@ -351,22 +587,20 @@ class ExportDialog(QDialog):
         *,
         settings: QSettings | None = None,
         worker_status: WorkerStatus | None = None,
-        share_context: QOpenGLContext | None = None,
         kind: str | None = None,
     ) -> None:
         super().__init__(parent)
         self.controller = controller
         self.settings = settings if settings is not None else dialogs.open_settings()
         self.worker_status = worker_status
-        self.share_context = share_context
-        self.worker: Worker | None = None
+        self.worker: Worker | ExportProcess | None = None
         self.result_path: Path | None = None
         self.last_report: ExportProgress | None = None
         self.plan: ExportPlan | None = None
         self.problem: str | None = None
         self.warnings: list[str] = []
-        self._surface: QOffscreenSurface | None = None
         self._applying = False  # filling fields from a preset or the saved settings
+        self._tracked = False  # the running job is shown in worker_status
         self.setObjectName("ExportDialog")
         self.setWindowTitle("Export")
         self.setMinimumWidth(760)
@@ -386,8 +620,6 @@ class ExportDialog(QDialog):
         layout.addWidget(self.pages)
 
         self.refresh(kind)
-        if QGuiApplication.platformName() not in ("offscreen", "minimal"):
-            _threaded_gl()
 
     # ------------------------------------------------------------------------ building
     def _build_settings_page(self) -> QWidget:
@@ -966,7 +1198,7 @@ class ExportDialog(QDialog):
     def is_running(self) -> bool:
         return self.worker is not None
 
-    def start_export(self) -> Worker | None:
+    def start_export(self) -> Worker | ExportProcess | None:
         """Validate and start the export in a worker; None (and a message) if it cannot."""
         if self.is_running or not self.validate():
             return None
@@ -983,15 +1215,9 @@ class ExportDialog(QDialog):
             target = out
         else:
             assert self.plan is not None
-            surface, reason = self._make_surface()
-            if surface is None:
-                self._report_failure(f"Export needs OpenGL: {reason}")
-                return None
-            self._surface = surface
-            share = QOpenGLContext.globalShareContext() or self.share_context
             plan = self.plan
-            worker = Worker(
-                export_job, project, plan, surface, share, self.controller.path,
+            worker = ExportProcess(
+                project, self.export_settings(), plan.out, self.controller.path,
                 name=f"Export {plan.out.name}",
             )  # fmt: skip
             fw, fh = plan.frame_size
@@ -1000,7 +1226,11 @@ class ExportDialog(QDialog):
         self.result_path = None
         self.last_report = None
         self.progress_title.setText(f"{title}\n→ {target}")
-        self.progress_bar.setRange(0, 0)  # busy until the first report (loading the head)
+        # Not a busy indicator: its animation repaints ~12 times a second, and every repaint of
+        # the main window (whose GL viewport makes Qt compose it with OpenGL) costs tens of ms
+        # on a software GL, taken from the export starting up.
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
         self.progress_text.setText("Preparing…")
         self.preview.clear()
         self.preview.setText("Preview")
@@ -1013,24 +1243,25 @@ class ExportDialog(QDialog):
         worker.done.connect(self._on_done)
         self.worker = worker
         self.export_button.setEnabled(False)
-        if self.worker_status is not None:
-            self.worker_status.track(worker)
+        self._tracked = False
+        if self.worker_status is not None and (not isinstance(worker, ExportProcess)
+                                               or not self.isVisible()):  # fmt: skip
+            self._track(worker)
         worker.start()
         return worker
 
-    def _make_surface(self) -> tuple[QOffscreenSurface | None, str]:
-        """The offscreen surface the worker renders on (made here, in the GUI thread)."""
-        platform = QGuiApplication.platformName()
-        if platform in ("offscreen", "minimal"):
-            return None, f"the '{platform}' display platform has no OpenGL"
-        if not _threaded_gl():
-            return None, "this graphics driver cannot render OpenGL in a background thread"
-        surface = QOffscreenSurface()
-        surface.setFormat(_export_format())
-        surface.create()
-        if not surface.isValid():
-            return None, "no offscreen OpenGL surface can be created (graphics driver missing?)"
-        return surface, ""
+    def _track(self, worker: Worker | ExportProcess) -> None:
+        # A video export shows in the status bar only once the dialog is hidden: the status
+        # bar appearing re-lays out the main window, which resizes and re-renders its GL
+        # viewport (up to a second on a software GL), so not while the dialog shows progress.
+        if self.worker_status is not None and not self._tracked:
+            self._tracked = True
+            self.worker_status.track(worker)  # type: ignore[arg-type]
+
+    def hideEvent(self, event) -> None:
+        if self.worker is not None and self.worker.is_running:
+            self._track(self.worker)
+        super().hideEvent(event)
 
     def _set_running_buttons(self, running: bool) -> None:
         self.cancel_button.setVisible(running)
@@ -1105,9 +1336,6 @@ class ExportDialog(QDialog):
 
     def _on_done(self) -> None:
         self.worker = None
-        if self._surface is not None:
-            self._surface.destroy()  # the worker's context is gone: free the surface here
-            self._surface = None
         self._set_running_buttons(False)
         self.validate()
 

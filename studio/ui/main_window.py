@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QGuiApplication
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -104,6 +104,28 @@ def read_head_job(path: Path):
     cloud = load_gaussians(path)
     yield Progress(1.0, "done")
     return data, len(cloud)
+
+
+def read_mpi_job(folder: Path):
+    """Qt-free job: read and check an MPI head folder (plane PNGs + mpi.json). Returns a one-line
+    description ("24 planes 512x512, 0.45-0.65 m").
+
+    Raises HeadImportError with one line naming the folder and the problem (missing planes,
+    mismatched sizes, bad metadata)."""
+    from studio.head_import import check_mpi_folder, describe_mpi
+
+    yield Progress(None, f"reading {Path(folder).name}")
+    mpi = check_mpi_folder(folder)
+    yield Progress(1.0, "done")
+    return describe_mpi(mpi)
+
+
+def ask_mpi_folder(parent: QWidget | None, start: Path | None = None) -> Path | None:
+    """Ask for an MPI head folder; None if cancelled (a monkeypatch point for tests)."""
+    from PySide6.QtWidgets import QFileDialog
+
+    folder = QFileDialog.getExistingDirectory(parent, "Import MPI Head Folder", str(start or ""))
+    return Path(folder) if folder else None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -333,7 +355,15 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         file.addActions([a["save"], a["save_as"]])
         file.addSeparator()
-        file.addActions([a["import_head"], a["import_audio"], a["export"], a["export_motion"]])
+        # MPI heads are folders: their own entry, with a folder chooser.
+        self.import_mpi_action = QAction("Import &MPI Head Folder…", self)
+        self.import_mpi_action.setObjectName("import_mpi_head")
+        self.import_mpi_action.setToolTip(
+            "Use an MPI head folder (plane_NN.png + mpi.json) as the project's head"
+        )
+        self.import_mpi_action.triggered.connect(lambda: self.import_mpi_head())
+        file.addActions([a["import_head"], self.import_mpi_action, a["import_audio"]])
+        file.addActions([a["export"], a["export_motion"]])
         file.addActions([a["import_livelink"], a["export_livelink"]])
         file.addSeparator()
         file.addAction(a["preferences"])
@@ -732,16 +762,20 @@ class MainWindow(QMainWindow):
             c.notify(f"Imported {path.name} ({duration_s:.2f} s) at frame {frame}")
 
     def import_head(self, path: Path | str | None = None) -> Worker | None:
-        """Use a Gaussian-splat head (.ply / .splat), embedded in the project (undoable)."""
+        """Use a Gaussian-splat head (.ply / .splat), embedded in the project (undoable); a
+        folder is taken as an MPI head (:meth:`import_mpi_head`)."""
         if path is None:
             path = dialogs.ask_head_path(self)
             if path is None:
                 return None
         path = Path(path)
+        if path.is_dir():
+            return self.import_mpi_head(path)
         if path.suffix.lower() not in (".ply", ".splat"):
             self._error(
                 "Cannot import the head",
-                f"{path.name}: not a Gaussian head (.ply or .splat); MPI heads are folders",
+                f"{path.name}: not a Gaussian head (.ply or .splat); MPI heads are folders: "
+                "use File > Import MPI Head Folder",
             )
             return None
 
@@ -753,6 +787,28 @@ class MainWindow(QMainWindow):
 
         return self.run_job(
             read_head_job, path, name=f"Import {path.name}", on_result=done,
+            error_title="Cannot import the head",
+        )  # fmt: skip
+
+    def import_mpi_head(self, folder: Path | str | None = None) -> Worker | None:
+        """Use an MPI head folder (per-plane RGBA PNGs + mpi.json) as the head (undoable). The
+        folder is checked in a worker first; a bad one (missing planes, mismatched sizes) gives
+        one message and changes nothing. The project refers to the folder (an MPI head is not
+        embedded): its absolute path."""
+        if folder is None:
+            start = self.controller.path.parent if self.controller.path is not None else None
+            folder = ask_mpi_folder(self, start)
+            if folder is None:
+                return None
+        folder = Path(folder).expanduser().absolute()
+
+        def done(description: str) -> None:
+            head = HeadRef(asset=str(folder), kind="mpi")
+            if self.controller.push(SetHead(head, label=f"Import MPI head {folder.name}")):
+                self.controller.notify(f"MPI head {folder.name}: {description}")
+
+        return self.run_job(
+            read_mpi_job, folder, name=f"Import {folder.name}", on_result=done,
             error_title="Cannot import the head",
         )  # fmt: skip
 

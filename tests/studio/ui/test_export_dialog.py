@@ -1,10 +1,13 @@
 """The export dialog: presets, inline validation, remembered settings, motion export and the
-File menu (offscreen), plus real exports through the worker with a Qt-shared GL context.
+File menu (offscreen); the export child process seen from the dialog (progress, thumbnail,
+errors, crashes, Cancel, the status bar) with fake children that speak its protocol; and real
+exports through the child process started from a studio on an X display.
 
-The GL tests need Qt's GLX under an X display, and Qt's GLX cannot be made in a process that
-already made an EGL context (renderer and export tests do): like tests/studio/viewport/
-test_widget_gl.py, they run in a fresh child pytest process (QT_QPA_PLATFORM=xcb) and the
-parent reports each child outcome. Without DISPLAY they skip.
+The real-export tests run the studio side under Qt's GLX (xcb), as a user does, while the
+child renders with EGL; Qt's GLX cannot be made in a process that already made an EGL context
+(renderer and export tests do), so like tests/studio/viewport/test_widget_gl.py they run in a
+fresh child pytest process (QT_QPA_PLATFORM=xcb) and the parent reports each child outcome.
+Without DISPLAY they skip.
 """
 
 from __future__ import annotations
@@ -163,16 +166,132 @@ def test_last_settings_are_remembered(qtbot, tmp_path):
     assert Path(again.path.text()).parent == tmp_path  # the last folder
 
 
-def test_no_gl_gives_a_clear_error_and_keeps_the_settings(qtbot, tmp_path, errors):
+def _fake_child(monkeypatch, code: str) -> None:
+    """Run ``python -c code`` instead of the export child (sys.argv[1:]: the real child's
+    arguments after ``-m studio.export.child``)."""
+    import sys
+
+    from studio.ui import export_dialog
+
+    real = export_dialog.export_command
+
+    def fake(*args, **kwargs):
+        _program, argv = real(*args, **kwargs)
+        assert argv[:2] == ["-m", "studio.export.child"]
+        return sys.executable, ["-c", code, *argv[2:]]
+
+    monkeypatch.setattr(export_dialog, "export_command", fake)
+
+
+def _run_to_end(qtbot, dlg: ExportDialog) -> None:
+    assert dlg.start_export() is not None
+    assert dlg.pages.currentIndex() == 1 and dlg.progress_bar.maximum() == 1000  # no busy bar
+    qtbot.waitUntil(lambda: not dlg.is_running, timeout=30_000)
+
+
+def test_child_error_gives_a_clear_message_and_keeps_the_settings(
+    qtbot, tmp_path, errors, monkeypatch
+):
     if CHILD:
         pytest.skip("parent-only")
-    dlg = _dialog(qtbot, tmp_path)  # the offscreen platform has no OpenGL
+    code = (
+        "import json, sys; print('a library talking', flush=True); "
+        "print(json.dumps({'frame': 0, 'total': 100, 'elapsed_s': 0, 'fps': 0, 'eta_s': None}));"
+        "print(json.dumps({'error': 'cannot render: no OpenGL 3.3 context'})); sys.exit(2)"
+    )
+    _fake_child(monkeypatch, code)
+    dlg = _dialog(qtbot, tmp_path)
     failed = []
     dlg.failed.connect(failed.append)
-    assert dlg.start_export() is None
-    assert errors and errors[0][0] == "Export failed" and "OpenGL" in errors[0][1]
+    _run_to_end(qtbot, dlg)
+    assert errors == [("Export failed", "cannot render: no OpenGL 3.3 context")]
     assert failed and dlg.pages.currentIndex() == 0 and dlg.export_button.isEnabled()
     assert not list(tmp_path.glob("*.mp4"))
+    assert not list(Path(tempfile_dir()).glob("ths-export-*"))  # the snapshot is gone
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def test_crashed_child_is_reported_and_its_partial_file_removed(
+    qtbot, tmp_path, errors, monkeypatch
+):
+    if CHILD:
+        pytest.skip("parent-only")
+    # The child's temporary output is .<name>.part-<pid>.mp4 (studio.export.job).
+    code = (
+        "import os, sys;"
+        f"open(os.path.join({str(tmp_path)!r}, f'.clip_LR.mp4.part-{{os.getpid()}}.mp4'), 'wb')"
+        ".write(b'half'); print('segfault in the driver', file=sys.stderr, flush=True);"
+        "os.abort()"
+    )
+    _fake_child(monkeypatch, code)
+    dlg = _dialog(qtbot, tmp_path)
+    _run_to_end(qtbot, dlg)
+    assert errors and "stopped unexpectedly (crashed)" in errors[0][1]
+    assert "segfault in the driver" in errors[0][1]
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+
+
+def test_progress_preview_and_result_from_the_child(qtbot, tmp_path, errors, monkeypatch):
+    if CHILD:
+        pytest.skip("parent-only")
+    # A child that speaks the protocol: three frames, a thumbnail, then done.
+    code = """
+import json, os, sys, time
+import numpy as np
+argv = sys.argv[1:]
+preview_dir = argv[argv.index("--preview-dir") + 1]
+settings = json.load(open(argv[1]))
+out = settings["out"]  # the dialog tagged it already
+def say(**m):
+    print(json.dumps(m), flush=True)
+say(frame=0, total=3, elapsed_s=0.0, fps=0.0, eta_s=None, warnings=["note"])
+for i in (1, 2, 3):
+    np.save(os.path.join(preview_dir, "preview-0.npy"), np.full((8, 16, 3), 200, np.uint8))
+    say(frame=i, total=3, elapsed_s=i * 0.1, fps=10.0, eta_s=(3 - i) * 0.1,
+        preview="preview-0.npy")
+    time.sleep(0.3)
+open(out, "wb").write(b"video")
+say(frame=3, total=3, elapsed_s=0.3, fps=10.0, eta_s=0.0, done=True, path=out,
+    timings={"render": 0.1})
+"""
+    _fake_child(monkeypatch, code)
+    dlg = _dialog(qtbot, tmp_path, _project(3))
+    dlg.apply_preset("quest")
+    dlg._select(dlg.range_mode, "whole")
+    with qtbot.waitSignal(dlg.exported, timeout=30_000) as sig:
+        worker = dlg.start_export()
+        assert worker is not None and worker.is_running
+    qtbot.waitUntil(lambda: not dlg.is_running)
+    assert sig.args[0] == tmp_path / "clip_LR.mp4" and not errors
+    r = dlg.last_report
+    assert r.done and r.total == 3 and r.timings == {"render": 0.1}
+    assert not dlg.preview.pixmap().isNull()  # the thumbnail the child wrote was shown
+    assert "Done: 3 frames" in dlg.progress_text.text()
+
+
+def test_closing_the_dialog_moves_progress_to_the_status_bar(qtbot, tmp_path, monkeypatch):
+    if CHILD:
+        pytest.skip("parent-only")
+    from studio.workers import WorkerStatus
+
+    _fake_child(monkeypatch, "import time; time.sleep(60)")
+    status = WorkerStatus()
+    qtbot.addWidget(status)
+    dlg = _dialog(qtbot, tmp_path, worker_status=status)
+    dlg.show()
+    worker = dlg.start_export()
+    assert worker is not None and status.current() is None  # the dialog shows the progress
+    dlg.reject()  # closing hides the dialog; the status bar keeps progress and Cancel
+    assert status.current() is worker and dlg.is_running
+    t0 = time.perf_counter()
+    status.cancel_current()  # SIGINT: python -c ... dies of KeyboardInterrupt at once
+    qtbot.waitUntil(lambda: not dlg.is_running, timeout=10_000)
+    assert time.perf_counter() - t0 < 5 and status.current() is None
 
 
 def test_export_motion_csv_writes_the_file(qtbot, tmp_path, errors, monkeypatch):
