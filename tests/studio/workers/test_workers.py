@@ -146,3 +146,28 @@ def test_status_widget_shows_progress_and_cancels(qtbot):
     assert status.isHidden() and status.current() is None
     with pytest.raises(Cancelled):
         w.result()
+
+
+def test_status_label_keeps_its_size_whatever_the_text(qtbot):
+    """Progress text must not change the status widget's size hint: a growing label re-lays out
+    the main window (and re-renders the viewport) on every report."""
+    status = WorkerStatus()
+    qtbot.addWidget(status)
+    gate = threading.Event()
+
+    def job():
+        yield Progress(None, "x")
+        yield Progress(0.2, "step 1/40 " + "long text " * 30)
+        gate.wait(5)
+
+    w = Worker(job, name="Generate")
+    status.track(w)
+    hint = status.sizeHint()
+    w.start()
+    qtbot.waitUntil(lambda: "1/40" in status.label.full_text(), timeout=3000)
+    assert status.sizeHint() == hint
+    assert status.label.text() != status.label.full_text()  # elided
+    assert "1/40" in status.label.toolTip()
+    assert status.bar.maximum() == 1000  # no animated busy indicator
+    gate.set()
+    qtbot.waitUntil(lambda: status.current() is None, timeout=3000)
