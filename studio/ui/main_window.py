@@ -473,6 +473,15 @@ class MainWindow(QMainWindow):
         self.audio_label.setObjectName("audioStatus")
         self.autosave_label = QLabel()
         self.autosave_label.setObjectName("autosaveStatus")
+        # Fixed sizes: a status-bar label whose size hint follows its text re-lays out the main
+        # window on every change (every edit flips "Saved"), which re-renders the 3D viewport
+        # and, with no central widget, nudges the docks a few pixels each time.
+        for lbl, longest in (
+            (self.audio_label, "🔇 silent"),
+            (self.autosave_label, "● Autosave failed 00:00"),
+        ):
+            fm = lbl.fontMetrics()
+            lbl.setFixedSize(fm.horizontalAdvance(longest) + 12, fm.height() + 4)
         sb.addPermanentWidget(self.worker_status)
         sb.addPermanentWidget(self.audio_label)
         sb.addPermanentWidget(self.autosave_label)
@@ -559,28 +568,36 @@ class MainWindow(QMainWindow):
         self._update_autosave_label()
         return True
 
+    @staticmethod
+    def _set_status_label(lbl: QLabel, text: str, color: str, tip: str) -> None:
+        """Change a status label only where it differs (a style sheet change re-polishes it)."""
+        if lbl.text() != text:
+            lbl.setText(text)
+        style = f"color: {color}"
+        if lbl.styleSheet() != style:
+            lbl.setStyleSheet(style)
+        if lbl.toolTip() != tip:
+            lbl.setToolTip(tip)
+
     def _update_autosave_label(self) -> None:
         lbl = self.autosave_label
         if self._autosave_error:
-            lbl.setText("● Autosave failed")
-            lbl.setStyleSheet(f"color: {COLORS['error']}")
-            lbl.setToolTip(self._autosave_error)
+            self._set_status_label(lbl, "● Autosave failed", COLORS["error"], self._autosave_error)
         elif not self.controller.is_modified:
-            lbl.setText("✓ Saved")
-            lbl.setStyleSheet(f"color: {COLORS['text_dim']}")
-            lbl.setToolTip("All changes are saved")
+            self._set_status_label(lbl, "✓ Saved", COLORS["text_dim"], "All changes are saved")
         elif self._autosaved_at is not None and (
             self._last_change is None or self._autosaved_at >= self._last_change
         ):
             stamp = time.strftime("%H:%M", time.localtime(self._autosaved_at))
-            lbl.setText(f"● Autosaved {stamp}")
-            lbl.setStyleSheet(f"color: {COLORS['ok']}")
-            lbl.setToolTip("Unsaved changes are safe in the recovery folder; save to keep them")
+            self._set_status_label(
+                lbl, f"● Autosaved {stamp}", COLORS["ok"],
+                "Unsaved changes are safe in the recovery folder; save to keep them",
+            )  # fmt: skip
         else:
-            lbl.setText("● Unsaved changes")
-            lbl.setStyleSheet(f"color: {COLORS['warning']}")
             minutes = self.preferences.autosave_minutes
-            lbl.setToolTip(f"Autosave within {minutes:g} min")
+            self._set_status_label(
+                lbl, "● Unsaved changes", COLORS["warning"], f"Autosave within {minutes:g} min"
+            )
 
     # ------------------------------------------------------------------------ files
     def project_name(self) -> str:
@@ -998,16 +1015,13 @@ class MainWindow(QMainWindow):
         self.speed_label.setText(f"{speed:+g}×" if playing and speed != 1 else "")
 
     def _on_audio_status(self, text: str) -> None:
+        lbl = self.audio_label
         if text and text != "muted":
-            self.audio_label.setText("🔇 silent")
-            self.audio_label.setStyleSheet(f"color: {COLORS['warning']}")
-            self.audio_label.setToolTip(f"No sound: {text}")
+            self._set_status_label(lbl, "🔇 silent", COLORS["warning"], f"No sound: {text}")
         elif text == "muted":
-            self.audio_label.setText("🔇 muted")
-            self.audio_label.setStyleSheet(f"color: {COLORS['text_dim']}")
-            self.audio_label.setToolTip("Audio muted (Ctrl+M)")
+            self._set_status_label(lbl, "🔇 muted", COLORS["text_dim"], "Audio muted (Ctrl+M)")
         else:
-            self.audio_label.setText("")
+            self._set_status_label(lbl, "", COLORS["text_dim"], "")
 
     # ------------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:
