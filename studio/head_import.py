@@ -1,4 +1,5 @@
-"""Head import: portraits and 3DGS .ply files become rigged Gaussian heads; heads become MPIs.
+"""Head import: portraits and 3DGS .ply files become rigged Gaussian heads; heads and MPI folders
+become rigged MPI heads.
 
 Studio glue (it combines models.heads/models.face with the renderers, which may not import each
 other). Qt-free; heavy imports happen inside the functions.
@@ -8,12 +9,17 @@ other). Qt-free; heavy imports happen inside the functions.
   on the render, the 21 keypoints unprojected onto the splat surface (a depth render: the
   Gaussians' camera depth composited like colour), rigged by smooth weights around them.
 - :func:`head_mpi`: a rigged head (any frame of motion) baked into an MPI from a frontal camera.
+- :func:`bake_mpi_head`: a rigged Gaussian head's rest pose baked into a rigged MPI head
+  (``models.heads.RiggedMPIHead``), keypoints carried over.
 - :func:`check_mpi_folder`: an MPI head folder (per-plane RGBA PNGs + ``mpi.json``, see
-  docs/formats.md) read and checked, with one clear line for a bad folder. An MPI head stays a
-  folder: the project refers to it (``HeadRef(kind="mpi")``); a ``.thead`` holds Gaussian heads.
+  docs/formats.md) read and checked, with one clear line for a bad folder;
+  :func:`mpi_head_from_mpi` rigs it: keypoints from the face landmarker on its composited front
+  view, unprojected at its depth (the machinery of the .ply import).
+- :func:`deformed_mpi`: a rigged MPI head driven by one frame of motion, as a ``renderers.MPI``.
 - :func:`import_head`: any of these by input type; images and .ply/.splat are written
-  atomically to a ``.thead`` file, MPI folders to a checked copy (a folder). A generator
-  yielding progress lines (the CLI prints them, a worker shows them).
+  atomically to a ``.thead`` file (Gaussian, or baked to MPI with ``kind="mpi"``), MPI folders
+  to an MPI ``.thead`` or a checked copy (a folder). A generator yielding progress lines (the
+  CLI prints them, a worker shows them).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from models.face import FaceLandmarker
-    from models.heads import RiggedGaussianHead
+    from models.heads import RiggedGaussianHead, RiggedMPIHead
+    from models.heads.mpi_head import MPIArrays
     from renderers import MPI, Camera, GaussianCloud
     from renderers.mpi import ImPortraitMPI
 
@@ -38,13 +45,18 @@ __all__ = [
     "PLY_SUFFIXES",
     "HeadImportError",
     "ImportedHead",
+    "bake_mpi_head",
     "check_mpi_folder",
+    "deformed_mpi",
     "describe_mpi",
     "head_mpi",
     "import_head",
     "import_ply",
     "import_portrait",
+    "mpi_arrays_to_mpi",
     "mpi_camera",
+    "mpi_front_view",
+    "mpi_head_from_mpi",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -61,7 +73,7 @@ class HeadImportError(ValueError):
 class ImportedHead:
     """An imported head and the notes for the user (several faces, resampling, ...)."""
 
-    head: RiggedGaussianHead
+    head: RiggedGaussianHead | RiggedMPIHead
     notes: list[str] = field(default_factory=list)
 
 
@@ -130,6 +142,150 @@ def head_mpi(
     return bake_mpi(cloud, cam, distance=r, num_planes=num_planes, backend=backend)
 
 
+def bake_mpi_head(
+    head: RiggedGaussianHead,
+    *,
+    distance: float = 0.6,
+    width: int = 512,
+    height: int = 512,
+    num_planes: int = 24,
+    backend: str = "auto",
+    name: str | None = None,
+) -> RiggedMPIHead:
+    """The head's rest pose baked into a rigged MPI head (:func:`head_mpi` from the frontal
+    :func:`mpi_camera`, IM-Portrait's plane spacing, 8-bit planes); the canonical keypoints,
+    ``kp_to_world``, pivot and eye width carry over. Raises ValueError for a camera too close."""
+    from models.heads import MPIRigParams, RiggedMPIHead
+
+    cam = mpi_camera(head, distance, width, height)
+    mpi = head_mpi(head, camera=cam, num_planes=num_planes, backend=backend)
+    planes = np.round(np.clip(mpi.rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
+    rig = MPIRigParams(
+        pivot=head.rig.pivot,
+        eye_width=head.rig.eye_width,
+        lid_travel_upper=head.rig.lid_travel_upper,
+        lid_travel_lower=head.rig.lid_travel_lower,
+    )
+    return RiggedMPIHead(
+        name=name or head.name,
+        planes=planes,
+        depths=mpi.depths,
+        intrinsics=np.array([cam.fx, cam.fy, cam.cx, cam.cy]),
+        world_to_camera=cam.world_to_camera,
+        keypoints=head.keypoints,
+        kp_to_world=head.kp_to_world,
+        rig=rig,
+        metadata={
+            "generator": "studio.head_import.bake_mpi_head",
+            "source_head": head.name,
+            "source_metadata": _jsonable(head.metadata),
+        },
+    )
+
+
+def mpi_arrays_to_mpi(arrays: MPIArrays) -> MPI:
+    """A ``renderers.MPI`` from one frame of a rigged MPI head (float32 planes; uint8 planes
+    are converted, float32 ones shared). Raises ValueError for inconsistent arrays."""
+    from renderers import MPI, Camera
+
+    fx, fy, cx, cy = (float(x) for x in arrays.intrinsics)
+    cam = Camera(fx, fy, cx, cy, arrays.width, arrays.height, arrays.world_to_camera)
+    return MPI(arrays.float_rgba(), arrays.depths, cam)
+
+
+def deformed_mpi(head: RiggedMPIHead, values: np.ndarray) -> MPI:
+    """A rigged MPI head driven by one frame of motion channels ``values [len(CHANNELS)]``, as
+    a ``renderers.MPI`` (what the renderers draw). Raises ValueError like ``head.deform``."""
+    return mpi_arrays_to_mpi(head.deform(values))
+
+
+def mpi_front_view(mpi: MPI) -> tuple[np.ndarray, np.ndarray]:
+    """The MPI composited from its own camera, front to back: (straight colour over mid grey
+    [H, W, 3] float32, depth [H, W] float64 metres: the planes' depths weighted by their
+    visible alpha, NaN where less than half covered)."""
+    h, w = mpi.height, mpi.width
+    rgb = np.zeros((h, w, 3), np.float32)
+    trans = np.ones((h, w), np.float32)
+    zsum = np.zeros((h, w), np.float64)
+    for plane, z in zip(mpi.rgba, mpi.depths, strict=True):  # plane 0 nearest
+        vis = trans * plane[..., 3]
+        rgb += vis[..., None] * plane[..., :3]
+        zsum += vis * float(z)
+        trans *= 1.0 - plane[..., 3]
+    cover = 1.0 - trans
+    rgb += trans[..., None] * np.float32(0.5)
+    depth = np.where(cover > 0.5, zsum / np.maximum(cover, 1e-6), np.nan)
+    return rgb, depth
+
+
+def mpi_head_from_mpi(
+    mpi: MPI | ImPortraitMPI,
+    *,
+    name: str = "mpi head",
+    landmarker: FaceLandmarker | None = None,
+    source: str | None = None,
+) -> tuple[RiggedMPIHead, list[str]]:
+    """A rigged MPI head from a plain MPI (e.g. a checked MPI folder): the face landmarker runs
+    on the MPI's composited front view and the 21 keypoints are unprojected at the view's depth
+    (as for .ply heads); the head frame faces the MPI camera. Returns (head, notes). Raises
+    HeadImportError when no plausible face is found."""
+    from models.face import FaceLandmarker
+    from models.heads import MPIRigParams, RiggedMPIHead
+    from renderers.mpi import as_mpi
+
+    mpi = as_mpi(mpi)
+    cam = mpi.camera
+    rgb, depth = mpi_front_view(mpi)
+    lmk = landmarker if landmarker is not None else FaceLandmarker()
+    face = _find_face(rgb, lmk)
+    if face is None:
+        raise HeadImportError(
+            f"{name}: no plausible face found in the MPI's front view; an MPI head needs a face "
+            "looking at the MPI camera"
+        )
+    lm, n_faces = face
+    notes = [f"{n_faces} faces found in the front view; using the largest"] if n_faces > 1 else []
+    anchors, pupils = _face_anchors(lm, depth, cam)
+    # The head's RUB axes in the world: the camera's (OpenCV RDF) axes with y and z flipped.
+    axes = np.asarray(cam.camera_to_world, dtype=np.float64)[:3, :3] @ np.diag([1.0, -1.0, -1.0])
+    try:
+        kp_to_world, x_c, s, eye_mid = _keypoint_frame(anchors, pupils, axes)
+    except ValueError as exc:
+        raise HeadImportError(f"{name}: {exc}") from None
+    planes = np.round(np.clip(mpi.rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
+    rig = MPIRigParams(
+        pivot=eye_mid + s * axes @ np.array([0.0, -0.05, -0.1]),  # top of the neck (as .ply)
+        eye_width=0.03 * s,
+    )
+    head = RiggedMPIHead(
+        name=name,
+        planes=planes,
+        depths=mpi.depths,
+        intrinsics=np.array([cam.fx, cam.fy, cam.cx, cam.cy]),
+        world_to_camera=cam.world_to_camera,
+        keypoints=x_c,
+        kp_to_world=kp_to_world,
+        rig=rig,
+        metadata={
+            "generator": "studio.head_import.mpi_head_from_mpi",
+            "source": source or name,
+            "keypoints": "placed automatically from face landmarks on the composited front view",
+            "head_units_per_metre": s,
+        },
+    )
+    return head, notes
+
+
+def _jsonable(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, str | int | float | bool) or v is None:
+            out[str(k)] = v
+        elif isinstance(v, list | tuple) and all(isinstance(x, str | int | float) for x in v):
+            out[str(k)] = list(v)
+    return out
+
+
 # ------------------------------------------------------------------------------ .ply heads
 def _front_camera(cloud: GaussianCloud) -> Camera:
     """A camera in front of the cloud (+z) framing its bounding box."""
@@ -176,15 +332,9 @@ def import_ply(
     are stored in the head file and can be corrected later. Raises HeadImportError for an
     unreadable file or when no plausible face is found.
     """
-    from models.face import FaceLandmarker, keypoints_from_landmarks
+    from models.face import FaceLandmarker
     from models.heads import RiggedGaussianHead, RigParams
-    from models.heads.portrait import (
-        EYE_SURFACE_Z,
-        INTER_PUPIL_M,
-        KP_ORIGIN,
-        KP_SCALE,
-        keypoint_skin_weights,
-    )
+    from models.heads.portrait import KP_SCALE, keypoint_skin_weights
     from models.heads.rig import PART_INDEX
     from renderers.formats import FormatError, load_gaussians
     from renderers.render import render
@@ -202,15 +352,10 @@ def import_ply(
     for label, candidate in (("as stored", cloud), ("with y and z flipped", cloud.flip_yz())):
         cam = _front_camera(candidate)
         img = render(candidate, cam, backend="auto", background=(0.5, 0.5, 0.5))[0]
-        rgb = (np.clip(img[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8)
-        dets = lmk.detect(rgb)
-        if not dets:
-            continue
-        lm = lmk.landmarks(rgb, dets[0])
-        if lm.presence < lmk.min_presence:
-            continue
-        found = (label, candidate, cam, lm, len(dets))
-        break
+        face = _find_face(img[..., :3], lmk)
+        if face is not None:
+            found = (label, candidate, cam, *face)
+            break
     if found is None:
         raise HeadImportError(
             f"{path.name}: no plausible face found in a front view of the splats (the face must "
@@ -222,40 +367,11 @@ def import_ply(
     if n_faces > 1:
         notes.append(f"{n_faces} faces found in the front view; using the largest")
     depth = _depth_image(cloud, cam)
-
-    def surface(uv: np.ndarray) -> np.ndarray:
-        """World points [K, 3] on the splat surface under pixels uv [K, 2]."""
-        h, w = depth.shape
-        out = np.empty((uv.shape[0], 3))
-        for i, (u, v) in enumerate(uv):
-            x, y = int(np.clip(u, 0, w - 1)), int(np.clip(v, 0, h - 1))
-            r = 1
-            while True:  # the nearest covered pixels (a keypoint may sit on an edge)
-                win = depth[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]
-                if np.isfinite(win).any() or r > 16:
-                    break
-                r *= 2
-            z = float(np.nanmedian(win)) if np.isfinite(win).any() else float(np.nanmedian(depth))
-            out[i] = cam.unproject(np.array([[u, v]]), np.array([z]))[0]
-        return out
-
-    kp_uv = keypoints_from_landmarks(lm.points[:, :2])
-    anchors = surface(kp_uv)
-    if lm.iris is not None:
-        pupils_uv = lm.iris[:, 0, :]
-    else:
-        pupils_uv = np.stack([lm.points[[33, 133], :2].mean(0), lm.points[[362, 263], :2].mean(0)])
-    pupils = surface(pupils_uv)
-    iod = float(np.linalg.norm(pupils[1] - pupils[0]))
-    if not np.isfinite(iod) or iod <= 0:
-        raise HeadImportError(f"{path.name}: the eyes found in the front view are degenerate")
-    s = iod / INTER_PUPIL_M  # head units per metre of an average face
-    eye_mid = pupils.mean(0)
-    origin = eye_mid + s * (KP_ORIGIN - np.array([0.0, 0.0, EYE_SURFACE_Z]))
-    kp_to_world = np.eye(4)
-    kp_to_world[:3, :3] = KP_SCALE * s * np.diag([1.0, -1.0, -1.0])
-    kp_to_world[:3, 3] = origin
-    x_c = (anchors - origin) @ np.linalg.inv(kp_to_world[:3, :3]).T
+    anchors, pupils = _face_anchors(lm, depth, cam)
+    try:
+        kp_to_world, x_c, s, eye_mid = _keypoint_frame(anchors, pupils, np.eye(3))
+    except ValueError as exc:
+        raise HeadImportError(f"{path.name}: {exc}") from None
 
     # Rig weights in the head's own units (s per metre).
     p = cloud.means.astype(np.float64)
@@ -309,6 +425,71 @@ def import_ply(
         },
     )
     return ImportedHead(head, notes)
+
+
+# ------------------------------------------------------------------- keypoints from a front view
+def _find_face(rgb: np.ndarray, lmk: FaceLandmarker) -> tuple | None:
+    """(landmarks, number of faces) of the largest face in a front view [H, W, 3] (float in
+    [0, 1]), or None when there is no plausible face."""
+    rgb8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    dets = lmk.detect(rgb8)
+    if not dets:
+        return None
+    lm = lmk.landmarks(rgb8, dets[0])
+    if lm.presence < lmk.min_presence:
+        return None
+    return lm, len(dets)
+
+
+def _face_anchors(lm, depth: np.ndarray, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """World points of the 21 keypoints [21, 3] and the two pupils [2, 3]: the landmarks'
+    pixels unprojected at the front view's depth image ``depth [H, W]`` (NaN where empty)."""
+    from models.face import keypoints_from_landmarks
+
+    def surface(uv: np.ndarray) -> np.ndarray:
+        """World points [K, 3] on the surface under pixels uv [K, 2]."""
+        h, w = depth.shape
+        out = np.empty((uv.shape[0], 3))
+        for i, (u, v) in enumerate(uv):
+            x, y = int(np.clip(u, 0, w - 1)), int(np.clip(v, 0, h - 1))
+            r = 1
+            while True:  # the nearest covered pixels (a keypoint may sit on an edge)
+                win = depth[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]
+                if np.isfinite(win).any() or r > 16:
+                    break
+                r *= 2
+            z = float(np.nanmedian(win)) if np.isfinite(win).any() else float(np.nanmedian(depth))
+            out[i] = cam.unproject(np.array([[u, v]]), np.array([z]))[0]
+        return out
+
+    kp_uv = keypoints_from_landmarks(lm.points[:, :2])
+    if lm.iris is not None:
+        pupils_uv = lm.iris[:, 0, :]
+    else:
+        pupils_uv = np.stack([lm.points[[33, 133], :2].mean(0), lm.points[[362, 263], :2].mean(0)])
+    return surface(kp_uv), surface(pupils_uv)
+
+
+def _keypoint_frame(
+    anchors: np.ndarray, pupils: np.ndarray, axes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """(kp_to_world [4, 4], x_c [21, 3], s head units per metre of an average face, eye
+    midpoint [3]) from the keypoints' and pupils' world points. ``axes`` [3, 3]: the head's RUB
+    axes in world coordinates (identity for a head facing +z). Raises ValueError when the eyes
+    are degenerate."""
+    from models.heads.portrait import EYE_SURFACE_Z, INTER_PUPIL_M, KP_ORIGIN, KP_SCALE
+
+    iod = float(np.linalg.norm(pupils[1] - pupils[0]))
+    if not np.isfinite(iod) or iod <= 0:
+        raise ValueError("the eyes found in the front view are degenerate")
+    s = iod / INTER_PUPIL_M  # head units per metre of an average face
+    eye_mid = pupils.mean(0)
+    origin = eye_mid + s * axes @ (KP_ORIGIN - np.array([0.0, 0.0, EYE_SURFACE_Z]))
+    kp_to_world = np.eye(4)
+    kp_to_world[:3, :3] = KP_SCALE * s * axes @ np.diag([1.0, -1.0, -1.0])
+    kp_to_world[:3, 3] = origin
+    x_c = (anchors - origin) @ np.linalg.inv(kp_to_world[:3, :3]).T
+    return kp_to_world, x_c, s, eye_mid
 
 
 def _smoothstep(e0: float, e1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -385,16 +566,36 @@ def _copy_mpi(mpi: MPI | ImPortraitMPI, dst: Path, bit_depth: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _import_mpi_folder(src: Path, dst: Path, overwrite: bool) -> Iterator[str]:
+def _check_output_file(dst: Path, overwrite: bool) -> None:
+    if dst.exists() and not overwrite:
+        raise HeadImportError(f"{dst} exists (use --force to overwrite)")
+    if not dst.parent.is_dir():
+        raise HeadImportError(f"{dst.parent}: no such folder for the output")
+
+
+def _import_mpi_folder(
+    src: Path,
+    dst: Path,
+    overwrite: bool,
+    landmarker: FaceLandmarker | None = None,
+    result: list[ImportedHead] | None = None,
+) -> Iterator[str]:
     yield f"reading MPI folder {src.name}"
     mpi = check_mpi_folder(src)  # a bad folder is reported before any output problem
     yield f"MPI head {src.name}: {describe_mpi(mpi)}"
     if dst.suffix.lower() == ".thead":
-        raise HeadImportError(
-            f"{dst.name}: a .thead file holds a Gaussian head; an MPI head stays a folder: "
-            "give --out a folder name to write a checked copy, or use the folder itself as "
-            "the project's head (File > Import MPI Head Folder)"
-        )
+        _check_output_file(dst, overwrite)
+        yield "placing keypoints: face landmarks on the composited front view"
+        head, notes = mpi_head_from_mpi(mpi, name=src.name, landmarker=landmarker, source=str(src))
+        for note in notes:
+            yield f"note: {note}"
+        from models.heads import save_head
+
+        save_head(head, dst)
+        if result is not None:
+            result.append(ImportedHead(head, notes))
+        yield f"wrote {dst}"
+        return
     if dst.resolve() == src.resolve():
         raise HeadImportError(f"{dst}: the output is the input folder")
     if dst.exists() and not overwrite:
@@ -415,31 +616,35 @@ def import_head(
     overwrite: bool = False,
     landmarker: FaceLandmarker | None = None,
     result: list[ImportedHead] | None = None,
+    kind: str = "gaussian",
 ) -> Iterator[str]:
-    """Import ``source`` (an image or a .ply/.splat) and write the head to ``out`` (.thead);
-    or check an MPI head folder ``source`` and write a checked copy to the folder ``out``
-    (:func:`check_mpi_folder`; an MPI cannot go into a .thead, which says so).
+    """Import ``source`` and write the head to ``out``.
+
+    - an image or a .ply/.splat -> a rigged Gaussian head in the .thead ``out``; with
+      ``kind="mpi"`` its rest pose baked into a rigged MPI head instead (:func:`bake_mpi_head`);
+    - an MPI head folder -> checked (:func:`check_mpi_folder`), then a rigged MPI head in the
+      .thead ``out`` (keypoints from the face landmarker on its front view,
+      :func:`mpi_head_from_mpi`), or, when ``out`` is not a .thead, a checked copy of the folder.
 
     A generator: each yielded string is a progress line; the output is written atomically at
     the end (nothing is written when anything fails). ``result``, when given, receives the
-    ImportedHead (not for MPI folders). Raises HeadImportError for an unknown input type, a bad
-    MPI folder, an existing output without ``overwrite``, and the errors of the importers;
-    HeadFileError when writing a .thead fails.
+    ImportedHead (not for folder copies). Raises HeadImportError for an unknown input type or
+    kind, a bad MPI folder, an existing output without ``overwrite``, and the errors of the
+    importers; HeadFileError when writing a .thead fails.
     """
     from models.heads import save_head
 
+    if kind not in ("gaussian", "mpi"):
+        raise HeadImportError(f"unknown head kind {kind!r} (expected 'gaussian' or 'mpi')")
     src, dst = Path(source), Path(out)
-    if src.is_dir():
-        yield from _import_mpi_folder(src, dst, overwrite)
+    if src.is_dir():  # an MPI already: ``kind`` does not apply, ``out`` picks file or copy
+        yield from _import_mpi_folder(src, dst, overwrite, landmarker, result)
         return
     if not src.is_file():
         raise HeadImportError(f"{src}: no such file")
     if dst.suffix.lower() != ".thead":
         raise HeadImportError(f"{dst}: the output must be a .thead head file")
-    if dst.exists() and not overwrite:
-        raise HeadImportError(f"{dst} exists (use --force to overwrite)")
-    if not dst.parent.is_dir():
-        raise HeadImportError(f"{dst.parent}: no such folder for the output")
+    _check_output_file(dst, overwrite)
     suffix = src.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         yield f"reading portrait {src.name}"
@@ -461,6 +666,11 @@ def import_head(
     for note in imported.notes:
         yield f"note: {note}"
     yield f"rigged head {imported.head.name!r}: {len(imported.head)} Gaussians"
+    if kind == "mpi":
+        yield "baking the rest pose into 24 MPI planes"
+        mpi_head = bake_mpi_head(imported.head)
+        imported = ImportedHead(mpi_head, imported.notes)
+        yield f"MPI head: {mpi_head.num_planes} planes {mpi_head.width}x{mpi_head.height}"
     save_head(imported.head, dst)
     if result is not None:
         result.append(imported)

@@ -1,6 +1,7 @@
-"""Head assets and rigs: Gaussian heads rigged to the motion space, the procedural default head,
-and the ``.thead`` head file. numpy only; Qt-free; never imports renderers (studio converts
-:class:`GaussianArrays` to ``renderers.GaussianCloud``).
+"""Head assets and rigs: Gaussian and MPI heads rigged to the motion space, the procedural default
+head, and the ``.thead`` head file. numpy only (cv2 for the MPI warp); Qt-free; never imports
+renderers (studio converts :class:`GaussianArrays` to ``renderers.GaussianCloud`` and
+:class:`MPIArrays` to ``renderers.MPI``).
 """
 
 from models.heads.asset import (
@@ -11,18 +12,23 @@ from models.heads.asset import (
     load_head,
     save_head,
 )
+from models.heads.mpi_head import MAX_MPI_ANGLE, MPIArrays, MPIRigParams, RiggedMPIHead
 from models.heads.procedural import build_default_head
 from models.heads.rig import PARTS, GaussianArrays, RiggedGaussianHead, RigParams
 
 __all__ = [
     "BUILTIN_HEADS",
+    "MAX_MPI_ANGLE",
     "PARTS",
     "GaussianArrays",
     "HeadFileError",
+    "MPIArrays",
+    "MPIRigParams",
     "PortraitImportError",
     "PortraitResult",
     "RigParams",
     "RiggedGaussianHead",
+    "RiggedMPIHead",
     "build_default_head",
     "builtin_head_path",
     "load_builtin_head",

@@ -1,10 +1,12 @@
 """``talking-head-studio render ASSET --out IMAGE.png [...]``: one still, mono or stereo, headless.
 
-ASSET is a Gaussian file (.ply, .splat), an MPI folder, a head file (.thead) or a project (.ths,
-with --frame N). Head files and projects accept motion overrides: ``--set yaw=20 --set
-exp_19_y=0.05``. The camera looks at the asset's centre from --distance along the head's +z
-(in front of the face), turned by --yaw/--pitch; --stereo writes a side-by-side pair, left eye on
-the left.
+ASSET is a Gaussian file (.ply, .splat), an MPI folder, a head file (.thead: a Gaussian or an
+MPI head) or a project (.ths, with --frame N). Head files and projects accept motion overrides:
+``--set yaw=20 --set exp_19_y=0.05``; an MPI head is deformed by its image-space rig
+(models.heads.mpi_head) and rendered on the MPI path. The camera looks at the asset's centre
+from --distance along the head's +z (in front of the face), turned by --yaw/--pitch; an MPI head
+is framed by its rest pose, so a posed head turns inside a fixed view. --stereo writes a
+side-by-side pair, left eye on the left.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def parse_overrides(items: list[str]) -> dict[str, float]:
 
 def load_scene(asset: Path, frame: int, overrides: dict[str, float]):
     """The renderable scene of an asset: a GaussianCloud or an MPI (see the module docstring)."""
+    return _load_scene(asset, frame, overrides)[0]
+
+
+def _load_scene(asset: Path, frame: int, overrides: dict[str, float]):
+    """(scene, the scene to frame the camera on): the rest MPI for a rigged MPI head."""
     from studio.cli import CliError
 
     if not asset.exists():
@@ -78,14 +85,16 @@ def load_scene(asset: Path, frame: int, overrides: dict[str, float]):
 
         if overrides:
             raise CliError("--set applies to head files and projects, not MPI folders")
-        return read_mpi_folder(asset)
+        mpi = read_mpi_folder(asset)
+        return mpi, mpi
     suffix = asset.suffix.lower()
     if suffix in (".ply", ".splat"):
         from renderers.formats import load_gaussians
 
         if overrides:
             raise CliError(f"--set applies to head files and projects, not {suffix} files")
-        return load_gaussians(asset)
+        cloud = load_gaussians(asset)
+        return cloud, cloud
     if suffix in (".thead", ".ths"):
         from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX
         from studio import heads
@@ -103,12 +112,20 @@ def load_scene(asset: Path, frame: int, overrides: dict[str, float]):
             if project.head is not None and project.head.kind == "mpi":
                 if overrides:
                     raise CliError("--set does not apply to a project whose head is an MPI")
-                return heads.resolve_mpi(project, asset)
+                mpi = heads.resolve_mpi(project, asset)
+                return mpi, mpi
             head = heads.project_head(project)
             values = project.evaluate_frame(frame).copy()
         for name, value in overrides.items():
             values[CHANNEL_INDEX[name]] = value
-        return heads.deformed_cloud(head, values)
+        from models.heads import RiggedMPIHead
+
+        if isinstance(head, RiggedMPIHead):
+            from studio.head_import import deformed_mpi, mpi_arrays_to_mpi
+
+            return deformed_mpi(head, values), mpi_arrays_to_mpi(head.rest)
+        cloud = heads.deformed_cloud(head, values)
+        return cloud, cloud
     raise CliError(
         f"{asset}: unknown asset type {suffix!r} (.ply, .splat, MPI folder, .thead, .ths)"
     )
@@ -161,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".png":
         raise CliError(f"{args.out}: the output must be a .png image")
 
-    scene = load_scene(args.asset, args.frame, parse_overrides(args.set))
-    center, distance = frame_camera(scene, args)
+    scene, framing = _load_scene(args.asset, args.frame, parse_overrides(args.set))
+    center, distance = frame_camera(framing, args)
     if args.stereo:
         from renderers import StereoRig
 

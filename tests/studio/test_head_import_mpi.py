@@ -1,5 +1,6 @@
 """MPI head folders through studio.head_import and the import-head command: a good folder is
-checked and copied, a bad one (missing planes, mismatched sizes, no metadata) gives one line."""
+checked and copied (or, to a .thead, rigged: see test_mpi_head_import.py), a bad one (missing
+planes, mismatched sizes, no metadata) gives one line."""
 
 from __future__ import annotations
 
@@ -68,10 +69,11 @@ def test_bad_folders_give_one_clear_line(tmp_path, damage, reason):
         check_mpi_folder(tmp_path / "nothing")
 
 
-def test_import_head_copies_a_folder_and_refuses_a_thead(tmp_path):
+def test_import_head_copies_a_folder_and_needs_a_face_for_a_thead(tmp_path, landmarker):
     src = make_mpi_folder(tmp_path / "src")
-    with pytest.raises(HeadImportError, match=r"\.thead file holds a Gaussian head"):
-        list(import_head(src, tmp_path / "a.thead"))
+    # A .thead output makes a rigged MPI head: random planes have no face to place keypoints on.
+    with pytest.raises(HeadImportError, match="no plausible face"):
+        list(import_head(src, tmp_path / "a.thead", landmarker=landmarker))
     assert not (tmp_path / "a.thead").exists()
     lines = list(import_head(src, tmp_path / "copy"))
     assert lines[-1] == f"wrote {tmp_path / 'copy'}" and "3 planes 12x10" in lines[1]

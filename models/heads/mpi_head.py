@@ -1,0 +1,727 @@
+"""An MPI head rigged to the motion space: baked planes plus a 2D warp rig around the keypoints.
+
+An MPI (IM-Portrait's representation) is D fronto-parallel RGBA planes in front of one baking
+camera. It cannot be re-lit or seen from far off-axis, and it holds only what the baking camera
+saw, so the rig is image-space, as IM-Portrait-style heads must be:
+
+1. Expression: every expression channel except the jaw (``exp_19_y``) and the lids (the y of
+   11, 13, 15, 16) moves its keypoint; the keypoint's delta, projected into the baking camera at
+   plane d's depth (``f * delta_xy / z_d`` pixels; the z of a delta is ignored: it changes depth,
+   not the frontal image), is weighted by ``exp(-((z_d - z_k) / depth_sigma)^2 / 2)`` (a keypoint
+   moves the planes near it in depth, not the ears or the hair behind) and spread over the plane
+   by Gaussian radial-basis interpolation (exact at the keypoints, smooth, zero far away). The
+   kernel is separable, so a plane's field is a small [h, K] @ [K, w] product, evaluated every
+   4 pixels of the plane's affected region and upsampled. Each plane is resampled backwards
+   (``cv2.remap``, bilinear) from a copy whose transparent pixels carry their neighbours'
+   colour, so straight-alpha filtering leaves no dark fringes.
+2. Jaw: ``exp_19_y > 0`` opens the mouth. Below the lip seam (a parabola through the mouth
+   corners 14, 20 and the middle of the lips 6, 17) the face moves down by keypoint 19's
+   projected delta, fading beyond the mouth corners and below the chin; the rows between the
+   upper lip and the lowered lower lip (a lens between the corners) are painted a dark mouth
+   interior on the plane at the lips' depth, and the planes in front of it are cleared there.
+3. Eyelids: per eye a closure c in [0, 1] from ``eye_open`` and the lid keypoints' y deltas
+   (the formula of ``models.heads.rig``); the upper lid comes down (and the lower lid up) over
+   the eye opening (an ellipse around keypoints 11 and 13, ``rig.eye_width`` wide), painted with
+   skin (a smooth membrane over the eye from the skin-coloured pixels around it in the frontal
+   view), with a dark lash line at the lid edge. An MPI cannot show the lid it never saw: this
+   is the plausible stand-in.
+4. Pose: pitch/yaw/roll about ``rig.pivot``, scale and translation are a similarity of the whole
+   MPI, applied to its camera (``x' = pivot + s * R (x - pivot) + t`` for the planes is the same
+   as moving the reference camera by it and scaling the plane depths by s). The renderer then
+   shows the head turned. An MPI is only valid near its baking view: pitch and yaw are clamped to
+   +-``MAX_MPI_ANGLE`` degrees (roll keeps the planes facing the camera and is not clamped).
+
+Not modelled: gaze (``eye_ball_*``; the iris stays where it was baked), expression z deltas.
+With every channel the rig reads at its default, ``deform`` returns the head's own planes and
+camera (read-only arrays): zero motion is the identity, bit for bit. Planes (and regions) whose
+displacement stays under 0.05 px are not resampled.
+
+Cost (24 planes 512x512 uint8, a shared 2-core CPU): jaw ~12 ms, blink ~10 ms,
+a smile ~30 ms, jaw + smile + blink + brows + pose ~50 ms, pose alone < 1 ms (only the camera
+moves). The first deformed frame also pads the planes' colours and samples the eyes (~0.2 s).
+numpy and cv2 only; Qt-free; never imports renderers (studio turns :class:`MPIArrays` into
+``renderers.MPI``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.motion_space import (
+    CHANNEL_DEFAULTS,
+    CHANNEL_INDEX,
+    CHANNELS,
+    NUM_KEYPOINTS,
+    rotation_matrix,
+)
+
+__all__ = ["MAX_MPI_ANGLE", "MPIArrays", "MPIRigParams", "RiggedMPIHead"]
+
+MAX_MPI_ANGLE = 25.0  # degrees of pitch / yaw an MPI head turns at most (IM-Portrait: "small")
+_F = np.array([1.0, -1.0, -1.0])  # RDF <-> RUB axis flip
+_LID_Y = {11: 0, 13: 0, 15: 1, 16: 1}  # lid keypoint -> eye (their y drives the lids)
+_JAW_KP = 19
+_FIELD_STEP = 4  # pixels between the samples of the (smooth) expression field
+_MIN_SHIFT = 0.05  # pixels: smaller displacements leave a plane (region) untouched
+_MOUTH_DARK = np.array([0.20, 0.06, 0.07], np.float32)  # near the lips
+_MOUTH_DEEP = np.array([0.05, 0.01, 0.02], np.float32)  # the back of the mouth
+
+
+@dataclass
+class MPIArrays:
+    """One frame of an MPI head, render-ready (the fields of ``renderers.MPI`` without importing
+    it). rgba [D, H, W, 4] straight RGBA, uint8 (0..255) or float32 (0..1), plane 0 nearest;
+    depths [D] float64 metres, increasing; intrinsics [4] float64 (fx, fy, cx, cy) pixels, pixel
+    (i, j)'s centre at (j + 0.5, i + 0.5); world_to_camera [4, 4] float64 rigid, head RUB metres
+    to the OpenCV camera. Arrays a frame did not change are the head's read-only base arrays.
+    """
+
+    rgba: np.ndarray
+    depths: np.ndarray
+    intrinsics: np.ndarray
+    world_to_camera: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return int(self.rgba.shape[2])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgba.shape[1])
+
+    def float_rgba(self) -> np.ndarray:
+        """The planes as float32 [D, H, W, 4] in [0, 1] (a copy for uint8 planes)."""
+        if self.rgba.dtype == np.uint8:
+            return np.multiply(self.rgba, np.float32(1.0 / 255.0), dtype=np.float32)
+        return self.rgba
+
+
+@dataclass
+class MPIRigParams:
+    """Parameters of the MPI rig. pivot [3] metres (head RUB frame) of the pose; eye_width
+    metres (the eye opening's width); lid_travel_upper / lid_travel_lower keypoint units of
+    exp_{11,15}_y / -exp_{13,16}_y that close a lid (as ``RigParams``); depth_sigma metres (how
+    far in depth a keypoint's delta reaches across planes); radius_scale: the interpolation
+    kernel's width in inter-ocular distances."""
+
+    pivot: np.ndarray
+    eye_width: float = 0.03
+    lid_travel_upper: float = 0.045
+    lid_travel_lower: float = 0.02
+    depth_sigma: float = 0.025
+    radius_scale: float = 0.3
+
+    def __post_init__(self) -> None:
+        self.pivot = np.array(self.pivot, dtype=np.float64).reshape(3)
+        if not np.all(np.isfinite(self.pivot)):
+            raise ValueError("MPIRigParams.pivot must be finite")
+        for name in ("eye_width", "lid_travel_upper", "lid_travel_lower", "depth_sigma",
+                     "radius_scale"):  # fmt: skip
+            value = float(getattr(self, name))
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"MPIRigParams.{name} must be finite and > 0, got {value}")
+            setattr(self, name, value)
+
+    def to_dict(self) -> dict:
+        return {
+            "pivot": self.pivot.tolist(),
+            "eye_width": self.eye_width,
+            "lid_travel_upper": self.lid_travel_upper,
+            "lid_travel_lower": self.lid_travel_lower,
+            "depth_sigma": self.depth_sigma,
+            "radius_scale": self.radius_scale,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MPIRigParams:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def _frozen(a: np.ndarray, dtype: type | None = None) -> np.ndarray:
+    out = np.array(a, dtype=dtype, copy=True) if dtype is not None else np.array(a, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+@dataclass(eq=False)
+class RiggedMPIHead:
+    """An MPI head (identity) with canonical keypoints and an image-space motion rig.
+
+    planes [D, H, W, 4] uint8 or float32 straight RGBA (plane 0 nearest); depths [D] float64
+    metres, strictly increasing; intrinsics [4] float64 (fx, fy, cx, cy) and world_to_camera
+    [4, 4] float64: the baking camera (RUB head metres -> OpenCV camera; pixel (i, j)'s centre at
+    (j + 0.5, i + 0.5)). keypoints [21, 3] float64 canonical x_c (motion-space RDF units),
+    kp_to_world [4, 4] float64 similarity keypoint units -> head metres (as RiggedGaussianHead).
+    rig: MPIRigParams. Raises ValueError on inconsistent shapes, ranges or non-finite values.
+    """
+
+    name: str
+    planes: np.ndarray
+    depths: np.ndarray
+    intrinsics: np.ndarray
+    world_to_camera: np.ndarray
+    keypoints: np.ndarray
+    kp_to_world: np.ndarray
+    rig: MPIRigParams
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        planes = np.asarray(self.planes)
+        if planes.dtype not in (np.uint8, np.float32):
+            planes = planes.astype(np.float32)
+        if planes.ndim != 4 or planes.shape[-1] != 4 or planes.shape[0] < 1:
+            raise ValueError(f"RiggedMPIHead.planes: expected [D, H, W, 4], got {planes.shape}")
+        if (
+            planes.dtype == np.float32
+            and planes.size
+            and (not np.all(np.isfinite(planes)) or planes.min() < 0 or planes.max() > 1)
+        ):
+            raise ValueError("RiggedMPIHead.planes: float planes must be finite, in [0, 1]")
+        self.planes = _frozen(np.ascontiguousarray(planes))
+        self.depths = _frozen(np.asarray(self.depths, dtype=np.float64).reshape(-1))
+        d = planes.shape[0]
+        if self.depths.shape != (d,) or not np.all(np.isfinite(self.depths)):
+            raise ValueError(f"RiggedMPIHead.depths: expected {d} finite depths")
+        if np.any(self.depths <= 0) or np.any(np.diff(self.depths) <= 0):
+            raise ValueError("RiggedMPIHead.depths must be > 0 and strictly increasing")
+        self.intrinsics = _frozen(np.asarray(self.intrinsics, dtype=np.float64).reshape(-1))
+        if self.intrinsics.shape != (4,) or not np.all(np.isfinite(self.intrinsics)):
+            raise ValueError("RiggedMPIHead.intrinsics: expected 4 finite values fx, fy, cx, cy")
+        if self.intrinsics[0] <= 0 or self.intrinsics[1] <= 0:
+            raise ValueError("RiggedMPIHead.intrinsics: focal lengths must be > 0")
+        w2c = np.asarray(self.world_to_camera, dtype=np.float64)
+        if w2c.shape != (4, 4) or not np.all(np.isfinite(w2c)):
+            raise ValueError("RiggedMPIHead.world_to_camera: expected a finite [4, 4] matrix")
+        rot = w2c[:3, :3]
+        if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-5) or np.linalg.det(rot) <= 0:
+            raise ValueError("RiggedMPIHead.world_to_camera: not a rigid transform")
+        self.world_to_camera = _frozen(w2c)
+        self.keypoints = _frozen(np.asarray(self.keypoints, dtype=np.float64))
+        if self.keypoints.shape != (NUM_KEYPOINTS, 3) or not np.all(np.isfinite(self.keypoints)):
+            raise ValueError(f"RiggedMPIHead.keypoints: expected finite [{NUM_KEYPOINTS}, 3]")
+        self.kp_to_world = _frozen(np.asarray(self.kp_to_world, dtype=np.float64))
+        if self.kp_to_world.shape != (4, 4) or not np.all(np.isfinite(self.kp_to_world)):
+            raise ValueError("RiggedMPIHead.kp_to_world: expected a finite [4, 4] matrix")
+        if not isinstance(self.rig, MPIRigParams):
+            raise TypeError("RiggedMPIHead.rig must be MPIRigParams")
+        self.metadata = dict(self.metadata or {})
+        self._prepare()
+
+    # --- geometry ------------------------------------------------------------------------------
+
+    @property
+    def num_planes(self) -> int:
+        return int(self.planes.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.planes.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.planes.shape[2])
+
+    @property
+    def kp_scale(self) -> float:
+        """Metres per keypoint unit."""
+        return float(abs(np.linalg.det(self.kp_to_world[:3, :3])) ** (1.0 / 3.0))
+
+    @property
+    def rest(self) -> MPIArrays:
+        """The baked planes and camera (read-only), i.e. ``deform(CHANNEL_DEFAULTS)``."""
+        return self._rest
+
+    def kp_to_world_points(self, x: np.ndarray) -> np.ndarray:
+        """Keypoint-space points ``[..., 3]`` (RDF units) -> head metres RUB ``[..., 3]``."""
+        x = np.asarray(x, dtype=np.float64)
+        return x @ self.kp_to_world[:3, :3].T + self.kp_to_world[:3, 3]
+
+    def project(self, world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Head-frame points [N, 3] -> (pixel coordinates [N, 2] (u right, v down, continuous),
+        camera depth [N]) in the baking camera."""
+        p = np.asarray(world, dtype=np.float64) @ self.world_to_camera[:3, :3].T
+        p = p + self.world_to_camera[:3, 3]
+        fx, fy, cx, cy = self.intrinsics
+        z = p[:, 2]
+        return np.stack([fx * p[:, 0] / z + cx, fy * p[:, 1] / z + cy], axis=1), z
+
+    def _prepare(self) -> None:
+        h, w = self.planes.shape[1:3]
+        self._rest = MPIArrays(self.planes, self.depths, self.intrinsics, self.world_to_camera)
+        self._rig_channels = np.array(
+            sorted(
+                {CHANNEL_INDEX[n] for n in ("pitch", "yaw", "roll", "tx", "ty", "tz", "scale")}
+                | {CHANNEL_INDEX["eye_open_r"], CHANNEL_INDEX["eye_open_l"]}
+                | set(range(CHANNEL_INDEX["exp_0_x"], CHANNEL_INDEX["exp_0_x"] + 63))
+            )
+        )
+        uv, z = self.project(self.kp_to_world_points(self.keypoints))
+        if np.any(z <= 0):
+            raise ValueError("RiggedMPIHead: keypoints behind the baking camera")
+        self._kp_uv = uv - 0.5  # array-index coordinates (pixel centres at integers)
+        self._kp_z = z
+        # Camera-frame delta (metres) per keypoint unit: R_w2c @ kp_to_world's linear block.
+        self._kp_to_cam = self.world_to_camera[:3, :3] @ self.kp_to_world[:3, :3]
+        iod = float(np.linalg.norm(uv[11] - uv[15]))
+        if not np.isfinite(iod) or iod < 2.0:
+            raise ValueError("RiggedMPIHead: the eye keypoints coincide in the baking view")
+        self._sigma = self.rig.radius_scale * iod
+        q = self._kp_uv
+        g = np.exp(-0.5 * np.sum((q[:, None] - q[None]) ** 2, -1) / self._sigma**2)
+        # A little ridge keeps close keypoints (the lips) from ringing; still ~exact at keypoints.
+        self._rbf_inv = np.linalg.inv(g + 1e-3 * np.eye(NUM_KEYPOINTS))
+        self._xs = np.arange(w, dtype=np.float64)
+        self._ys = np.arange(h, dtype=np.float64)
+        # Destination pixel coordinates [H, W, 2] (x, y): a warp map is this minus the field.
+        self._grid = np.stack(np.meshgrid(self._xs, self._ys), axis=-1).astype(np.float32)
+        self._mouth = _mouth_geometry(q, z, self.depths)
+        self._eyes = None  # eye geometry and skin colours: first use (it composites the view)
+        self._padded = None  # planes with colour under transparent pixels: first warp
+
+    # --- deformation ---------------------------------------------------------------------------
+
+    def _check_frame(self, frame: np.ndarray) -> np.ndarray:
+        v = np.asarray(frame, dtype=np.float64)
+        if v.shape != (len(CHANNELS),):
+            raise ValueError(f"deform: expected a frame of {len(CHANNELS)} channels, got {v.shape}")
+        if not np.all(np.isfinite(v[self._rig_channels])):
+            raise ValueError("deform: the frame contains NaN or inf")
+        return v
+
+    def deform(self, frame: np.ndarray) -> MPIArrays:
+        """The MPI driven by one frame of motion channels ``[len(CHANNELS)]``.
+
+        Returns MPIArrays (planes in the head's dtype; the camera moved by the pose, depths scaled
+        by the scale channel). Planes the frame leaves untouched keep their values; at
+        CHANNEL_DEFAULTS the head's own read-only arrays come back. Raises ValueError for a wrong
+        shape or NaN/inf in the channels the rig reads.
+        """
+        v = self._check_frame(frame)
+        if np.array_equal(v[self._rig_channels], CHANNEL_DEFAULTS[self._rig_channels]):
+            return self._rest
+        ch = CHANNEL_INDEX
+        exp = v[ch["exp_0_x"] : ch["exp_0_x"] + 63].reshape(NUM_KEYPOINTS, 3)
+        jaw = max(float(exp[_JAW_KP, 1]), 0.0)
+        closure = self._closures(v, exp)
+        planes = self.planes
+        if np.any(exp) or np.any(closure > 0):
+            planes = self.planes.copy()
+            self._warp(planes, exp, jaw)
+            if jaw > 0:
+                self._paint_mouth(planes, jaw)
+            for eye in (0, 1):
+                if closure[eye].max() > 0:
+                    self._paint_lids(planes, eye, closure[eye])
+        planes.flags.writeable = planes is not self.planes
+        w2c, depths = self._pose(v)
+        return MPIArrays(planes, depths, self.intrinsics, w2c)
+
+    def _closures(self, v: np.ndarray, exp: np.ndarray) -> np.ndarray:
+        """[2 eyes, (upper, lower)] closure in [0, 1] (rig.py's formula, no widening)."""
+        ch = CHANNEL_INDEX
+        out = np.zeros((2, 2))
+        for eye, (up, low, name) in enumerate(((11, 13, "eye_open_r"), (15, 16, "eye_open_l"))):
+            blink = 1.0 - float(v[ch[name]])
+            out[eye, 0] = blink + exp[up, 1] / self.rig.lid_travel_upper
+            out[eye, 1] = blink - exp[low, 1] / self.rig.lid_travel_lower
+        return np.clip(out, 0.0, 1.0)
+
+    def _pose(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The moved camera [4, 4] and the scaled depths [D] (module docstring, stage 4)."""
+        ch = CHANNEL_INDEX
+        pitch = float(np.clip(v[ch["pitch"]], -MAX_MPI_ANGLE, MAX_MPI_ANGLE))
+        yaw = float(np.clip(v[ch["yaw"]], -MAX_MPI_ANGLE, MAX_MPI_ANGLE))
+        roll = float(v[ch["roll"]])
+        s = float(v[ch["scale"]])
+        t = v[ch["tx"] : ch["tz"] + 1]
+        if pitch == 0 and yaw == 0 and roll == 0 and s == 1.0 and not np.any(t):
+            return self.world_to_camera, self.depths
+        if not s > 0:
+            raise ValueError(f"deform: scale must be > 0, got {s}")
+        r = rotation_matrix(pitch, yaw, roll)
+        # rig.py applies R_rub = F r F to row vectors; for column vectors it is the transpose.
+        rot = (_F[:, None] * r * _F[None, :]).T
+        t_world = t * _F * self.kp_scale
+        # Points move by x' = pivot + s rot (x - pivot) + t. The camera moves with them, so its
+        # world-to-camera is W2C o T^-1, with T^-1's scale folded into the depths instead.
+        c2w = np.linalg.inv(self.world_to_camera)
+        centre = c2w[:3, 3]
+        new_centre = self.rig.pivot + s * rot @ (centre - self.rig.pivot) + t_world
+        new_rot_c2w = rot @ c2w[:3, :3]
+        w2c = np.eye(4)
+        w2c[:3, :3] = new_rot_c2w.T
+        w2c[:3, 3] = -new_rot_c2w.T @ new_centre
+        w2c.flags.writeable = False
+        depths = self.depths * s
+        depths.flags.writeable = False
+        return w2c, depths
+
+    # --- stage 1 + 2: the warp ----------------------------------------------------------------
+
+    def _padded_planes(self) -> np.ndarray:
+        """The planes with each transparent pixel's colour taken from its opaque neighbours (two
+        3x3 alpha-weighted passes), so bilinear straight-alpha resampling has no dark fringes.
+        Only each plane's content box is touched; uint8 planes stay in uint8 (cv2's saturating
+        arithmetic, ~10x cheaper than float)."""
+        if self._padded is None:
+            import cv2
+
+            out = np.array(self.planes, copy=True)
+            h, w = out.shape[1:3]
+            for d in range(out.shape[0]):
+                rows = np.flatnonzero(out[d, ..., 3].any(axis=1))
+                cols = np.flatnonzero(out[d, ..., 3].any(axis=0))
+                if rows.size == 0:
+                    continue
+                y0, y1 = max(0, rows[0] - 3), min(h, rows[-1] + 4)
+                x0, x1 = max(0, cols[0] - 3), min(w, cols[-1] + 4)
+                box = out[d, y0:y1, x0:x1]
+                rgb = np.ascontiguousarray(box[..., :3])
+                a = np.ascontiguousarray(box[..., 3])
+                for _ in range(2):
+                    if out.dtype == np.uint8:
+                        a3 = cv2.merge([a, a, a])
+                        num = cv2.blur(cv2.multiply(rgb, a3, scale=1.0 / 255.0), (3, 3))
+                        fill = cv2.divide(num, cv2.blur(a3, (3, 3)), scale=255.0)
+                    else:
+                        num = cv2.blur(rgb * a[..., None], (3, 3))
+                        fill = num / np.maximum(cv2.blur(a, (3, 3))[..., None], 1e-6)
+                    empty = (a == 0).view(np.uint8)
+                    cv2.copyTo(fill, empty, rgb)
+                    # Pixels that got a colour count as (barely) opaque for the second pass.
+                    grown = (cv2.blur(a, (3, 3)) > 0).view(np.uint8)
+                    a = np.maximum(a, grown.astype(a.dtype))
+                box[..., :3] = rgb
+            self._padded = out
+        return self._padded
+
+    def _warp(self, planes: np.ndarray, exp: np.ndarray, jaw: float) -> None:
+        import cv2
+
+        d_count, h, w = planes.shape[:3]
+        fx, fy = self.intrinsics[:2]
+        moving = exp.copy()
+        moving[_JAW_KP, 1] = 0.0
+        for k in _LID_Y:
+            moving[k, 1] = 0.0
+        delta = moving @ self._kp_to_cam.T  # [21, 3] metres, camera frame
+        # [21, D, 2] pixel displacement targets on each plane, weighted by depth proximity.
+        near = np.exp(
+            -0.5 * ((self.depths[None] - self._kp_z[:, None]) / self.rig.depth_sigma) ** 2
+        )
+        targets = near[..., None] * (
+            delta[:, None, :2] * np.array([fx, fy]) / self.depths[None, :, None]
+        )
+        coef = np.einsum("kj,jdc->kdc", self._rbf_inv, targets).astype(np.float32)  # [21, D, 2]
+        q = self._kp_uv
+        # Each keypoint's term is below _MIN_SHIFT beyond ext pixels: that bounds a plane's region.
+        reach = np.abs(coef).sum(-1)  # [21, D]
+        mouth = self._mouth
+        jaw_px = jaw * self._kp_to_cam[1, 1] * fy / mouth["z"] if jaw > 0 else 0.0
+        jaw_fields: dict[float, tuple] = {}  # the jaw field depends on the plane only by weight
+        padded = self._padded_planes()
+        for d in range(d_count):
+            live = reach[:, d] > _MIN_SHIFT
+            jaw_d = float(jaw_px * mouth["plane_weight"][d])
+            has_jaw = abs(jaw_d) >= _MIN_SHIFT
+            if not live.any() and not has_jaw:
+                continue
+            x0, x1, y0, y1 = w, 0, h, 0
+            if live.any():
+                ext = self._sigma * np.sqrt(2.0 * np.log(reach[live, d] / _MIN_SHIFT)) + 1.0
+                x0 = int(max(0, np.floor((q[live, 0] - ext).min())))
+                x1 = int(min(w, np.ceil((q[live, 0] + ext).max()) + 1))
+                y0 = int(max(0, np.floor((q[live, 1] - ext).min())))
+                y1 = int(min(h, np.ceil((q[live, 1] + ext).max()) + 1))
+            if has_jaw:
+                key = round(jaw_d, 3)
+                if key not in jaw_fields:
+                    jx0, jx1, jy0, jy1 = mouth["roi"]
+                    jy1 = min(h, int(jy1 + jaw_d + 2))
+                    jx1 = min(w, jx1)
+                    field = _jaw_shift(
+                        mouth, self._xs[None, jx0:jx1], self._ys[jy0:jy1, None], jaw_d
+                    ).astype(np.float32)
+                    jaw_fields[key] = ((jx0, jx1, jy0, jy1), field)
+                (jx0, jx1, jy0, jy1), jfield = jaw_fields[key]
+                x0, x1 = min(x0, jx0), max(x1, jx1)
+                y0, y1 = min(y0, jy0), max(y1, jy1)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            grid = self._grid[y0:y1, x0:x1]  # [h, w, 2] pixel (x, y) of each destination
+            if live.any():
+                xy = grid - self._field(coef[live, d], q[live], x0, x1, y0, y1)
+            else:
+                xy = grid.copy()
+            if has_jaw:
+                xy[jy0 - y0 : jy1 - y0, jx0 - x0 : jx1 - x0, 1] -= jfield
+            planes[d, y0:y1, x0:x1] = cv2.remap(
+                padded[d], xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+
+    def _field(
+        self, coef: np.ndarray, q: np.ndarray, x0: int, x1: int, y0: int, y1: int
+    ) -> np.ndarray:
+        """The RBF displacement [h, w, 2] (x, y) float32 over the region, from coefficients coef
+        [K, 2] at keypoints q [K, 2]. The field is smooth (sigma ~ 30 px at 512), so it is
+        evaluated every _FIELD_STEP pixels, where the separable kernel makes it a tiny
+        [h/s, K] x [K, w/s] product (small enough that BLAS stays on one thread: full-size
+        products went multi-threaded and thrashed on a busy 2-core machine), and upsampled by
+        cv2.resize, whose pixel-centre convention puts coarse sample i at fine coordinate
+        (i + 0.5) * s - 0.5."""
+        import cv2
+
+        s = _FIELD_STEP
+        nw, nh = -(-(x1 - x0) // s), -(-(y1 - y0) // s)
+        cx = x0 + (np.arange(nw) + 0.5) * s - 0.5
+        cy = y0 + (np.arange(nh) + 0.5) * s - 0.5
+        gx = np.exp(-0.5 * ((cx[None] - q[:, :1]) / self._sigma) ** 2)  # [K, nw]
+        gy = np.exp(-0.5 * ((cy[None] - q[:, 1:]) / self._sigma) ** 2)  # [K, nh]
+        coarse = np.stack([(gy.T * coef[:, c]) @ gx for c in (0, 1)], axis=-1)  # [nh, nw, 2]
+        fine = cv2.resize(
+            coarse.astype(np.float32), (nw * s, nh * s), interpolation=cv2.INTER_LINEAR
+        )
+        return fine[: y1 - y0, : x1 - x0]
+
+    def _paint_mouth(self, planes: np.ndarray, jaw: float) -> None:
+        """Dark interior between the upper lip and the lowered lower lip (module doc, stage 2)."""
+        m = self._mouth
+        fy = self.intrinsics[1]
+        gap_px = jaw * self._kp_to_cam[1, 1] * fy / m["z"]
+        if gap_px < 0.5:
+            return
+        x0, x1 = m["x_range"]
+        ys0 = int(max(0, np.floor(m["seam_min"]) - 1))
+        ys1 = int(min(self.height, np.ceil(m["seam_max"] + gap_px) + 2))
+        xs = self._xs[None, x0:x1]
+        ys = self._ys[ys0:ys1, None]
+        seam = _seam(m, xs)
+        gap = gap_px * _lens(m, xs)
+        inside = np.clip(np.minimum(ys - seam, seam + gap - ys) + 0.5, 0.0, 1.0)
+        inside = inside * np.clip(gap - 0.5, 0.0, 1.0)
+        depth = np.clip((ys - seam) / np.maximum(gap, 1e-6), 0, 1)
+        # Darkest in the middle of the opening, a little red near the lips.
+        shade = 1.0 - 4.0 * (depth - 0.5) ** 2
+        colour = _MOUTH_DARK + (_MOUTH_DEEP - _MOUTH_DARK) * shade[..., None]
+        _paint(planes, m["plane"], (ys0, ys1, x0, x1), inside.astype(np.float32), colour)
+
+    # --- stage 3: eyelids ----------------------------------------------------------------------
+
+    def _eye_geometry(self) -> list[dict]:
+        if self._eyes is None:
+            self._eyes = [_eye_geometry(self, up, low) for up, low in ((11, 13), (15, 16))]
+        return self._eyes
+
+    def _paint_lids(self, planes: np.ndarray, eye: int, closure: np.ndarray) -> None:
+        g = self._eye_geometry()[eye]
+        cu, cl = float(closure[0]), float(closure[1])
+        y0, y1, x0, x1 = g["roi"]
+        xs = self._xs[None, x0:x1]
+        ys = self._ys[y0:y1, None]
+        cxe, cye, a, b = g["centre"][0], g["centre"][1], g["half_width"], g["half_height"]
+        u = np.clip((xs - cxe) / a, -1.0, 1.0)
+        arc = np.sqrt(1.0 - u * u)
+        # Lid margins: from the opening's contour towards a closed line that bows down a little
+        # (the lower lid travels less: they meet below the centre).
+        closed = cye + 0.35 * b + 0.2 * b * arc
+        upper = (1.0 - cu) * (cye - b * arc) + cu * closed + 0.5
+        lower = (1.0 - cl) * (cye + b * arc) + cl * closed - 0.5
+        covered = np.maximum(
+            np.clip(upper - ys + 0.5, 0.0, 1.0) * (cu > 0),
+            np.clip(ys - lower + 0.5, 0.0, 1.0) * (cl > 0),
+        )
+        r = np.sqrt(((xs - cxe) / (1.3 * a)) ** 2 + ((ys - cye) / (1.35 * b)) ** 2)
+        # Feathered edge: the paint fades into the baked skin around the eye.
+        inside = _smoothstep(1.0, 0.85, r)
+        mask = (inside * covered).astype(np.float32)
+        # The skin is the eye region inpainted from its surroundings, shaded a little darker
+        # towards the margin, with a dark lash line along the upper margin.
+        shade = 1.0 - 0.15 * np.clip(1.0 - (upper - ys) / max(b, 1.0), 0.0, 1.0)
+        colour = g["skin"] * shade[..., None].astype(np.float32)
+        lash = np.clip(1.3 - np.abs(ys - upper + 0.7), 0.0, 1.0) * (cu > 0.05) * inside
+        colour = colour * (1.0 - 0.75 * lash[..., None]).astype(np.float32)
+        _paint(planes, g["plane"], (y0, y1, x0, x1), mask, colour)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _nearest_plane(depths: np.ndarray, z: float) -> int:
+    return int(np.argmin(np.abs(1.0 / depths - 1.0 / z)))
+
+
+def _mouth_geometry(q: np.ndarray, z: np.ndarray, depths: np.ndarray) -> dict:
+    """Lip seam, opening lens and jaw region in array-index pixels, from keypoints q [21, 2]."""
+    c_r, c_l = q[14], q[20]
+    mid = 0.5 * (q[6] + q[17])
+    if c_r[0] > c_l[0]:
+        c_r, c_l = c_l, c_r
+    xs3 = np.array([c_r[0], mid[0], c_l[0]])
+    ys3 = np.array([c_r[1], mid[1], c_l[1]])
+    if np.ptp(xs3) < 2.0 or not (c_r[0] < mid[0] < c_l[0]):
+        # Degenerate mouth keypoints: a straight seam through the middle of the lips.
+        quad = np.array([0.0, 0.0, mid[1]])
+        half = 10.0
+    else:
+        quad = np.polyfit(xs3, ys3, 2)
+        half = 0.5 * (c_l[0] - c_r[0])
+    cx = float(mid[0])
+    chin_y = float(q[8, 1])
+    fade = max(0.6 * (chin_y - mid[1]), 4.0)  # below the chin the jaw fades into the neck
+    jaw_half = max(float(abs(q[10, 0] - q[9, 0])) / 2.0, 1.5 * half)
+    z_lips = float(0.5 * (z[6] + z[17]))
+    z_back = float(max(z[8], z[17], z[19], z[14], z[20])) + 0.03
+    plane_weight = 1.0 - _smoothstep(z_back, z_back + 0.03, depths)
+    seam_pts = np.polyval(quad, np.linspace(cx - half, cx + half, 9))
+    return {
+        "quad": quad,
+        "cx": cx,
+        "half": half,
+        "chin": chin_y,
+        "fade": fade,
+        "jaw_half": jaw_half,
+        "z": z_lips,
+        "plane": _nearest_plane(depths, z_lips),
+        "plane_weight": plane_weight,
+        "seam_min": float(seam_pts.min()),
+        "seam_max": float(seam_pts.max()),
+        "x_range": (int(max(0, np.floor(cx - half - 2))), int(np.ceil(cx + half + 3))),
+        "roi": (
+            int(max(0, np.floor(cx - jaw_half))),
+            int(np.ceil(cx + jaw_half) + 1),
+            int(max(0, np.floor(seam_pts.min() - 2))),
+            int(np.ceil(chin_y + fade) + 2),
+        ),
+    }
+
+
+def _seam(m: dict, xs: np.ndarray) -> np.ndarray:
+    x = np.clip(xs, m["cx"] - m["half"], m["cx"] + m["half"])
+    return np.polyval(m["quad"], x)
+
+
+def _lens(m: dict, xs: np.ndarray) -> np.ndarray:
+    """Opening profile in [0, 1]: 1 at the middle of the mouth, 0 at the corners."""
+    u = (xs - m["cx"]) / m["half"]
+    return np.sqrt(np.clip(1.0 - u * u, 0.0, 1.0))
+
+
+def _jaw_shift(m: dict, xs: np.ndarray, ys: np.ndarray, jaw_px: float) -> np.ndarray:
+    """Downward shift [h, w] (pixels, destination-based) of the jaw region for an opening of
+    ``jaw_px`` at the middle of the mouth. Between the corners the rows from the seam to the
+    seam + opening all sample the seam (the gap the interior fills); outside, the skin stretches
+    over a band that widens away from the corners."""
+    seam = _seam(m, xs)
+    du = np.abs(xs - m["cx"])
+    gap = jaw_px * _lens(m, xs)
+    band = np.maximum(gap, jaw_px * (1.0 + 2.0 * np.clip((du - m["half"]) / m["half"], 0, 1)))
+    band = np.where(du <= m["half"], np.maximum(gap, 0.5), band)
+    lateral = 1.0 - _smoothstep(m["half"] * 1.1, m["jaw_half"], du)
+    below = m["chin"] + jaw_px
+    vertical = 1.0 - _smoothstep(below, below + m["fade"], ys)
+    return jaw_px * lateral * vertical * np.clip((ys - seam) / band, 0.0, 1.0)
+
+
+def _composite(planes: np.ndarray, roi: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Front view of the region (y0, y1, x0, x1): straight colour [h, w, 3] float32 and the
+    per-plane visible weight [D, h, w] (T_d * alpha_d)."""
+    y0, y1, x0, x1 = roi
+    p = planes[:, y0:y1, x0:x1].astype(np.float32)
+    if planes.dtype == np.uint8:
+        p /= 255.0
+    a = p[..., 3]
+    trans = np.cumprod(1.0 - a, axis=0)
+    vis = a.copy()
+    vis[1:] *= trans[:-1]
+    rgb = (vis[..., None] * p[..., :3]).sum(0) / np.maximum(vis.sum(0), 1e-6)[..., None]
+    return rgb, vis
+
+
+def _eye_geometry(head: RiggedMPIHead, up: int, low: int) -> dict:
+    """Eye opening (ellipse, array-index pixels), target plane and sampled skin colour."""
+    q = head._kp_uv
+    fx = head.intrinsics[0]
+    z = float(min(head._kp_z[up], head._kp_z[low]))
+    centre = 0.5 * (q[up] + q[low])
+    a = max(0.5 * head.rig.eye_width * fx / z, 2.0)
+    b = max(0.62 * abs(q[low, 1] - q[up, 1]), 0.35 * a, 1.5)
+    h, w = head.height, head.width
+    y0 = int(max(0, np.floor(centre[1] - 2.2 * b)))
+    y1 = int(min(h, np.ceil(centre[1] + 2.2 * b) + 1))
+    x0 = int(max(0, np.floor(centre[0] - 1.6 * a)))
+    x1 = int(min(w, np.ceil(centre[0] + 1.6 * a) + 1))
+    roi = (y0, y1, x0, x1)
+    rgb, vis = _composite(head.planes, roi)
+    ys = np.arange(y0, y1)[:, None]
+    xs = np.arange(x0, x1)[None]
+    r = np.sqrt(((xs - centre[0]) / a) ** 2 + ((ys - centre[1]) / b) ** 2)
+    # Skin: a smooth membrane over the eye region from the skin-coloured pixels around it
+    # (a normalised Gaussian blur of them). Lashes, brows and the eye itself are left out: they
+    # differ from the median colour of the ring below and beside the eye.
+    import cv2
+
+    cover = vis.sum(0)
+    ring = (r > 1.3) & (r < 2.4) & (ys > centre[1] - 0.3 * b) & (cover > 0.9)
+    if ring.sum() < 4:
+        ring = (r > 1.3) & (cover > 0.5)
+    median = np.median(rgb[ring], axis=0) if ring.any() else np.array([0.8, 0.65, 0.55])
+    skinlike = (r > 1.3) & (cover > 0.9) & (np.abs(rgb - median).max(-1) < 0.12)
+    weight = skinlike.astype(np.float32)
+    sigma = max(0.6 * b, 2.0)
+    num = cv2.GaussianBlur(rgb.astype(np.float32) * weight[..., None], (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+    skin = np.where(den > 1e-3, num / np.maximum(den, 1e-6), median).astype(np.float32)
+    # Paint on the nearest plane that holds a real part of the eye region, so the lid covers it.
+    inside = r <= 1.0
+    weight = vis[:, inside].sum(1) if inside.any() else np.zeros(head.num_planes)
+    front = np.flatnonzero(weight > 0.02 * max(weight.sum(), 1e-6))
+    plane = int(front[0]) if front.size else _nearest_plane(head.depths, z)
+    return {
+        "centre": centre,
+        "half_width": a,
+        "half_height": b,
+        "roi": roi,
+        "plane": plane,
+        "skin": skin,  # [h, w, 3] float32 straight colour over the roi
+    }
+
+
+def _paint(
+    planes: np.ndarray,
+    target: int,
+    roi: tuple[int, int, int, int],
+    mask: np.ndarray,
+    colour: np.ndarray,
+) -> None:
+    """Cover ``mask [h, w]`` (0..1) of the region with opaque ``colour`` ([3] or [h, w, 3],
+    straight, 0..1) on plane ``target``; planes in front of it are cleared there so nothing hides
+    the paint. In place, in the planes' dtype."""
+    y0, y1, x0, x1 = roi
+    if mask.size == 0 or not mask.any():
+        return
+    scale = 255.0 if planes.dtype == np.uint8 else 1.0
+    m = mask[..., None]
+    if target > 0:
+        front = planes[:target, y0:y1, x0:x1].astype(np.float32)
+        front[..., 3:] *= 1.0 - m[None]
+        planes[:target, y0:y1, x0:x1] = _store(front, planes.dtype)
+    p = planes[target, y0:y1, x0:x1].astype(np.float32) / np.float32(scale)
+    a = p[..., 3:4]
+    new_a = a + (1.0 - a) * m
+    premult = (1.0 - m) * a * p[..., :3] + m * np.broadcast_to(colour, p[..., :3].shape)
+    p[..., :3] = np.where(new_a > 0, premult / np.maximum(new_a, 1e-6), p[..., :3])
+    p[..., 3:] = new_a
+    planes[target, y0:y1, x0:x1] = _store(p * np.float32(scale), planes.dtype)
+
+
+def _store(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == np.uint8:
+        return np.clip(np.round(a), 0, 255).astype(np.uint8)
+    return np.clip(a, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,349 @@
+"""The rigged MPI head (models.heads.mpi_head) and its .thead kind, on a small drawn MPI face:
+identity, jaw, eyelids, pose, the file round trip and one-line errors for damaged files."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from models.heads import (
+    MAX_MPI_ANGLE,
+    HeadFileError,
+    MPIRigParams,
+    RiggedMPIHead,
+    load_head,
+    save_head,
+)
+from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX
+
+SIZE = 192
+SKIN = (0.85, 0.66, 0.55)
+LOWER_LIP = (0.75, 0.15, 0.25)
+UPPER_LIP = (0.80, 0.45, 0.45)
+IRIS = (0.1, 0.3, 0.9)
+
+
+def frame(**channels: float) -> np.ndarray:
+    v = CHANNEL_DEFAULTS.copy()
+    for name, value in channels.items():
+        v[CHANNEL_INDEX[name]] = value
+    return v
+
+
+def _camera(head) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A frontal baking camera 0.6 m in front of the keypoint origin: (intrinsics, w2c, depths)."""
+    centre = head.kp_to_world[:3, 3]
+    eye = centre + np.array([0.0, 0.0, 0.6])
+    w2c = np.eye(4)
+    w2c[:3, :3] = np.diag([1.0, -1.0, -1.0])  # RUB world -> RDF camera looking along -z
+    w2c[:3, 3] = -w2c[:3, :3] @ eye
+    f = 0.5 * SIZE / np.tan(np.radians(15.0))
+    depths = 1.0 / np.linspace(1 / 0.45, 1 / 0.65, 24)
+    return np.array([f, f, SIZE / 2, SIZE / 2]), w2c, depths
+
+
+def _disc(img: np.ndarray, centre, radii, colour) -> None:
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]] + 0.5
+    inside = ((xx - centre[0]) / radii[0]) ** 2 + ((yy - centre[1]) / radii[1]) ** 2 <= 1.0
+    img[inside, :3] = colour
+    img[inside, 3] = 1.0
+
+
+def drawn_mpi_head(gaussian_head, dtype=np.uint8) -> RiggedMPIHead:
+    """A face drawn on the plane at the keypoints' depth of a 24-plane MPI, with the default
+    head's keypoints: skin, a pink upper lip, a red lower lip and blue irises."""
+    intr, w2c, depths = _camera(gaussian_head)
+    rig = MPIRigParams(pivot=gaussian_head.rig.pivot, eye_width=gaussian_head.rig.eye_width)
+    args = dict(
+        name="drawn", depths=depths, intrinsics=intr, world_to_camera=w2c,
+        keypoints=gaussian_head.keypoints, kp_to_world=gaussian_head.kp_to_world, rig=rig,
+    )  # fmt: skip
+    blank = RiggedMPIHead(planes=np.zeros((24, SIZE, SIZE, 4), np.float32), **args)
+    uv, z = blank.project(blank.kp_to_world_points(blank.keypoints))
+    plane = int(np.argmin(np.abs(depths - np.median(z))))
+    img = np.zeros((SIZE, SIZE, 4), np.float32)
+    iod = float(np.linalg.norm(uv[11] - uv[15]))
+    centre = uv[[4, 8]].mean(0)
+    _disc(img, centre, (1.1 * iod, 1.6 * iod), SKIN)
+    lip_w = 0.5 * abs(uv[20, 0] - uv[14, 0])
+    gap_y = 0.5 * (uv[6, 1] + uv[17, 1])
+    _disc(img, (uv[6, 0], uv[6, 1]), (lip_w, gap_y - uv[6, 1]), UPPER_LIP)
+    _disc(img, (uv[17, 0], uv[17, 1]), (lip_w, uv[17, 1] - gap_y), LOWER_LIP)
+    for up, low in ((11, 13), (15, 16)):
+        _disc(img, uv[[up, low]].mean(0), (0.12 * iod, 0.12 * iod), IRIS)
+    planes = np.zeros((24, SIZE, SIZE, 4), np.float32)
+    planes[plane] = img
+    if dtype == np.uint8:
+        planes = np.round(planes * 255).astype(np.uint8)
+    return RiggedMPIHead(planes=planes, metadata={"drawn": True}, **args)
+
+
+def front(arrays) -> np.ndarray:
+    """The MPI composited from its own camera over black [H, W, 3] (plane 0 nearest)."""
+    rgba = arrays.float_rgba()
+    out = np.zeros((*rgba.shape[1:3], 3), np.float32)
+    trans = np.ones((*rgba.shape[1:3], 1), np.float32)
+    for p in rgba:
+        out += trans * p[..., 3:] * p[..., :3]
+        trans *= 1.0 - p[..., 3:]
+    return out
+
+
+def _mask_of(img: np.ndarray, colour, tol: float = 0.06) -> np.ndarray:
+    return np.all(np.abs(img - np.asarray(colour, np.float32)) < tol, axis=-1)
+
+
+@pytest.fixture(scope="module")
+def mpi_head(head) -> RiggedMPIHead:
+    return drawn_mpi_head(head)
+
+
+def test_zero_motion_is_the_identity(mpi_head):
+    rest = mpi_head.deform(CHANNEL_DEFAULTS)
+    assert rest.rgba is mpi_head.planes and not rest.rgba.flags.writeable
+    assert rest.world_to_camera is mpi_head.world_to_camera and rest.depths is mpi_head.depths
+    # Channels the rig does not read (intensity, emotion, gaze) leave it the identity too.
+    other = mpi_head.deform(frame(intensity=0.3, emotion_happy=1.0, eye_ball_0=0.2))
+    assert other.rgba is mpi_head.planes
+    # After a deformed frame, rest is still bit-exact (no state leaks between frames).
+    mpi_head.deform(frame(exp_19_y=0.05, eye_open_r=0.0, exp_3_x=0.02, yaw=5))
+    np.testing.assert_array_equal(mpi_head.deform(CHANNEL_DEFAULTS).rgba, mpi_head.planes)
+    with pytest.raises(ValueError, match="channels"):
+        mpi_head.deform(np.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        mpi_head.deform(frame(exp_4_x=np.nan))
+
+
+def test_jaw_open_darkens_the_mouth_and_lowers_the_lower_lip(mpi_head):
+    jaw = 0.06
+    rest, opened = front(mpi_head.rest), front(mpi_head.deform(frame(exp_19_y=jaw)))
+    uv, z = mpi_head.project(mpi_head.kp_to_world_points(mpi_head.keypoints))
+    gap_px = jaw * mpi_head.kp_scale * mpi_head.intrinsics[1] / (0.5 * (z[6] + z[17]))
+    assert gap_px > 4.0
+    # The lower lip (its red) moves down by about the jaw's delta; the upper lip stays.
+    rows = np.arange(SIZE)[:, None]
+    low_rest, low_open = _mask_of(rest, LOWER_LIP), _mask_of(opened, LOWER_LIP)
+    shift = (rows * low_open).sum() / low_open.sum() - (rows * low_rest).sum() / low_rest.sum()
+    assert shift == pytest.approx(gap_px, rel=0.3)
+    up_rest, up_open = _mask_of(rest, UPPER_LIP), _mask_of(opened, UPPER_LIP)
+    up_shift = (rows * up_open).sum() / up_open.sum() - (rows * up_rest).sum() / up_rest.sum()
+    assert abs(up_shift) < 0.25 * gap_px  # only its edge near the corners stretches a little
+    # Between the lips, just below the seam, the mouth is now dark.
+    x, y = int(uv[17, 0] - 0.5), int(0.5 * (uv[6, 1] + uv[17, 1]) + gap_px / 2)
+    patch_rest, patch_open = (
+        rest[y - 1 : y + 2, x - 2 : x + 3],
+        opened[y - 1 : y + 2, x - 2 : x + 3],
+    )
+    assert patch_open.mean() < 0.15 < patch_rest.mean()
+    # The forehead and the eyes do not move.
+    top = int(uv[4, 1])
+    np.testing.assert_array_equal(opened[:top], rest[:top])
+
+
+def test_eye_close_covers_the_iris_with_skin(mpi_head):
+    rest = front(mpi_head.rest)
+    closed = front(mpi_head.deform(frame(eye_open_r=0.0)))
+    iris = _mask_of(rest, IRIS)
+    right = iris & (np.arange(SIZE)[None, :] < SIZE // 2)
+    left = iris & ~right
+    assert right.sum() > 10 and left.sum() > 10
+    # The right iris is gone under skin-coloured lid; the left eye is untouched.
+    colours = closed[right]
+    assert np.abs(colours - np.asarray(SKIN)).max(axis=1).mean() < 0.12
+    assert not _mask_of(closed, IRIS)[right].any()
+    np.testing.assert_array_equal(closed[left], rest[left])
+    # Half open: the lid covers the top of the iris only.
+    half = front(mpi_head.deform(frame(eye_open_r=0.5)))
+    still_blue = _mask_of(half, IRIS) & right
+    assert 0 < still_blue.sum() < right.sum()
+    ys = np.nonzero(right)[0]
+    assert np.nonzero(still_blue)[0].min() > ys.min()
+    # The lid keypoint's own channel closes it as well (exp_11_y > 0 brings the lid down).
+    lid = front(mpi_head.deform(frame(exp_11_y=mpi_head.rig.lid_travel_upper)))
+    assert not _mask_of(lid, IRIS)[right].any()
+
+
+def test_pose_moves_the_camera_like_the_gaussian_rig(mpi_head, head):
+    v = frame(pitch=6.0, yaw=-9.0, roll=4.0, scale=1.1, tx=0.02, ty=-0.01)
+    posed = mpi_head.deform(v)
+    np.testing.assert_array_equal(posed.rgba, mpi_head.planes)  # the planes themselves stay
+    np.testing.assert_allclose(posed.depths, 1.1 * mpi_head.depths)
+    # A point on a plane, seen through the moved camera at the scaled depth, lands where the
+    # Gaussian rig puts the same head point (here: the keypoints, exp = 0, same pivot).
+    uv, z = mpi_head.project(mpi_head.kp_to_world_points(mpi_head.keypoints))
+    fx, fy, cx, cy = mpi_head.intrinsics
+    cam = np.stack([(uv[:, 0] - cx) / fx * z, (uv[:, 1] - cy) / fy * z, z], 1) * 1.1
+    c2w = np.linalg.inv(posed.world_to_camera)
+    world = cam @ c2w[:3, :3].T + c2w[:3, 3]
+    np.testing.assert_allclose(world, head.keypoints_world(v), atol=1e-9)
+    # Pitch and yaw beyond the MPI's range are clamped.
+    far = mpi_head.deform(frame(yaw=60.0)).world_to_camera
+    np.testing.assert_array_equal(far, mpi_head.deform(frame(yaw=MAX_MPI_ANGLE)).world_to_camera)
+
+
+def test_yaw_turns_the_rendered_head_to_the_image_left(mpi_head):
+    pytest.importorskip("torch")
+    from renderers import MPI, Camera
+    from renderers.reference import render_mpi_reference
+
+    fx, fy, cx, cy = mpi_head.intrinsics
+    view = Camera(fx, fy, cx, cy, SIZE, SIZE, mpi_head.world_to_camera)
+
+    def render(v):
+        a = mpi_head.deform(v)
+        cam = Camera(fx, fy, cx, cy, SIZE, SIZE, a.world_to_camera)
+        img = np.asarray(render_mpi_reference(MPI(a.float_rgba(), a.depths, cam), view))
+        return img[..., :3]
+
+    def iris_x(img):
+        m = _mask_of(img, IRIS, tol=0.12)
+        return np.nonzero(m)[1].mean()
+
+    rest, turned = render(CHANNEL_DEFAULTS), render(frame(yaw=10.0))
+    # Positive yaw turns the face to the image's left (docs/motion-space.md): the eyes move by
+    # about what the pose does to their keypoints.
+    uv, _ = mpi_head.project(mpi_head.kp_to_world_points(mpi_head.keypoints))
+    pivot = mpi_head.rig.pivot
+    yaw = np.radians(10.0)
+    rot = np.array([[np.cos(yaw), 0, -np.sin(yaw)], [0, 1, 0], [np.sin(yaw), 0, np.cos(yaw)]])
+    eyes = mpi_head.kp_to_world_points(mpi_head.keypoints[[11, 15]])
+    moved_uv, _ = mpi_head.project((eyes - pivot) @ rot.T + pivot)
+    expected = float(moved_uv[:, 0].mean() - uv[[11, 15], 0].mean())
+    assert expected < -3.0
+    assert iris_x(turned) - iris_x(rest) == pytest.approx(expected, abs=1.5)
+
+
+def test_float_planes_deform_too(head):
+    h32 = drawn_mpi_head(head, dtype=np.float32)
+    assert h32.planes.dtype == np.float32
+    assert h32.deform(CHANNEL_DEFAULTS).rgba is h32.planes
+    out = h32.deform(frame(exp_19_y=0.05, eye_open_l=0.0)).rgba
+    assert out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
+    h8 = drawn_mpi_head(head)
+    ref = h8.deform(frame(exp_19_y=0.05, eye_open_l=0.0)).float_rgba()
+    assert np.abs(front_rgba(out) - front_rgba(ref)).mean() < 0.01
+
+
+def front_rgba(rgba: np.ndarray) -> np.ndarray:
+    class _A:
+        def float_rgba(self):
+            return rgba
+
+    return front(_A())
+
+
+def test_bad_heads_raise_value_errors(mpi_head):
+    good = dict(
+        name="x", planes=mpi_head.planes, depths=mpi_head.depths,
+        intrinsics=mpi_head.intrinsics, world_to_camera=mpi_head.world_to_camera,
+        keypoints=mpi_head.keypoints, kp_to_world=mpi_head.kp_to_world, rig=mpi_head.rig,
+    )  # fmt: skip
+    for change, match in (
+        ({"planes": mpi_head.planes[..., :3]}, "planes"),
+        ({"depths": mpi_head.depths[::-1]}, "increasing"),
+        ({"depths": mpi_head.depths[:3]}, "depths"),
+        ({"intrinsics": [1.0, 1.0, 0.0]}, "intrinsics"),
+        ({"world_to_camera": np.diag([2.0, 1.0, 1.0, 1.0])}, "rigid"),
+        ({"keypoints": np.zeros((20, 3))}, "keypoints"),
+        ({"planes": np.full((2, 4, 4, 4), 2.0, np.float32), "depths": [1.0, 2.0]}, "planes"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            RiggedMPIHead(**{**good, **change})
+
+
+# --------------------------------------------------------------------------------- .thead files
+
+
+def test_thead_round_trip_is_exact(mpi_head, tmp_path):
+    path = tmp_path / "mpi.thead"
+    save_head(mpi_head, path)
+    got = load_head(path)
+    assert isinstance(got, RiggedMPIHead)
+    assert got.planes.dtype == np.uint8
+    np.testing.assert_array_equal(got.planes, mpi_head.planes)
+    for name in ("depths", "intrinsics", "world_to_camera", "keypoints", "kp_to_world"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(mpi_head, name))
+    assert got.rig.to_dict() == mpi_head.rig.to_dict()
+    assert got.name == "drawn" and got.metadata == {"drawn": True}
+    v = frame(exp_19_y=0.04, eye_open_l=0.2, exp_14_x=-0.02, yaw=7.0)
+    a, b = got.deform(v), mpi_head.deform(v)
+    np.testing.assert_array_equal(a.rgba, b.rgba)
+    np.testing.assert_array_equal(a.world_to_camera, b.world_to_camera)
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        meta = json.loads(z.read("head.json"))
+        assert z.read("thumbnail.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    assert names == {"head.json", "planes.npy", "keypoints.npy", "thumbnail.png"}
+    assert meta["kind"] == "talking-head/mpi-head" and meta["version"] == 1
+    # Float planes round-trip exactly too.
+    h32 = RiggedMPIHead(
+        name="f", planes=mpi_head.rest.float_rgba(), depths=mpi_head.depths,
+        intrinsics=mpi_head.intrinsics, world_to_camera=mpi_head.world_to_camera,
+        keypoints=mpi_head.keypoints, kp_to_world=mpi_head.kp_to_world, rig=mpi_head.rig,
+    )  # fmt: skip
+    save_head(h32, tmp_path / "f.thead")
+    np.testing.assert_array_equal(load_head(tmp_path / "f.thead").planes, h32.planes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.thead", "mpi.thead"]  # no temps
+
+
+def _rewrite(src, dst, replace=None, drop=()):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            if item.filename in drop:
+                continue
+            data = (replace or {}).get(item.filename, zin.read(item.filename))
+            zout.writestr(item.filename, data)
+
+
+def _npy(a):
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def test_damaged_mpi_head_files_give_one_line(mpi_head, tmp_path):
+    good = tmp_path / "good.thead"
+    save_head(mpi_head, good)
+    with zipfile.ZipFile(good) as z:
+        meta = json.loads(z.read("head.json"))
+    cases = {}
+
+    def case(name, expected, **kw):
+        _rewrite(good, tmp_path / name, **kw)
+        cases[name] = expected
+
+    case("noplanes.thead", "planes.npy is missing", drop=("planes.npy",))
+    case("nokp.thead", "keypoints.npy is missing", drop=("keypoints.npy",))
+    case("nojson.thead", "head.json is missing", drop=("head.json",))
+    case("garbage.thead", "planes.npy is corrupt", replace={"planes.npy": b"not an npy"})
+    case("shape.thead", "planes.npy is uint8", replace={"planes.npy": _npy(mpi_head.planes[:3])})
+    case("kpshape.thead", "keypoints.npy has shape",
+         replace={"keypoints.npy": _npy(np.zeros((20, 3)))})  # fmt: skip
+    nan_kp = np.array(mpi_head.keypoints)
+    nan_kp[3, 1] = np.nan
+    case("kpnan.thead", "NaN", replace={"keypoints.npy": _npy(nan_kp)})
+    for key, value, expected in (
+        ("version", 99, "version 99 is not supported"),
+        ("depths", "far", "'depths' has the wrong type"),
+        ("depths", meta["depths"][::-1], "increasing"),
+        ("intrinsics", {"fx": 1.0}, "invalid MPI head"),
+        ("planes_dtype", "float16", "not supported"),
+        ("world_to_camera", [[1, 0], [0, 1]], "invalid MPI head"),
+    ):
+        m = {**meta, key: value}
+        case(f"{key}-{len(cases)}.thead", expected, replace={"head.json": json.dumps(m).encode()})
+    m = dict(meta)
+    del m["rig"]
+    case("norig.thead", "has no 'rig'", replace={"head.json": json.dumps(m).encode()})
+    (tmp_path / "trunc.thead").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    cases["trunc.thead"] = "not a head file or truncated"
+    for name, expected in cases.items():
+        with pytest.raises(HeadFileError) as info:
+            load_head(tmp_path / name)
+        message = str(info.value)
+        assert "\n" not in message, name
+        assert expected in message, (name, message)
