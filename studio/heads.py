@@ -33,7 +33,7 @@ import numpy as np
 from resources import RESOURCES_DIR
 
 if TYPE_CHECKING:
-    from models.heads import GaussianArrays, RiggedGaussianHead
+    from models.heads import GaussianArrays, RiggedGaussianHead, RiggedMPIHead
     from renderers import MPI, GaussianCloud
     from studio.document import HeadRef, Project
 
@@ -47,6 +47,7 @@ __all__ = [
     "head_cache_key",
     "lod_head",
     "project_head",
+    "resolve_any_head",
     "resolve_head",
     "resolve_mpi",
     "rest_cloud",
@@ -125,8 +126,23 @@ def resolve_head(
 ) -> RiggedGaussianHead:
     """The rigged Gaussian head that ``ref`` names (None: the default head), cached.
 
-    Raises HeadResolveError for an MPI reference, an unknown built-in head, a missing or
-    corrupt head file.
+    Raises HeadResolveError for an MPI reference or a rigged MPI head file (use
+    :func:`resolve_any_head`), an unknown built-in head, a missing or corrupt head file.
+    """
+    import models.heads
+
+    head = resolve_any_head(ref, assets)
+    if isinstance(head, models.heads.RiggedMPIHead):
+        raise HeadResolveError(f"head {_asset_of(ref)!r} is a rigged MPI head, not a Gaussian head")
+    return head
+
+
+def resolve_any_head(
+    ref: HeadRef | str | None, assets: Mapping[str, bytes] | None = None
+) -> RiggedGaussianHead | RiggedMPIHead:
+    """The rigged head (Gaussian or MPI: whatever the .thead holds) that ``ref`` names, cached.
+
+    Raises HeadResolveError like :func:`resolve_head`.
     """
     key = head_cache_key(ref, assets)
     with _lock:
@@ -139,7 +155,9 @@ def resolve_head(
     return head
 
 
-def _load(asset: str, key: tuple, assets: Mapping[str, bytes] | None) -> RiggedGaussianHead:
+def _load(
+    asset: str, key: tuple, assets: Mapping[str, bytes] | None
+) -> RiggedGaussianHead | RiggedMPIHead:
     from models.heads import HeadFileError, build_default_head, load_head
 
     try:

@@ -7,7 +7,8 @@ folders, level-of-detail sub-heads); this module wraps them for the offline rend
 Sources:
 - :class:`RiggedHeadSource`: a RiggedGaussianHead driven by the motion channels (deform).
 - :class:`StaticCloudSource`: any GaussianCloud, drawn unchanged (synthetic test scenes).
-- :class:`StaticMPISource`: a project's baked MPI head (MPI heads do not animate yet).
+- :class:`StaticMPISource`: a project's baked MPI folder, drawn unchanged.
+- :class:`RiggedMPISource`: a rigged MPI head (.thead of the MPI kind) deformed every frame.
 - :class:`MPIHeadSource`: a rigged head baked into an MPI every frame (renderers.bake).
 """
 
@@ -23,13 +24,14 @@ from studio.export.errors import ExportError
 from studio.heads import arrays_to_cloud
 
 if TYPE_CHECKING:
-    from models.heads import GaussianArrays, RiggedGaussianHead
+    from models.heads import GaussianArrays, RiggedGaussianHead, RiggedMPIHead
     from renderers import MPI, Camera, GaussianCloud
 
 __all__ = [
     "HeadSource",
     "MPIHeadSource",
     "RiggedHeadSource",
+    "RiggedMPISource",
     "StaticCloudSource",
     "StaticMPISource",
     "load_project_head",
@@ -89,7 +91,7 @@ class StaticCloudSource(HeadSource):
 
 
 class StaticMPISource(HeadSource):
-    """A baked MPI drawn unchanged every frame (MPI heads do not animate yet)."""
+    """A baked MPI folder drawn unchanged every frame (a plain MPI has no rig)."""
 
     kind = "mpi"
 
@@ -99,6 +101,25 @@ class StaticMPISource(HeadSource):
 
     def frame(self, values: np.ndarray) -> MPI:
         return self.mpi
+
+
+class RiggedMPISource(HeadSource):
+    """A rigged MPI head (models.heads.RiggedMPIHead): its planes warped by the motion every
+    frame (keypoint deltas, jaw, eyelids; the pose moves its camera)."""
+
+    kind = "mpi"
+
+    def __init__(self, head: RiggedMPIHead) -> None:
+        self.head = head
+        self.name = head.name
+
+    def frame(self, values: np.ndarray) -> MPI:
+        from studio.head_import import deformed_mpi
+
+        try:
+            return deformed_mpi(self.head, values)
+        except ValueError as exc:
+            raise ExportError(f"cannot deform the MPI head {self.name!r}: {exc}") from None
 
 
 class MPIHeadSource(HeadSource):
@@ -160,14 +181,26 @@ def resolve_head_source(
 ) -> HeadSource:
     """A HeadSource for ``project`` rendered as ``kind`` ("gaussian" or "mpi").
 
-    "mpi": the project's baked MPI when its head is an MPI (studio.heads.resolve_mpi; relative
-    folders are looked up next to ``project_path``), drawn unchanged every frame; otherwise the
-    rigged Gaussian head baked into an MPI every frame (MPIHeadSource).
+    A rigged MPI head file is deformed every frame and drawn as an MPI whatever ``kind`` says
+    (RiggedMPISource). "mpi": the project's baked
+    MPI folder when its head is one (studio.heads.resolve_mpi; relative folders are looked up
+    next to ``project_path``), drawn unchanged; otherwise the rigged Gaussian head baked into an
+    MPI every frame (MPIHeadSource).
     Raises ExportError when the head cannot be loaded.
     """
-    from studio.heads import HeadResolveError, lod_head, resolve_mpi
+    from models.heads import RiggedMPIHead
+    from studio.heads import HeadResolveError, lod_head, resolve_any_head, resolve_mpi
 
     ref = project.head
+    if ref is not None and ref.kind != "mpi":
+        try:
+            rigged = resolve_any_head(ref, project.assets)
+        except HeadResolveError as exc:
+            raise ExportError(str(exc).strip().splitlines()[0]) from None
+        if isinstance(rigged, RiggedMPIHead):
+            # A head file of the MPI kind can only be drawn as an MPI: whatever ``kind`` says
+            # (the settings default to the reference's kind, which names a file, not a folder).
+            return RiggedMPISource(rigged)
     if kind == "mpi":
         if ref is not None and ref.kind == "mpi":
             try:
