@@ -63,7 +63,9 @@ __all__ = [
 DEVICES = ("auto", "cpu", "gpu")
 PROJECT_FILTER = "Talking Head Studio projects (*.ths);;All files (*)"
 AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.aiff *.aif);;All files (*)"
-HEAD_FILTER = "Heads (*.ply *.splat *.json *.zip);;All files (*)"
+HEAD_FILTER = (
+    "Heads and portraits (*.thead *.ply *.splat *.png *.jpg *.jpeg *.bmp *.webp);;All files (*)"
+)
 MAX_RECENT = 10
 
 

@@ -93,17 +93,35 @@ def read_audio_job(path: Path):
 
 
 def read_head_job(path: Path):
-    """Qt-free job: read and validate a Gaussian head (.ply / .splat). Returns (bytes, count).
+    """Qt-free job: make a rigged head file from ``path`` (a .thead as is; a 3DGS .ply / .splat
+    with keypoints placed by the face landmarker; a portrait image lifted to a head: see
+    studio.head_import). Returns (.thead bytes, one-line description).
 
-    Raises FormatError / OSError naming the file."""
+    Raises HeadImportError / HeadFileError / FormatError / OSError naming the file."""
+    import tempfile
+
+    from models.heads import RiggedMPIHead, load_head
+    from studio.head_import import ImportedHead, import_head
+
+    path = Path(path)
     yield Progress(0.0, f"reading {path.name}")
-    data = Path(path).read_bytes()
-    yield Progress(0.3, "checking the Gaussians")
-    from renderers.formats import load_gaussians
-
-    cloud = load_gaussians(path)
+    if path.suffix.lower() == ".thead":
+        head, notes = load_head(path), []  # a damaged file fails here, not in the viewport
+        data = path.read_bytes()
+    else:
+        with tempfile.TemporaryDirectory(prefix="ths-head-") as tmp:
+            out = Path(tmp) / "head.thead"
+            result: list[ImportedHead] = []
+            for line in import_head(path, out, result=result):
+                yield Progress(None, line)
+            data = out.read_bytes()
+        head, notes = result[0].head, result[0].notes
     yield Progress(1.0, "done")
-    return data, len(cloud)
+    if isinstance(head, RiggedMPIHead):
+        text = f"rigged MPI head, {head.num_planes} planes"
+    else:
+        text = f"{len(head):,} Gaussians, rigged"
+    return data, "; ".join([text, *notes])
 
 
 def read_mpi_job(folder: Path):
@@ -779,8 +797,12 @@ class MainWindow(QMainWindow):
             c.notify(f"Imported {path.name} ({duration_s:.2f} s) at frame {frame}")
 
     def import_head(self, path: Path | str | None = None) -> Worker | None:
-        """Use a Gaussian-splat head (.ply / .splat), embedded in the project (undoable); a
-        folder is taken as an MPI head (:meth:`import_mpi_head`)."""
+        """Use a head, embedded in the project as a rigged .thead (undoable): a head file, a
+        3DGS .ply / .splat (keypoints placed automatically; fix them by dragging in the
+        viewport) or a portrait image (lifted to a 2.5D head). A folder is taken as an MPI head
+        (:meth:`import_mpi_head`). Runs in a worker; a failure changes nothing."""
+        from studio.head_import import IMAGE_SUFFIXES, PLY_SUFFIXES
+
         if path is None:
             path = dialogs.ask_head_path(self)
             if path is None:
@@ -788,19 +810,20 @@ class MainWindow(QMainWindow):
         path = Path(path)
         if path.is_dir():
             return self.import_mpi_head(path)
-        if path.suffix.lower() not in (".ply", ".splat"):
+        known = (".thead", *PLY_SUFFIXES, *IMAGE_SUFFIXES)
+        if path.suffix.lower() not in known:
             self._error(
                 "Cannot import the head",
-                f"{path.name}: not a Gaussian head (.ply or .splat); MPI heads are folders: "
+                f"{path.name}: not a head ({', '.join(known)}); MPI heads are folders: "
                 "use File > Import MPI Head Folder",
             )
             return None
 
-        def done(result: tuple[bytes, int]) -> None:
-            data, count = result
-            head = HeadRef(asset=f"head/{path.name}", kind="gaussian")
+        def done(result: tuple[bytes, str]) -> None:
+            data, description = result
+            head = HeadRef(asset=f"head/{path.stem}.thead", kind="gaussian")
             if self.controller.push(SetHead(head, data, label=f"Import head {path.name}")):
-                self.controller.notify(f"Head {path.name}: {count:,} Gaussians")
+                self.controller.notify(f"Head {path.name}: {description}")
 
         return self.run_job(
             read_head_job, path, name=f"Import {path.name}", on_result=done,
