@@ -11,6 +11,10 @@ ViewportWidget and reports, in one process:
 - present: a repaint that only re-composes the cached scene (hover, FPS readout): the floor of
   set-frame latency added by Qt's own frame presentation.
 
+``--window``: the viewport docked in the studio's main window (1600x960) instead of a bare
+top-level viewport (``--size`` ignored): "present" then includes what Qt spends on the window
+around the viewport.
+
 Median and 90th percentile in milliseconds, and scrub / present and scrub / redraw ratios, so
 numbers from a shared machine can be compared across runs. Target (issue): scrub <= 50 ms on 2
 CPU cores with the default head.
@@ -34,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="800x600", help="viewport size WxH in logical pixels")
     ap.add_argument("--budget", type=int, default=25_000, help="LOD budget while scrubbing")
     ap.add_argument("--mode", default="mono", choices=("mono", "sbs", "anaglyph"))
+    ap.add_argument("--window", action="store_true", help="in the studio's main window")
     args = ap.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         print("scrub.py needs a display: run it under xvfb-run", file=sys.stderr)
@@ -49,9 +54,30 @@ def main(argv: list[str] | None = None) -> int:
 
     w, h = (int(v) for v in args.size.lower().split("x"))
     ctrl = StudioController(build_demo_project())
-    vp = ViewportWidget(ctrl)
-    vp.resize(w, h)
-    vp.show()
+    window = None
+    if args.window:
+        import tempfile
+
+        from PySide6.QtCore import QSettings
+
+        from studio.document.recovery import RecoveryManager
+        from studio.ui.main_window import MainWindow
+
+        tmp = Path(tempfile.mkdtemp(prefix="ths-scrub-"))
+        window = MainWindow(
+            ctrl,
+            settings=QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat),
+            recovery=RecoveryManager(tmp / "recovery"),
+        )
+        window.show()
+        vp = window.panels["viewport"]
+        if not isinstance(vp, ViewportWidget):
+            print(f"no viewport in the main window: {vp}")
+            return 1
+    else:
+        vp = ViewportWidget(ctrl)
+        vp.resize(w, h)
+        vp.show()
     vp.set_view_mode(args.mode)
     t_end = time.perf_counter() + 60
     while not vp.head_ready and time.perf_counter() < t_end:
@@ -133,8 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         "redraw": redraw(),
     }
     med = {k: statistics.median(v) * 1000 for k, v in results.items()}
+    w, h = vp.width(), vp.height()
+    where = ", in the main window" if window else ""
     print(
-        f"viewport {w}x{h} ({args.mode}), head {len(vp.head)} Gaussians, LOD budget "
+        f"viewport {w}x{h} ({args.mode}{where}), head {len(vp.head)} Gaussians, LOD budget "
         f"{args.budget}, GL software={vp._gl.software}, {os.cpu_count()} CPUs"
     )
     for k, v in results.items():
@@ -149,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  interactive resolution scale while scrubbing: median {statistics.median(scales):.2f}")
     verdict = "meets" if med["scrub"] <= 50 else "misses"
     print(f"  scrub median {med['scrub']:.1f} ms {verdict} the 50 ms target")
-    vp.close()
+    (window or vp).close()
     return 0
 
 

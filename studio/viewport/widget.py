@@ -1,4 +1,4 @@
-"""The 3D viewport: the animated head, live, in a QOpenGLWidget drawn with moderngl.
+"""The 3D viewport: the animated head, live, in an OpenGL window drawn with moderngl.
 
 :class:`ViewportWidget` (``ViewportWidget(controller, parent=None)``) follows the controller: it
 redraws on frameChanged / documentChanged / projectReplaced, deforms the head for the current frame
@@ -39,12 +39,13 @@ from PySide6.QtGui import (
     QImage,
     QKeyEvent,
     QMouseEvent,
+    QOpenGLContext,
     QPainter,
     QPen,
     QSurfaceFormat,
     QWheelEvent,
 )
-from PySide6.QtOpenGLWidgets import QOpenGLWidget
+from PySide6.QtOpenGL import QOpenGLWindow
 from PySide6.QtWidgets import QStackedLayout, QWidget
 
 from models.motion_space import CHANNELS, KEYPOINTS, NUM_KEYPOINTS
@@ -87,9 +88,11 @@ SETTLE_MS = 150  # full quality this long after the last interaction
 SLOW_FRAME_MS = 40.0  # a full-quality frame slower than this enables LOD on a hardware GL too
 INTERACTIVE_MS = 25.0  # interactive frames aim at this draw time (resolution adapts)
 # Live and playback frames share the frame time (~33-40 ms at 25-30 fps) with deforming the head,
-# the Live panel's feed and Qt's composition, and the CPU with the tracking thread: they aim lower.
+# the rest of the studio window (timeline, inspector, the Live panel's feed) and the CPU with the
+# tracking thread: they aim lower. (The GL window presents only itself: the studio window around
+# it is no longer re-composed with OpenGL every frame, which cost ~16 ms on a software GL.)
 LIVE_MS = 12.0
-PLAYBACK_MS = 18.0  # 25 fps playback: 40 ms a frame, ~15-20 of them Qt's own composition
+PLAYBACK_MS = 18.0  # 25 fps playback: 40 ms a frame
 _PICK_RADIUS = 10.0  # logical pixels
 _REGION_COLORS = {
     "forehead": "#9fb7ff",
@@ -118,7 +121,7 @@ def _surface_format() -> QSurfaceFormat:
 def gl_unavailable_reason() -> str | None:
     """Why no GL viewport can be shown in this process, or None when an OpenGL 3.3 context
     can be created and made current (probed with a throwaway QOpenGLContext)."""
-    from PySide6.QtGui import QOffscreenSurface, QOpenGLContext
+    from PySide6.QtGui import QOffscreenSurface
 
     platform = QGuiApplication.platformName()
     if platform in ("offscreen", "minimal"):
@@ -145,7 +148,7 @@ def gl_unavailable_reason() -> str | None:
 class ViewportWidget(QWidget):
     """The studio's 3D viewport (see the module docstring). ``controller``: StudioController."""
 
-    # A new frame reached the screen (QOpenGLWidget.frameSwapped).
+    # A new frame reached the screen (QOpenGLWindow.frameSwapped).
     framePresented = Signal()
     viewModeChanged = Signal(str)
     keypointsVisibleChanged = Signal(bool)
@@ -202,11 +205,16 @@ class ViewportWidget(QWidget):
         self._stack.setContentsMargins(0, 0, 0, 0)
         self._message = _MessageView(self)
         self._gl: _GLView | None = None
+        self._container: QWidget | None = None
         reason = gl_unavailable_reason()
         if reason is None:
             self._gl = _GLView(self)
-            self._stack.addWidget(self._gl)
-            self.setFocusProxy(self._gl)
+            # The container never takes focus (it would hand it to the GL window, outside the
+            # widget tree's shortcuts): this widget does, and gets the keys.
+            self._container = QWidget.createWindowContainer(self._gl, self)
+            self._container.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            self._container.setMinimumSize(1, 1)
+            self._stack.addWidget(self._container)
         self._stack.addWidget(self._message)
         self.gl_error: str | None = None
         if reason is not None:
@@ -347,7 +355,7 @@ class ViewportWidget(QWidget):
         """The viewport's current image (renders a frame now). A null QImage without GL."""
         if not self.gl_available or self._gl is None:
             return QImage()
-        return self._gl.grabFramebuffer()
+        return self._gl.grab_frame()
 
     def current_cameras(self) -> list[tuple[Camera, tuple[int, int, int, int]]]:
         """The view mode's cameras and viewports in device pixels (see gl_scene.view_cameras)."""
@@ -532,7 +540,7 @@ class ViewportWidget(QWidget):
         return max(round(self.width() * dpr), 1), max(round(self.height() * dpr), 1)
 
     def _dpr(self) -> float:
-        return float(self._gl.devicePixelRatioF()) if self._gl is not None else 1.0
+        return float(self.devicePixelRatioF())
 
     # ------------------------------------------------------------------------------ controller
     def _on_frame_changed(self, _frame: int) -> None:
@@ -559,6 +567,56 @@ class ViewportWidget(QWidget):
             self._mark_interaction()
 
     # ------------------------------------------------------------------------------ input
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if not self._on_key(event):
+            super().keyPressEvent(event)
+
+    def event(self, event: QEvent) -> bool:
+        # Keep the viewport's keys (F, Home, K, V, 1-3) while it has focus, even when the main
+        # window binds them as shortcuts.
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and _is_viewport_key(event)
+        ):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def paintEvent(self, event: Any) -> None:
+        # QWidget.grab()/render() of the window around the viewport (the studio's screenshots)
+        # draw widgets, not native child windows: they would show a hole where the head is, so
+        # the current frame is painted here for them. On screen (painting into the window's
+        # backing store, which Qt does whenever something around the viewport repaints, ~10
+        # times a second while playing) the GL window covers this widget: nothing to do.
+        gl, container = self._gl, self._container
+        if gl is None or container is None or not self.gl_available or container.isHidden():
+            return
+        painter = QPainter(self)
+        try:
+            store = self.backingStore()
+            engine = painter.paintEngine()
+            on_screen = store is None or engine is None
+            on_screen = on_screen or _same_object(engine.paintDevice(), store.paintDevice())
+            if not on_screen:
+                img = gl.grab_frame()
+                if not img.isNull():
+                    painter.drawImage(container.geometry().topLeft(), img)
+        finally:
+            painter.end()
+
+    def _take_focus(self) -> None:
+        """Keyboard focus to this widget (a click into the GL window), activating its window."""
+        if not self.isActiveWindow():
+            self.activateWindow()
+        self.setFocus(Qt.FocusReason.MouseFocusReason)
+
+    def _forward_key(self, event: QKeyEvent) -> None:
+        """A key typed into the GL window itself (when a window system focused it): the
+        viewport's keys, else the main window's shortcut for it."""
+        if not self._on_key(event):
+            _trigger_shortcut(self, event)
+
     def _view_at(self, pos: QPointF) -> int:
         if self._view_mode == "sbs" and pos.x() >= self.width() / 2:
             return 1
@@ -745,9 +803,7 @@ class ViewportWidget(QWidget):
         if degraded:
             # Live capture and playback present a new frame every 33-40 ms, sharing it with
             # deformation, Qt's composition (and live tracking): they aim lower than a scrub.
-            target = (
-                LIVE_MS if live else PLAYBACK_MS if self.controller.playing else INTERACTIVE_MS
-            )
+            target = LIVE_MS if live else PLAYBACK_MS if self.controller.playing else INTERACTIVE_MS
             # Fill rate dominates on a software GL: time ~ pixels ~ scale^2. Damped step.
             want = scale * math.sqrt(target / max(ms, 1.0))
             self._interactive_scale = float(np.clip(0.5 * scale + 0.5 * want, 0.25, 1.0))
@@ -853,15 +909,27 @@ class _SplatSlot:
         self.uploader = SplatUploader(self.renderer)
 
 
-class _GLView(QOpenGLWidget):
-    """The GL surface of a ViewportWidget: owns the moderngl context and GL objects."""
+class _GLView(QOpenGLWindow):
+    """The GL surface of a ViewportWidget: owns the moderngl context and GL objects.
+
+    A QOpenGLWindow in a window container rather than a QOpenGLWidget: a QOpenGLWidget makes
+    Qt compose the whole top-level window with OpenGL on every viewport frame (on a software GL
+    ~16 ms for the studio window), while a native child window presents only itself and the
+    rest of the window keeps Qt's raster backing store. The window never takes keyboard focus
+    (the ViewportWidget does, so the main window's shortcuts keep working); key events that
+    reach it anyway are handed to the owner (see :meth:`ViewportWidget._forward_key`).
+    """
 
     def __init__(self, owner: ViewportWidget) -> None:
-        super().__init__(owner)
+        share = QOpenGLContext.globalShareContext()  # AA_ShareOpenGLContexts, as QOpenGLWidget
+        behavior = QOpenGLWindow.UpdateBehavior.NoPartialUpdate  # draw straight to the window
+        if share is not None:
+            super().__init__(share, behavior)
+        else:
+            super().__init__(behavior)
         self.owner = owner
         self.setFormat(_surface_format())
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.setMouseTracking(True)
+        self.setFlag(Qt.WindowType.WindowDoesNotAcceptFocus, True)
         self.ctx: moderngl.Context | None = None
         self.compositor: SceneCompositor | None = None
         self.software = False
@@ -903,7 +971,7 @@ class _GLView(QOpenGLWidget):
         self.ctx = None
 
     def _release_gl(self) -> None:
-        # The context is about to go (reparenting to another window, or the widget dies).
+        # The context is about to go (the window is destroyed).
         if self.ctx is None:
             return
         self.makeCurrent()
@@ -920,9 +988,43 @@ class _GLView(QOpenGLWidget):
             self.doneCurrent()
             self._drop_gl()
 
-    # QOpenGLWidget ---------------------------------------------------------------------------
+    def grab_frame(self) -> QImage:
+        """The scene and the overlays as an RGB32 image (device pixels, devicePixelRatio set),
+        rendered now into an offscreen framebuffer: the window's own back buffer is undefined
+        after a swap. A null QImage before the window was first exposed (no GL context yet)."""
+        ctx, compositor, owner = self.ctx, self.compositor, self.owner
+        if ctx is None or compositor is None or not self.isValid():
+            return QImage()
+        w, h = owner._device_size()
+        self.makeCurrent()
+        try:
+            rb = ctx.renderbuffer((w, h), 4)
+            fbo = ctx.framebuffer(color_attachments=[rb])
+            try:
+                if self.scene_dirty or not compositor.present(fbo, w, h):
+                    owner._render_scene(self, w, h)
+                    self.scene_dirty = False
+                    compositor.present(fbo, w, h)
+                    self.update()  # the window shows the previous scene: present this one
+                data = fbo.read(viewport=(0, 0, w, h), components=4, alignment=1)
+            finally:
+                fbo.release()
+                rb.release()
+        finally:
+            self.doneCurrent()
+        img = QImage(data, w, h, w * 4, QImage.Format.Format_RGBX8888)
+        img = img.flipped(Qt.Orientation.Vertical).convertToFormat(QImage.Format.Format_RGB32)
+        img.setDevicePixelRatio(owner._dpr())
+        painter = QPainter(img)
+        try:
+            owner._paint_overlay(painter)
+        finally:
+            painter.end()
+        return img
+
+    # QOpenGLWindow ---------------------------------------------------------------------------
     def initializeGL(self) -> None:
-        self._drop_gl()  # objects of an earlier context (reparenting) are gone with it
+        self._drop_gl()
         try:
             import moderngl
 
@@ -942,7 +1044,10 @@ class _GLView(QOpenGLWidget):
         self.scene_dirty = True
 
     def resizeGL(self, w: int, h: int) -> None:
-        self.scene_dirty = True
+        # Nothing to force: a scene cached at another size is not presented (present() is
+        # False) but re-rendered, and one already rendered at this size (grab_frame() during
+        # the resize) is presented as it is.
+        pass
 
     def paintGL(self) -> None:
         ctx = self.ctx
@@ -976,7 +1081,7 @@ class _GLView(QOpenGLWidget):
 
     # events -> owner -------------------------------------------------------------------------
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        self.setFocus(Qt.FocusReason.MouseFocusReason)
+        self.owner._take_focus()
         self.owner._on_mouse_press(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -989,19 +1094,69 @@ class _GLView(QOpenGLWidget):
         self.owner._on_wheel(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        if not self.owner._on_key(event):
-            super().keyPressEvent(event)
+        self.owner._forward_key(event)
+
+    def focusInEvent(self, event: Any) -> None:
+        # Should the window system focus it anyway, hand focus back to the widget tree.
+        QTimer.singleShot(0, self.owner, self.owner._take_focus)
+        super().focusInEvent(event)
 
     def event(self, event: QEvent) -> bool:
-        # Keep F/Home/K/V/1-3 for the viewport while it has focus, even when the main window
-        # binds them as shortcuts (Home = "frame all" elsewhere).
-        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
-            keys = (Qt.Key.Key_F, Qt.Key.Key_Home, Qt.Key.Key_K, Qt.Key.Key_V, Qt.Key.Key_1,
-                    Qt.Key.Key_2, Qt.Key.Key_3)  # fmt: skip
-            if event.key() in keys and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
-                event.accept()
-                return True
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and _is_viewport_key(event)
+        ):
+            event.accept()
+            return True
         return super().event(event)
+
+
+def _same_object(a: Any, b: Any) -> bool:
+    """Whether two Qt wrappers stand for the same C++ object."""
+    import shiboken6
+
+    if a is None or b is None:
+        return False
+    return shiboken6.getCppPointer(a) == shiboken6.getCppPointer(b)
+
+
+def _is_viewport_key(event: QKeyEvent) -> bool:
+    """F/Home/K/V/1-3 without modifiers: the viewport keeps them while it has focus, even when
+    the main window binds them as shortcuts (Home = "frame all" elsewhere)."""
+    keys = (Qt.Key.Key_F, Qt.Key.Key_Home, Qt.Key.Key_K, Qt.Key.Key_V, Qt.Key.Key_1,
+            Qt.Key.Key_2, Qt.Key.Key_3)  # fmt: skip
+    return event.key() in keys and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+
+
+def _trigger_shortcut(widget: QWidget, event: QKeyEvent) -> bool:
+    """Trigger the enabled QAction or QShortcut of ``widget``'s main window bound to the key of
+    ``event`` (what Qt's shortcut map does for keys typed into the widget tree). Returns
+    whether one fired."""
+    from PySide6.QtGui import QAction, QKeySequence, QShortcut
+
+    key = event.key()
+    if key in (Qt.Key.Key_unknown, Qt.Key.Key_Shift, Qt.Key.Key_Control, Qt.Key.Key_Alt,
+               Qt.Key.Key_Meta):  # fmt: skip
+        return False
+    seq = QKeySequence(event.keyCombination())
+    top = widget.window()
+    while top.parentWidget() is not None:  # a floating dock: its main window's actions
+        top = top.parentWidget().window()
+    exact = QKeySequence.SequenceMatch.ExactMatch
+    for act in top.findChildren(QAction):
+        if (
+            act.isEnabled()
+            and act.shortcutContext() != Qt.ShortcutContext.WidgetShortcut
+            and any(s.matches(seq) == exact for s in act.shortcuts())
+        ):
+            act.trigger()
+            return True
+    for sc in top.findChildren(QShortcut):
+        if sc.isEnabled() and any(k.matches(seq) == exact for k in sc.keys()):
+            sc.activated.emit()
+            return True
+    return False
 
 
 class _MessageView(QWidget):

@@ -1,6 +1,6 @@
 """The GL viewport under an X display (the suite runs under xvfb-run).
 
-QOpenGLWidget needs a real platform (not "offscreen"), and Qt's GLX context cannot be made in a
+The GL window needs a real platform (not "offscreen"), and Qt's GLX context cannot be made in a
 process that already made an EGL context (renderer tests do): so these tests run in a fresh
 child pytest process on this file, and each test here reports its twin's outcome from the
 child's JUnit XML. Without DISPLAY they skip.
@@ -65,9 +65,7 @@ def _settled(qtbot, vp) -> np.ndarray:
     # (no settle pending, the last frame drawn at full quality, no repaint queued) instead of
     # grabbing whatever interactive frame is on screen.
     qtbot.waitUntil(
-        lambda: not vp._settle.isActive()
-        and not vp.stats["degraded"]
-        and not vp._gl.scene_dirty,
+        lambda: not vp._settle.isActive() and not vp.stats["degraded"] and not vp._gl.scene_dirty,
         timeout=20000,
     )
     img = vp.grab_frame().convertToFormat(vp.grab_frame().Format.Format_RGB888)
@@ -237,3 +235,128 @@ def test_live_frames_stay_interactive_and_use_prepared_deforms(
     vp.set_live_values(None)
     qtbot.waitUntil(lambda: not vp.stats["degraded"], timeout=5000)  # full quality again
     assert vp.stats["splats"] == len(vp.head)
+
+
+@pytest.fixture
+def studio_window(qtbot, tmp_path):
+    """The studio main window on the demo project, shown and active (child only)."""
+    if not CHILD:
+        return None
+    from studio.demo import build_demo_project
+    from studio.document.recovery import RecoveryManager
+    from studio.ui import dialogs
+    from studio.ui.controller import StudioController
+    from studio.ui.main_window import MainWindow
+    from studio.ui.playback import AudioOutput
+    from studio.viewport.widget import ViewportWidget
+
+    class SilentAudio(AudioOutput):
+        @staticmethod
+        def probe(device=None):
+            return "no audio output device found"
+
+    w = MainWindow(
+        StudioController(build_demo_project()),
+        settings=dialogs.open_settings(tmp_path / "settings.ini"),
+        recovery=RecoveryManager(tmp_path / "recovery"),
+        audio=SilentAudio(),
+    )
+    qtbot.addWidget(w)
+    w.resize(1000, 700)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    vp = w.panels["viewport"]
+    assert isinstance(vp, ViewportWidget)
+    if not vp.gl_available:
+        pytest.skip(f"no OpenGL in this display: {vp.gl_error}")
+    qtbot.waitUntil(lambda: vp.head_ready, timeout=30_000)
+    return w
+
+
+def _image_array(img) -> np.ndarray:
+    img = img.convertToFormat(img.Format.Format_RGB888)
+    a = np.frombuffer(img.constBits(), np.uint8, count=img.sizeInBytes()).reshape(img.height(), -1)
+    return a[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
+
+
+def test_main_window_shortcuts_work_with_the_viewport_focused(
+    request, child_outcomes, qtbot, studio_window
+):
+    """A click into the GL window focuses the viewport widget (not the native GL window), so
+    the main window's shortcuts (Space, I, Ctrl+Z) fire while the viewport keeps its own keys
+    (F, K, V); keys that reach the GL window itself still do both."""
+    if not _in_child(request, child_outcomes):
+        return
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    w = studio_window
+    vp = w.panels["viewport"]
+    ctrl = vp.controller
+    QTest.mouseClick(vp._gl, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(5, 5))  # fmt: skip
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is vp, timeout=5000)
+    assert not vp._container.hasFocus()
+
+    QTest.keyClick(vp, Qt.Key.Key_Space)  # Play / Pause
+    assert ctrl.playing
+    QTest.keyClick(vp, Qt.Key.Key_Space)
+    assert not ctrl.playing
+    ctrl.set_frame(7)
+    index = ctrl.history.index
+    QTest.keyClick(vp, Qt.Key.Key_I)  # Insert Key
+    assert ctrl.history.index == index + 1
+    QTest.keyClick(vp, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # Undo
+    assert ctrl.history.index == index
+    QTest.keyClick(vp, Qt.Key.Key_K)  # the viewport's own key
+    assert vp.keypoints_visible
+    QTest.keyClick(vp, Qt.Key.Key_V)
+    assert vp.view_mode == "sbs"
+    QTest.keyClick(vp, Qt.Key.Key_1)
+    assert vp.view_mode == "mono"
+
+    # Keys typed into the GL window (should a window system focus it): same behaviour.
+    QTest.keyClick(vp._gl, Qt.Key.Key_K)
+    assert not vp.keypoints_visible
+    QTest.keyClick(vp._gl, Qt.Key.Key_Space)
+    assert ctrl.playing
+    QTest.keyClick(vp._gl, Qt.Key.Key_Space)
+    assert not ctrl.playing
+
+
+def test_window_screenshot_docking_and_resize(request, child_outcomes, qtbot, studio_window):
+    """QWidget.grab() of the main window (the studio's --screenshot) shows the head; the
+    viewport keeps drawing after its dock floats, docks again and resizes."""
+    if not _in_child(request, child_outcomes):
+        return
+    from PySide6.QtCore import QPoint
+
+    w = studio_window
+    vp = w.panels["viewport"]
+    frame = _settled(qtbot, vp)
+    shot = _image_array(w.grab().toImage())
+    dpr = vp.devicePixelRatioF()
+    top_left = vp.mapTo(w, QPoint(0, 0))
+    x, y = round(top_left.x() * dpr), round(top_left.y() * dpr)
+    fh, fw, _ = frame.shape
+    region = shot[y : y + fh, x : x + fw].astype(int)
+    assert region.shape == frame.shape
+    assert np.abs(region - frame).mean() < 3  # the head, not a hole
+    assert region.std() > 20
+
+    dock = w.docks["viewport"]
+    dock.setFloating(True)
+    dock.resize(420, 300)
+    qtbot.waitExposed(dock)
+    qtbot.wait(100)
+    floating = _settled(qtbot, vp)
+    assert floating.shape[1] == round(vp.width() * dpr)
+    assert floating.std() > 20 and vp.stats["splats"] == len(vp.head)
+    renders = vp.stats["renders"]
+    dock.setFloating(False)
+    qtbot.wait(100)
+    docked = _settled(qtbot, vp)
+    assert docked.std() > 20 and vp.stats["renders"] > renders
+    assert vp.gl_available
