@@ -123,6 +123,7 @@ class GraphEditorWidget(QWidget):
         self._drag: dict | None = None
         self._syncing = False
         self._handles: list[tuple[str, int, str, float, float]] = []  # ch, frame, side, x, y
+        self._stale = False  # curves changed while tabbed away: refresh when shown
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -361,7 +362,24 @@ class GraphEditorWidget(QWidget):
         self.frame_all()
         self._on_frame_changed(self._c.frame)
 
+    def _tabbed_away(self) -> bool:
+        """Out of sight inside a shown window (another dock tab is raised: Qt keeps a tabbed
+        dock "visible" with an empty visible region): redrawing the key scatter plots then
+        only costs time (~0.1 s per refresh of a generated take)."""
+        window = self.window()
+        return window is not self and window.isVisible() and self.visibleRegion().isEmpty()
+
+    def paintEvent(self, event) -> None:
+        # Painted again when its tab is raised: catch up with the edits made meanwhile.
+        if self._stale:
+            self._stale = False
+            self._refresh()
+        super().paintEvent(event)
+
     def _on_document_changed(self, kind: str, detail: dict) -> None:
+        if kind in ("curves", "takes") and self._tabbed_away():
+            self._stale = True
+            return
         if kind == "curves":
             if detail.get("take_id") != self._c.project.active_take_id:
                 return

@@ -377,3 +377,31 @@ def test_all_channels_are_keyable_on_a_fresh_project(window):
     c.set_frame(0)
     window.insert_key()
     assert set(c.project.active_take.curves) == set(CHANNELS)
+
+
+def test_graph_editor_tabbed_away_refreshes_when_raised(qtbot, tmp_path, monkeypatch):
+    """Behind the Timeline tab the graph editor skips redrawing on edits (a generated take
+    would cost ~0.1 s per refresh) and catches up when its tab is raised."""
+    from studio.document import Project
+
+    monkeypatch.setattr(dialogs, "ask_unsaved_changes", lambda *_a: "discard")  # on close
+    w = make_window(qtbot, tmp_path, Project.new(fps=25, duration_frames=50), show=True)
+    graph = w.panels["graph"]
+    w.docks["graph"].raise_()
+    qtbot.waitUntil(lambda: not graph.visibleRegion().isEmpty(), timeout=3000)
+    w.docks["timeline"].raise_()
+    qtbot.waitUntil(lambda: graph.visibleRegion().isEmpty(), timeout=3000)
+    calls: list[object] = []
+    original = type(graph)._refresh
+
+    def counting(self, channels=None):
+        calls.append(channels)
+        original(self, channels)
+
+    monkeypatch.setattr(type(graph), "_refresh", counting)
+    w.controller.set_frame(10)
+    assert w.controller.insert_key(["yaw"])
+    assert calls == [] and graph._stale
+    w.docks["graph"].raise_()
+    qtbot.waitUntil(lambda: bool(calls), timeout=3000)
+    assert calls == [None] and not graph._stale
