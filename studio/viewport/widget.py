@@ -48,12 +48,13 @@ from PySide6.QtGui import (
 from PySide6.QtOpenGL import QOpenGLWindow
 from PySide6.QtWidgets import QStackedLayout, QWidget
 
-from models.motion_space import CHANNELS, KEYPOINTS, NUM_KEYPOINTS
+from models.motion_space import CHANNEL_DEFAULTS, CHANNELS, KEYPOINTS, NUM_KEYPOINTS
 from studio.heads import (
     HeadResolveError,
     head_cache_key,
     lod_head,
     project_head,
+    resolve_any_head,
     resolve_head,
     resolve_mpi,
 )
@@ -170,6 +171,8 @@ class ViewportWidget(QWidget):
         # Head state (GUI thread only).
         self._head: RiggedGaussianHead | None = None
         self._mpi: MPI | None = None
+        self._mpi_head: Any = None  # a rigged MPI head (models.heads.RiggedMPIHead): _mpi per frame
+        self._mpi_values: np.ndarray | None = None  # the motion self._mpi was deformed with
         self._head_key: tuple | None = None
         self._loading_key: tuple | None = None
         self.head_error: str | None = None
@@ -412,6 +415,15 @@ class ViewportWidget(QWidget):
                 mpi = resolve_mpi(project, path)
             except HeadResolveError as exc:
                 errors.append(str(exc))
+            if mpi is None and project.head is not None and project.head.kind != "mpi":
+                try:  # a head file of the MPI kind: deformed into an MPI every frame
+                    from models.heads import RiggedMPIHead
+
+                    rigged = resolve_any_head(project.head, project.assets)
+                    if isinstance(rigged, RiggedMPIHead):
+                        mpi = rigged
+                except HeadResolveError:
+                    pass  # project_head below says what is wrong
             if mpi is None:
                 try:
                     head = project_head(project)
@@ -434,6 +446,12 @@ class ViewportWidget(QWidget):
         self._loading_key = None
         first = self._head_key is None
         self._head_key = key
+        from models.heads import RiggedMPIHead
+
+        self._mpi_head = mpi if isinstance(mpi, RiggedMPIHead) else None
+        self._mpi_values = None
+        if self._mpi_head is not None:
+            mpi = self._deformed_mpi()
         self._head, self._mpi = head, mpi
         self._deform_full.clear()
         self._deform_lod.clear()
@@ -447,6 +465,26 @@ class ViewportWidget(QWidget):
             self.frame_head()
         self.headChanged.emit()
         self._redraw(scene=True)
+
+    def _deformed_mpi(self) -> MPI | None:
+        """The rigged MPI head deformed by the current motion (cached while it is unchanged).
+        A head that cannot take the motion shows its rest planes and says why once."""
+        from studio.head_import import deformed_mpi
+
+        head = self._mpi_head
+        values = self._values()
+        if self._mpi is not None and self._mpi_values is not None:
+            if np.array_equal(values, self._mpi_values):
+                return self._mpi
+        try:
+            mpi = deformed_mpi(head, values)
+        except ValueError as exc:
+            if self.head_error is None:
+                self.head_error = f"cannot pose the MPI head: {exc}"
+                self.controller.notify(f"Viewport: {self.head_error}", "warning")
+            mpi = deformed_mpi(head, CHANNEL_DEFAULTS)
+        self._mpi_values = values.copy()
+        return mpi
 
     def _head_bounds(self) -> tuple[np.ndarray, float]:
         if self._mpi is not None:
@@ -764,6 +802,8 @@ class ViewportWidget(QWidget):
         lod = False
         draw = None
         splats = 0
+        if self._mpi_head is not None:
+            self._mpi = self._deformed_mpi()
         if self._mpi is not None:
             renderer = view.mpi_renderer(self._mpi)
             splats = renderer.num_quads

@@ -196,6 +196,28 @@ def test_mpi_head(request, child_outcomes, qtbot, viewport, tmp_path):
     assert img[h // 2, w // 2, 0] > img[2, 2, 0] + 60  # the orange planes over the background
 
 
+def test_rigged_mpi_head_follows_the_motion(request, child_outcomes, qtbot, viewport, tmp_path):
+    """A head file of the MPI kind is drawn as an MPI deformed by the current frame's motion."""
+    if not _in_child(request, child_outcomes):
+        return
+    from models.heads import load_builtin_head, save_head
+    from studio.document import HeadRef, SetHead
+    from studio.head_import import bake_mpi_head
+
+    path = tmp_path / "baked.thead"
+    save_head(bake_mpi_head(load_builtin_head("default"), width=96, height=96, num_planes=8), path)
+    vp = viewport
+    vp.controller.push(SetHead(HeadRef(str(path))))
+    qtbot.waitUntil(lambda: vp.head_ready and vp.representation == "mpi", timeout=20_000)
+    assert vp.head_error is None and vp.head is None
+    vp.frame_head()
+    rest = _settled(qtbot, vp).astype(int)
+    assert np.abs(rest - rest[2, 2]).sum(axis=2).mean() > 10  # the face over the background
+    vp.controller.set_frame(45)  # the demo's motion turns the head and moves the mouth
+    moved = _settled(qtbot, vp).astype(int)
+    assert np.abs(moved - rest).mean() > 0.5
+
+
 def test_live_frames_stay_interactive_and_use_prepared_deforms(
     request, child_outcomes, qtbot, viewport
 ):
