@@ -622,6 +622,7 @@ def import_head(
 
     - an image or a .ply/.splat -> a rigged Gaussian head in the .thead ``out``; with
       ``kind="mpi"`` its rest pose baked into a rigged MPI head instead (:func:`bake_mpi_head`);
+    - a .thead -> checked and written again (with ``kind="mpi"``: a Gaussian head baked);
     - an MPI head folder -> checked (:func:`check_mpi_folder`), then a rigged MPI head in the
       .thead ``out`` (keypoints from the face landmarker on its front view,
       :func:`mpi_head_from_mpi`), or, when ``out`` is not a .thead, a checked copy of the folder.
@@ -632,7 +633,7 @@ def import_head(
     kind, a bad MPI folder, an existing output without ``overwrite``, and the errors of the
     importers; HeadFileError when writing a .thead fails.
     """
-    from models.heads import save_head
+    from models.heads import RiggedMPIHead, save_head
 
     if kind not in ("gaussian", "mpi"):
         raise HeadImportError(f"unknown head kind {kind!r} (expected 'gaussian' or 'mpi')")
@@ -658,15 +659,23 @@ def import_head(
         yield f"reading Gaussians {src.name}"
         yield "rendering the front view and placing keypoints"
         imported = import_ply(src, landmarker=landmarker)
+    elif suffix == ".thead":  # a rigged head already: checked, and baked with kind="mpi"
+        from models.heads import load_head
+
+        yield f"reading head {src.name}"
+        imported = ImportedHead(load_head(src))
     else:
-        known = ", ".join(IMAGE_SUFFIXES + PLY_SUFFIXES)
+        known = ", ".join((*IMAGE_SUFFIXES, *PLY_SUFFIXES, ".thead"))
         raise HeadImportError(
             f"{src.name}: unknown input type {suffix!r} (expected {known}, or an MPI folder)"
         )
     for note in imported.notes:
         yield f"note: {note}"
-    yield f"rigged head {imported.head.name!r}: {len(imported.head)} Gaussians"
-    if kind == "mpi":
+    if isinstance(imported.head, RiggedMPIHead):
+        yield f"rigged MPI head {imported.head.name!r}: {imported.head.num_planes} planes"
+    else:
+        yield f"rigged head {imported.head.name!r}: {len(imported.head)} Gaussians"
+    if kind == "mpi" and not isinstance(imported.head, RiggedMPIHead):
         yield "baking the rest pose into 24 MPI planes"
         mpi_head = bake_mpi_head(imported.head)
         imported = ImportedHead(mpi_head, imported.notes)

@@ -100,7 +100,7 @@ def _load_scene(asset: Path, frame: int, overrides: dict[str, float]):
         from studio import heads
 
         if suffix == ".thead":
-            head = heads.resolve_head(str(asset))
+            head = heads.resolve_any_head(str(asset))
             values = CHANNEL_DEFAULTS.copy()
         else:
             from studio.document import load_project
@@ -114,7 +114,11 @@ def _load_scene(asset: Path, frame: int, overrides: dict[str, float]):
                     raise CliError("--set does not apply to a project whose head is an MPI")
                 mpi = heads.resolve_mpi(project, asset)
                 return mpi, mpi
-            head = heads.project_head(project)
+            head = (
+                heads.resolve_any_head(project.head, project.assets)
+                if project.head is not None
+                else heads.project_head(project)
+            )
             values = project.evaluate_frame(frame).copy()
         for name, value in overrides.items():
             values[CHANNEL_INDEX[name]] = value
