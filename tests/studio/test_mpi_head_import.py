@@ -160,3 +160,18 @@ def test_portrait_to_mpi_head_file(landmarker, drawn, tmp_path):
     assert np.isfinite(depth).mean() > 0.1 and rgb.shape == (512, 512, 3)
     with pytest.raises(HeadImportError, match="unknown head kind"):
         list(import_head(png, tmp_path / "x.thead", landmarker=landmarker, kind="nerf"))
+
+
+def test_cli_bakes_a_gaussian_head_file_into_an_mpi_head(tmp_path):
+    from models.heads import RiggedGaussianHead, builtin_head_path, load_head
+
+    src = builtin_head_path("default")
+    assert main(["import-head", str(src), "--out", str(tmp_path / "copy.thead")]) == 0
+    assert isinstance(load_head(tmp_path / "copy.thead"), RiggedGaussianHead)
+    out = tmp_path / "baked.thead"
+    assert main(["import-head", str(src), "--out", str(out), "--kind", "mpi"]) == 0
+    head = load_head(out)
+    assert isinstance(head, RiggedMPIHead) and head.num_planes == 24
+    png = tmp_path / "open.png"
+    assert main(["render", str(out), "--out", str(png), "--set", "exp_19_y=0.05"]) == 0
+    assert png.stat().st_size > 0
