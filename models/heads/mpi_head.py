@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.heads.rig import positive_fields
 from models.motion_space import (
     CHANNEL_DEFAULTS,
     CHANNEL_INDEX,
@@ -117,12 +118,10 @@ class MPIRigParams:
         self.pivot = np.array(self.pivot, dtype=np.float64).reshape(3)
         if not np.all(np.isfinite(self.pivot)):
             raise ValueError("MPIRigParams.pivot must be finite")
-        for name in ("eye_width", "lid_travel_upper", "lid_travel_lower", "depth_sigma",
-                     "radius_scale"):  # fmt: skip
-            value = float(getattr(self, name))
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"MPIRigParams.{name} must be finite and > 0, got {value}")
-            setattr(self, name, value)
+        positive_fields(
+            self,
+            ("eye_width", "lid_travel_upper", "lid_travel_lower", "depth_sigma", "radius_scale"),
+        )
 
     def to_dict(self) -> dict:
         return {

@@ -69,6 +69,7 @@ __all__ = [
     "GaussianArrays",
     "RigParams",
     "RiggedGaussianHead",
+    "positive_fields",
     "quat_from_matrix",
     "quat_multiply",
 ]
@@ -85,6 +86,17 @@ PART_INDEX: dict[str, int] = {name: i for i, name in enumerate(PARTS)}
 _F = np.array([1.0, -1.0, -1.0])  # RDF <-> RUB axis flip
 _BLINK_Y = (11, 13, 15, 16)
 _JAW_KP = 19
+
+
+def positive_fields(params: object, names: tuple[str, ...]) -> None:
+    """Make ``params``' fields ``names`` floats, each finite and > 0 (ValueError naming the
+    class and field otherwise): the scalar checks every rig's parameters share."""
+    for name in names:
+        value = float(getattr(params, name))
+        if not np.isfinite(value) or value <= 0:
+            cls = type(params).__name__
+            raise ValueError(f"{cls}.{name} must be finite and > 0, got {value}")
+        setattr(params, name, value)
 
 
 @dataclass
@@ -127,12 +139,9 @@ class RigParams:
         self.eye_centers = np.array(self.eye_centers, dtype=np.float64).reshape(2, 3)
         self.jaw_hinge = np.array(self.jaw_hinge, dtype=np.float64).reshape(3)
         self.pivot = np.array(self.pivot, dtype=np.float64).reshape(3)
-        for name in ("eye_radius", "eye_width", "lid_travel_upper", "lid_travel_lower",
-                     "jaw_gain"):  # fmt: skip
-            value = float(getattr(self, name))
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"RigParams.{name} must be finite and > 0, got {value}")
-            setattr(self, name, value)
+        positive_fields(
+            self, ("eye_radius", "eye_width", "lid_travel_upper", "lid_travel_lower", "jaw_gain")
+        )
 
     def to_dict(self) -> dict:
         return {

@@ -612,14 +612,7 @@ class ViewportWidget(QWidget):
     def event(self, event: QEvent) -> bool:
         # Keep the viewport's keys (F, Home, K, V, 1-3) while it has focus, even when the main
         # window binds them as shortcuts.
-        if (
-            event.type() == QEvent.Type.ShortcutOverride
-            and isinstance(event, QKeyEvent)
-            and _is_viewport_key(event)
-        ):
-            event.accept()
-            return True
-        return super().event(event)
+        return _claim_viewport_key(event) or super().event(event)
 
     def paintEvent(self, event: Any) -> None:
         # QWidget.grab()/render() of the window around the viewport (the studio's screenshots)
@@ -1142,14 +1135,20 @@ class _GLView(QOpenGLWindow):
         super().focusInEvent(event)
 
     def event(self, event: QEvent) -> bool:
-        if (
-            event.type() == QEvent.Type.ShortcutOverride
-            and isinstance(event, QKeyEvent)
-            and _is_viewport_key(event)
-        ):
-            event.accept()
-            return True
-        return super().event(event)
+        return _claim_viewport_key(event) or super().event(event)
+
+
+def _claim_viewport_key(event: QEvent) -> bool:
+    """Accept a shortcut override for one of the viewport's own keys (so the key reaches the
+    viewport instead of a main-window shortcut); True when it did."""
+    if (
+        event.type() == QEvent.Type.ShortcutOverride
+        and isinstance(event, QKeyEvent)
+        and _is_viewport_key(event)
+    ):
+        event.accept()
+        return True
+    return False
 
 
 def _same_object(a: Any, b: Any) -> bool:
