@@ -1,0 +1,8 @@
+// Tiled splat renderer, pass 3: one full-viewport triangle; the fragment shader copies the tile
+// rasteriser's image into the caller's framebuffer, blended over the background.
+#version 430 core
+
+void main() {
+    vec2 corner = vec2(float((gl_VertexID & 1) << 2) - 1.0, float((gl_VertexID & 2) << 1) - 1.0);
+    gl_Position = vec4(corner, 0.0, 1.0);
+}
