@@ -56,7 +56,9 @@ if TYPE_CHECKING:
 
     from renderers.camera import Camera
 
-__all__ = ["TILE", "TiledSplatRenderer"]
+__all__ = ["TILE", "TiledSplatRenderer", "is_software_gl", "splat_renderer_for"]
+
+_SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software", "lavapipe")
 
 TILE = 8  # pixels per tile side (default; see splat_tiles_raster.comp for why 8)
 _BATCH = 64  # Gaussians per shared-memory batch in the rasteriser
@@ -359,3 +361,19 @@ def _fit(ctx: moderngl.Context, buf: moderngl.Buffer | None, data: np.ndarray) -
         buf = ctx.buffer(reserve=max(int(data.nbytes * 1.25), 16))
     buf.write(data)
     return buf
+
+
+def is_software_gl(ctx: moderngl.Context) -> bool:
+    """Whether ``ctx`` rasterises on the CPU (Mesa llvmpipe and friends)."""
+    renderer = str(ctx.info.get("GL_RENDERER", "")).lower()
+    return any(name in renderer for name in _SOFTWARE_GL)
+
+
+def splat_renderer_for(ctx: moderngl.Context) -> GaussianSplatRenderer:
+    """The faster splat renderer for ``ctx``: the tiled compute renderer on a software GL with
+    compute shaders (1.4-1.5x faster on the default head on llvmpipe: it stops each pixel once
+    it is opaque, where blending shades every layer), the triangle renderer otherwise (a GPU
+    blends triangles at no cost worth avoiding). Both give the same image (>= 50 dB)."""
+    if is_software_gl(ctx) and ctx.version_code >= 430:
+        return TiledSplatRenderer(ctx)
+    return GaussianSplatRenderer(ctx)

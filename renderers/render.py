@@ -120,10 +120,10 @@ def _render_gl(
             _gl["ctx"] = ctx
             on_shared_context_release(_release_renderers)
         if isinstance(scene, GaussianCloud):
-            from renderers.gl_splats import GaussianSplatRenderer
+            from renderers.gl_tiles import splat_renderer_for
 
             if "splats" not in _gl:
-                _gl["splats"] = GaussianSplatRenderer(ctx)
+                _gl["splats"] = splat_renderer_for(ctx)
             renderer = _gl["splats"]
             key = (_cloud_key(scene), budget)
             if _gl.get("splats_key") != key:

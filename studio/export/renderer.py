@@ -108,9 +108,9 @@ class OfflineRenderer:
             )
             source.bind(self.ctx, center)
         else:
-            from renderers.gl_splats import GaussianSplatRenderer
+            from renderers.gl_tiles import splat_renderer_for
 
-            self.renderer = GaussianSplatRenderer(self.ctx)
+            self.renderer = splat_renderer_for(self.ctx)
             self.renderer.upload(source.rest_cloud())
         self._last: dict[str, np.ndarray] = {}
 

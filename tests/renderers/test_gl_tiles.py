@@ -229,3 +229,17 @@ def test_default_head_matches_the_triangle_renderer(ctx, renderer) -> None:
         assert theirs[..., 3].mean() > 0.2
         assert psnr(ours, theirs) >= 35.0
     tri.release()
+
+
+def test_splat_renderer_for_picks_the_tiled_renderer_on_a_software_gl(ctx):
+    from renderers.gl_splats import GaussianSplatRenderer
+    from renderers.gl_tiles import TiledSplatRenderer, is_software_gl, splat_renderer_for
+
+    renderer = splat_renderer_for(ctx)
+    try:
+        if is_software_gl(ctx) and ctx.version_code >= 430:
+            assert isinstance(renderer, TiledSplatRenderer)
+        else:
+            assert type(renderer) is GaussianSplatRenderer
+    finally:
+        renderer.release()
