@@ -97,25 +97,50 @@ def read_head_job(path: Path):
     with keypoints placed by the face landmarker; a portrait image lifted to a head: see
     studio.head_import). Returns (.thead bytes, one-line description).
 
-    Raises HeadImportError / HeadFileError / FormatError / OSError naming the file."""
+    Lifting and placing keypoints render with a headless EGL context, which must not share a
+    process with Qt's GLX one (docs/architecture.md): they run in a child process
+    (``talking-head-studio import-head``); closing the job (Cancel) stops it.
+    Raises HeadImportError / HeadFileError naming the file."""
+    import subprocess
+    import sys
     import tempfile
 
     from models.heads import RiggedMPIHead, load_head
-    from studio.head_import import ImportedHead, import_head
+    from studio.head_import import HeadImportError
 
     path = Path(path)
     yield Progress(0.0, f"reading {path.name}")
+    notes: list[str] = []
     if path.suffix.lower() == ".thead":
-        head, notes = load_head(path), []  # a damaged file fails here, not in the viewport
+        head = load_head(path)  # a damaged file fails here, not in the viewport
         data = path.read_bytes()
     else:
         with tempfile.TemporaryDirectory(prefix="ths-head-") as tmp:
             out = Path(tmp) / "head.thead"
-            result: list[ImportedHead] = []
-            for line in import_head(path, out, result=result):
-                yield Progress(None, line)
+            cmd = [sys.executable, "-m", "studio", "import-head", str(path), "--out", str(out)]
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                assert proc.stdout is not None and proc.stderr is not None
+                for line in proc.stdout:
+                    line = line.strip()
+                    if line.startswith("note: "):
+                        notes.append(line[len("note: ") :])
+                    if line:
+                        yield Progress(None, line)
+                errors = proc.stderr.read().strip().splitlines()
+                code = proc.wait()
+            finally:
+                if proc.poll() is None:  # cancelled: the generator was closed mid-import
+                    proc.terminate()
+                    proc.wait()
+            if code != 0:
+                message = errors[-1] if errors else f"the import stopped (status {code})"
+                raise HeadImportError(message.split(" error: ", 1)[-1])
             data = out.read_bytes()
-        head, notes = result[0].head, result[0].notes
+            head = load_head(out)
     yield Progress(1.0, "done")
     if isinstance(head, RiggedMPIHead):
         text = f"rigged MPI head, {head.num_planes} planes"

@@ -64,11 +64,16 @@ def test_not_a_head_gives_one_message(qtbot, tmp_path, errors):
     bad.write_text("hello")
     broken = tmp_path / "broken.thead"
     broken.write_bytes(b"not a zip")
+    garbage = tmp_path / "garbage.ply"
+    garbage.write_bytes(b"ply\nformat nonsense\n")
     w = make_window(qtbot, tmp_path, Project.new(fps=25, duration_frames=10), show=False)
     before = w.controller.project.head
     assert w.import_head(bad) is None
     w.import_head(broken)
     _wait_jobs(qtbot, w)
-    assert [t for t, _ in errors] == ["Cannot import the head"] * 2
+    w.import_head(garbage)  # fails in the import child process: its one-line error comes back
+    _wait_jobs(qtbot, w)
+    assert [t for t, _ in errors] == ["Cannot import the head"] * 3
     assert "notes.txt: not a head" in errors[0][1] and "broken.thead" in errors[1][1]
+    assert "garbage.ply" in errors[2][1] and "Traceback" not in errors[2][1]
     assert w.controller.project.head == before
