@@ -1,6 +1,7 @@
 """Benchmark: motion generation speed (real-time factor) and streaming first-frame delay.
 
-Random weights (timing only). Two configs:
+Three configs: the shipped trained model (resources/models/motion_default), and two with random
+weights (timing only):
 - small: latent 256, 4 decoder layers, 4 heads, feed-forward 512, log-mel audio (80-D), the size
   of a model we could ship (fp16 <= 20 MB);
 - ditto: Ditto's LMDM size (47.79M parameters, HuBERT 1024-D audio).
@@ -33,9 +34,20 @@ from models.motion_dit import MotionDiT
 from models.motion_sampling import MotionConditions, MotionStream, generate_motion, make_scheduler
 
 CONFIGS = {
+    "shipped": None,  # the trained default model in resources/models/motion_default
     "small": dict(latent_dim=256, num_layers=4, num_heads=4, ff_dim=512, audio_dim=80),
     "ditto": dict(),
 }
+
+
+def make_model(name: str) -> MotionDiT:
+    if CONFIGS[name] is None:
+        from models.pretrained import load_default_motion_model
+
+        return load_default_motion_model().model.eval()
+    return MotionDiT(**CONFIGS[name]).eval()
+
+
 COND = MotionConditions(x_c=np.zeros(63), eye_open=np.full(2, 0.3), eye_ball=np.zeros(6))
 
 
@@ -96,7 +108,7 @@ def main() -> None:
     print(f"audio {args.seconds:.1f} s = {T} frames, {args.steps} DDIM steps, g={args.guidance}")
     for name in args.configs:
         torch.manual_seed(0)
-        model = MotionDiT(**CONFIGS[name]).eval()
+        model = make_model(name)
         n = sum(p.numel() for p in model.parameters())
         feats = np.random.default_rng(0).normal(size=(T, model.config.audio_dim))
         feats = feats.astype(np.float32)
