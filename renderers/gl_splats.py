@@ -250,6 +250,20 @@ class GaussianSplatRenderer:
                 flat[:, : 3 * self._k] = sh.reshape(n, -1)
                 self._buffers["color"].write(flat)
 
+    def _attribute_buffers(self, n: int, k: int) -> dict[str, moderngl.Buffer]:
+        """The per-Gaussian attribute buffers ``update`` writes, for ``n`` Gaussians with ``k``
+        SH coefficients per channel: tightly packed float32 rows (means [n, 3], opacities [n],
+        packed covariances [n, 6], normals [n, 3], colours / SH [n, n_color])."""
+        ctx = self.ctx
+        n_color = 3 if k == 1 else 4 * ((3 * k + 3) // 4)
+        return {
+            "mean": ctx.buffer(reserve=n * 12),
+            "opacity": ctx.buffer(reserve=n * 4),
+            "cov": ctx.buffer(reserve=n * 24),
+            "normal": ctx.buffer(np.zeros((n, 3), np.float32)),  # two-sided until told
+            "color": ctx.buffer(reserve=n * 4 * n_color),
+        }
+
     def _allocate(self, n: int, k: int) -> None:
         sh_degree_for_coeffs(k)
         for buf in self._buffers.values():
@@ -258,13 +272,8 @@ class GaussianSplatRenderer:
             if vao is not None:
                 vao.release()
         ctx = self.ctx
-        n_color = 3 if k == 1 else 4 * ((3 * k + 3) // 4)
         self._buffers = {
-            "mean": ctx.buffer(reserve=n * 12),
-            "opacity": ctx.buffer(reserve=n * 4),
-            "cov": ctx.buffer(reserve=n * 24),
-            "normal": ctx.buffer(np.zeros((n, 3), np.float32)),  # two-sided until told
-            "color": ctx.buffer(reserve=n * 4 * n_color),
+            **self._attribute_buffers(n, k),
             "index": ctx.buffer(reserve=n * 4),
             "tf": ctx.buffer(reserve=n * 3 * _TF_STRIDE),
         }

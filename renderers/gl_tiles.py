@@ -141,15 +141,10 @@ class TiledSplatRenderer(GaussianSplatRenderer):
         for buf in self._buffers.values():
             buf.release()
         ctx = self.ctx
-        n_color = 3 if k == 1 else 4 * ((3 * k + 3) // 4)
-        # The layouts GaussianSplatRenderer.update writes (tightly packed float32 rows), read as
-        # std430 float arrays by the projection shader.
+        # The attribute layouts GaussianSplatRenderer.update writes, read as std430 float
+        # arrays by the projection shader.
         self._buffers = {
-            "mean": ctx.buffer(reserve=n * 12),
-            "opacity": ctx.buffer(reserve=n * 4),
-            "cov": ctx.buffer(reserve=n * 24),
-            "normal": ctx.buffer(np.zeros((n, 3), np.float32)),  # two-sided until told
-            "color": ctx.buffer(reserve=n * 4 * n_color),
+            **self._attribute_buffers(n, k),
             "splat": ctx.buffer(reserve=n * 32),
             "key": ctx.buffer(reserve=n * 16),
         }
