@@ -48,43 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from studio.demo import build_demo_project
-    from studio.ui.controller import StudioController
-    from studio.viewport.widget import ViewportWidget
 
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    ctrl = StudioController(build_demo_project())
-    window = None
-    if args.window:
-        import tempfile
+    from benchmarks.demo_viewport import open_demo_viewport
 
-        from PySide6.QtCore import QSettings
-
-        from studio.document.recovery import RecoveryManager
-        from studio.ui.main_window import MainWindow
-
-        tmp = Path(tempfile.mkdtemp(prefix="ths-scrub-"))
-        window = MainWindow(
-            ctrl,
-            settings=QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat),
-            recovery=RecoveryManager(tmp / "recovery"),
-        )
-        window.show()
-        vp = window.panels["viewport"]
-        if not isinstance(vp, ViewportWidget):
-            print(f"no viewport in the main window: {vp}")
-            return 1
-    else:
-        vp = ViewportWidget(ctrl)
-        vp.resize(w, h)
-        vp.show()
-    vp.set_view_mode(args.mode)
-    t_end = time.perf_counter() + 60
-    while not vp.head_ready and time.perf_counter() < t_end:
-        app.processEvents()
-        time.sleep(0.005)
-    if not vp.gl_available or not vp.head_ready:
-        print(f"viewport not ready: gl_error={vp.gl_error} head_error={vp.head_error}")
+    try:
+        ctrl, window, vp = open_demo_viewport(app, args.window, args.size, args.mode, "scrub")
+    except RuntimeError as exc:
+        print(exc)
         return 1
     assert vp._gl is not None
     vp._gl.sync_timing = True  # glFinish in the scene render: the readout's ms is honest
