@@ -72,6 +72,47 @@ def test_mp4_layouts(tmp_path, project, head_scene, layout, size, st3d):
     assert img.max() > 120 and img[:4, :4].mean() < 60
 
 
+def ffmpeg_stereo_side_data(path) -> str | None:
+    """The "Stereo 3D:" side data line of the video stream as FFmpeg's own demuxer reports it
+    (libavformat is what mpv, VLC and many VR players read files with): an independent parser
+    of our st3d box / Matroska StereoMode, not ours."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    run = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for line in run.stderr.splitlines():
+        if "Stereo 3D:" in line:
+            return line.split("Stereo 3D:", 1)[1].split(",")[0].strip()
+    return None
+
+
+@pytest.mark.parametrize(
+    ("layout", "suffix", "expected"),
+    [
+        ("sbs", ".mp4", "side by side"),
+        ("hsbs", ".mp4", "side by side"),
+        ("tb", ".mp4", "top and bottom"),
+        ("sbs", ".mkv", "side by side"),
+        ("tb", ".mkv", "top and bottom"),
+        ("mono", ".mp4", None),
+    ],
+)
+def test_ffmpeg_demuxer_detects_the_stereo_layout(
+    tmp_path, project, head_scene, layout, suffix, expected
+):
+    settings = ExportSettings(
+        tmp_path / f"clip{suffix}", layout=layout, eye_size=(32, 32), frame_range=(0, 2)
+    )
+    done = run_export(project, settings, head_source=head_scene)
+    assert ffmpeg_stereo_side_data(done.path) == expected
+
+
 def test_stereo_halves_differ_where_there_is_depth(tmp_path, project):
     # the default head (through the project's head resolution), few Gaussians for speed
     settings = ExportSettings(
