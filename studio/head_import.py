@@ -163,6 +163,7 @@ def bake_mpi_head(
     rig = MPIRigParams(
         pivot=head.rig.pivot,
         eye_width=head.rig.eye_width,
+        eye_radius=head.rig.eye_radius,
         lid_travel_upper=head.rig.lid_travel_upper,
         lid_travel_lower=head.rig.lid_travel_lower,
     )

@@ -6,39 +6,73 @@ saw, so the rig is image-space, as IM-Portrait-style heads must be:
 
 1. Expression: every expression channel except the jaw (``exp_19_y``) and the lids (the y of
    11, 13, 15, 16) moves its keypoint; the keypoint's delta, projected into the baking camera at
-   plane d's depth (``f * delta_xy / z_d`` pixels; the z of a delta is ignored: it changes depth,
-   not the frontal image), is weighted by ``exp(-((z_d - z_k) / depth_sigma)^2 / 2)`` (a keypoint
-   moves the planes near it in depth, not the ears or the hair behind) and spread over the plane
-   by Gaussian radial-basis interpolation (exact at the keypoints, smooth, zero far away). The
-   kernel is separable, so a plane's field is a small [h, K] @ [K, w] product, evaluated every
-   4 pixels of the plane's affected region and upsampled. Each plane is resampled backwards
-   (``cv2.remap``, bilinear) from a copy whose transparent pixels carry their neighbours'
-   colour, so straight-alpha filtering leaves no dark fringes.
+   plane d's depth (``f * delta_xy / z_d`` pixels), is weighted by
+   ``exp(-((z_d - z_k) / depth_sigma)^2 / 2)`` (a keypoint moves the planes near it in depth, not
+   the ears or the hair behind) and spread over the plane by Gaussian radial-basis interpolation
+   (exact at the keypoints, smooth, zero far away). The kernel is separable, so a plane's field
+   is a small [h, K] @ [K, w] product, evaluated every 4 pixels of the plane's affected region
+   and upsampled. Each plane is resampled backwards (``cv2.remap``, bilinear) from a copy whose
+   transparent pixels carry their neighbours' colour, so straight-alpha filtering leaves no dark
+   fringes.
+   The z of a delta (e.g. a pout, lips forward: ``exp_6_z``, ``exp_17_z`` < 0) cannot move content
+   between planes (a 3 mm pout is under half a plane's spacing), so it becomes xy displacement
+   too, of two kinds. Perspective: a point at depth z moving by dz scales by ``z / (z + dz)``
+   about the principal point, and its neighbourhood magnifies by that factor about it (a
+   separable bump ``(m - 1) (p - q_k) G(p - q_k)`` added to the field, cancelled at the other
+   keypoints so the field stays exact there). Frontally this is small, as it is on the Gaussian
+   head: LiveLink's mouthPucker (-0.02 units, 3 mm) moves the lips ~0.5 px at 512. Parallax: the
+   planes turn with the head pose, and a point in front of its plane would move more; the
+   in-plane shift s that lands it there satisfies ``r[:2, :2] s = r[:2, :2] xy + r[:2, 2] dz``
+   (r the pose rotation in camera axes; exact for the rotation, orthographic), so a turned head
+   shows the lips standing out (20 degrees of yaw, every lip keypoint 0.05 units forward: the
+   lower lip ~6 px further to the side at 512). At zero pose it is the identity. Views the rig
+   does not know (a stereo eye, an orbiting viewer) see only the perspective part.
 2. Jaw: ``exp_19_y > 0`` opens the mouth. Below the lip seam (a parabola through the mouth
    corners 14, 20 and the middle of the lips 6, 17) the face moves down by keypoint 19's
    projected delta, fading beyond the mouth corners and below the chin; the rows between the
    upper lip and the lowered lower lip (a lens between the corners) are painted a dark mouth
    interior on the plane at the lips' depth, and the planes in front of it are cleared there.
-3. Eyelids: per eye a closure c in [0, 1] from ``eye_open`` and the lid keypoints' y deltas
-   (the formula of ``models.heads.rig``); the upper lid comes down (and the lower lid up) over
-   the eye opening (an ellipse around keypoints 11 and 13, ``rig.eye_width`` wide), painted with
-   skin (a smooth membrane over the eye from the skin-coloured pixels around it in the frontal
-   view), with a dark lash line at the lid edge. An MPI cannot show the lid it never saw: this
-   is the plausible stand-in.
-4. Pose: pitch/yaw/roll about ``rig.pivot``, scale and translation are a similarity of the whole
+3. Gaze: ``eye_ball_{0,1}`` (right eye) and ``eye_ball_{3,4}`` (left) turn the eyeball as
+   ``models.heads.rig`` does (``Ry(a) Rx(b)``, ``a = asin(x * eye_width / eye_radius)``, clamped
+   at 0.95 eye radii: the pupil moves by x eye widths, +x image right, +y down; the z channels
+   2 and 5 are not read, as there). The pupil (``eye_radius`` in front of the eyeball centre)
+   is projected before and after: the iris moves by that many pixels and is foreshortened by
+   ``cos a`` across and ``cos b`` up. In the baked view the iris is found once per eye (first
+   use): the eye opening is the visible eyeball (pixels in the lid ellipse that are neither
+   skin-coloured nor as dark as the lashes, holes such as the pupil filled, the largest piece);
+   the iris is a disc around the pupil (the dark blob nearest the opening's middle), as wide as
+   the pupil's row is between the sclera on either side (else 0.4 eye half-widths). Per frame
+   the disc, with its colours (where the lids hid it, a smooth fill from its visible ring), is
+   warped affinely over the eye with the disc replaced by sclera (a smooth membrane of the
+   visible sclera's colours), clipped to the opening (soft edge), and painted on the eye's
+   plane (planes in front cleared there): the iris never slides onto skin, and at large angles
+   it goes behind the lids' corners. The corneal highlights move with the iris (the Gaussian
+   head keeps its own in place: tried here, a highlight left on the sclera looked wrong).
+4. Eyelids (after gaze, so they close over the moved iris): per eye a closure c in [0, 1] from
+   ``eye_open`` and the lid keypoints' y deltas (the formula of ``models.heads.rig``); the upper
+   lid comes down (and the lower lid up) over the eye opening (an ellipse around keypoints 11
+   and 13, ``rig.eye_width`` wide), painted with skin (a smooth membrane over the eye from the
+   skin-coloured pixels around it in the frontal view), with a dark lash line at the lid edge.
+   An MPI cannot show the lid it never saw: this is the plausible stand-in.
+5. Pose: pitch/yaw/roll about ``rig.pivot``, scale and translation are a similarity of the whole
    MPI, applied to its camera (``x' = pivot + s * R (x - pivot) + t`` for the planes is the same
    as moving the reference camera by it and scaling the plane depths by s). The renderer then
    shows the head turned. An MPI is only valid near its baking view: pitch and yaw are clamped to
    +-``MAX_MPI_ANGLE`` degrees (roll keeps the planes facing the camera and is not clamped).
 
-Not modelled: gaze (``eye_ball_*``; the iris stays where it was baked), expression z deltas.
+Not modelled: the part of the eyeball or iris the baking camera never saw (only what its own
+view holds moves), the gaze's z channels, and content moving between planes.
 With every channel the rig reads at its default, ``deform`` returns the head's own planes and
 camera (read-only arrays): zero motion is the identity, bit for bit. Planes (and regions) whose
 displacement stays under 0.05 px are not resampled.
 
 Cost (24 planes 512x512 uint8, a shared 2-core CPU): jaw ~12 ms, blink ~10 ms,
 a smile ~30 ms, jaw + smile + blink + brows + pose ~50 ms, pose alone < 1 ms (only the camera
-moves). The first deformed frame also pads the planes' colours and samples the eyes (~0.2 s).
+moves). Gaze paints two small boxes: ~2 ms on top of the planes' copy that every deformed frame
+makes (at load 7 on the 2 cores: gaze 15 ms against a bare copy's 13, a jaw 35, a blink 21); z
+deltas resample the lips' planes like any expression (a pout of every lip keypoint: 76 ms at
+that load, a smile's order). The first deformed frame also pads the planes' colours and samples
+the eyes and irises (~0.3 s).
 numpy and cv2 only; Qt-free; never imports renderers (studio turns :class:`MPIArrays` into
 ``renderers.MPI``).
 """
@@ -64,6 +98,7 @@ MAX_MPI_ANGLE = 25.0  # degrees of pitch / yaw an MPI head turns at most (IM-Por
 _F = np.array([1.0, -1.0, -1.0])  # RDF <-> RUB axis flip
 _LID_Y = {11: 0, 13: 0, 15: 1, 16: 1}  # lid keypoint -> eye (their y drives the lids)
 _JAW_KP = 19
+_GAZE_XY = (0, 1, 3, 4)  # eye_ball_* the rig reads: x, y per eye (z, as in rig.py, is not)
 _FIELD_STEP = 4  # pixels between the samples of the (smooth) expression field
 _MIN_SHIFT = 0.05  # pixels: smaller displacements leave a plane (region) untouched
 _MOUTH_DARK = np.array([0.20, 0.06, 0.07], np.float32)  # near the lips
@@ -102,10 +137,11 @@ class MPIArrays:
 @dataclass
 class MPIRigParams:
     """Parameters of the MPI rig. pivot [3] metres (head RUB frame) of the pose; eye_width
-    metres (the eye opening's width); lid_travel_upper / lid_travel_lower keypoint units of
-    exp_{11,15}_y / -exp_{13,16}_y that close a lid (as ``RigParams``); depth_sigma metres (how
-    far in depth a keypoint's delta reaches across planes); radius_scale: the interpolation
-    kernel's width in inter-ocular distances."""
+    metres (the eye opening's width, the unit of the eye_ball channels); eye_radius metres (the
+    eyeball's radius; None: 0.6 eye widths, the default head's proportion); lid_travel_upper /
+    lid_travel_lower keypoint units of exp_{11,15}_y / -exp_{13,16}_y that close a lid (as
+    ``RigParams``); depth_sigma metres (how far in depth a keypoint's delta reaches across
+    planes); radius_scale: the interpolation kernel's width in inter-ocular distances."""
 
     pivot: np.ndarray
     eye_width: float = 0.03
@@ -113,15 +149,19 @@ class MPIRigParams:
     lid_travel_lower: float = 0.02
     depth_sigma: float = 0.025
     radius_scale: float = 0.3
+    eye_radius: float | None = None
 
     def __post_init__(self) -> None:
         self.pivot = np.array(self.pivot, dtype=np.float64).reshape(3)
         if not np.all(np.isfinite(self.pivot)):
             raise ValueError("MPIRigParams.pivot must be finite")
+        if self.eye_radius is None:
+            self.eye_radius = 0.6 * float(self.eye_width)
         positive_fields(
             self,
-            ("eye_width", "lid_travel_upper", "lid_travel_lower", "depth_sigma", "radius_scale"),
-        )
+            ("eye_width", "eye_radius", "lid_travel_upper", "lid_travel_lower", "depth_sigma",
+             "radius_scale"),
+        )  # fmt: skip
 
     def to_dict(self) -> dict:
         return {
@@ -131,6 +171,7 @@ class MPIRigParams:
             "lid_travel_lower": self.lid_travel_lower,
             "depth_sigma": self.depth_sigma,
             "radius_scale": self.radius_scale,
+            "eye_radius": self.eye_radius,
         }
 
     @classmethod
@@ -258,6 +299,7 @@ class RiggedMPIHead:
             sorted(
                 {CHANNEL_INDEX[n] for n in ("pitch", "yaw", "roll", "tx", "ty", "tz", "scale")}
                 | {CHANNEL_INDEX["eye_open_r"], CHANNEL_INDEX["eye_open_l"]}
+                | {CHANNEL_INDEX[f"eye_ball_{i}"] for i in _GAZE_XY}
                 | set(range(CHANNEL_INDEX["exp_0_x"], CHANNEL_INDEX["exp_0_x"] + 63))
             )
         )
@@ -282,6 +324,7 @@ class RiggedMPIHead:
         self._grid = np.stack(np.meshgrid(self._xs, self._ys), axis=-1).astype(np.float32)
         self._mouth = _mouth_geometry(q, z, self.depths)
         self._eyes = None  # eye geometry and skin colours: first use (it composites the view)
+        self._gaze = None  # eye opening, iris disc, sclera: first gaze
         self._padded = None  # planes with colour under transparent pixels: first warp
 
     # --- deformation ---------------------------------------------------------------------------
@@ -309,13 +352,18 @@ class RiggedMPIHead:
         exp = v[ch["exp_0_x"] : ch["exp_0_x"] + 63].reshape(NUM_KEYPOINTS, 3)
         jaw = max(float(exp[_JAW_KP, 1]), 0.0)
         closure = self._closures(v, exp)
+        ball = v[ch["eye_ball_0"] : ch["eye_ball_5"] + 1].reshape(2, 3)[:, :2]
+        gaze = [self._gaze_map(e, ball[e]) if np.any(ball[e]) else None for e in (0, 1)]
         planes = self.planes
-        if np.any(exp) or np.any(closure > 0):
+        if np.any(exp) or np.any(closure > 0) or any(m is not None for m in gaze):
             planes = self.planes.copy()
-            self._warp(planes, exp, jaw)
+            if np.any(exp):
+                self._warp(planes, exp, jaw, self._pose_rotation(v))
             if jaw > 0:
                 self._paint_mouth(planes, jaw)
             for eye in (0, 1):
+                if gaze[eye] is not None:  # before the lids: they close over the moved iris
+                    self._paint_gaze(planes, eye, gaze[eye])
                 if closure[eye].max() > 0:
                     self._paint_lids(planes, eye, closure[eye])
         planes.flags.writeable = planes is not self.planes
@@ -332,8 +380,18 @@ class RiggedMPIHead:
             out[eye, 1] = blink - exp[low, 1] / self.rig.lid_travel_lower
         return np.clip(out, 0.0, 1.0)
 
+    def _pose_rotation(self, v: np.ndarray) -> np.ndarray:
+        """The head's rotation [3, 3] for column vectors in the head's RUB frame (pitch and yaw
+        clamped to +-MAX_MPI_ANGLE)."""
+        ch = CHANNEL_INDEX
+        pitch = float(np.clip(v[ch["pitch"]], -MAX_MPI_ANGLE, MAX_MPI_ANGLE))
+        yaw = float(np.clip(v[ch["yaw"]], -MAX_MPI_ANGLE, MAX_MPI_ANGLE))
+        r = rotation_matrix(pitch, yaw, float(v[ch["roll"]]))
+        # rig.py applies R_rub = F r F to row vectors; for column vectors it is the transpose.
+        return (_F[:, None] * r * _F[None, :]).T
+
     def _pose(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The moved camera [4, 4] and the scaled depths [D] (module docstring, stage 4)."""
+        """The moved camera [4, 4] and the scaled depths [D] (module docstring, stage 5)."""
         ch = CHANNEL_INDEX
         pitch = float(np.clip(v[ch["pitch"]], -MAX_MPI_ANGLE, MAX_MPI_ANGLE))
         yaw = float(np.clip(v[ch["yaw"]], -MAX_MPI_ANGLE, MAX_MPI_ANGLE))
@@ -344,9 +402,7 @@ class RiggedMPIHead:
             return self.world_to_camera, self.depths
         if not s > 0:
             raise ValueError(f"deform: scale must be > 0, got {s}")
-        r = rotation_matrix(pitch, yaw, roll)
-        # rig.py applies R_rub = F r F to row vectors; for column vectors it is the transpose.
-        rot = (_F[:, None] * r * _F[None, :]).T
+        rot = self._pose_rotation(v)
         t_world = t * _F * self.kp_scale
         # Points move by x' = pivot + s rot (x - pivot) + t. The camera moves with them, so its
         # world-to-camera is W2C o T^-1, with T^-1's scale folded into the depths instead.
@@ -401,27 +457,55 @@ class RiggedMPIHead:
             self._padded = out
         return self._padded
 
-    def _warp(self, planes: np.ndarray, exp: np.ndarray, jaw: float) -> None:
+    def _warp(self, planes: np.ndarray, exp: np.ndarray, jaw: float, rot: np.ndarray) -> None:
+        """Stages 1 and 2 in place: the expression field (xy and z deltas) and the jaw shift.
+        rot [3, 3]: the head's pose rotation (RUB, column vectors), for the z deltas' parallax."""
         import cv2
 
         d_count, h, w = planes.shape[:3]
-        fx, fy = self.intrinsics[:2]
+        fx, fy, cx, cy = self.intrinsics
         moving = exp.copy()
         moving[_JAW_KP, 1] = 0.0
         for k in _LID_Y:
             moving[k, 1] = 0.0
         delta = moving @ self._kp_to_cam.T  # [21, 3] metres, camera frame
+        xy = delta[:, :2]
+        dz = delta[:, 2]  # [21] metres, < 0 towards the camera
+        q = self._kp_uv
+        mag = np.zeros(NUM_KEYPOINTS)
+        persp = np.zeros((NUM_KEYPOINTS, 2))
+        if np.any(dz):
+            # Parallax: the planes cannot move content in depth, so shift it in its plane by
+            # the amount that lands it where the moved point goes in the posed view: with the
+            # head rotation in camera axes r (column vectors) and an in-plane shift s,
+            # r[:2, :2] s = r[:2, :2] xy + r[:2, 2] dz (exact for the rotation, orthographic).
+            # Zero pose leaves xy as it is.
+            w2c = self.world_to_camera[:3, :3]
+            r = w2c @ rot @ w2c.T
+            xy = xy + np.outer(dz, np.linalg.solve(r[:2, :2], r[:2, 2]))
+            # Perspective: a point at depth z moving by dz scales by z / (z + dz) about the
+            # principal point; its neighbourhood magnifies by that factor about it (the bump
+            # term of _field, zero at the keypoint itself).
+            mag = self._kp_z / np.maximum(self._kp_z + dz, 1e-3) - 1.0  # [21]
+            persp = (q + 0.5 - np.array([cx, cy])) * mag[:, None]  # [21, 2] pixels
         # [21, D, 2] pixel displacement targets on each plane, weighted by depth proximity.
         near = np.exp(
             -0.5 * ((self.depths[None] - self._kp_z[:, None]) / self.rig.depth_sigma) ** 2
         )
         targets = near[..., None] * (
-            delta[:, None, :2] * np.array([fx, fy]) / self.depths[None, :, None]
+            xy[:, None] * np.array([fx, fy]) / self.depths[None, :, None] + persp[:, None]
         )
+        mags = (near * mag[:, None]).astype(np.float32)  # [21, D] magnification per plane
+        if np.any(mag):
+            # The bump terms' values at the other keypoints come off their targets, so the
+            # field stays exact at the keypoints.
+            diff = q[:, None] - q[None]  # [K (at), K (of), 2]
+            g = np.exp(-0.5 * np.sum(diff**2, -1) / self._sigma**2)
+            targets = targets - np.einsum("kjc,jd->kdc", diff * g[..., None], mags)
         coef = np.einsum("kj,jdc->kdc", self._rbf_inv, targets).astype(np.float32)  # [21, D, 2]
-        q = self._kp_uv
-        # Each keypoint's term is below _MIN_SHIFT beyond ext pixels: that bounds a plane's region.
-        reach = np.abs(coef).sum(-1)  # [21, D]
+        # Each keypoint's term is below _MIN_SHIFT beyond ext pixels: that bounds a plane's region
+        # (a bump term peaks at |mag| sigma e^-1/2 one sigma out: counted as |mag| sigma).
+        reach = np.abs(coef).sum(-1) + np.abs(mags) * np.float32(self._sigma)  # [21, D]
         mouth = self._mouth
         jaw_px = jaw * self._kp_to_cam[1, 1] * fy / mouth["z"] if jaw > 0 else 0.0
         jaw_fields: dict[float, tuple] = {}  # the jaw field depends on the plane only by weight
@@ -456,21 +540,29 @@ class RiggedMPIHead:
                 continue
             grid = self._grid[y0:y1, x0:x1]  # [h, w, 2] pixel (x, y) of each destination
             if live.any():
-                xy = grid - self._field(coef[live, d], q[live], x0, x1, y0, y1)
+                src = grid - self._field(coef[live, d], q[live], x0, x1, y0, y1, mags[live, d])
             else:
-                xy = grid.copy()
+                src = grid.copy()
             if has_jaw:
-                xy[jy0 - y0 : jy1 - y0, jx0 - x0 : jx1 - x0, 1] -= jfield
+                src[jy0 - y0 : jy1 - y0, jx0 - x0 : jx1 - x0, 1] -= jfield
             planes[d, y0:y1, x0:x1] = cv2.remap(
-                padded[d], xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                padded[d], src, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
 
     def _field(
-        self, coef: np.ndarray, q: np.ndarray, x0: int, x1: int, y0: int, y1: int
+        self,
+        coef: np.ndarray,
+        q: np.ndarray,
+        x0: int,
+        x1: int,
+        y0: int,
+        y1: int,
+        mag: np.ndarray | None = None,
     ) -> np.ndarray:
         """The RBF displacement [h, w, 2] (x, y) float32 over the region, from coefficients coef
-        [K, 2] at keypoints q [K, 2]. The field is smooth (sigma ~ 30 px at 512), so it is
-        evaluated every _FIELD_STEP pixels, where the separable kernel makes it a tiny
+        [K, 2] at keypoints q [K, 2], plus (mag [K], optional) the magnification bumps
+        ``mag_k (p - q_k) G_k(p)`` (separable too). The field is smooth (sigma ~ 30 px at 512),
+        so it is evaluated every _FIELD_STEP pixels, where the separable kernel makes it a tiny
         [h/s, K] x [K, w/s] product (small enough that BLAS stays on one thread: full-size
         products went multi-threaded and thrashed on a busy 2-core machine), and upsampled by
         cv2.resize, whose pixel-centre convention puts coarse sample i at fine coordinate
@@ -484,6 +576,11 @@ class RiggedMPIHead:
         gx = np.exp(-0.5 * ((cx[None] - q[:, :1]) / self._sigma) ** 2)  # [K, nw]
         gy = np.exp(-0.5 * ((cy[None] - q[:, 1:]) / self._sigma) ** 2)  # [K, nh]
         coarse = np.stack([(gy.T * coef[:, c]) @ gx for c in (0, 1)], axis=-1)  # [nh, nw, 2]
+        if mag is not None and np.any(mag):
+            dx = cx[None] - q[:, :1]  # [K, nw]
+            dy = cy[None] - q[:, 1:]  # [K, nh]
+            coarse[..., 0] += (gy.T * mag) @ (gx * dx)
+            coarse[..., 1] += (gy * dy).T * mag @ gx
         fine = cv2.resize(
             coarse.astype(np.float32), (nw * s, nh * s), interpolation=cv2.INTER_LINEAR
         )
@@ -511,7 +608,63 @@ class RiggedMPIHead:
         colour = _MOUTH_DARK + (_MOUTH_DEEP - _MOUTH_DARK) * shade[..., None]
         _paint(planes, m["plane"], (ys0, ys1, x0, x1), inside.astype(np.float32), colour)
 
-    # --- stage 3: eyelids ----------------------------------------------------------------------
+    # --- stage 3: gaze --------------------------------------------------------------------------
+
+    def _gaze_geometry(self) -> list[dict | None]:
+        if self._gaze is None:
+            self._gaze = [_gaze_geometry(self, g) for g in self._eye_geometry()]
+        return self._gaze
+
+    def _gaze_map(self, eye: int, ball: np.ndarray) -> np.ndarray | None:
+        """The [2, 3] affine map (destination: the opening's box -> source: the lid roi, pixels)
+        that moves the iris of ``eye`` for the pupil offset ``ball`` [2] (eye widths; rig.py's
+        rotation), or None when it moves less than _MIN_SHIFT (or the eye is not in view)."""
+        gz = self._gaze_geometry()[eye]
+        if gz is None:
+            return None
+        r, w = self.rig.eye_radius, self.rig.eye_width
+        lim = 0.95 * r
+        a, b = np.arcsin(np.clip(ball * w, -lim, lim) / r)
+        # rig.py turns the eyeball by Ry(a) Rx(b) (column vectors, RUB): the pupil, r in front of
+        # the centre, goes to r (sin a cos b, -sin b, cos a cos b) (+x image right, -y down).
+        move = r * np.array([np.sin(a) * np.cos(b), -np.sin(b), np.cos(a) * np.cos(b) - 1.0])
+        p0 = gz["pupil"]  # [3] camera frame metres
+        p1 = p0 + self.world_to_camera[:3, :3] @ move
+        fx, fy = self.intrinsics[:2]
+        shift = np.array([fx * p1[0] / p1[2], fy * p1[1] / p1[2]]) - np.array(
+            [fx * p0[0] / p0[2], fy * p0[1] / p0[2]]
+        )
+        if np.abs(shift).max() < _MIN_SHIFT:
+            return None
+        # The iris disc turns away from the camera: foreshortened by cos a across, cos b up.
+        k = np.array([np.cos(a), np.cos(b)])
+        # source (lid roi) = c + (p + offset - c - shift) / k, p in the opening's box
+        c = gz["iris_centre"] - gz["offset"]
+        return np.array(
+            [
+                [1.0 / k[0], 0.0, gz["offset"][0] + c[0] - (c[0] + shift[0]) / k[0]],
+                [0.0, 1.0 / k[1], gz["offset"][1] + c[1] - (c[1] + shift[1]) / k[1]],
+            ],
+            np.float64,
+        )
+
+    def _paint_gaze(self, planes: np.ndarray, eye: int, m: np.ndarray) -> None:
+        """The iris disc moved by the affine map m, over the eye with its iris removed (sclera
+        where it was), clipped to the eye opening, on the eye's plane."""
+        import cv2
+
+        gz = self._gaze_geometry()[eye]
+        y0, y1, x0, x1 = gz["roi"]
+        size = (x1 - x0, y1 - y0)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        alpha = cv2.warpAffine(gz["iris_alpha"], m, size, flags=flags)  # zero outside
+        iris = cv2.warpAffine(gz["iris_rgb"], m, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        bare = gz["bare"]
+        colour = bare + alpha[..., None] * (iris - bare)
+        mask = gz["opening"] * np.maximum(gz["iris_gone"], alpha)
+        _paint(planes, gz["plane"], gz["roi"], mask, colour)
+
+    # --- stage 4: eyelids ----------------------------------------------------------------------
 
     def _eye_geometry(self) -> list[dict]:
         if self._eyes is None:
@@ -689,7 +842,154 @@ def _eye_geometry(head: RiggedMPIHead, up: int, low: int) -> dict:
         "roi": roi,
         "plane": plane,
         "skin": skin,  # [h, w, 3] float32 straight colour over the roi
+        "front": rgb,  # [h, w, 3] float32 the baked front view over the roi
+        "z": z,  # metres: the eye keypoints' camera depth
     }
+
+
+def _gaze_geometry(head: RiggedMPIHead, g: dict) -> dict | None:
+    """Eye opening, iris disc and sclera of one eye, found in its baked front view (``g`` from
+    :func:`_eye_geometry`). Over g's roi: opening [h, w] float32 soft mask (the visible eyeball:
+    not skin, not lash-dark, inside the lid ellipse, holes such as the pupil filled, the largest
+    piece); iris_alpha [h, w] float32 soft disc; iris_rgb [h, w, 3] the iris' colours (where the
+    lids hide it: a smooth fill from its visible ring); bare [h, w, 3] the view with the disc
+    replaced by the sclera (a smooth membrane of the visible sclera's colours); iris_centre [2]
+    roi pixels; pupil [3] camera-frame metres. None when the eye is not in the view."""
+    import cv2
+
+    y0, y1, x0, x1 = g["roi"]
+    rgb = g["front"]
+    if rgb.shape[0] < 3 or rgb.shape[1] < 3:
+        return None
+    cxe, cye = g["centre"][0] - x0, g["centre"][1] - y0
+    a, b = g["half_width"], g["half_height"]
+    ys = np.arange(y1 - y0, dtype=np.float64)[:, None]
+    xs = np.arange(x1 - x0, dtype=np.float64)[None]
+    ell = ((xs - cxe) / a) ** 2 + ((ys - cye) / b) ** 2 <= 1.0
+    lum = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    chroma = rgb.max(-1) - rgb.min(-1)
+    # Not skin: far from the lid's skin colour, and either another hue (iris, grey sclera) or
+    # brighter (a warm sclera); the pink inner corner and lid rim are skin-hued and darker.
+    skin = g["skin"]
+    hue = rgb / np.maximum(rgb.sum(-1, keepdims=True), 1e-3)
+    skin_hue = skin / np.maximum(skin.sum(-1, keepdims=True), 1e-3)
+    skin_lum = skin @ np.array([0.299, 0.587, 0.114], np.float32)
+    nonskin = (
+        ell
+        & (np.abs(rgb - skin).max(-1) > 0.12)
+        & ((np.abs(hue - skin_hue).max(-1) > 0.035) | (lum > skin_lum + 0.1))
+    )
+    opening = np.zeros(ell.shape, bool)
+    if nonskin.sum() >= 8:
+        bright = float(np.percentile(lum[nonskin], 90))
+        cand = nonskin & (lum >= 0.35 * bright)  # lashes and lid shadow are darker
+        opening = _largest_piece(_fill_holes(cand))
+        # A smooth contour: pixel-wise colour tests leave a ragged lower lid.
+        opening = _largest_piece(cv2.GaussianBlur(opening.astype(np.float32), (0, 0), 1.0) > 0.5)
+        opening &= ell
+    if opening.sum() < 0.15 * ell.sum():
+        # Nothing eye-like found: the lower two thirds of the lid ellipse.
+        opening = ell & ((((xs - cxe) / a) ** 2 + ((ys - cye) / (0.65 * b)) ** 2) <= 1.0)
+    if opening.sum() < 4:
+        return None
+    bright = float(np.percentile(lum[opening], 90))
+    sclera = opening & (lum >= 0.6 * bright) & (chroma < 0.2)
+    # The iris: around the pupil (the dark blob near the middle of the opening; the lid
+    # keypoints sit over it), out along its row to the sclera on either side.
+    centre, radius = np.array([cxe, cye]), 0.4 * a
+    near = opening & ((xs - cxe) ** 2 + (ys - cye) ** 2 <= (0.6 * a) ** 2)
+    pupil = near & (lum < 0.35 * bright)
+    if pupil.sum() >= 3:
+        py, px = np.nonzero(pupil)
+        centre = np.array([px.mean(), py.mean()])
+    row = int(np.clip(round(centre[1]), 0, opening.shape[0] - 1))
+    col = int(np.clip(round(centre[0]), 0, opening.shape[1] - 1))
+    edges = []
+    for step in (-1, 1):
+        x = col
+        while 0 <= x + step < opening.shape[1] and opening[row, x + step] and not sclera[row, x]:
+            x += step
+        # Only an edge against the sclera measures the iris (one against a lid corner does not).
+        if sclera[row, x] and abs(x - col) >= 2:
+            edges.append(x - 0.5 * step)
+    if len(edges) == 2:
+        found, mid = 0.5 * (edges[1] - edges[0]), 0.5 * (edges[0] + edges[1])
+    elif len(edges) == 1:
+        found, mid = abs(edges[0] - centre[0]), centre[0]
+    else:
+        found, mid = 0.0, centre[0]
+    if 0.15 * a <= found <= 0.95 * a:
+        radius, centre = found, np.array([mid, centre[1]])
+    dist = np.sqrt((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2)
+    disc = np.clip(radius - dist + 0.5, 0.0, 1.0).astype(np.float32)
+
+    def membrane(weight: np.ndarray, sigma: float, fallback: np.ndarray) -> np.ndarray:
+        w = weight.astype(np.float32)
+        num = cv2.GaussianBlur(rgb * w[..., None], (0, 0), sigma)
+        den = cv2.GaussianBlur(w, (0, 0), sigma)[..., None]
+        return np.where(den > 1e-3, num / np.maximum(den, 1e-6), fallback).astype(np.float32)
+
+    # The iris' pixels next to the lids carry their shadow and lashes: filled like the hidden part.
+    inner = cv2.erode(opening.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2) > 0
+    seen = inner & (dist <= radius)
+    ring = seen & (dist >= 0.6 * radius) & ~sclera
+    ring_colour = np.median(rgb[ring], axis=0) if ring.any() else np.array([0.3, 0.25, 0.2])
+    iris_rgb = np.where(
+        seen[..., None],
+        rgb,
+        membrane(ring, max(0.35 * radius, 1.0), ring_colour),
+    ).astype(np.float32)
+    white = sclera & (dist > radius + 1.0)
+    white_colour = np.median(rgb[white], axis=0) if white.any() else np.array([0.9, 0.88, 0.85])
+    sclera_rgb = membrane(white, max(0.5 * radius, 1.5), white_colour)
+    # The iris comes off with its anti-aliased rim (a disc 1 px wider), or a ring would stay.
+    gone = np.clip(radius + 1.5 - dist, 0.0, 1.0).astype(np.float32)[..., None]
+    bare = (rgb + gone * (sclera_rgb - rgb)).astype(np.float32)
+    soft = opening.astype(np.float32)
+    soft = soft * cv2.GaussianBlur(soft, (0, 0), 0.6)  # feathered inside its own edge
+    fx, fy, cx, cy = head.intrinsics
+    z = g["z"]
+    u, v = centre[0] + x0 + 0.5, centre[1] + y0 + 0.5  # pixel coordinates
+    # Everything is painted inside the opening: keep its box (a quarter of the lid roi).
+    rows, cols = np.flatnonzero(soft.any(1)), np.flatnonzero(soft.any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    box = (slice(r0, r1), slice(c0, c1))
+    return {
+        "roi": (y0 + r0, y0 + r1, x0 + c0, x0 + c1),
+        "plane": g["plane"],
+        "opening": np.ascontiguousarray(soft[box]),
+        "iris_gone": np.ascontiguousarray(gone[..., 0][box]),
+        "bare": np.ascontiguousarray(bare[box]),
+        # The moving iris keeps the whole lid roi: it may come from under the lids.
+        "iris_alpha": disc,
+        "iris_rgb": iris_rgb,
+        "iris_centre": centre,  # lid-roi pixels
+        "offset": np.array([c0, r0], np.float64),  # the box's origin in the lid roi
+        "iris_radius": radius,
+        "pupil": np.array([(u - cx) / fx * z, (v - cy) / fy * z, z]),
+    }
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """mask [h, w] bool with the regions it encloses (not reachable from the border) added."""
+    import cv2
+
+    h, w = mask.shape
+    outside = np.zeros((h + 2, w + 2), np.uint8)
+    outside[1:-1, 1:-1] = mask
+    flood = outside.copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    return mask | (flood[1:-1, 1:-1] == 0)
+
+
+def _largest_piece(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected piece of mask [h, w] bool (all False if empty)."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return np.zeros_like(mask)
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
 def _paint(
@@ -708,9 +1008,12 @@ def _paint(
     scale = 255.0 if planes.dtype == np.uint8 else 1.0
     m = mask[..., None]
     if target > 0:
-        front = planes[:target, y0:y1, x0:x1].astype(np.float32)
-        front[..., 3:] *= 1.0 - m[None]
-        planes[:target, y0:y1, x0:x1] = _store(front, planes.dtype)
+        # Only the planes with something there (clearing nothing changes nothing).
+        held = planes[:target, y0:y1, x0:x1, 3].reshape(target, -1).any(axis=1)
+        for d in np.flatnonzero(held):
+            front = planes[d, y0:y1, x0:x1].astype(np.float32)
+            front[..., 3:] *= 1.0 - m
+            planes[d, y0:y1, x0:x1] = _store(front, planes.dtype)
     p = planes[target, y0:y1, x0:x1].astype(np.float32) / np.float32(scale)
     a = p[..., 3:4]
     new_a = a + (1.0 - a) * m

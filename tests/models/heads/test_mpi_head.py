@@ -18,13 +18,16 @@ from models.heads import (
     load_head,
     save_head,
 )
-from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX
+from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX, LIPS
 
 SIZE = 192
 SKIN = (0.85, 0.66, 0.55)
 LOWER_LIP = (0.75, 0.15, 0.25)
 UPPER_LIP = (0.80, 0.45, 0.45)
 IRIS = (0.1, 0.3, 0.9)
+SCLERA = (0.93, 0.92, 0.9)
+PUPIL = (0.02, 0.02, 0.03)
+SCLERA_RADII = np.array([0.21, 0.15])  # inter-ocular distances: inside the lid ellipse
 
 
 def frame(**channels: float) -> np.ndarray:
@@ -53,9 +56,10 @@ def _disc(img: np.ndarray, centre, radii, colour) -> None:
     img[inside, 3] = 1.0
 
 
-def drawn_mpi_head(gaussian_head, dtype=np.uint8) -> RiggedMPIHead:
+def drawn_mpi_head(gaussian_head, dtype=np.uint8, sclera: bool = False) -> RiggedMPIHead:
     """A face drawn on the plane at the keypoints' depth of a 24-plane MPI, with the default
-    head's keypoints: skin, a pink upper lip, a red lower lip and blue irises."""
+    head's keypoints: skin, a pink upper lip, a red lower lip and blue irises (with sclera: in
+    white almonds, with black pupils)."""
     intr, w2c, depths = _camera(gaussian_head)
     rig = MPIRigParams(pivot=gaussian_head.rig.pivot, eye_width=gaussian_head.rig.eye_width)
     args = dict(
@@ -74,7 +78,11 @@ def drawn_mpi_head(gaussian_head, dtype=np.uint8) -> RiggedMPIHead:
     _disc(img, (uv[6, 0], uv[6, 1]), (lip_w, gap_y - uv[6, 1]), UPPER_LIP)
     _disc(img, (uv[17, 0], uv[17, 1]), (lip_w, uv[17, 1] - gap_y), LOWER_LIP)
     for up, low in ((11, 13), (15, 16)):
+        if sclera:
+            _disc(img, uv[[up, low]].mean(0), SCLERA_RADII * iod, SCLERA)
         _disc(img, uv[[up, low]].mean(0), (0.12 * iod, 0.12 * iod), IRIS)
+        if sclera:
+            _disc(img, uv[[up, low]].mean(0), (0.05 * iod, 0.05 * iod), PUPIL)
     planes = np.zeros((24, SIZE, SIZE, 4), np.float32)
     planes[plane] = img
     if dtype == np.uint8:
@@ -106,11 +114,16 @@ def test_zero_motion_is_the_identity(mpi_head):
     rest = mpi_head.deform(CHANNEL_DEFAULTS)
     assert rest.rgba is mpi_head.planes and not rest.rgba.flags.writeable
     assert rest.world_to_camera is mpi_head.world_to_camera and rest.depths is mpi_head.depths
-    # Channels the rig does not read (intensity, emotion, gaze) leave it the identity too.
-    other = mpi_head.deform(frame(intensity=0.3, emotion_happy=1.0, eye_ball_0=0.2))
+    # Channels the rig does not read (intensity, emotion, the gaze's z, as in rig.py) leave it
+    # the identity too.
+    other = mpi_head.deform(
+        frame(intensity=0.3, emotion_happy=1.0, eye_ball_2=0.2, eye_ball_5=-0.1)
+    )
     assert other.rgba is mpi_head.planes
     # After a deformed frame, rest is still bit-exact (no state leaks between frames).
-    mpi_head.deform(frame(exp_19_y=0.05, eye_open_r=0.0, exp_3_x=0.02, yaw=5))
+    mpi_head.deform(
+        frame(exp_19_y=0.05, eye_open_r=0.0, exp_3_x=0.02, exp_6_z=-0.02, eye_ball_3=0.2, yaw=5)
+    )
     np.testing.assert_array_equal(mpi_head.deform(CHANNEL_DEFAULTS).rgba, mpi_head.planes)
     with pytest.raises(ValueError, match="channels"):
         mpi_head.deform(np.zeros(5))
@@ -215,6 +228,166 @@ def test_yaw_turns_the_rendered_head_to_the_image_left(mpi_head):
     expected = float(moved_uv[:, 0].mean() - uv[[11, 15], 0].mean())
     assert expected < -3.0
     assert iris_x(turned) - iris_x(rest) == pytest.approx(expected, abs=1.5)
+
+
+@pytest.fixture(scope="module")
+def eyes_head(head) -> RiggedMPIHead:
+    return drawn_mpi_head(head, sclera=True)
+
+
+def _iris_centre(img: np.ndarray, head: RiggedMPIHead, eye: int) -> np.ndarray:
+    """Centroid (x, y) of the pupil around one eye of a front view (0: the subject's right eye,
+    on the image left); the pupil, unlike the iris' edge, is never clipped by the opening."""
+    uv, _ = head.project(head.kp_to_world_points(head.keypoints))
+    c = uv[[11, 13] if eye == 0 else [15, 16]].mean(0)
+    x0, y0 = (c - 12).astype(int)
+    win = img[y0 : y0 + 24, x0 : x0 + 24]
+    # Darkness-weighted (sub-pixel: the resampled pupil's edge pixels count in part); the iris,
+    # sclera and skin are all lighter than 0.25.
+    w = np.clip((0.25 - win.mean(-1)) / 0.2, 0.0, 1.0)
+    ys, xs = np.mgrid[: w.shape[0], : w.shape[1]]
+    return np.array([(w * xs).sum() / w.sum() + x0, (w * ys).sum() / w.sum() + y0])
+
+
+def _gaussian_iris_shifts(head, balls: tuple[float, ...]) -> list[float]:
+    """How far (pixels, +x image right) the Gaussian rig moves the right iris for each
+    eye_ball_0 in balls: its eyeball parts rendered by the torch reference on a 32x32 crop of
+    the drawn head's camera (same focal length and distance)."""
+    from models.heads.rig import PART_INDEX
+    from renderers import Camera
+    from renderers.gaussians import GaussianCloud
+    from renderers.reference import render_gaussians_reference
+
+    intr, w2c, _ = _camera(head)
+    eye = w2c[:3, :3] @ head.rig.eye_centers[0] + w2c[:3, 3]
+    x0 = int(intr[0] * eye[0] / eye[2] + intr[2]) - 16
+    y0 = int(intr[1] * eye[1] / eye[2] + intr[3]) - 16
+    crop = Camera(intr[0], intr[1], intr[2] - x0, intr[3] - y0, 32, 32, w2c)
+    ball_parts = np.isin(head.parts, [PART_INDEX["sclera_r"], PART_INDEX["iris_r"]])
+
+    def centre(v):
+        a = head.deform(v)
+        cloud = GaussianCloud(*(x[ball_parts] for x in (a.means, a.quats, a.scales,
+                                                        a.opacities, a.sh)))  # fmt: skip
+        img = render_gaussians_reference(cloud, crop, background=(1.0, 1.0, 1.0))[..., :3]
+        # iris: blue; pupil: near black (the sclera is grey, the background white)
+        m = (img[..., 2] - img[..., 0] > 0.25) | (img.max(-1) < 0.12)
+        return np.nonzero(m)[1].mean()
+
+    rest = centre(CHANNEL_DEFAULTS)
+    return [centre(frame(eye_ball_0=b)) - rest for b in balls]
+
+
+def test_gaze_moves_the_iris_as_the_gaussian_rig_does(eyes_head, head):
+    rest = front(eyes_head.rest)
+    _, z = eyes_head.project(eyes_head.kp_to_world_points(eyes_head.keypoints))
+    fx = eyes_head.intrinsics[0]
+    ball = 0.1
+    # The pupil moves by ball eye widths (rig.py's eyeball rotation), seen from z: f * dx / z.
+    predicted = fx * ball * eyes_head.rig.eye_width / z[11]
+    assert predicted > 1.5
+    for sign in (1.0, -1.0):
+        moved = front(eyes_head.deform(frame(eye_ball_0=sign * ball, eye_ball_3=sign * ball)))
+        for eye in (0, 1):
+            shift = _iris_centre(moved, eyes_head, eye) - _iris_centre(rest, eyes_head, eye)
+            assert shift[0] == pytest.approx(sign * predicted, abs=0.25)
+            assert abs(shift[1]) < 0.1
+    # Each eye has its own channels; +y looks down.
+    down = front(eyes_head.deform(frame(eye_ball_4=0.12)))
+    np.testing.assert_array_equal(
+        _iris_centre(down, eyes_head, 0), _iris_centre(rest, eyes_head, 0)
+    )
+    dy = (_iris_centre(down, eyes_head, 1) - _iris_centre(rest, eyes_head, 1))[1]
+    assert dy == pytest.approx(fx * 0.12 * eyes_head.rig.eye_width / z[15], abs=0.25)
+    # The Gaussian rig turns the eyeball the same way and by as much: the same channel value
+    # looks the same way on a head and on its MPI.
+    pytest.importorskip("torch")
+    shifts = _gaussian_iris_shifts(head, (ball, -ball))
+    assert shifts == pytest.approx([predicted, -predicted], abs=1.0)
+
+
+def test_gaze_keeps_the_iris_inside_the_eye_opening(eyes_head):
+    rest = front(eyes_head.rest)
+    uv, _ = eyes_head.project(eyes_head.kp_to_world_points(eyes_head.keypoints))
+    iod = float(np.linalg.norm(uv[11] - uv[15]))
+    yy, xx = np.mgrid[:SIZE, :SIZE] + 0.5
+    almond = np.zeros((SIZE, SIZE), bool)
+    for up, low in ((11, 13), (15, 16)):
+        c = uv[[up, low]].mean(0)
+        r = SCLERA_RADII * iod + 1.0  # one pixel of anti-aliasing
+        almond |= ((xx - c[0]) / r[0]) ** 2 + ((yy - c[1]) / r[1]) ** 2 <= 1.0
+    for bx, by in ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0), (0.4, 0.4), (-0.3, 0.3)):
+        img = front(eyes_head.deform(frame(eye_ball_0=bx, eye_ball_1=by, eye_ball_3=bx,
+                                           eye_ball_4=by)))  # fmt: skip
+        # Only the eyes change, the iris never lands on skin, and the skin keeps its colour.
+        changed = np.abs(img - rest).max(-1) > 1e-6
+        assert changed.any() and not (changed & ~almond).any()
+        assert not (_mask_of(img, IRIS, tol=0.2) & ~almond).any()
+        # What the iris uncovers is sclera, not a hole or the old iris.
+        assert np.abs(img[almond] - np.asarray(SCLERA)).max(-1).min() < 0.05
+    # At the largest gaze (the eyeball turned by asin(0.95)) the iris reaches the corner.
+    far = front(eyes_head.deform(frame(eye_ball_0=5.0)))
+    np.testing.assert_array_equal(far, front(eyes_head.deform(frame(eye_ball_0=1.0))))
+    # The lids close over a moved iris.
+    shut = front(eyes_head.deform(frame(eye_ball_0=0.15, eye_open_r=0.0)))
+    right = almond & (xx < SIZE / 2)
+    assert not _mask_of(shut, IRIS, tol=0.2)[right].any()
+
+
+def test_pout_moves_the_lips_not_the_eyes(mpi_head):
+    rest = front(mpi_head.rest)
+    uv, _ = mpi_head.project(mpi_head.kp_to_world_points(mpi_head.keypoints))
+    pout = front(mpi_head.deform(frame(exp_6_z=-0.05, exp_17_z=-0.05)))
+    diff = np.abs(pout - rest).max(-1)
+    mouth = slice(int(uv[12, 1]) - 2, int(uv[8, 1]))
+    assert diff[mouth].max() > 0.1
+    # The lips come towards the camera: they grow about the principal point (the lower lip
+    # is below it, so it moves down) ...
+    rows = np.arange(SIZE)[:, None]
+    lip_rest, lip_pout = _mask_of(rest, LOWER_LIP), _mask_of(pout, LOWER_LIP)
+    dy = (rows * lip_pout).sum() / lip_pout.sum() - (rows * lip_rest).sum() / lip_rest.sum()
+    assert dy > 0
+    # ... and the eyes stay (a 20 px window around each).
+    for up, low in ((11, 13), (15, 16)):
+        x, y = uv[[up, low]].mean(0).astype(int)
+        assert diff[y - 10 : y + 10, x - 10 : x + 10].max() < 0.01
+    # Turned, the pouted lips stand out: against the turned head without the pout they move
+    # as a point in front of the face does (the planes cannot move content in depth).
+    pytest.importorskip("torch")
+    from renderers import MPI, Camera
+    from renderers.reference import render_mpi_reference
+
+    fx, fy, cx, cy = mpi_head.intrinsics
+    view = Camera(fx, fy, cx, cy, SIZE, SIZE, mpi_head.world_to_camera)
+
+    def lip_x(v):
+        a = mpi_head.deform(v)
+        cam = Camera(fx, fy, cx, cy, SIZE, SIZE, a.world_to_camera)
+        img = np.asarray(render_mpi_reference(MPI(a.float_rgba(), a.depths, cam), view))
+        m = _mask_of(img[..., :3], LOWER_LIP, tol=0.1)
+        return np.nonzero(m)[1].mean()
+
+    yaw = 20.0
+    turned = frame(yaw=yaw)
+    # The whole mouth forward (every lip keypoint: with only 6 and 17 the still corners and jaw
+    # keypoint hold the lip's sides back).
+    forward = {f"exp_{k}_z": -0.05 for k in LIPS}
+    shift = lip_x(frame(yaw=yaw, **forward)) - lip_x(turned)
+    # Expected: the lower lip's keypoint moved towards the camera by 0.05 units, turned with
+    # the head (the planes ride the moved camera: world = posed^-1 @ baking) and seen by the
+    # view, against the keypoint itself.
+    bake = mpi_head.world_to_camera
+    turn = np.linalg.inv(mpi_head.deform(turned).world_to_camera) @ bake
+    kp = mpi_head.kp_to_world_points(mpi_head.keypoints[[17]])
+    moved = mpi_head.kp_to_world_points(mpi_head.keypoints[[17]] + np.array([0.0, 0.0, -0.05]))
+
+    def u(p):
+        c = bake @ turn @ np.append(p[0], 1.0)
+        return fx * c[0] / c[2]
+
+    expected = u(moved) - u(kp)
+    assert expected < -1.0
+    assert shift == pytest.approx(expected, abs=0.5)
 
 
 def test_float_planes_deform_too(head):
