@@ -22,9 +22,23 @@ Rig (the analytic version of a per-Gaussian motion basis). Per frame of motion c
    (the lower-lid keypoint moving up closes); both clamped to [-0.3, 1]. Lid Gaussian i rotates
    about the eye's x axis by ``c * lid_angle[i]`` (its own angle, so the lid margin lands on the
    closure line at c = 1).
-4. Gaze: each eyeball (sclera, iris, pupil) rotates about its centre so that the pupil moves by
+4. Stretch: where stages 1-2 stretch the surface (the skin around the mouth corners when the jaw
+   opens wide), its flat discs grow with it, so the surface stays closed instead of opening gaps
+   that show the mouth's dark liners behind it. Visited: discs of the skin surface (skin, lips,
+   ears, neck) that face forwards (not the lips' inner walls), are isotropic in their plane, are
+   moved by the skinning or the jaw, are not at a fold (the slit, the crease under the jaw) and
+   whose rig weights vary across their neighbours enough to stretch them at the rig's extremes
+   by 25 % through the jaw or 60 % through the skinning (see _STRETCH_MIN_JAW). Per disc, the
+   deformation gradient is the least-squares fit ``F = sum_j (m'_j - m'_i) P_ij`` [3, 2] over up
+   to _STRETCH_K rest neighbours on the surface (``P`` from their rest offsets in the disc's
+   tangent plane), evaluated as ``F0 + FW @ d + theta u g^T`` from precomputed products (exact
+   for the skinning; the jaw's turn linearised per disc). With ``C = F^T F`` in the disc's rest
+   axes, its two in-plane scales grow by ``sqrt(C_kk + |C_12|)``, clamped to [1, _STRETCH_MAX]:
+   an axis-aligned ellipse that contains the stretched one, so the quaternions stay as they
+   are. Compression leaves discs as they are.
+5. Gaze: each eyeball (sclera, iris, pupil) rotates about its centre so that the pupil moves by
    ``eye_ball`` eye-widths (+x image right, +y image down); the corneal highlight stays put.
-5. Pose: ``x' = pivot + s * (x - pivot) @ R_rub + t_world`` with ``R_rub = F R F`` (F = diag(1,
+6. Pose: ``x' = pivot + s * (x - pivot) @ R_rub + t_world`` with ``R_rub = F R F`` (F = diag(1,
    -1, -1)) the motion-space rotation ``rotation_matrix(pitch, yaw, roll)`` in RUB, and t in
    keypoint units converted to metres. Gaussians with ``pose_weight = w < 1`` (the neck) rotate
    by the fraction w of the head's rotation (same axis, w times the angle: a slerp from the
@@ -33,8 +47,10 @@ Rig (the analytic version of a per-Gaussian motion basis). Per frame of motion c
 Cost (precomputed in ``_prepare``): each stage touches only its own index block (slices for the
 built-in heads, which are sorted so that every rig set is contiguous). Skinning is one dense
 ``[S, 21 + 3] @ [24, 3]`` sgemm (weights and base means); jaw and lid rotations about x are
-complex multiplications on float32 pairs; the pose is a chunked small matmul per array;
-everything stays float32.
+complex multiplications on float32 pairs; the stretch is one chunked ``[2 S, 21] @ [21, 3]``
+sgemm and a few passes over its S discs (its fits are built lazily, on the first frame that
+needs them: ~0.9 s for the 50k head, 2.5-4 s for 200k, 2-core machine at load 6); the pose is
+a chunked small matmul per array; everything stays float32.
 
 Intensity and emotion channels are not read here: they condition generators, not the rig.
 With every channel the rig reads at its default (CHANNEL_DEFAULTS) ``deform`` returns the base
@@ -84,6 +100,19 @@ PARTS: tuple[str, ...] = (
 PART_INDEX: dict[str, int] = {name: i for i, name in enumerate(PARTS)}
 
 _F = np.array([1.0, -1.0, -1.0])  # RDF <-> RUB axis flip
+_STRETCH_K = 6  # rest neighbours per disc in the stretch fit
+_STRETCH_MAX = 4.0  # largest growth of a disc axis
+# smallest strain at the rig's extremes worth visiting a disc for: from the jaw (discs of 0.8 x
+# the spacing still close a surface stretched 25 %), from the skinning alone (a wide grin
+# stretches the cheeks by up to ~40 %, which leaves the surface nearly closed)
+_STRETCH_MIN_JAW, _STRETCH_MIN_SKIN = 0.25, 0.6
+_STRETCH_FRONT = 0.25  # least z of a disc's rest normal (RUB: +z out of the face) to be visited
+_FOLD_REACH = 0.002  # metres: discs this close to a surface turned away are not visited
+_SKIN_EXTREME = 0.03  # keypoint units: a large expression delta (a wide grin moves ~0.025)
+_JAW_EXTREME = 0.6  # radians: the jaw's clamp
+_JAW_CUT = 300.0  # per metre: a jaw-weight gradient steeper than this is a cut (smooth: <~150)
+# parts that form one continuous surface (neighbours across their labels count)
+_SURFACE_PARTS = ("skin", "lips", "ear", "neck")
 _BLINK_Y = (11, 13, 15, 16)
 _JAW_KP = 19
 
@@ -220,6 +249,19 @@ def quat_from_matrix(m: np.ndarray) -> np.ndarray:
     return q
 
 
+def _quat_matrices(q: np.ndarray) -> np.ndarray:
+    """Rotation matrices [..., 3, 3] (column vectors) of unit quaternions [..., 4] (wxyz)."""
+    w, x, y, z = np.moveaxis(q, -1, 0)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=-2,
+    )
+
+
 _LEFT_IDX = np.array([[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]])
 _LEFT_SIGN = np.array([[1, 1, 1, 1], [-1, 1, 1, -1], [-1, -1, 1, 1], [-1, 1, -1, 1]], dtype=float)
 
@@ -287,21 +329,38 @@ def _rotate_set(
     means[sel], quats[sel] = m, q
 
 
-_CHUNK = 16384
+# Rows per small sgemm. OpenBLAS runs a product on one thread only below M N K = 2^18; the
+# pose's packed [C/4, 16] @ [16, 16] (quats) needs C <= 4096 for that. Threaded, these tiny
+# products cost 10-100x the arithmetic on busy cores (the 200k head's pose-only frame: 142 ms
+# with 16k-row chunks against 8.6 ms with 4k, load 6; see _matmul_rows).
+_CHUNK = 4096
 
 
 def _rows_times(x: np.ndarray, m: np.ndarray) -> np.ndarray:
     """``x @ m`` for x [N, D] float32 and a small m [D, E], in row chunks.
 
     One big (N, 3) @ (3, 3) lets OpenBLAS spread a tiny job over threads, which on busy cores
-    costs 10-100x more than the arithmetic; chunks of 16k rows stay single-threaded (~0.5 ms for
-    200k rows here).
+    costs 10-100x more than the arithmetic; chunks of _CHUNK rows stay single-threaded (~0.5 ms
+    for 200k rows here).
     """
     m = np.ascontiguousarray(m, dtype=x.dtype)
     out = np.empty((x.shape[0], m.shape[1]), dtype=x.dtype)
     for i in range(0, x.shape[0], _CHUNK):
         np.matmul(x[i : i + _CHUNK], m, out=out[i : i + _CHUNK])
     return out
+
+
+_GEMM_ROWS = 2048  # rows per sgemm in _matmul_rows
+
+
+def _matmul_rows(x: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = x @ m`` for x [N, D] float32 (D ~ 20), a small m [D, E] and out [N, E], in
+    blocks of _GEMM_ROWS rows: below OpenBLAS's threading threshold (M N K <= 2^18 for D <= 42),
+    so each block runs on the calling thread. A threaded call costs tens of ms on busy cores
+    (the 200k head's skinning, [56k, 24] @ [24, 3]: 24-37 ms whole against 0.6-0.9 ms in
+    blocks, load 6.5)."""
+    for i in range(0, x.shape[0], _GEMM_ROWS):
+        np.matmul(x[i : i + _GEMM_ROWS], m, out=out[i : i + _GEMM_ROWS])
 
 
 _KRON = 4  # rows packed per block-diagonal product in _affine_rows
@@ -541,6 +600,126 @@ class RiggedGaussianHead:
         translating[list(_BLINK_Y), 1] = False
         translating[_JAW_KP, 1] = False
         self._translating = translating
+        self._stretch_fits: tuple | None = None  # built on first use (_stretch_prepare)
+
+    def _stretch_prepare(self) -> tuple:
+        """The discs the stretch stage visits and their fits (see the module docstring):
+        (idx [S] int64, then float32: base [S, 2, 3], fw [S, 2, 21], ug [S, 2, 3], s0 [S] rest
+        in-plane scale; see _stretch). Built once per head, lazily, on the first frame with
+        expression or jaw motion."""
+        if self._stretch_fits is not None:
+            return self._stretch_fits
+        from scipy.spatial import cKDTree
+
+        n, k_nb = len(self), _STRETCH_K
+        z = np.zeros((0, 2, 3), np.float32)
+        sets = (np.zeros(0, np.int64), z, np.zeros((0, 2, NUM_KEYPOINTS), np.float32), z,
+                np.zeros(0, np.float32))  # fmt: skip
+        sc = self.scales.astype(np.float64)
+        rot = _quat_matrices(self.quats.astype(np.float64))  # [N, 3, 3], columns t1, t2, n
+        normals = np.ascontiguousarray(rot[:, :, 2])  # [N, 3]
+        surface = np.where(np.isin(self.parts, [PART_INDEX[p] for p in _SURFACE_PARTS]), 0, 1)
+        moving = (self.jaw_weight > 0) | np.any(self.skin_weight > 0, axis=1)
+        flat_iso = (np.abs(sc[:, 0] - sc[:, 1]) <= 1e-6 * sc[:, 0]) & (sc[:, 2] < 0.5 * sc[:, 0])
+        # Only the outer surface: the mouth's liners sit just behind the skin, and grown they
+        # would poke through it.
+        # And only discs that face forwards (rest normal within ~75 degrees of +z): the lips'
+        # inner walls face up and down into the slit, and grown along the opening they would
+        # reach across the teeth.
+        front = rot[:, 2, 2] > _STRETCH_FRONT
+        cand = np.flatnonzero(moving & flat_iso & (surface == 0) & front)
+        if cand.size == 0:
+            self._stretch_fits = sets
+            return sets
+        w_dense = np.zeros((n, NUM_KEYPOINTS), dtype=np.float32)
+        np.add.at(w_dense, (np.arange(n)[:, None], self.skin_index.astype(np.int64)),
+                  self.skin_weight)  # fmt: skip
+        hinge = self.rig.jaw_hinge
+        members = np.flatnonzero(surface == 0)  # neighbours: anywhere on the skin surface
+        i = cand
+        tree = cKDTree(self.means[members])
+        k_q = min(3 * k_nb, members.size)
+        d, j = tree.query(self.means[i], k_q)
+        d, j = d.reshape(i.size, k_q), members[j.reshape(i.size, k_q)]
+        t1, t2, nrm = rot[i, :, 0], rot[i, :, 1], rot[i, :, 2]
+        # same side of the surface (not the facing wall across the lips' slit), not itself,
+        # within reach of the disc (4 sigma), not across a cut of the jaw weights (the lips'
+        # fronts meet at the mouth line, facing the same way: a jump there is no stretch)
+        facing = np.einsum("mc,mkc->mk", nrm, normals[j])
+        jump = np.abs(self.jaw_weight[j] - self.jaw_weight[i][:, None])
+        valid = (facing > 0.5) & (d > 1e-9) & (d < 4.0 * sc[i, :1]) & (jump <= _JAW_CUT * d)
+        rank = np.cumsum(valid, axis=1)
+        keep = valid & (rank <= k_nb)
+        # the first k_nb valid neighbours, padded with the disc itself (zero weight)
+        slot = np.where(keep, rank - 1, k_nb)
+        nb = np.repeat(i[:, None], k_nb + 1, axis=1)
+        np.put_along_axis(nb, slot, np.where(keep, j, i[:, None]), axis=1)
+        nb = nb[:, :k_nb]
+        off = self.means[nb].astype(np.float64) - self.means[i][:, None]
+        uv = np.stack([np.einsum("mkc,mc->mk", off, t1), np.einsum("mkc,mc->mk", off, t2)], -1)
+        ata = np.einsum("mka,mkb->mab", uv, uv)  # [M, 2, 2]
+        det = ata[:, 0, 0] * ata[:, 1, 1] - ata[:, 0, 1] ** 2
+        # at least three neighbours spread over the plane (not along one line)
+        tr = ata[:, 0, 0] + ata[:, 1, 1]
+        good = (keep.sum(1) >= 3) & (det > 0.05 * tr * tr)
+        inv = np.stack([np.stack([ata[:, 1, 1], -ata[:, 0, 1]], -1),
+                        np.stack([-ata[:, 0, 1], ata[:, 0, 0]], -1)], 1)  # fmt: skip
+        inv /= np.where(good, det, 1.0)[:, None, None]
+        p_all = np.einsum("mka,mab->mkb", uv, inv)  # [M, K, 2]
+        # strain bounds at the rig's extremes, from the weight differences to the neighbours
+        dist = np.maximum(np.linalg.norm(off, axis=2), 1e-9)
+        lever = np.hypot(self.means[i, 1] - hinge[1], self.means[i, 2] - hinge[2])
+        dj = np.abs(self.jaw_weight[nb] - self.jaw_weight[i][:, None])
+        jaw_strain = _JAW_EXTREME * lever * np.max(dj / dist, axis=1)
+        dw = np.abs(w_dense[nb] - w_dense[i][:, None]).sum(axis=2)
+        skin_strain = (_SKIN_EXTREME * self._kp_scale) * np.max(dw / dist, axis=1)
+        use = good & ((jaw_strain > _STRETCH_MIN_JAW) | (skin_strain > _STRETCH_MIN_SKIN))
+        # At a fold (a surface turned away within _FOLD_REACH or 3 sigma: the lips' walls
+        # and rims at the slit, the crease under the jaw) the baked colour is dark and a
+        # grown disc would spread across the opening: those stay as they are.
+        test = np.flatnonzero(use)
+        reach = np.maximum(3.0 * sc[i[test], 0], _FOLD_REACH)
+        k_f = min(64, members.size)
+        df, jf = tree.query(self.means[i[test]], k_f, distance_upper_bound=float(reach.max()))
+        df, jf = df.reshape(test.size, k_f), jf.reshape(test.size, k_f)
+        hit = df < reach[:, None]
+        nf = normals[members[np.where(hit, jf, 0)]]  # [T, k_f, 3]
+        fold = np.any(hit & (np.einsum("mc,mkc->mk", nrm[test], nf) < 0.2), axis=1)
+        use[test[fold]] = False
+        import scipy.sparse as sp
+
+        idx, nbs, pw = cand[use], nb[use], p_all[use]  # [S], [S, K], [S, K, 2]
+        m = idx.size
+        # The fit as one sparse [2 S, N] matrix: row c S + s of fit @ x is
+        # sum_j P_sjc (x_j - x_s) for any per-Gaussian quantity x.
+        cols = np.concatenate([nbs, idx[:, None]], axis=1)  # [S, K + 1]
+        vals = np.concatenate([pw, -pw.sum(axis=1, keepdims=True)], axis=1)  # [S, K + 1, 2]
+        fit = sp.csr_matrix(
+            (vals.transpose(2, 0, 1).ravel(), np.tile(cols, (2, 1)).ravel(),
+             np.arange(0, 2 * m * (k_nb + 1) + 1, k_nb + 1)),
+            shape=(2 * m, n),
+        )  # fmt: skip
+        # The skinned means are base + W @ d (d [21, 3] the frame's deltas, metres), so
+        # their F is fit @ base + (fit @ W) @ d. The jaw then turns disc s by theta w_s about
+        # x: F <- R (F + theta u_s g_s^T), u_s = dR/dtheta R^T (m_s - hinge) (rest m_s: the
+        # skinning moves it by millimetres on a ~0.1 m lever), g_s = fit @ jaw_weight;
+        # C = F^T F loses R.
+        base = fit @ self.means.astype(np.float64)  # [2 S, 3]
+        fw = fit @ w_dense.astype(np.float64)  # [2 S, 21]
+        g = fit @ self.jaw_weight.astype(np.float64)  # [2 S]
+        rel = self.means[idx].astype(np.float64) - hinge
+        u = np.stack([np.zeros(m), -rel[:, 2], rel[:, 1]], -1)  # [S, 3]
+        ug = np.stack([u * g[:m, None], u * g[m:, None]], axis=1)  # [S, 2, 3]
+
+        sets = (
+            idx,
+            _per_disc(base, m),
+            _per_disc(fw, m),
+            np.ascontiguousarray(ug, dtype=np.float32),
+            np.ascontiguousarray(sc[idx, 0], dtype=np.float32),
+        )
+        self._stretch_fits = sets  # published whole: a concurrent frame sees all or none
+        return sets
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
@@ -644,9 +823,11 @@ class RiggedGaussianHead:
             sel = self._skin_set
             scratch.dirty_m.append(sel)
             if isinstance(sel, slice):
-                np.matmul(self._skin_dense, d, out=means[sel])
+                _matmul_rows(self._skin_dense, d, means[sel])
             else:
-                means[sel] = self._skin_dense @ d
+                out = np.empty((self._skin_dense.shape[0], 3), dtype=np.float32)
+                _matmul_rows(self._skin_dense, d, out)
+                means[sel] = out
 
         # 2. jaw
         theta = float(np.clip(self.rig.jaw_gain * exp[_JAW_KP, 1], -0.05, 0.6))
@@ -657,7 +838,7 @@ class RiggedGaussianHead:
             _rotate_set(means, quats, self._jaw_set, self.rig.jaw_hinge,
                         np.float32(theta) * self._jaw_w)  # fmt: skip
 
-        # 3. eyelids and 4. gaze, per eye (0 = right, 1 = left)
+        # 3. eyelids and 5. gaze, per eye (0 = right, 1 = left)
         eye_open = (v[ch["eye_open_r"]], v[ch["eye_open_l"]])
         ball = v[ch["eye_ball_0"] : ch["eye_ball_5"] + 1].reshape(2, 3)
         for e, (kp_up, kp_low) in enumerate(((11, 13), (15, 16))):
@@ -693,7 +874,13 @@ class RiggedGaussianHead:
                 )
                 quats[sel] = _rows_times(quats[sel], _left_matrix(_rotation_quats(rot)))
 
-        # 5. head pose: local arrays -> fresh output arrays, block by block.
+        # 4. stretch: discs grow where the skinning and the jaw stretch the surface
+        if skin or theta != 0.0:
+            fits = self._stretch_prepare()
+            if fits[0].size:
+                scales = self._stretch(d[:NUM_KEYPOINTS] if skin else None, theta, fits)
+
+        # 6. head pose: local arrays -> fresh output arrays, block by block.
         pose = self._pose(v)
         if pose is not None:
             r_rub, s, t_w = pose
@@ -712,11 +899,45 @@ class RiggedGaussianHead:
             if self._has_partial:
                 self._pose_partial(r_rub, src_m, src_q, means, quats if rotates else None, s, t_w)
             if s != 1.0:
-                scales = self.scales * np.float32(s)
+                scales = scales * np.float32(s)
         # hand out fresh arrays, never the scratch buffers
         means = means.copy() if means is scratch.m else means
         quats = quats.copy() if quats is scratch.q else quats
         return GaussianArrays(means, quats, scales, self.opacities, self.sh, self.facing)
+
+    def _stretch(self, d: np.ndarray | None, theta: float, fits: tuple) -> np.ndarray:
+        """Stage 4 for the skinning deltas d [21, 3] (metres RUB; None: no skinning) and the jaw
+        angle theta; returns fresh scales [N, 3] float32."""
+        idx, base, fw, ug, s0 = fits
+        m = idx.size
+        # F [m, 2, 3]: the fit's two columns per disc
+        if d is None:
+            f = base.copy()
+        else:
+            f = np.empty((2 * m, 3), np.float32)
+            _matmul_rows(fw.reshape(2 * m, NUM_KEYPOINTS), d, f)
+            f = f.reshape(m, 2, 3)
+            f += base
+        if theta != 0.0:
+            f += np.float32(theta) * ug
+        f0, f1 = f[:, 0], f[:, 1]
+        # C = F^T F [m, 2, 2] in the disc's own rest axes (rotations drop out). The disc keeps
+        # its axes and grows to diag(C11 + |C12|, C22 + |C12|), which contains C (their
+        # difference is positive semidefinite): exact for a stretch along an axis, slightly
+        # wider across a stretch between them, never a gap (and no turn of the quaternion).
+        c12 = np.abs(np.einsum("ij,ij->i", f0, f1))
+        flat = self.scales.copy()
+        out = flat.reshape(-1)  # a view: rows of 3, so disc i's axes are 3 i + 0 and + 1
+        idx3 = 3 * idx
+        for axis, fc in ((0, f0), (1, f1)):
+            g = np.einsum("ij,ij->i", fc, fc)
+            g += c12
+            np.maximum(g, np.float32(1.0), out=g)
+            np.minimum(g, np.float32(_STRETCH_MAX**2), out=g)
+            np.sqrt(g, out=g)
+            g *= s0
+            out[idx3 + axis] = g
+        return flat
 
     def _pose_partial(
         self,
@@ -821,6 +1042,11 @@ class _Scratch:
     q: np.ndarray
     dirty_m: list = field(default_factory=list)
     dirty_q: list = field(default_factory=list)
+
+
+def _per_disc(a: np.ndarray, m: int) -> np.ndarray:
+    """Rows [2 m, ...] (all discs' first columns, then their second) -> [m, 2, ...] float32."""
+    return np.ascontiguousarray(np.stack([a[:m], a[m:]], axis=1), dtype=np.float32)
 
 
 def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
