@@ -3,10 +3,10 @@
 One request (:class:`GenerateRequest`) turns a project's audio into new take(s) in the motion
 space the timeline edits. :func:`iter_generate` is a generator job: it yields
 :class:`GenerationProgress` after every denoising step (a cancellation point; the studio runs it
-in a studio.workers.Worker) with a preview of the motion so far now and then, and the last event
-carries the :class:`GenerationResult` (one Take per variation). :func:`generation_edit` turns a
-result into one undoable CompoundEdit (AddAudioClip when the audio came from a file, AddTake...,
-SetActiveTake, SetSettings when the project must grow).
+in a child process, studio.generation_child) with a preview of the motion so far now and then,
+and the last event carries the :class:`GenerationResult` (one Take per variation).
+:func:`generation_edit` turns a result into one undoable CompoundEdit (AddAudioClip when the
+audio came from a file, AddTake..., SetActiveTake, SetSettings when the project must grow).
 
 Pipeline:
 
@@ -741,8 +741,10 @@ def iter_generate(
 
     yield report(GenerationProgress(0, 1, "reading the audio"))
     plan = _plan(project, request)
-    device, dev_notes = resolve_device(request.device)
-    if str(request.model) != "procedural":
+    # The procedural model runs on the CPU: no torch import (seconds) to ask about CUDA.
+    procedural = str(request.model) == "procedural"
+    device, dev_notes = ("cpu", []) if procedural else resolve_device(request.device)
+    if not procedural:
         yield report(GenerationProgress(0, 1, "loading the model"))
     model, model_notes = load_motion_model(request.model, device)
     model_name = "procedural" if model is None else model.name

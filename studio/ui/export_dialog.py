@@ -26,11 +26,7 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
-import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +34,6 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import (
-    QCoreApplication,
-    QObject,
-    QProcess,
-    QProcessEnvironment,
     QSettings,
     QSize,
     Qt,
@@ -90,6 +82,7 @@ from studio.ui import dialogs
 from studio.ui.controller import StudioController
 from studio.ui.style import COLORS
 from studio.workers import Progress, Worker, WorkerStatus
+from studio.workers.process import ChildProcess
 
 __all__ = [
     "KINDS",
@@ -169,8 +162,6 @@ PRESETS: dict[str, Preset] = {
 SETTINGS_KEY = "export/last"
 THUMB_WIDTH = 480
 CHILD_NICE = 5  # the export child yields the CPU to the studio (2-core machines)
-CANCEL_KILL_MS = 30_000  # a cancelled child still running after this is killed
-PROGRESS_INTERVAL_S = 0.25  # the most progress reports the GUI shows per second: 4
 _KNOWN_TAGS = tuple(t for t in LAYOUT_TAGS.values() if t)
 
 
@@ -201,30 +192,24 @@ def export_command(
     return sys.executable, args
 
 
-class ExportProcess(QObject):
+class ExportProcess(ChildProcess):
     """One video/PNG export in a child process (``python -m studio.export.child``), with the
-    interface of :class:`studio.workers.Worker` that the dialog and the status bar use (same
-    signals, ``name``, ``last_progress``, ``start``/``cancel``/``wait``, ``is_running``,
-    ``is_cancel_requested``).
+    interface of :class:`studio.workers.Worker` that the dialog and the status bar use (see
+    :class:`studio.workers.process.ChildProcess`).
 
     ``start`` saves ``project`` (a snapshot: the user's unsaved state is what is exported) and
     the settings to a temporary folder in a Python thread (a big head asset takes a while to
-    write), then starts the child with QProcess. Its JSON lines (see studio.export.child) become
-    ``progress`` reports whose preview is an :class:`ExportUpdate` with the thumbnail the child
-    wrote (reports that arrive together are coalesced: only the newest is shown). ``cancel``
-    sends SIGINT (the child stops before its next frame and removes its temporary file); a
-    child that is killed or crashes has its ``.part`` file removed here. ``failed`` carries the
-    child's one-line error, or "the export process stopped unexpectedly" with the last line it
-    printed on stderr (the whole tail goes to the log).
+    write), then starts the child. Its JSON lines (see studio.export.child) become ``progress``
+    reports whose preview is an :class:`ExportUpdate` with the thumbnail the child wrote
+    (reports that arrive together are coalesced: only the newest is shown). ``cancel`` sends
+    SIGINT (the child stops before its next frame and removes its temporary file); a child that
+    is killed or crashes has its ``.part`` file removed here. ``failed`` carries the child's
+    one-line error, or "the export process stopped unexpectedly" with the last line it printed
+    on stderr (the whole tail goes to the log).
     """
 
-    started_running = Signal()
-    progress = Signal(object)
-    finished_ok = Signal(object)
-    failed = Signal(str, str)
-    cancelled = Signal()
-    done = Signal()
-    _snapshot_saved = Signal(str)  # "" or why the snapshot could not be written
+    what = "export"
+    temp_prefix = "ths-export-"
 
     def __init__(
         self,
@@ -236,247 +221,57 @@ class ExportProcess(QObject):
         name: str = "Export",
         thumb_width: int = THUMB_WIDTH,
     ) -> None:
-        super().__init__()
-        self.name = name
+        super().__init__(name=name)
         self.out = out  # the final output (plan.out): its temporary twin is cleaned on a crash
         self._project = project
         self._settings = settings
         self._project_path = project_path
         self._thumb_width = thumb_width
-        self._cancel = False
-        self._started = False
-        self._outcome: str | None = None  # "ok" | "error" | "cancelled"
-        self._dir: Path | None = None
-        self._saver: threading.Thread | None = None
-        self._proc: QProcess | None = None
-        self._pid = 0
-        self._stdout = b""
-        self._stderr = b""
-        self._result: ExportProgress | None = None
-        self._error: str | None = None
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self._kill)
-        self._pending: Progress | None = None  # a report held back by the rate limit
-        self._last_emit = 0.0
-        self._emit_timer = QTimer(self)
-        self._emit_timer.setSingleShot(True)
-        self._emit_timer.timeout.connect(self._emit_pending)
-        self._snapshot_saved.connect(self._launch)
-        # Determinate from the start (see ExportDialog.start_export: no busy animation).
-        self.last_progress = Progress(0.0, "")
 
-    # --------------------------------------------------------------------------- control
-    def start(self) -> None:
-        """Write the snapshot (in a thread), then start the child. Runs once."""
-        if self._started:
-            raise RuntimeError(f"export {self.name!r} was already started")
-        self._started = True
-        _LIVE.add(self)  # until finished: the dialog may drop its reference in ``done``
-        self._dir = Path(tempfile.mkdtemp(prefix="ths-export-"))
-        self._saver = threading.Thread(target=self._save, name="export-snapshot", daemon=True)
-        self._saver.start()
-
-    def cancel(self) -> None:
-        """Stop the export before its next frame; nothing is left under the output name."""
-        if self._cancel or self._outcome is not None:
-            return
-        self._cancel = True
-        proc = self._proc
-        if proc is not None and proc.state() != QProcess.ProcessState.NotRunning:
-            if os.name == "posix" and self._pid:
-                with contextlib.suppress(OSError):
-                    os.kill(self._pid, signal.SIGINT)
-            else:
-                proc.terminate()
-            self._kill_timer.start(CANCEL_KILL_MS)  # a child stuck in one frame is killed
-
-    @property
-    def is_cancel_requested(self) -> bool:
-        return self._cancel
-
-    @property
-    def is_running(self) -> bool:
-        return self._started and self._outcome is None
-
-    def wait(self, msecs: int = 5000) -> bool:
-        """Block until the child has ended (True; ``done`` has then been emitted) or ``msecs``
-        passed (False). A cancelled child that does not stop in time is killed."""
-        deadline = time.monotonic() + msecs / 1000
-        if self._saver is not None:
-            self._saver.join(max(0.0, deadline - time.monotonic()))
-        if self._proc is None:
-            QCoreApplication.sendPostedEvents(self)  # a queued launch (or failure) lands now
-        if self._proc is None:
-            if self._outcome is None and self._saver is not None and not self._saver.is_alive():
-                self._finish("cancelled" if self._cancel else "error")
-            return self._outcome is not None
-        left = max(0, int((deadline - time.monotonic()) * 1000))
-        if not self._proc.waitForFinished(left) and self._cancel:
-            self._kill()
-            self._proc.waitForFinished(2000)
-        return self._outcome is not None
-
-    # ------------------------------------------------------------------------ the child
-    def _save(self) -> None:  # the saver thread
+    def write_inputs(self, folder: Path) -> None:  # the saver thread
         from studio.document.fileformat import save_project
 
-        assert self._dir is not None
-        try:
-            save_project(self._project, self._dir / "snapshot.ths", backups=0)
-            (self._dir / "settings.json").write_text(
-                settings_to_json(self._settings), encoding="utf-8"
-            )
-            reason = ""
-        except Exception as exc:  # ProjectFileError, OSError: reported, never raised here
-            reason = _one_line(str(exc)) or type(exc).__name__
-        self._snapshot_saved.emit(reason)
+        save_project(self._project, folder / "snapshot.ths", backups=0)
+        (folder / "settings.json").write_text(settings_to_json(self._settings), encoding="utf-8")
 
-    def _launch(self, reason: str) -> None:
-        if self._outcome is not None or self._proc is not None:
-            return
-        if reason:
-            self._error = f"cannot save the project for the export: {reason}"
-            self._finish("error")
-            return
-        if self._cancel:
-            self._finish("cancelled")
-            return
-        assert self._dir is not None
-        program, args = export_command(
-            self._dir / "snapshot.ths", self._dir / "settings.json", self._dir,
-            self._project_path, self._thumb_width,
+    def command(self, folder: Path) -> tuple[str, list[str]]:
+        return export_command(
+            folder / "snapshot.ths", folder / "settings.json", folder, self._project_path,
+            self._thumb_width,
         )  # fmt: skip
-        proc = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        root = str(Path(__file__).resolve().parents[2])  # the folder holding studio/
-        old = env.value("PYTHONPATH", "")
-        env.insert("PYTHONPATH", root + (os.pathsep + old if old else ""))
-        proc.setProcessEnvironment(env)
-        proc.readyReadStandardOutput.connect(self._read_stdout)
-        proc.readyReadStandardError.connect(self._read_stderr)
-        proc.finished.connect(self._on_finished)
-        proc.errorOccurred.connect(self._on_error)
-        self._proc = proc
-        proc.start(program, args)
-        if proc.waitForStarted(10_000):
-            self._pid = int(proc.processId())
-            self.started_running.emit()
 
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart and self._outcome is None:
-            self._error = f"the export process could not be started ({self._proc.errorString()})"
-            self._finish("error")
-
-    def _read_stderr(self) -> None:
-        assert self._proc is not None
-        self._stderr = (self._stderr + bytes(self._proc.readAllStandardError()))[-8000:]
-
-    def _read_stdout(self) -> None:
-        assert self._proc is not None
-        self._stdout += bytes(self._proc.readAllStandardOutput())
-        *lines, self._stdout = self._stdout.split(b"\n")
+    def handle_lines(self, messages: list[dict[str, Any]]) -> Progress | None:
         latest: dict[str, Any] | None = None
         preview: str | None = None
-        for raw in lines:
-            try:
-                msg = json.loads(raw)
-            except ValueError:
-                continue  # not ours (a library printing on stdout)
-            if not isinstance(msg, dict):
-                continue
+        for msg in messages:
             if "error" in msg:
-                self._error = str(msg["error"])
+                self.error = str(msg["error"])
             elif msg.get("done"):
-                self._result = _report(msg, done=True)
+                self.result = _report(msg, done=True)
             elif "frame" in msg:
                 latest = msg
                 preview = msg.get("preview") or preview
-        if latest is None or self._cancel:
-            return
+        if latest is None or self.is_cancel_requested:
+            return None
         thumb = None
-        if preview and self._dir is not None:
+        if preview and self.folder is not None:
             try:
-                thumb = np.load(self._dir / Path(preview).name, allow_pickle=False)
+                thumb = np.load(self.folder / Path(preview).name, allow_pickle=False)
             except (OSError, ValueError):
                 thumb = None  # replaced under us: the next one comes soon
-        if thumb is None and self._pending is not None:  # keep a thumbnail not shown yet
-            thumb = self._pending.preview.thumbnail
+        if thumb is None and self.pending is not None:  # keep a thumbnail not shown yet
+            thumb = self.pending.preview.thumbnail
         report = _report(latest)
         fraction = report.frame / report.total if report.total else None
         # No text: the status bar shows "<name>: <text>", and a label whose text changes
         # re-lays out the main window, which (right dock column creeping) resizes the GL
         # viewport and re-renders the head in the GUI thread: 0.4-1 s on a software GL.
         # The bar shows the fraction; the dialog shows frame, fps and ETA from the report.
-        self.last_progress = Progress(fraction, "", ExportUpdate(report, thumb))
-        # At most PROGRESS_INTERVAL_S apart: each report repaints the dialog and the status bar.
-        self._pending = self.last_progress
-        wait = self._last_emit + PROGRESS_INTERVAL_S - time.monotonic()
-        if wait <= 0:
-            self._emit_pending()
-        elif not self._emit_timer.isActive():
-            self._emit_timer.start(max(1, round(wait * 1000)))
+        return Progress(fraction, "", ExportUpdate(report, thumb))
 
-    def _emit_pending(self) -> None:
-        self._emit_timer.stop()
-        report, self._pending = self._pending, None
-        if report is not None and self._outcome is None and not self._cancel:
-            self._last_emit = time.monotonic()
-            self.progress.emit(report)
-
-    def _on_finished(self, exit_code: int, status: QProcess.ExitStatus) -> None:
-        self._kill_timer.stop()
-        if self._proc is not None:
-            self._stdout += b"\n"
-            self._read_stdout()
-            self._read_stderr()
-            self._emit_pending()  # the last frame's report before the outcome
-        if self._result is not None:
-            # The "done" line comes after the file was moved onto its final name: it is
-            # complete even if the process then failed on its way out.
-            if exit_code != 0 or status != QProcess.ExitStatus.NormalExit:
-                log.warning("export process ended with %s after finishing", exit_code)
-            self._finish("ok")
-        elif self._cancel:
-            self._finish("cancelled")
-        elif self._error is not None and status == QProcess.ExitStatus.NormalExit:
-            self._finish("error")
-        else:
-            tail = self._stderr.decode("utf-8", "replace").strip()
-            last = tail.splitlines()[-1] if tail else ""
-            how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"exit {exit_code}"
-            self._error = f"the export process stopped unexpectedly ({how})" + (
-                f": {last}" if last else ""
-            )
-            log.error("export child process failed (%s); its last output:\n%s", how, tail)
-            self._finish("error")
-
-    def _kill(self) -> None:
-        if self._proc is not None and self._proc.state() != QProcess.ProcessState.NotRunning:
-            log.warning("export process did not stop when asked; killing it")
-            self._proc.kill()
-
-    def _finish(self, outcome: str) -> None:
-        if self._outcome is not None:
-            return
-        self._outcome = outcome
-        if outcome != "ok" and self._pid:
-            _remove_partial(self.out, self._pid)  # a killed or crashed child leaves its .part
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-        if outcome == "ok":
-            self.finished_ok.emit(self._result)
-        elif outcome == "cancelled":
-            self.cancelled.emit()
-        else:
-            self.failed.emit(self._error or "the export failed", "")
-        self.done.emit()
-        # Let go later, not inside the QProcess's own ``finished`` signal (deleting it there
-        # would pull the object out from under Qt).
-        QTimer.singleShot(0, lambda: _LIVE.discard(self))
-
-
-_LIVE: set[ExportProcess] = set()  # started and not yet let go of
+    def cleanup(self, outcome: str) -> None:
+        if self.pid:
+            _remove_partial(self.out, self.pid)  # a killed or crashed child leaves its .part
 
 
 def _report(msg: dict[str, Any], done: bool = False) -> ExportProgress:
@@ -1256,7 +1051,7 @@ class ExportDialog(QDialog):
         # viewport (up to a second on a software GL), so not while the dialog shows progress.
         if self.worker_status is not None and not self._tracked:
             self._tracked = True
-            self.worker_status.track(worker)  # type: ignore[arg-type]
+            self.worker_status.track(worker)
 
     def hideEvent(self, event) -> None:
         if self.worker is not None and self.worker.is_running:

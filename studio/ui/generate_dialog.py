@@ -2,18 +2,24 @@
 
 The dialog builds a :class:`studio.generation.GenerateRequest` (audio clip or file, whole clip
 or the play range, regions, emotion, intensity, steps, sampler, seed with a dice button,
-variations, model, device) and runs :func:`studio.generation.iter_generate` in a
-:class:`studio.workers.Worker` on a snapshot of the project (takes are immutable, so the
-snapshot is cheap and the GUI can keep editing). Every denoising step reports progress; Cancel
-stops the job at the next step. Previews of the motion so far are drawn as a jaw-open curve in
-the dialog and, when the viewport has ``set_live_values``, shown on the head at the current
-frame. The result arrives as new take(s) through one undoable CompoundEdit
-(studio.generation.generation_edit), with a line in the log.
+variations, model, device) and runs it in a child process (:class:`GenerationProcess`,
+``python -m studio.generation_child``) on a snapshot of the project saved to a temporary .ths
+(takes are immutable, so the snapshot is cheap and the GUI can keep editing). Not a thread:
+importing torch, loading the model and the Python-heavy sampling steps hold the GIL for up to
+~0.3 s at a time, and the GUI thread stalled behind them (issue 5: no stall over 100 ms during
+generation). Every denoising step reports progress (shown at most PROGRESS_INTERVAL_S apart);
+Cancel sends SIGINT and the child stops at its next step. Previews of the motion so far (one
+per model window, an .npy the child writes) are drawn as a jaw-open curve in the dialog and,
+when the viewport has ``set_live_values``, shown on the head at the current frame. The result
+(a small project file with the new takes) arrives as new take(s) through one undoable
+CompoundEdit (studio.generation.generation_edit), with a line in the log.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +58,20 @@ from studio.generation import (
     intensity_model_available,
     iter_generate,
 )
+from studio.generation_child import load_result, request_to_json
 from studio.project_ops import snapshot_project
 from studio.ui import dialogs
 from studio.ui.controller import StudioController
 from studio.ui.style import COLORS
-from studio.workers import Progress, Worker, WorkerStatus
+from studio.workers import Progress, WorkerStatus
+from studio.workers.process import ChildProcess, first_line
 
 __all__ = [
     "GenerateDialog",
+    "GenerationProcess",
     "JawPreview",
     "ask_model_folder",
+    "generation_command",
     "generation_job",
 ]
 
@@ -74,6 +84,11 @@ _REGION_TEXT = {
 }
 _FILE = "__file__"
 _FOLDER = "__folder__"
+CHILD_NICE = 5  # the generation child yields the CPU to the studio (2-core machines)
+# Torch threads in the child; 0: one core fewer than the machine has (at least one). Torch's
+# own choice (every core, OpenMP threads that spin while they wait) left a 2-core machine no
+# core for the GUI thread and the software GL that draws the previews on the head.
+CHILD_TORCH_THREADS = 0
 
 
 def generation_job(project: Project, request: GenerateRequest):
@@ -89,6 +104,91 @@ def generation_job(project: Project, request: GenerateRequest):
             preview = (None, 0, ev.notices)
         yield Progress(ev.fraction, ev.text, preview)
     return result
+
+
+def generation_command(snapshot: Path, request_file: Path, out_dir: Path) -> tuple[str, list[str]]:
+    """(program, arguments) of the generation child process (studio.generation_child); a
+    function so tests can substitute a failing or crashing child."""
+    args = ["-m", "studio.generation_child", str(snapshot), str(request_file),
+            "--out-dir", str(out_dir), "--nice", str(CHILD_NICE),
+            "--threads", str(CHILD_TORCH_THREADS or max(1, (os.cpu_count() or 2) - 1))]  # fmt: skip
+    return sys.executable, args
+
+
+class GenerationProcess(ChildProcess):
+    """One generation in a child process (``python -m studio.generation_child``), with the
+    interface of :class:`studio.workers.Worker` that the dialog and the status bar use (see
+    :class:`studio.workers.process.ChildProcess`).
+
+    ``start`` saves ``project`` (a snapshot) and the request to a temporary folder in a Python
+    thread, then starts the child. Its JSON lines become ``progress`` reports shaped as
+    :func:`generation_job`'s: ``Progress(fraction, text, (values [F, 90] | None, start frame,
+    notices))``; reports that arrive together or within the rate limit are coalesced (the
+    newest text and preview; no notice is dropped). ``finished_ok`` carries the
+    GenerationResult read from the child's result file. ``cancel`` sends SIGINT (the child
+    stops at its next step); ``failed`` carries the child's one-line error, or "the generation
+    process stopped unexpectedly" with the last line of its stderr (the whole tail goes to the
+    log). The temporary folder (snapshot, previews, result) is removed at the end.
+    """
+
+    what = "generation"
+    temp_prefix = "ths-generate-"
+
+    def __init__(
+        self, project: Project, request: GenerateRequest, *, name: str = "Generate motion"
+    ) -> None:
+        super().__init__(name=name)
+        self._project = project
+        self._request = request
+
+    def write_inputs(self, folder: Path) -> None:  # the saver thread
+        from studio.document.fileformat import save_project
+
+        save_project(self._project, folder / "snapshot.ths", backups=0)
+        (folder / "request.json").write_text(request_to_json(self._request), encoding="utf-8")
+
+    def command(self, folder: Path) -> tuple[str, list[str]]:
+        return generation_command(folder / "snapshot.ths", folder / "request.json", folder)
+
+    def handle_lines(self, messages: list[dict[str, Any]]) -> Progress | None:
+        latest: dict[str, Any] | None = None
+        preview: tuple[str, int] | None = None
+        notices: list[str] = []
+        for msg in messages:
+            if "error" in msg:
+                self.error = str(msg["error"])
+            elif msg.get("done"):
+                self._read_result(msg)
+            elif "step" in msg:
+                latest = msg
+                notices += [str(n) for n in msg.get("notices") or ()]
+                if msg.get("preview"):
+                    preview = (str(msg["preview"]), int(msg.get("preview_start", 0)))
+        if latest is None or self.is_cancel_requested:
+            return None
+        values, start = None, 0
+        if preview is not None and self.folder is not None:
+            try:
+                values = np.load(self.folder / Path(preview[0]).name, allow_pickle=False)
+                start = preview[1]
+            except (OSError, ValueError):
+                values = None  # replaced under us: the next one comes soon
+        held = self.pending.preview if self.pending is not None else None
+        if held is not None:  # a report not shown yet: keep its preview and notices
+            if values is None:
+                values, start = held[0], held[1]
+            notices = [*held[2], *notices]
+        step, total = int(latest.get("step", 0)), int(latest.get("total", 1))
+        fraction = min(1.0, step / max(1, total))
+        extra = None if values is None and not notices else (values, start, tuple(notices))
+        return Progress(fraction, str(latest.get("text", "")), extra)
+
+    def _read_result(self, msg: dict[str, Any]) -> None:
+        assert self.folder is not None
+        try:
+            self.result = load_result(self.folder / Path(str(msg["result"])).name, msg)
+        except Exception as exc:  # ProjectFileError, OSError, KeyError: one line for the user
+            self.error = f"cannot read the generated motion: {first_line(str(exc)) or exc!r}"
 
 
 def ask_model_folder(parent: QWidget | None) -> Path | None:
@@ -190,12 +290,14 @@ class GenerateDialog(QDialog):
         self.controller = controller
         self.viewport = viewport if hasattr(viewport, "set_live_values") else None
         self.worker_status = worker_status
-        self.worker: Worker | None = None
+        self.worker: GenerationProcess | None = None
+        self._tracked = False
         self.result: GenerationResult | None = None
         self._audio_file: Path | None = None
         self._model_folder: Path | None = None
         self._noticed: set[str] = set()
         self._preview_range: tuple[int, int] | None = None
+        self._head_shown: np.ndarray | None = None  # the pose last shown on the viewport
         self._build(device)
         self.refresh(frame_range)
 
@@ -472,8 +574,8 @@ class GenerateDialog(QDialog):
         self.model.setCurrentIndex(i)
 
     # ------------------------------------------------------------------------------- run
-    def start(self) -> Worker | None:
-        """Start generating (no-op while running)."""
+    def start(self) -> GenerationProcess | None:
+        """Start generating in a child process (no-op while running)."""
         if self.is_running:
             return None
         try:
@@ -486,22 +588,38 @@ class GenerateDialog(QDialog):
         self.preview.set_range((fr[1] - fr[0]) if fr else project.duration)
         self.preview.set_values(None)
         self._preview_range = fr
+        self._head_shown = None
         self.result = None
         self._noticed = set()
         self.progress.setValue(0)
         self.status.setText("Starting…")
-        worker = Worker(generation_job, snapshot_project(project), request, name="Generate motion")
+        worker = GenerationProcess(snapshot_project(project), request, name="Generate motion")
         worker.progress.connect(self._on_progress)
         worker.finished_ok.connect(self._on_result)
         worker.failed.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
         worker.done.connect(self._on_done)
         self.worker = worker
-        if self.worker_status is not None:
-            self.worker_status.track(worker)
+        self._tracked = False
+        if not self.isVisible():
+            self._track(worker)
         worker.start()
         self._update_enabled()
         return worker
+
+    def _track(self, worker: GenerationProcess) -> None:
+        # The job shows in the status bar only once the dialog is hidden (the dialog has its
+        # own progress and Cancel): the status bar appearing re-lays out the main window, which
+        # resizes and re-renders its GL viewport in the GUI thread (up to a second on a
+        # software GL), as studio.ui.export_dialog found.
+        if self.worker_status is not None and not self._tracked:
+            self._tracked = True
+            self.worker_status.track(worker)
+
+    def hideEvent(self, event) -> None:
+        if self.worker is not None and self.worker.is_running:
+            self._track(self.worker)
+        super().hideEvent(event)
 
     def cancel(self) -> None:
         """Stop the running job at its next step."""
@@ -529,9 +647,13 @@ class GenerateDialog(QDialog):
         self.preview.set_values(jaw)
         if self.viewport is not None:
             f = self.controller.frame - start
-            if 0 <= f < values.shape[0]:
+            # Only a changed pose is drawn: each head redraw is 0.1-0.4 s of the GUI thread on
+            # a software GL, and a later window's preview leaves the frames before its overlap
+            # (the current frame, usually) exactly as they were.
+            if 0 <= f < values.shape[0] and not np.array_equal(values[f], self._head_shown):
                 try:
                     self.viewport.set_live_values(values[f])
+                    self._head_shown = np.array(values[f])
                 except ValueError:
                     pass
 
@@ -574,6 +696,7 @@ class GenerateDialog(QDialog):
     def _on_done(self) -> None:
         if self.viewport is not None:
             self.viewport.set_live_values(None)
+        self._head_shown = None
         self.worker = None
         self._update_enabled()
 

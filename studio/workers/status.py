@@ -8,6 +8,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QToolButton, QWidget
 
+from studio.workers.process import ChildProcess
 from studio.workers.runner import Progress, Worker
 
 __all__ = ["WorkerStatus"]
@@ -49,7 +50,7 @@ class WorkerStatus(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._workers: list[Worker] = []
+        self._workers: list[Worker | ChildProcess] = []
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
@@ -68,17 +69,18 @@ class WorkerStatus(QWidget):
         self.setVisible(False)
 
     @property
-    def workers(self) -> list[Worker]:
+    def workers(self) -> list[Worker | ChildProcess]:
         return list(self._workers)
 
-    def track(self, worker: Worker) -> None:
-        """Show ``worker``'s progress until it is done (call before or after ``start``)."""
+    def track(self, worker: Worker | ChildProcess) -> None:
+        """Show ``worker``'s progress (a Worker, or a job in a child process with the same
+        interface) until it is done (call before or after ``start``)."""
         self._workers.append(worker)
         worker.progress.connect(self._on_progress)
         worker.done.connect(self._on_done)
         self._show_current()
 
-    def current(self) -> Worker | None:
+    def current(self) -> Worker | ChildProcess | None:
         return self._workers[-1] if self._workers else None
 
     def cancel_current(self) -> None:

@@ -16,6 +16,14 @@ from studio.ui.generate_dialog import GenerateDialog
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
+@pytest.fixture(autouse=True)
+def _child_one_thread(monkeypatch):
+    """The generation child on one torch thread too (see torch_one_thread)."""
+    from studio.ui import generate_dialog
+
+    monkeypatch.setattr(generate_dialog, "CHILD_TORCH_THREADS", 1)
+
+
 def _wav(seconds: float, rate: int = 16000) -> bytes:
     import soundfile as sf
 
@@ -189,3 +197,107 @@ def test_ic_init_checkbox_sets_the_request(qtbot):
     assert not dlg.ic_init.isChecked() and dlg.request().ic_init is False
     dlg.ic_init.setChecked(True)
     assert dlg.request().ic_init is True
+
+
+def test_a_bad_model_fails_with_one_line(qtbot, tmp_path):
+    c = StudioController(_project(0.4))
+    dlg = _dialog(qtbot, c)
+    dlg.set_model(tmp_path / "no-such-model")
+    dlg.device.setCurrentIndex(dlg.device.findData("cpu"))
+    failures = []
+    worker = dlg.start()
+    worker.failed.connect(lambda message, tb: failures.append((message, tb)))
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=60000)
+    assert len(failures) == 1 and "does not exist" in failures[0][0]
+    assert "\n" not in failures[0][0] and failures[0][1] == ""
+    assert dlg.status.text().startswith("Failed: model folder") and len(c.project.takes) == 1
+    assert dlg.generate_button.isEnabled() and not c.history.can_undo
+
+
+def test_a_crashed_child_is_reported_and_its_files_removed(qtbot, monkeypatch, caplog):
+    import sys
+
+    from studio.ui import generate_dialog
+
+    script = "import sys; sys.stderr.write('Traceback...\\nBoom: torch fell over\\n'); sys.exit(7)"
+    monkeypatch.setattr(generate_dialog, "generation_command",
+                        lambda *a: (sys.executable, ["-c", script]))  # fmt: skip
+    c = StudioController(_project(0.4))
+    dlg = _dialog(qtbot, c)
+    dlg.set_model("procedural")
+    worker = dlg.start()
+    qtbot.waitUntil(lambda: worker.folder is not None, timeout=10000)
+    folder = worker.folder
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=30000)
+    assert dlg.status.text() == (
+        "Failed: the generation process stopped unexpectedly (exit 7): Boom: torch fell over"
+    )
+    assert "Traceback..." in caplog.text  # the whole stderr tail is in the log
+    assert not folder.exists() and len(c.project.takes) == 1
+
+
+def test_variations_emotion_and_status_bar_once_hidden(qtbot, tiny_dir):
+    from studio.workers import WorkerStatus
+
+    status = WorkerStatus()
+    qtbot.addWidget(status)
+    c = StudioController(_project(1.0))
+    dlg = _dialog(qtbot, c, worker_status=status)
+    dlg.show()
+    dlg.set_model(tiny_dir)
+    dlg.steps.setValue(2)
+    dlg.variations.setValue(2)
+    dlg.emotion.setCurrentIndex(dlg.emotion.findData("happy"))
+    worker = dlg.start()
+    # While the dialog shows progress the status bar stays as it is (no main-window re-layout).
+    assert status.current() is None
+    dlg.hide()
+    assert status.current() is worker
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=60000)
+    assert status.current() is None and len(c.project.takes) == 3
+    names = [t.name for t in c.project.takes[1:]]
+    assert names == ["Generated (seed 0) 1/2", "Generated (seed 0) 2/2"]
+    happy = CHANNEL_INDEX["emotion_happy"]
+    assert c.project.active_take.evaluate(np.arange(25))[:, happy].min() == pytest.approx(1.0)
+    c.undo()
+    assert len(c.project.takes) == 1
+
+
+def test_coalesced_reports_keep_the_newest_preview_and_every_notice(qapp, tmp_path):
+    from studio.generation import GenerateRequest
+    from studio.ui.generate_dialog import GenerationProcess
+
+    proc = GenerationProcess(_project(0.4), GenerateRequest())
+    proc._dir = tmp_path  # as start() would make it (no child is run here)
+    np.save(tmp_path / "preview-0.npy", np.full((4, 90), 0.5, np.float32))
+    first = proc.handle_lines([
+        {"step": 0, "total": 4, "text": "preparing", "notices": ["model fallback"]},
+        {"step": 2, "total": 4, "text": "step 2/4", "preview": "preview-0.npy",
+         "preview_start": 3},
+    ])  # fmt: skip
+    assert first.fraction == 0.5 and first.text == "step 2/4"
+    values, start, notices = first.preview
+    assert values.shape == (4, 90) and start == 3 and notices == ("model fallback",)
+    proc.pending = first  # held back by the rate limit: the next report carries it on
+    second = proc.handle_lines(
+        [{"step": 3, "total": 4, "text": "step 3/4", "notices": ["CPU retry"]}, {"junk": 1}]
+    )
+    assert second.text == "step 3/4" and second.preview[1] == 3
+    assert second.preview[0] is values and second.preview[2] == ("model fallback", "CPU retry")
+    proc.pending = None
+    third = proc.handle_lines([{"step": 4, "total": 4, "text": "step 4/4"}])
+    assert third.preview is None and third.fraction == 1.0
+    assert proc.handle_lines([{"error": "bad audio"}]) is None and proc.error == "bad audio"
+
+
+def test_shutdown_cancels_a_running_generation_and_waits(qtbot, tiny_dir):
+    c = StudioController(_project(4.0))
+    dlg = _dialog(qtbot, c)
+    dlg.set_model(tiny_dir)
+    dlg.steps.setValue(50)
+    worker = dlg.start()
+    qtbot.waitUntil(lambda: worker.last_progress.fraction > 0, timeout=60000)
+    folder = worker.folder
+    dlg.shutdown()  # what the main window does when it closes
+    assert not worker.is_running and dlg.worker is None
+    assert len(c.project.takes) == 1 and not folder.exists()
