@@ -304,8 +304,8 @@ def features_for_model(
         return LogMelFeatures(deltas=True)
     if hubert_dir is None:
         raise FileNotFoundError(
-            f"the model expects {audio_dim}-D audio features (HuBERT); pass hubert_dir, a local "
-            "folder with the HuBERT model"
+            f"the model expects {audio_dim}-D audio features (HuBERT): give a local folder with "
+            "the HuBERT model (the command line's --hubert DIR; hubert_dir in Python)"
         )
     ext = HubertFeatures(hubert_dir)
     if ext.dim != audio_dim:

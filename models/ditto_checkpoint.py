@@ -11,14 +11,19 @@ Ditto's module names, so the mapping is one rename plus dropped non-weights:
     alphas_cumprod, sqrt_recipm1_alphas_cumprod,
     sqrt_recip1m_alphas_cumprod, betas, ...     dropped (diffusion schedule, not weights)
 
-A ``module.`` (DistributedDataParallel) or ``model.`` (LMDM wrapper) prefix on every key is
-stripped. Sizes come from the tensors (latent, sequence length, motion, condition, feed-forward
-widths, number of layers); the number of heads cannot be read from shapes and is Ditto's 8 unless
-given. Weights load from a LOCAL path only; nothing is downloaded.
+A ``module.`` (DistributedDataParallel) or ``model.`` (LMDM wrapper) prefix is stripped from
+every key that has one: a file saved from Ditto's ``LMDM`` wrapper holds the network's weights as
+``model.<name>`` next to the wrapper's own unprefixed schedule buffers (``alphas_cumprod``,
+``sqrt_recipm1_alphas_cumprod``, ``sqrt_recip1m_alphas_cumprod``), which are dropped and logged
+at INFO level; any other unknown entry is still reported as unexpected. Sizes come from the
+tensors (latent, sequence length, motion, condition, feed-forward widths, number of layers);
+the number of heads cannot be read from shapes and is Ditto's 8 unless given.
+Weights load from a LOCAL path only; nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -36,10 +41,13 @@ __all__ = [
     "load_mapped_state",
     "map_ditto_state_dict",
     "state_dict_problems",
+    "strip_wrapper_prefix",
 ]
 
 _RENAMES = ((re.compile(r"^seqTransDecoder\.stack\.(\d+)\."), r"decoder_layers.\1."),)
 _INVERSE = ((re.compile(r"^decoder_layers\.(\d+)\."), r"seqTransDecoder.stack.\1."),)
+_log = logging.getLogger(__name__)
+_PREFIXES = ("module.", "model.")
 _ROTARY = re.compile(r"(^|\.)rotary\.freqs$")
 _SCHEDULE = {
     "betas",
@@ -62,23 +70,35 @@ def _listing(names: list[str], limit: int = 8) -> str:
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
+def strip_wrapper_prefix(key: str) -> str:
+    """``key`` without its leading ``module.`` / ``model.`` prefixes (DistributedDataParallel and
+    Ditto's LMDM wrapper, in any nesting)."""
+    while key.startswith(_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
+
+
 def map_ditto_state_dict(
     state: Mapping[str, torch.Tensor], theta: float = 10000.0
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Ditto keys -> MotionDiT keys.
 
-    Returns (mapped state dict, names of dropped entries). Rotary frequencies are checked against
-    ``theta`` (a model trained with other frequencies would silently behave differently).
-    Raises DittoCheckpointError on a non-tensor entry or unexpected rotary frequencies.
+    Each key loses its wrapper prefixes (:func:`strip_wrapper_prefix`) first. Returns (mapped
+    state dict, the file's names of the dropped entries: rotary frequencies and schedule buffers).
+    Rotary frequencies are checked against ``theta`` (a model trained with other frequencies would
+    silently behave differently). Raises DittoCheckpointError on a non-tensor entry, unexpected
+    rotary frequencies, or two entries that name the same key once their prefixes are stripped.
     """
-    keys = list(state)
-    for prefix in ("module.", "model."):
-        if keys and all(k.startswith(prefix) for k in keys):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-            keys = list(state)
     mapped: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
-    for key, value in state.items():
+    origin: dict[str, str] = {}
+    for raw_key, value in state.items():
+        key = strip_wrapper_prefix(raw_key)
+        if key in origin:
+            raise DittoCheckpointError(
+                f"Ditto checkpoint: {raw_key!r} and {origin[key]!r} both name {key!r}"
+            )
+        origin[key] = raw_key
         if not isinstance(value, torch.Tensor):
             raise DittoCheckpointError(f"Ditto checkpoint: entry {key!r} is not a tensor")
         if _ROTARY.search(key):
@@ -90,10 +110,10 @@ def map_ditto_state_dict(
                 raise DittoCheckpointError(
                     f"Ditto checkpoint: {key} does not hold rotary frequencies for theta={theta}"
                 )
-            dropped.append(key)
+            dropped.append(raw_key)
             continue
         if key in _SCHEDULE:
-            dropped.append(key)
+            dropped.append(raw_key)
             continue
         for pattern, repl in _RENAMES:
             key = pattern.sub(repl, key)
@@ -190,7 +210,10 @@ def load_ditto_checkpoint(
         state = blob
     if not isinstance(state, Mapping) or not state:
         raise DittoCheckpointError(f"{path}: no state dict (expected a 'model_state_dict' entry)")
-    mapped, _ = map_ditto_state_dict(state)
+    mapped, dropped = map_ditto_state_dict(state)
+    schedule = [k for k in dropped if strip_wrapper_prefix(k) in _SCHEDULE]
+    if schedule:
+        _log.info("%s: ignored the LMDM wrapper's schedule buffers %s", path, _listing(schedule))
     config = _config_from_shapes(mapped, num_heads)
     model = MotionDiT(**config)
     load_mapped_state(model, mapped, source=str(path))

@@ -35,9 +35,14 @@ The magnitudes are those of a clear but not extreme expression (the jaw opens 0.
 energy in models.procedural); :func:`apply_emotion_template` adds the weighted templates to a take,
 so any motion (procedural or keyed) reacts to the emotion curve.
 
-Speech moves the jaw and lips, which would read as "surprise" (an open jaw) frame after frame, so
-:func:`auto_emotion` ignores the speech dimensions (:data:`SPEECH_DIMS`: jaw and lip opening) by
-default. numpy only.
+Speech moves the jaw and lips, which would read as "surprise" (an open jaw), fear or disgust (a
+wide mouth, a lifted upper lip) frame after frame, so :func:`auto_emotion` by default ignores the
+jaw and lip opening (:data:`SPEECH_DIMS`), takes out what is faster than an expression (a running
+median: syllables, blinks) and, in a take that speaks, measures the other lip dims
+(:data:`SPEECH_MOVED_DIMS`) from the take's own median mouth (:func:`remove_speech`); each emotion
+is then also scored without the lip dims, so a take that is happy throughout still reads happy
+from its cheeks and eyes. What cannot be told apart from speech: an emotion that lives only in a
+speaking mouth for the whole take (contempt's one-sided corner) reads neutral. numpy only.
 """
 
 from __future__ import annotations
@@ -49,17 +54,26 @@ from pathlib import Path
 
 import numpy as np
 
-from models.motion_space import CHANNEL_INDEX, CHANNELS, EMOTIONS, NUM_KEYPOINTS
+from models.motion_space import (
+    CHANNEL_INDEX,
+    CHANNELS,
+    EMOTIONS,
+    LIPS,
+    NUM_KEYPOINTS,
+)
 
 __all__ = [
     "EMOTION_TEMPLATES",
     "SPEECH_DIMS",
+    "SPEECH_MOVED_DIMS",
     "EmotionDatabase",
     "apply_emotion_template",
     "auto_emotion",
     "emotion_keys",
     "emotion_scores",
+    "remove_speech",
     "smooth_weights",
+    "speech_activity",
     "template_matrix",
 ]
 
@@ -118,6 +132,11 @@ assert tuple(EMOTION_TEMPLATES) == EMOTIONS
 
 # Flat exp dims (k * 3 + axis) that speech drives: jaw open and lower lip (LIP_OPEN, along y).
 SPEECH_DIMS: tuple[int, ...] = (19 * 3 + Y, 17 * 3 + Y)
+# What speech moves besides the jaw: every exp dim of the lip keypoints (models.motion_space.LIPS:
+# mouth width and rounding, upper lip) and the brows' lift (emphasis). A speaking take's typical
+# value there is its own baseline (remove_speech).
+SPEECH_MOVED_DIMS: tuple[int, ...] = tuple(k * 3 + a for k in LIPS for a in (X, Y, Z))
+_JAW = 19 * 3 + Y
 
 
 def template_matrix() -> np.ndarray:
@@ -239,25 +258,12 @@ def _take_exp(take_values: np.ndarray, neutral_exp: np.ndarray | None) -> np.nda
     return exp
 
 
-def emotion_scores(
-    exp: np.ndarray,
-    database: EmotionDatabase | None = None,
-    ignore: Sequence[int] = SPEECH_DIMS,
-    neutral_radius: float = 0.006,
-) -> np.ndarray:
-    """Per-frame similarity to each emotion: ``exp [F, 63]`` (minus neutral) -> ``[F, 8]``.
-
-    Emotion c scores the best cosine similarity between the frame and c's database entries
-    (ConsistentAvatar's nearest entry), -1 when c has none. Neutral scores
-    ``1 - 2 * min(|exp| / neutral_radius, 1)``: 1 at rest, -1 from ``neutral_radius`` on (the
-    zero vector has no direction). Dims in ``ignore`` (flat exp indices) are left out of both.
-    """
-    db = database or EmotionDatabase.default()
-    e = np.asarray(exp, dtype=np.float64).reshape(-1, 63).copy()
-    vec = db.vectors.copy()
-    if len(ignore):
-        e[:, list(ignore)] = 0.0
-        vec[:, list(ignore)] = 0.0
+def _cosine_scores(
+    e: np.ndarray, db: EmotionDatabase, neutral_radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best cosine per emotion ``[F, 8]`` (-1 without entries), scaled by the confidence
+    ``min(|e| / neutral_radius, 1)``, and the frame norms ``[F]``."""
+    vec = db.vectors
     en = np.linalg.norm(e, axis=1)  # [F]
     vn = np.linalg.norm(vec, axis=1)  # [N]
     cos = (e @ vec.T) / (np.maximum(en, 1e-12)[:, None] * np.maximum(vn, 1e-12)[None, :])
@@ -267,6 +273,47 @@ def emotion_scores(
         sel = db.labels == c
         if sel.any():
             scores[:, c] = cos[:, sel].max(axis=1)
+    return scores * np.minimum(en / neutral_radius, 1.0)[:, None], en
+
+
+def emotion_scores(
+    exp: np.ndarray,
+    database: EmotionDatabase | None = None,
+    ignore: Sequence[int] = SPEECH_DIMS,
+    neutral_radius: float = 0.01,
+    relative_dims: Sequence[int] = (),
+) -> np.ndarray:
+    """Per-frame similarity to each emotion: ``exp [F, 63]`` (minus neutral) -> ``[F, 8]``.
+
+    Emotion c scores the best cosine similarity between the frame and c's database entries
+    (ConsistentAvatar's nearest entry), -1 when c has none, times the confidence
+    ``min(|exp| / neutral_radius, 1)`` (a near-rest frame points nowhere in particular). Neutral
+    scores ``1 - 2 * min(|exp| / neutral_radius, 1)``: 1 at rest, -1 from ``neutral_radius`` on
+    (the zero vector has no direction). Dims in ``ignore`` (flat exp indices) are left out of
+    all of it.
+
+    ``relative_dims``: dims measured from the take's own typical value rather than from rest
+    (:func:`remove_speech`), so an offset that lasts the whole take is gone there; each emotion
+    then also scores the cosine without those dims, and keeps the better of the two.
+    """
+    db = database or EmotionDatabase.default()
+    e = np.asarray(exp, dtype=np.float64).reshape(-1, 63).copy()
+    vec = db.vectors.copy()
+    if len(ignore):
+        e[:, list(ignore)] = 0.0
+        vec[:, list(ignore)] = 0.0
+    scores, en = _cosine_scores(e, EmotionDatabase(vec, db.labels), neutral_radius)
+    rel = sorted(set(relative_dims) - set(ignore))
+    if rel and len(db):
+        e[:, rel] = 0.0
+        vec[:, rel] = 0.0
+        # Entries that live mostly in the relative dims (contempt: one mouth corner) would
+        # match any faint rest of them; they keep only their full score.
+        full = np.linalg.norm(db.vectors, axis=1)
+        keep = np.linalg.norm(vec, axis=1) >= 0.5 * np.maximum(full, 1e-12)
+        vec[~keep] = 0.0
+        scores = np.maximum(scores, _cosine_scores(e, EmotionDatabase(vec, db.labels),
+                                                   neutral_radius)[0])  # fmt: skip
     scores[:, EMOTIONS.index("neutral")] = 1.0 - 2.0 * np.minimum(en / neutral_radius, 1.0)
     return scores
 
@@ -285,6 +332,56 @@ def smooth_weights(weights: np.ndarray, sigma: float) -> np.ndarray:
     return out / out.sum(axis=1, keepdims=True)
 
 
+def _running_median(x: np.ndarray, frames: int) -> np.ndarray:
+    """Centred running median of ``x [F, D]`` over ``frames`` (odd) frames, edge-held."""
+    if frames < 2 or x.shape[0] < 2:
+        return x.copy()
+    r = frames // 2
+    pad = np.pad(x, ((r, r), (0, 0)), mode="edge")
+    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * r + 1, axis=0)  # [F, D, 2r+1]
+    return np.median(win, axis=2)
+
+
+def speech_activity(exp: np.ndarray) -> float:
+    """How much a take ``exp [F, 63]`` speaks, 0..1: the 10-90 % range of its jaw opening over
+    0.01 (a fifth of the procedural jaw's full opening), capped at 1."""
+    e = np.asarray(exp, dtype=np.float64).reshape(-1, 63)
+    if e.shape[0] == 0:
+        return 0.0
+    lo, hi = np.percentile(e[:, _JAW], [10, 90])
+    return float(min(max((hi - lo) / 0.01, 0.0), 1.0))
+
+
+def remove_speech(
+    exp: np.ndarray,
+    speech_dims: Sequence[int] = SPEECH_MOVED_DIMS,
+    median_frames: int = 9,
+    baseline: np.ndarray | None = None,
+) -> np.ndarray:
+    """What speech drives, taken out of a take's expression ``exp [F, 63]`` -> ``[F, 63]``.
+
+    Two steps: a centred running median over ``median_frames`` frames (9 = 0.36 s at 25 fps)
+    removes what is faster than an expression (syllable-rate mouth movement, blinks); then the
+    take's own median over time (or ``baseline [63]``) is subtracted on ``speech_dims`` only, so
+    the typical speaking mouth (open, a little wide, upper lip lifted, brows lifting with
+    emphasis) becomes the reference there. Elsewhere (eyes, cheeks, glabella) the expression
+    stays a delta from the head's rest, so a take that is happy from start to end still reads
+    happy from its cheeks and lower lids. The take's median is subtracted in proportion to how
+    much the jaw moves (its 10-90 % range over 0.01, capped at 1): a take that does not speak
+    keeps its mouth as it is.
+    """
+    e = np.asarray(exp, dtype=np.float64).reshape(-1, 63)
+    out = _running_median(e, int(median_frames) | 1)
+    dims = list(speech_dims)
+    if dims and out.shape[0]:
+        if baseline is None:
+            ref = np.median(out, axis=0) * speech_activity(e)
+        else:
+            ref = np.asarray(baseline, dtype=np.float64).reshape(63)
+        out[:, dims] -= ref[dims]
+    return out
+
+
 def auto_emotion(
     take_values: np.ndarray,
     database: EmotionDatabase | None = None,
@@ -292,20 +389,28 @@ def auto_emotion(
     smooth_frames: float = 6.0,
     neutral_exp: np.ndarray | None = None,
     ignore: Sequence[int] = SPEECH_DIMS,
-    neutral_radius: float = 0.006,
+    neutral_radius: float = 0.01,
+    speech_dims: Sequence[int] = SPEECH_MOVED_DIMS,
+    median_frames: int = 9,
 ) -> np.ndarray:
     """Emotion weights per frame of a take: ``take_values [F, C]`` -> ``[F, 8]`` (rows sum to 1,
     EMOTIONS order).
 
     The take's exp (minus ``neutral_exp [63]``, default zeros: motion-space exp is already a delta
-    from the head's rest) is scored by :func:`emotion_scores`, turned into weights by
-    ``softmax(scores / temperature)`` and smoothed over ``smooth_frames`` (Gaussian sigma).
+    from the head's rest) has what speech drives removed (:func:`remove_speech` with
+    ``speech_dims`` and ``median_frames``; pass ``()`` and 1 to score the raw expression), is
+    scored by :func:`emotion_scores`, turned into weights by ``softmax(scores / temperature)``
+    and smoothed over ``smooth_frames`` (Gaussian sigma). Without the speech removal a neutral
+    speaking take reads as fear/disgust/happy (its open, wide mouth), never neutral.
     Raises ValueError on a wrong shape or a non-positive temperature.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    exp = _take_exp(take_values, neutral_exp)
-    s = emotion_scores(exp, database, ignore, neutral_radius) / temperature
+    raw = _take_exp(take_values, neutral_exp)
+    exp = remove_speech(raw, speech_dims, median_frames)
+    # The speech dims became relative to the take only if it speaks (remove_speech).
+    relative = speech_dims if speech_activity(raw) >= 0.5 else ()
+    s = emotion_scores(exp, database, ignore, neutral_radius, relative) / temperature
     s -= s.max(axis=1, keepdims=True)
     w = np.exp(s)
     w /= w.sum(axis=1, keepdims=True)

@@ -205,7 +205,13 @@ def crossfade_windows(windows: Sequence[np.ndarray], starts: Sequence[int], num:
 class GenerationProgress:
     """One step of a generation: ``step`` of ``total`` denoising steps done (over all windows),
     the window being generated, a ``preview [frames, 265]`` of the motion joined so far (first
-    variation; set after each window) and on the final event the ``result``."""
+    variation; set after each window) and on the final event the ``result``.
+
+    ``preview`` is a read-only view into the generator's buffer, valid until the generator is
+    resumed (later windows crossfade into its last frames): copy it to keep it. Frames before
+    ``preview_from`` are unchanged since the previous preview, so a consumer that keeps its own
+    converted copy only needs ``preview[preview_from:]`` (O(window) per window; converting the
+    whole preview every window is O(frames^2) over a long generation)."""
 
     step: int
     total: int
@@ -213,6 +219,7 @@ class GenerationProgress:
     num_windows: int
     preview: np.ndarray | None = None
     result: np.ndarray | None = None
+    preview_from: int = 0
 
     @property
     def fraction(self) -> float:
@@ -234,9 +241,10 @@ class ICInitSettings:
       each window is re-sampled from the path's noise). A window's model reference is the frame
       before it on its own path. Needs ``seq_len - overlap - 1 >= overlap`` (the frame before a
       window is not itself crossfaded) and no constraints; otherwise the per-window search runs.
-    - ``"window"`` (default, the earlier adaptation): one search per window, its parent the window
-      before as generated, so beams > 1 only finish runners-up; the window is then sampled from
-      the chosen noise with ``steps`` DDIM steps and ``eta`` (0: the searched path).
+    - ``"window"`` (the field's default, the earlier adaptation; ``ic_init=True`` and
+      :meth:`paper` use "sequence"): one search per window, its parent the window before as
+      generated, so beams > 1 only finish runners-up; the window is then sampled from the chosen
+      noise with ``steps`` DDIM steps and ``eta`` (0: the searched path).
 
     Reward (models.ic_init, module docstring): ``similarity`` ("dot", the paper's, or "cosine")
     of the candidate's low band with the reference's, weighted by ``lambda_low``, minus
@@ -340,7 +348,9 @@ def packed_keypoint_view(
     in the same view)."""
     m = None if mean is None else torch.as_tensor(np.asarray(mean), dtype=torch.float32)
     sd = None if std is None else torch.as_tensor(np.asarray(std), dtype=torch.float32)
-    bins = torch.arange(66, dtype=torch.float32)
+    from models.motion_space import DITTO_ANGLES, DITTO_EXP, DITTO_NUM_BINS, DITTO_T
+
+    bins = torch.arange(DITTO_NUM_BINS, dtype=torch.float32)
 
     def view(z: torch.Tensor) -> torch.Tensor:
         if sd is not None:
@@ -348,11 +358,10 @@ def packed_keypoint_view(
         if m is not None:
             z = z + m.to(z)
         b = bins.to(z)
-        ang = [
-            3.0 * (torch.softmax(z[..., a : a + 66], -1) * b).sum(-1) - 97.5 for a in (1, 67, 133)
-        ]
+        # Degrees as models.motion_space.angles_from_bin_logits, in torch (differentiable).
+        ang = [3.0 * (torch.softmax(z[..., sl], -1) * b).sum(-1) - 97.5 for sl in DITTO_ANGLES]
         ang = torch.stack(ang, -1) * (np.pi / 180 * 0.6)
-        return torch.cat([z[..., 202:265], z[..., 199:202], ang], dim=-1)
+        return torch.cat([z[..., DITTO_EXP], z[..., DITTO_T], ang], dim=-1)
 
     return view
 
@@ -798,9 +807,9 @@ def iter_generate_motion(
     seq_search = ic is not None and ic.search == "sequence" and keep_mask is None
     seq_search = seq_search and L - overlap - 1 >= overlap
     resample = ic is not None and (not seq_search or ic.eta > 0)
-    # IC-Init: per window and variation, ic.steps denoiser calls of the search (T' calls on the
-    # candidates, T - T' on the kept), then ic.steps to sample the window unless the searched
-    # path is the result (sequence search, eta 0).
+    # IC-Init's cost, counted per window and variation whichever search runs: ic.steps denoiser
+    # calls of the search (T' calls on the candidates, T - T' on the kept), then ic.steps to
+    # sample the window unless the searched path is the result (sequence search, eta 0).
     total = len(starts) * (steps if ic is None else (n + int(resample)) * ic.steps)
     gen_t = torch.Generator().manual_seed(int(seed))
     lim = _as_limits(limits, device)
@@ -904,9 +913,15 @@ def iter_generate_motion(
                     else:
                         x = out
             prev_x = x.float().cpu()
+            changed = min(s - span0, end)  # the crossfade rewrites frames from here on
             end = _fuse_into(joined, x.double().cpu().numpy(), s - span0, end)
-            preview = joined[0, : min(end, span1 - span0)].copy()
-            yield GenerationProgress(done, total, k, len(starts), preview=preview)
+            # A read-only view, not a copy: O(1) per window instead of O(frames so far).
+            preview = joined[0, : min(end, span1 - span0)].view()
+            preview.flags.writeable = False
+            yield GenerationProgress(
+                done, total, k, len(starts), preview=preview,
+                preview_from=min(changed, preview.shape[0]),
+            )  # fmt: skip
 
     result = joined[:, : span1 - span0]
     if init is not None:

@@ -29,8 +29,17 @@ __all__ = [
     "CHANNEL_DEFAULTS",
     "CHANNEL_GROUPS",
     "CHANNEL_INDEX",
+    "DITTO_ANGLES",
     "DITTO_COND_DIM",
+    "DITTO_EXP",
     "DITTO_MOTION_DIM",
+    "DITTO_NUM_BINS",
+    "DITTO_PITCH",
+    "DITTO_POSE_BINS",
+    "DITTO_ROLL",
+    "DITTO_SCALE",
+    "DITTO_T",
+    "DITTO_YAW",
     "EMOTIONS",
     "EXP_CHANNELS",
     "EYEBALL",
@@ -246,6 +255,15 @@ def transform_keypoints(x_c: np.ndarray, frames: MotionFrames) -> np.ndarray:
 DITTO_MOTION_DIM = 265
 DITTO_COND_DIM = 1103  # audio 1024 | emotion 8 | eye_open 2 | eye_ball 6 | canonical kp 63
 _NUM_BINS = 66
+DITTO_NUM_BINS = _NUM_BINS
+DITTO_SCALE = 0  # scale - 1
+DITTO_PITCH = slice(1, 67)  # 66 bin logits each
+DITTO_YAW = slice(67, 133)
+DITTO_ROLL = slice(133, 199)
+DITTO_ANGLES = (DITTO_PITCH, DITTO_YAW, DITTO_ROLL)
+DITTO_POSE_BINS = slice(1, 199)  # the three angles' logits together
+DITTO_T = slice(199, 202)
+DITTO_EXP = slice(202, 265)  # exp [21, 3] flattened keypoint-major: keypoint k at 3k..3k+2
 _BINS = np.arange(_NUM_BINS, dtype=np.float64)
 
 
@@ -278,12 +296,12 @@ def pack_ditto(values: np.ndarray) -> np.ndarray:
     m = MotionFrames.from_channels(values)
     lead = np.shape(m.pitch)
     out = np.empty((*lead, DITTO_MOTION_DIM), dtype=np.float64)
-    out[..., 0] = m.scale - 1.0
-    out[..., 1:67] = bin_logits_from_angles(m.pitch)
-    out[..., 67:133] = bin_logits_from_angles(m.yaw)
-    out[..., 133:199] = bin_logits_from_angles(m.roll)
-    out[..., 199:202] = m.t
-    out[..., 202:265] = m.exp.reshape(*lead, 63)
+    out[..., DITTO_SCALE] = m.scale - 1.0
+    out[..., DITTO_PITCH] = bin_logits_from_angles(m.pitch)
+    out[..., DITTO_YAW] = bin_logits_from_angles(m.yaw)
+    out[..., DITTO_ROLL] = bin_logits_from_angles(m.roll)
+    out[..., DITTO_T] = m.t
+    out[..., DITTO_EXP] = m.exp.reshape(*lead, 63)
     return out
 
 
@@ -300,10 +318,10 @@ def unpack_ditto(packed: np.ndarray, base: np.ndarray | None = None) -> np.ndarr
     out = np.broadcast_to(CHANNEL_DEFAULTS if base is None else base, (*lead, len(CHANNELS)))
     out = np.array(out, dtype=np.float64)
     m = MotionFrames.from_channels(out)
-    m.scale[...] = packed[..., 0] + 1.0
-    m.pitch[...] = angles_from_bin_logits(packed[..., 1:67])
-    m.yaw[...] = angles_from_bin_logits(packed[..., 67:133])
-    m.roll[...] = angles_from_bin_logits(packed[..., 133:199])
-    m.t[...] = packed[..., 199:202]
-    m.exp[...] = packed[..., 202:265].reshape(*lead, NUM_KEYPOINTS, 3)
+    m.scale[...] = packed[..., DITTO_SCALE] + 1.0
+    m.pitch[...] = angles_from_bin_logits(packed[..., DITTO_PITCH])
+    m.yaw[...] = angles_from_bin_logits(packed[..., DITTO_YAW])
+    m.roll[...] = angles_from_bin_logits(packed[..., DITTO_ROLL])
+    m.t[...] = packed[..., DITTO_T]
+    m.exp[...] = packed[..., DITTO_EXP].reshape(*lead, NUM_KEYPOINTS, 3)
     return out

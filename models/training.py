@@ -64,7 +64,16 @@ import torch
 from torch import Tensor, nn
 
 from models.audio_features import LogMelFeatures
-from models.motion_space import CHANNEL_INDEX, CHANNELS, EMOTIONS, pack_ditto
+from models.motion_space import (
+    CHANNEL_INDEX,
+    CHANNELS,
+    DITTO_EXP,
+    DITTO_MOTION_DIM,
+    DITTO_POSE_BINS,
+    EMOTIONS,
+    LIPS,
+    pack_ditto,
+)
 
 __all__ = [
     "CONSTANT_STD",
@@ -256,7 +265,7 @@ class MotionStats:
         try:
             mean, std = np.asarray(d["mean"], np.float64), np.asarray(d["std"], np.float64)
             x_c = np.asarray(d["x_c"], np.float64)
-            constant = np.zeros(265, dtype=bool)
+            constant = np.zeros(DITTO_MOTION_DIM, dtype=bool)
             if "constant_dims" in d:
                 constant[np.asarray(d["constant_dims"], dtype=np.int64)] = True
             else:  # first format: constant dims had std exactly 1
@@ -264,7 +273,8 @@ class MotionStats:
                 std = np.where(constant, CONSTANT_STD, std)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ValueError(f"malformed motion stats ({exc})") from None
-        if mean.shape != (265,) or std.shape != (265,) or x_c.shape != (63,) or np.any(std <= 0):
+        shape = (DITTO_MOTION_DIM,)
+        if mean.shape != shape or std.shape != shape or x_c.shape != (63,) or np.any(std <= 0):
             raise ValueError("motion stats need mean/std [265] (std > 0) and x_c [63]")
         return cls(mean, std, x_c, d.get("audio_features", {}), constant)
 
@@ -302,16 +312,15 @@ def motion_loss_weights(stats: MotionStats, lips: float = 2.0) -> np.ndarray:
     (198 dims, most of them constant) together weigh as much as 30 expression dims, expression
     dims of the lip keypoints weigh ``lips``, dims that never vary in the data weigh 0.1 (they
     must still come out constant). Mean weight over the dims is 1."""
-    from models.motion_space import LIPS
-
-    w = np.ones(265)
+    w = np.ones(DITTO_MOTION_DIM)
     varying = ~stats.constant
-    pose = np.zeros(265, dtype=bool)
-    pose[1:199] = True
+    pose = np.zeros(DITTO_MOTION_DIM, dtype=bool)
+    pose[DITTO_POSE_BINS] = True
     n_pose = max(1, int((pose & varying).sum()))
     w[pose] = 30.0 / n_pose
+    exp = w[DITTO_EXP]  # a view: [63], keypoint k at 3k..3k+2
     for k in LIPS:
-        w[202 + 3 * k : 205 + 3 * k] = lips
+        exp[3 * k : 3 * k + 3] = lips
     w[~varying] = 0.1
     return w / w.mean()
 
@@ -473,6 +482,28 @@ def _load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _check_settings(
+    cfg: object,
+    positive: tuple[str, ...],
+    non_negative: tuple[str, ...] = (),
+    fraction: tuple[str, ...] = (),
+) -> None:
+    """Raise ValueError (one line naming the setting) unless every named number is finite and
+    ``> 0`` (positive), ``>= 0`` (non_negative) or in ``[0, 1)`` (fraction)."""
+    name = type(cfg).__name__
+    for group, ok, what in (
+        (positive, lambda v: v > 0, "> 0"),
+        (non_negative, lambda v: v >= 0, ">= 0"),
+        (fraction, lambda v: 0 <= v < 1, "in [0, 1)"),
+    ):
+        for key in group:
+            v = getattr(cfg, key)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(f"{name}.{key} must be a number, got {v!r}")
+            if not math.isfinite(v) or not ok(v):
+                raise ValueError(f"{name}.{key} must be finite and {what}, got {v!r}")
+
+
 # --- MotionDiT -----------------------------------------------------------------------------------
 @dataclass
 class MotionTrainConfig:
@@ -502,9 +533,24 @@ class MotionTrainConfig:
     num_encoder_layers: int = 1
     dropout: float = 0.1
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError (one line) for a count, size or rate that is not finite and > 0, a
+        weight below 0, or a probability outside [0, 1)."""
+        _check_settings(
+            self,
+            positive=("steps", "batch", "lr", "save_every", "log_every", "num_threads",
+                      "seq_len", "latent_dim", "ff_dim", "num_layers", "num_heads"),
+            non_negative=("weight_decay", "warmup", "velocity_weight", "init_weight",
+                          "lips_weight", "num_encoder_layers"),
+            fraction=("ema_decay", "cond_dropout", "val_fraction", "dropout"),
+        )  # fmt: skip
+
     def model_config(self, audio_dim: int) -> dict:
         return dict(
-            seq_len=self.seq_len, motion_dim=265, audio_dim=audio_dim,
+            seq_len=self.seq_len, motion_dim=DITTO_MOTION_DIM, audio_dim=audio_dim,
             latent_dim=self.latent_dim, ff_dim=self.ff_dim, num_layers=self.num_layers,
             num_heads=self.num_heads, num_encoder_layers=self.num_encoder_layers,
             dropout=self.dropout, cond_dropout=self.cond_dropout,
@@ -559,12 +605,14 @@ def iter_train_motion(
     every step. With ``resume`` and a ``training_state.pt`` in ``out_dir`` (same model config),
     continues from it up to ``config.steps`` (the data statistics of the first run are kept).
 
-    Raises DatasetError for bad data, ValueError when a resumed state's model config differs.
+    Raises ValueError for invalid settings (before ``out_dir`` is created) or when a resumed
+    state's model config differs; DatasetError for bad data.
     """
     from models.motion_dit import MotionDiT
     from models.motion_sampling import make_scheduler
 
     cfg = config or MotionTrainConfig()
+    cfg.validate()  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, int(cfg.num_threads)))
@@ -763,6 +811,20 @@ class IntensityTrainConfig:
     attn_radius: int = 12
     ff_mult: int = 2
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError (one line) for a count, size or rate that is not finite and > 0, or
+        a weight below 0 or not finite."""
+        _check_settings(
+            self,
+            positive=("teacher_steps", "student_steps", "batch", "seq_len", "lr", "log_every",
+                      "save_every", "num_threads", "hidden_dim", "num_layers", "num_heads",
+                      "attn_radius", "ff_mult", "last_layers"),
+            non_negative=("weight_decay", "warmup", "alpha", "gamma", "distill_weight"),
+        )  # fmt: skip
+
 
 class _IntensityData:
     def __init__(self, clips: list[TrainingClip], mean: np.ndarray, std: np.ndarray, L: int):
@@ -802,8 +864,8 @@ def iter_train_intensity(
 ) -> Iterator[TrainProgress]:
     """Train the A2I teacher (intensity loss), then distil the student from it; the student is
     saved at ``out_dir``, the teacher in ``out_dir/teacher``. Resumable like
-    :func:`iter_train_motion`. Raises DatasetError for bad data or clips all shorter than
-    ``seq_len``."""
+    :func:`iter_train_motion`. Raises ValueError for invalid settings (before ``out_dir`` is
+    created), DatasetError for bad data or clips all shorter than ``seq_len``."""
     from models.intensity import (
         IntensityStudent,
         IntensityTeacher,
@@ -812,6 +874,7 @@ def iter_train_intensity(
     )
 
     cfg = config or IntensityTrainConfig()
+    cfg.validate()  # before anything is written
     out = Path(out_dir)
     (out / "teacher").mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, int(cfg.num_threads)))

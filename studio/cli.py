@@ -30,6 +30,7 @@ COMMANDS = {
     "import-livelink": "studio.commands.import_livelink",
     "export-livelink": "studio.commands.export_livelink",
     "generate": "studio.commands.generate",
+    "auto-emotion": "studio.commands.auto_emotion",
     "train": "studio.commands.train",
 }
 

@@ -1,13 +1,15 @@
 """Project-level operations shared by the CLI and the studio window (Qt-free).
 
-Creating projects, embedding audio, turning dense motion into a take, and summaries.
+Creating projects, embedding audio, turning dense motion into a take, auto-emotion, and summaries.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,11 +23,17 @@ from studio.document import (
     Take,
 )
 from studio.document.audio import AudioData, read_audio
+from studio.document.edits import SetCurves
 from studio.document.events import EventHub
 from studio.document.keyreduce import reduce_keys, tolerance_for
 
+if TYPE_CHECKING:
+    from models.emotion import EmotionDatabase
+
 __all__ = [
+    "AutoEmotion",
     "audio_asset_key",
+    "auto_emotion_keys",
     "describe_project",
     "embed_audio",
     "new_project",
@@ -141,6 +149,64 @@ def take_from_dense(
         interp = np.full(keep.size, Interpolation.LINEAR, dtype=np.int8)
         curves[channel] = Curve(frames, column[keep], interp, channel=channel)
     return Take.new(name=name, curves=curves, source=source)
+
+
+@dataclass(frozen=True)
+class AutoEmotion:
+    """Emotion keys read from a take: ``frames [K]`` (project frames), ``weights [K, 8]``
+    (EMOTIONS order, rows sum to 1), the take and frame range they cover (end exclusive), and
+    ``edit``: one undoable SetCurves (not applied) writing them to the take's ``emotion_*``
+    curves, replacing the emotion keys inside the range and keeping those outside."""
+
+    take_id: str
+    frame_range: tuple[int, int]
+    frames: np.ndarray
+    weights: np.ndarray
+    edit: SetCurves
+
+
+def auto_emotion_keys(
+    project: Project,
+    take_id: str | None = None,
+    frame_range: tuple[int, int] | None = None,
+    tolerance: float = 0.05,
+    database: EmotionDatabase | None = None,
+) -> AutoEmotion:
+    """Auto-emotion (models.emotion.auto_emotion) on a take: its expression over
+    ``frame_range`` (default the whole project, ``[0, duration)``) is scored against the emotion
+    database (default: the templates) and the per-frame weights are reduced to linear keys
+    within ``tolerance`` (models.emotion.emotion_keys). ``take_id`` defaults to the active take.
+
+    Raises DocumentError for an unknown take; ValueError for a range outside ``[0, duration)``
+    or shorter than 2 frames, or a take without expression keys (nothing to read).
+    """
+    from models.emotion import auto_emotion, emotion_keys
+    from models.motion_space import EMOTIONS
+
+    take = project.take(take_id) if take_id is not None else project.active_take
+    a, b = (0, project.duration) if frame_range is None else (int(v) for v in frame_range)
+    if not 0 <= a < b <= project.duration:
+        raise ValueError(f"range {a}:{b} is not inside the project's frames 0:{project.duration}")
+    if b - a < 2:
+        raise ValueError(f"range {a}:{b} is shorter than 2 frames")
+    if not any(ch.startswith("exp_") for ch in take.curves):
+        raise ValueError(f"take {take.name!r} has no expression keys to read an emotion from")
+    fps = project.frame_rate.fps
+    values = take.evaluate(np.arange(a, b))  # [F, C]
+    median = max(1, round(9 * fps / 25.0)) | 1  # the running median spans 0.36 s
+    weights = auto_emotion(
+        values, database=database, smooth_frames=6.0 * fps / 25.0, median_frames=median
+    )
+    keys, w = emotion_keys(weights, tolerance)
+    frames = keys + a
+    curves: dict[str, Curve | None] = {}
+    for j, e in enumerate(EMOTIONS):
+        ch = f"emotion_{e}"
+        old = take.curve(ch)
+        inside = old.frames[(old.frames >= a) & (old.frames < b)]
+        curves[ch] = old.without_keys(inside).with_keys(frames, w[:, j], Interpolation.LINEAR)
+    edit = SetCurves(take.id, curves, label="Auto-emotion")
+    return AutoEmotion(take.id, (a, b), frames, w, edit)
 
 
 def describe_project(project: Project, name: str = "project", all_channels: bool = False) -> str:

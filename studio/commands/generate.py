@@ -68,8 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ic-init",
         action="store_true",
-        help="consistent segments: IC-Init noise search per window (30 DDIM steps, slower; "
-        "ddim only)",
+        help="consistent segments: IC-Init, ConsistTalk's beam search over the initial noise of "
+        "all windows (B=2, K=4, T'=3 of 30 DDIM steps; slower; ddim only)",
     )
     p.add_argument(
         "--pose-smoothing",

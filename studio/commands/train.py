@@ -11,6 +11,12 @@ audio-to-intensity models (A2I teacher + student) on paired speech and motion.
 
 Training resumes from ``MODEL_DIR/training_state.pt`` when one is there (``--restart`` ignores
 it). Progress is printed every ``--log-every`` steps.
+
+Numeric options are checked before anything is written. The run works in a temporary folder
+beside ``MODEL_DIR`` (a copy of it when it already holds a model) that replaces ``MODEL_DIR``
+only when training finished; on an error or Ctrl-C it is removed and ``MODEL_DIR`` is left as
+it was (progress since the start of that run is lost; a finished run can be continued with a
+larger ``--steps``).
 """
 
 from __future__ import annotations
@@ -104,7 +110,98 @@ def projects_to_dataset(projects: list[Path], out_dir: Path) -> int:
     return len(entries)
 
 
+# Files that mark a folder as a model folder this command may replace.
+_MODEL_MARKERS = ("training_state.pt", "training_log.json", "config.json")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Raise CliError (one line) for a numeric option that is not finite or out of range."""
+    import math
+
+    from studio.cli import CliError
+
+    for flag, value, low in (
+        ("--steps", args.steps, 1),
+        ("--batch", args.batch, 1),
+        ("--threads", args.threads, 1),
+        ("--log-every", args.log_every, 1),
+        ("--generate-data", args.generate_data, 0),
+    ):
+        if value is not None and value < low:
+            need = "a positive integer" if low == 1 else "0 or more"
+            raise CliError(f"{flag} must be {need}, got {value}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise CliError(f"--lr must be a finite number > 0, got {args.lr}")
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in _MODEL_MARKERS):
+        raise CliError(f"--out {out} is a folder that holds no model; choose a new or empty one")
+
+
+def _staging_folder(out: Path) -> Path:
+    """A new empty folder beside ``out`` (same file system, so the final rename is atomic),
+    holding a copy of ``out``'s files when ``out`` exists (for resuming)."""
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.training-", dir=out.parent))
+    if out.is_dir():
+        shutil.copytree(out, work, dirs_exist_ok=True)
+    return work
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Replace ``out`` with the finished ``work`` folder (the old one is removed after)."""
+    import os
+    import shutil
+
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(work, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> int:
+    import shutil
+
+    from studio.cli import CliError
+
+    check_args(args)
+    from models.training import IntensityTrainConfig, MotionTrainConfig
+
+    overrides: dict = {"seed": args.seed}
+    for name in ("batch", "lr"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.threads is not None:
+        overrides["num_threads"] = args.threads
+    if args.steps is not None:
+        if args.kind == "motion":
+            overrides["steps"] = args.steps
+        else:
+            overrides["teacher_steps"] = overrides["student_steps"] = args.steps
+    try:
+        config = (MotionTrainConfig if args.kind == "motion" else IntensityTrainConfig)(**overrides)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+    work = _staging_folder(args.out)
+    try:
+        _train(args, config, work)
+        _publish(work, args.out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    print(f"model written to {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace, config, out: Path) -> None:
     from studio.cli import CliError
 
     data: Path = args.data
@@ -118,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
             if done % 25 == 0 or done == total:
                 print(f"generated {done}/{total} clips into {data}", flush=True)
     elif projects:
-        folder = args.out / "project_data"
+        folder = out / "project_data"
         n = projects_to_dataset(projects, folder)
         if n == 0:
             raise CliError(f"{data}: no take with keys and audible audio in {len(projects)} "
@@ -130,29 +227,12 @@ def run(args: argparse.Namespace) -> int:
             f"{data}: not a training data folder (no manifest.json) and no .ths projects; "
             "use --generate-data N to make one"
         )
-    from models.training import (
-        IntensityTrainConfig,
-        MotionTrainConfig,
-        iter_train_intensity,
-        iter_train_motion,
-    )
+    from models.training import iter_train_intensity, iter_train_motion
 
-    overrides = {"seed": args.seed}
-    for name in ("batch", "lr"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    if args.threads is not None:
-        overrides["num_threads"] = args.threads
     if args.kind == "motion":
-        if args.steps is not None:
-            overrides["steps"] = args.steps
-        it = iter_train_motion(data, args.out, MotionTrainConfig(**overrides),
-                               resume=not args.restart)  # fmt: skip
+        it = iter_train_motion(data, out, config, resume=not args.restart)
     else:
-        if args.steps is not None:
-            overrides["teacher_steps"] = overrides["student_steps"] = args.steps
-        it = iter_train_intensity(data, args.out, IntensityTrainConfig(**overrides),
-                                  resume=not args.restart)  # fmt: skip
+        it = iter_train_intensity(data, out, config, resume=not args.restart)
     every = max(1, args.log_every)
     for p in it:
         if p.phase == "data" or p.message or p.step % every == 0 or p.done:
@@ -161,6 +241,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"{where} {losses} {p.message}".rstrip() + f" [{p.elapsed_s:.0f} s]",
                   flush=True)  # fmt: skip
         if p.done:
-            break
-    print(f"model written to {args.out}")
-    return 0
+            return
+    raise CliError("training stopped before it finished")

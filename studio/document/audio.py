@@ -8,6 +8,7 @@ generators) convert to what they need with :func:`to_mono` and :func:`resample`.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -65,6 +66,9 @@ def read_audio(source: str | Path | bytes, name: str | None = None) -> AudioData
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown format"
+        # libsndfile says "Error opening <_io.BytesIO object at 0x...>: why" (or the path): the
+        # label already names the file, keep only the why.
+        detail = re.sub(r"^Error opening (<[^>]*>|'[^']*'|\S+): ", "", detail)
         raise AudioError(f"{label}: not a readable audio file ({detail})") from None
     if samples.shape[0] == 0:
         raise AudioError(f"{label}: the audio is empty")

@@ -156,7 +156,7 @@ def test_hubert_missing_folder(tmp_path):
 def test_features_for_model():
     assert isinstance(features_for_model({"audio_dim": 80}), LogMelFeatures)
     assert features_for_model({"audio_dim": 240}).dim == 240
-    with pytest.raises(FileNotFoundError, match="hubert_dir"):
+    with pytest.raises(FileNotFoundError, match=r"--hubert DIR; hubert_dir"):
         features_for_model({"audio_dim": 1024})
 
 

@@ -146,6 +146,49 @@ def test_load_full_size_checkpoint_file(tmp_path):
         assert torch.equal(own[ours], value), key
 
 
+def test_lmdm_wrapper_layout_loads(tmp_path, caplog):
+    """Saved from Ditto's LMDM wrapper: the network's 249 entries as ``model.<name>`` beside the
+    wrapper's 3 unprefixed schedule buffers. Loads; the buffers are dropped with a note."""
+    layout = random_state(expected_ditto_layout())
+    state = {f"model.{k}": v for k, v in layout.items()}
+    state["alphas_cumprod"] = torch.linspace(1, 0, 1000)
+    state["sqrt_recipm1_alphas_cumprod"] = torch.ones(1000)
+    state["sqrt_recip1m_alphas_cumprod"] = torch.ones(1000)
+    path = tmp_path / "lmdm_wrapper.pth"
+    torch.save({"model_state_dict": state}, path)
+    with caplog.at_level("INFO", logger="models.ditto_checkpoint"):
+        model = load_ditto_checkpoint(path)
+    assert "alphas_cumprod" in caplog.text
+    assert torch.equal(model.null_cond_embed, layout["null_cond_embed"])
+    assert torch.equal(
+        model.state_dict()["decoder_layers.7.film3.block.1.weight"],
+        layout["seqTransDecoder.stack.7.film3.block.1.weight"],
+    )
+
+
+def test_mixed_prefixes_still_report_real_problems(full_model):
+    state = {f"model.{k}": v for k, v in random_state(expected_ditto_layout()).items()}
+    state["module.model.null_cond_hidden"] = state.pop("model.null_cond_hidden")  # nested: fine
+    del state["model.seqTransDecoder.stack.2.norm1.weight"]
+    state["ema_decay"] = torch.ones(1)  # not a known wrapper buffer: unexpected
+    state["model.final_layer.weight"] = torch.zeros(264, 512)
+    mapped, _ = map_ditto_state_dict(state)
+    assert "null_cond_hidden" in mapped
+    with pytest.raises(DittoCheckpointError) as err:
+        load_mapped_state(full_model, mapped, source="ckpt")
+    msg = str(err.value)
+    assert "missing keys: decoder_layers.2.norm1.weight" in msg
+    assert "unexpected keys: ema_decay" in msg
+    assert "final_layer.weight [264, 512] vs model [265, 512]" in msg
+
+
+def test_prefix_collision_is_an_error():
+    with pytest.raises(DittoCheckpointError, match=r"both name 'final_layer\.bias'"):
+        map_ditto_state_dict(
+            {"final_layer.bias": torch.zeros(2), "model.final_layer.bias": torch.zeros(2)}
+        )
+
+
 def test_tiny_model_round_trip_through_ditto_layout(tmp_path):
     torch.manual_seed(1)
     m = MotionDiT(**TINY_DIT)

@@ -120,3 +120,46 @@ def test_apply_emotion_template() -> None:
     assert auto_emotion(again)[-1].argmax() == EMOTIONS.index("happy")
     with pytest.raises(ValueError):
         apply_emotion_template(v[:, :10])
+
+
+def _speaking_take(seconds: float = 8.0, seed: int = 1) -> np.ndarray:
+    """A procedural take [F, C] over speech-like audio: syllable bursts of random loudness."""
+    from models.procedural import procedural_motion
+
+    sr, fps = 16000, 25.0
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    loud = np.repeat(rng.uniform(0.2, 1.0, int(seconds * 4) + 1), sr // 4)[: t.size]
+    audio = 0.3 * loud * np.sign(np.sin(2 * np.pi * 150 * t)) * (np.sin(2 * np.pi * 4 * t) > 0)
+    return procedural_motion(audio, sr, fps, int(seconds * fps), seed=seed)
+
+
+def test_a_neutral_speaking_take_reads_neutral() -> None:
+    take = _speaking_take()
+    w = auto_emotion(take)
+    mean = w.mean(axis=0)
+    assert mean.argmax() == EMOTIONS.index("neutral") and mean[EMOTIONS.index("neutral")] > 0.7
+    for other in ("surprise", "fear", "disgust"):
+        assert mean[EMOTIONS.index(other)] < 0.1, other
+    # Without the speech removal the open, wide mouth reads as anything but neutral.
+    raw = auto_emotion(take, speech_dims=(), median_frames=1).mean(axis=0)
+    assert raw[EMOTIONS.index("neutral")] < 0.2
+
+
+@pytest.mark.parametrize("name", [e for e in EMOTIONS if e not in ("neutral", "contempt")])
+def test_a_speaking_take_with_an_emotion_reads_that_emotion(name: str) -> None:
+    take = _speaking_take()
+    F = take.shape[0]
+    whole = np.zeros(8)
+    whole[EMOTIONS.index(name)] = 1.0
+    mean = auto_emotion(apply_emotion_template(take, whole)).mean(axis=0)
+    assert mean.argmax() == EMOTIONS.index(name) and mean.max() > 0.6
+    # A range of it inside a neutral take: that range reads the emotion, the rest neutral.
+    w = np.zeros((F, 8))
+    w[:, EMOTIONS.index("neutral")] = 1.0
+    w[80:140] = whole
+    got = auto_emotion(apply_emotion_template(take, w))
+    assert got[90:130].mean(axis=0).argmax() == EMOTIONS.index(name)
+    assert got[90:130, EMOTIONS.index(name)].mean() > 0.6
+    assert got[:60].mean(axis=0).argmax() == EMOTIONS.index("neutral")
+    assert got[165:].mean(axis=0).argmax() == EMOTIONS.index("neutral")

@@ -195,6 +195,17 @@ def test_progress_previews_and_cancel(model, feats):
     assert events[-1].result.shape == (T, 265) and events[-1].fraction == 1.0
     np.testing.assert_array_equal(previews[-1], events[-1].result)
 
+    # Incremental previews: the frames from preview_from on are all that changed.
+    mine = np.zeros((0, 265))
+    for e in iter_generate_motion(model, feats, COND, REF, steps=2, overlap=4):
+        if e.preview is None:
+            continue
+        assert not e.preview.flags.writeable
+        assert 0 <= e.preview_from <= mine.shape[0]
+        mine = np.concatenate([mine[: e.preview_from], e.preview[e.preview_from :]])
+        np.testing.assert_array_equal(mine, e.preview)
+    assert [e.preview_from for e in events if e.preview is not None] == [0, 12, 24]
+
     seen = []
     with pytest.raises(GenerationCancelled):
         gen(model, feats, callback=seen.append, cancel=lambda: len(seen) >= 5)
