@@ -24,7 +24,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,7 @@ __all__ = [
     "deformed_cloud",
     "head_cache_key",
     "lod_head",
+    "prepare_head",
     "project_head",
     "resolve_any_head",
     "resolve_head",
@@ -261,6 +262,21 @@ _FEATURE_PARTS = (
 )  # fmt: skip
 _FEATURE_WEIGHT = 4.0
 _MAX_LOD_GROWTH = 2.0
+
+
+def prepare_head(head: RiggedGaussianHead, budgets: Sequence[int | None] = ()) -> None:
+    """Build now, in the calling thread, what the first frames would otherwise build in the GUI
+    thread: the rig's lazily built data (``RiggedGaussianHead.prepare``) of ``head`` and of its
+    LOD sub-heads for ``budgets`` (None entries and budgets >= the head's size are skipped).
+
+    Why: a viewport loads heads in a background thread, but the sub-heads and the rig's stretch
+    fits were made on the first interactive frame (a generation preview, a live pose): several
+    hundred ms in the GUI thread on a 2-core CPU, more with scipy's first import.
+    """
+    head.prepare()
+    for budget in budgets:
+        if budget is not None and len(head) > budget:
+            lod_head(head, int(budget)).prepare()
 
 
 def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:

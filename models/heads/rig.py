@@ -602,6 +602,13 @@ class RiggedGaussianHead:
         self._translating = translating
         self._stretch_fits: tuple | None = None  # built on first use (_stretch_prepare)
 
+    def prepare(self) -> None:
+        """Build now what the rig otherwise builds on the first expressive frame (the stretch
+        stage's fits: ~0.3 s for 50k Gaussians, plus scipy's import the first time in a
+        process). Call it where a head is loaded in the background, so an interactive frame
+        never pays for it. Idempotent and safe to call from any thread."""
+        self._stretch_prepare()
+
     def _stretch_prepare(self) -> tuple:
         """The discs the stretch stage visits and their fits (see the module docstring):
         (idx [S] int64, then float32: base [S, 2, 3], fw [S, 2, 21], ug [S, 2, 3], s0 [S] rest

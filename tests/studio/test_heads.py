@@ -109,3 +109,15 @@ def test_resolve_mpi(tmp_path):
     with pytest.raises(heads.HeadResolveError, match="MPI"):
         heads.resolve_mpi(project)
     assert heads.project_head(project) is heads.resolve_head(None)
+
+
+def test_prepare_head_builds_the_rig_data_of_the_head_and_its_lod_sub_heads(head):
+    heads.prepare_head(head, [20_000, None, 10 * len(head)])
+    sub = heads.lod_head(head, 20_000)  # the cached sub-head prepare_head built
+    for h in (head, sub):
+        assert h._stretch_fits is not None
+    fits = sub._stretch_fits
+    values = CHANNEL_DEFAULTS.copy()
+    values[CHANNEL_INDEX["exp_19_y"]] = 0.05  # the jaw stretches the skin: the fits are used
+    sub.deform(values)
+    assert sub._stretch_fits is fits  # not rebuilt on the first expressive frame
