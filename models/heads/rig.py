@@ -102,6 +102,9 @@ PART_INDEX: dict[str, int] = {name: i for i, name in enumerate(PARTS)}
 _F = np.array([1.0, -1.0, -1.0])  # RDF <-> RUB axis flip
 _STRETCH_K = 6  # rest neighbours per disc in the stretch fit
 _STRETCH_MAX = 4.0  # largest growth of a disc axis
+# squared growth below which no disc is grown at all (0.1 % of a radius: invisible), so small
+# expressions keep the base scales and a viewport skips re-uploading every covariance
+_STRETCH_NONE = 1.001**2
 # smallest strain at the rig's extremes worth visiting a disc for: from the jaw (discs of 0.8 x
 # the spacing still close a surface stretched 25 %), from the skinning alone (a wide grin
 # stretches the cheeks by up to ~40 %, which leaves the surface nearly closed)
@@ -612,8 +615,9 @@ class RiggedGaussianHead:
     def _stretch_prepare(self) -> tuple:
         """The discs the stretch stage visits and their fits (see the module docstring):
         (idx [S] int64, then float32: base [S, 2, 3], fw [S, 2, 21], ug [S, 2, 3], s0 [S] rest
-        in-plane scale; see _stretch). Built once per head, lazily, on the first frame with
-        expression or jaw motion."""
+        in-plane scale, g0 [S, 2] the rest pose's own squared growth per axis; see _stretch).
+        Built once per head, lazily (or by :meth:`prepare`), on the first frame with expression
+        or jaw motion."""
         if self._stretch_fits is not None:
             return self._stretch_fits
         from scipy.spatial import cKDTree
@@ -621,7 +625,7 @@ class RiggedGaussianHead:
         n, k_nb = len(self), _STRETCH_K
         z = np.zeros((0, 2, 3), np.float32)
         sets = (np.zeros(0, np.int64), z, np.zeros((0, 2, NUM_KEYPOINTS), np.float32), z,
-                np.zeros(0, np.float32))  # fmt: skip
+                np.zeros(0, np.float32), np.zeros((0, 2), np.float32))  # fmt: skip
         sc = self.scales.astype(np.float64)
         rot = _quat_matrices(self.quats.astype(np.float64))  # [N, 3, 3], columns t1, t2, n
         normals = np.ascontiguousarray(rot[:, :, 2])  # [N, 3]
@@ -718,12 +722,19 @@ class RiggedGaussianHead:
         u = np.stack([np.zeros(m), -rel[:, 2], rel[:, 1]], -1)  # [S, 3]
         ug = np.stack([u * g[:m, None], u * g[m:, None]], axis=1)  # [S, 2, 3]
 
+        base_f = _per_disc(base, m)
+        # The least-squares fit of a curved surface is not exactly the identity at rest (its
+        # squared growth reaches ~1.1 on the default head's tightest curves): growth is measured
+        # against the rest pose's own, so the rest and small expressions grow nothing.
+        c12 = np.abs(np.einsum("ij,ij->i", base_f[:, 0], base_f[:, 1]))
+        g0 = np.stack([np.einsum("ij,ij->i", base_f[:, a], base_f[:, a]) + c12 for a in (0, 1)], 1)
         sets = (
             idx,
-            _per_disc(base, m),
+            base_f,
             _per_disc(fw, m),
             np.ascontiguousarray(ug, dtype=np.float32),
             np.ascontiguousarray(sc[idx, 0], dtype=np.float32),
+            np.ascontiguousarray(np.maximum(g0, 1e-6), dtype=np.float32),
         )
         self._stretch_fits = sets  # published whole: a concurrent frame sees all or none
         return sets
@@ -885,7 +896,9 @@ class RiggedGaussianHead:
         if skin or theta != 0.0:
             fits = self._stretch_prepare()
             if fits[0].size:
-                scales = self._stretch(d[:NUM_KEYPOINTS] if skin else None, theta, fits)
+                grown = self._stretch(d[:NUM_KEYPOINTS] if skin else None, theta, fits)
+                if grown is not None:
+                    scales = grown
 
         # 6. head pose: local arrays -> fresh output arrays, block by block.
         pose = self._pose(v)
@@ -912,10 +925,12 @@ class RiggedGaussianHead:
         quats = quats.copy() if quats is scratch.q else quats
         return GaussianArrays(means, quats, scales, self.opacities, self.sh, self.facing)
 
-    def _stretch(self, d: np.ndarray | None, theta: float, fits: tuple) -> np.ndarray:
+    def _stretch(self, d: np.ndarray | None, theta: float, fits: tuple) -> np.ndarray | None:
         """Stage 4 for the skinning deltas d [21, 3] (metres RUB; None: no skinning) and the jaw
-        angle theta; returns fresh scales [N, 3] float32."""
-        idx, base, fw, ug, s0 = fits
+        angle theta; returns fresh scales [N, 3] float32, or None when no disc grows (most
+        small expressions): the caller keeps the shared base scales, so a viewport re-uploads
+        only the means, not every covariance."""
+        idx, base, fw, ug, s0, g0 = fits
         m = idx.size
         # F [m, 2, 3]: the fit's two columns per disc
         if d is None:
@@ -933,12 +948,14 @@ class RiggedGaussianHead:
         # difference is positive semidefinite): exact for a stretch along an axis, slightly
         # wider across a stretch between them, never a gap (and no turn of the quaternion).
         c12 = np.abs(np.einsum("ij,ij->i", f0, f1))
+        # squared growth per axis, relative to the rest pose's
+        growth = [(np.einsum("ij,ij->i", fc, fc) + c12) / g0[:, a] for a, fc in enumerate((f0, f1))]
+        if max(float(g.max()) for g in growth) <= _STRETCH_NONE:
+            return None
         flat = self.scales.copy()
         out = flat.reshape(-1)  # a view: rows of 3, so disc i's axes are 3 i + 0 and + 1
         idx3 = 3 * idx
-        for axis, fc in ((0, f0), (1, f1)):
-            g = np.einsum("ij,ij->i", fc, fc)
-            g += c12
+        for axis, g in enumerate(growth):
             np.maximum(g, np.float32(1.0), out=g)
             np.minimum(g, np.float32(_STRETCH_MAX**2), out=g)
             np.sqrt(g, out=g)
