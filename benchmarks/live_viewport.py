@@ -17,19 +17,32 @@ Reports, after ``--warmup`` seconds, over ``--seconds``:
 - latency: frame captured (the source delivered it) -> the viewport presented the head posed
   by it, median and 90th percentile, in ms; with its tracking part (captured -> tracked);
 - tracked FPS (capture thread), frames shown by the panel, viewport render ms, splats, the
-  resolution scale, and the load average before and after (a shared machine's noise).
+  resolution scale, and the load average before and after (a shared machine's noise);
+- due -> drawn: from when a camera would have delivered the frame (the video's own clock)
+  to presented: a capture thread that falls behind reads frames late, and that wait is
+  latency too (the "captured" latency starts at the read);
+- the latency broken into stages (medians over presented frames): due -> captured (waiting
+  for the capture thread) -> tracked (tracking, hybrid lips) -> deformed (``prepare``, capture
+  thread) -> handed over (preview, LiveFrame) -> picked up by the GUI thread (queued signal)
+  -> viewport asked to draw (``set_live_values``) -> render start (the window's update
+  request) -> rendered (draw + GL finish) -> presented (present, overlay, swap); the feed
+  preview's cost; how many tracked frames were never presented; and CPU per thread name
+  (GUI = "python", "live-capture", "llvmpipe") as a share of one core.
+``--threads`` sets the tracker's TFLite threads (default: the Live panel's).
 Target (issue 8): >= 30 FPS presented and <= 50 ms captured -> drawn on 2 CPU cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -60,6 +73,21 @@ def write_video(path: Path, seconds: float, fps: int) -> Path:
     return path
 
 
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of this process's threads: tid -> (name, seconds)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in Path("/proc/self/task").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+            name = (d / "comm").read_text().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(d.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(q / 100 * (len(xs) - 1)))] if xs else float("nan")
@@ -79,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                          "the studio)")  # fmt: skip
     ap.add_argument("--profile", action="store_true", help="cProfile the GUI thread")
     ap.add_argument("--no-prepare", action="store_true", help="deform the head in the GUI thread")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="TFLite threads of the tracker (default: the Live panel's)")  # fmt: skip
     args = ap.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         print("live_viewport.py needs a display: run it under xvfb-run", file=sys.stderr)
@@ -115,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     vp.set_view_mode(args.mode)
     panel = LivePanel(ctrl, window)
     panel.mic_factory = NoMic
+    if args.threads is not None:
+        from models.face.tracker import FaceTracker
+
+        def tracker_factory(settings, profile):
+            return FaceTracker(settings=settings, profile=profile, num_threads=args.threads)
+
+        panel.tracker_factory = tracker_factory
     panel._cameras_probed = True
     panel.setFixedSize(420, max(h, 640))
     panel.set_viewport(vp)
@@ -139,24 +176,74 @@ def main(argv: list[str] | None = None) -> int:
         print(f"viewport not ready: {vp.gl_error or vp.head_error}", file=sys.stderr)
         return 1
 
-    # Instrumentation: which live frame each rendered scene shows, and when it is presented.
+    # Instrumentation: which live frame each rendered scene shows, and when it is presented;
+    # per frame (keyed by its capture time) the time it reached each stage.
+    import threading
+
+    from studio.ui import live_session as ls_mod
+
     pending: dict[str, float | None] = {"set": None, "rendered": None}
     samples: list[tuple[float, float, float]] = []  # (presented, latency s, tracking s)
     renders: list[tuple[float, float, float]] = []  # (t, render ms, scale)
     orig_set, orig_render = vp.set_live_values, vp._render_scene
     track_of: dict[float, float] = {}
+    stages: dict[float, dict[str, float]] = {}  # t_captured -> stage -> perf_counter
+    local = threading.local()
+    preview_ms: list[float] = []  # the feed picture (capture thread)
+    orig_prepare, orig_preview = vp.prepare_live, ls_mod._preview
+    orig_take = ls_mod.LiveSession.take_latest
+
+    def prepare_live(values):  # capture thread
+        out = orig_prepare(values)
+        local.prepared = time.perf_counter()
+        return out
+
+    def preview(frame, res, *a, **k):  # capture thread, after prepare, before the hand-over
+        t = time.perf_counter()
+        out = orig_preview(frame, res, *a, **k)
+        preview_ms.append((time.perf_counter() - t) * 1e3)
+        res._bench = (getattr(local, "prepared", float("nan")), time.perf_counter())
+        local.prepared = float("nan")
+        return out
+
+    first: list[tuple[float, float]] = []  # (timestamp, t_captured) of the first frame
+
+    def take_latest(self):  # GUI thread
+        f = orig_take(self)
+        if f is not None:
+            prep, handed = getattr(f.tracked, "_bench", (float("nan"), float("nan")))
+            if not first:
+                first.append((f.timestamp, f.t_captured))
+            # When a webcam would have delivered the frame: the video is paced from its
+            # first frame; a capture thread that falls behind reads frames late, and that
+            # wait is latency too (a camera's buffer holds them meanwhile).
+            due = first[0][1] + (f.timestamp - first[0][0])
+            stages[f.t_captured] = {
+                "due": min(due, f.t_captured), "captured": f.t_captured,
+                "tracked": f.t_processed, "deformed": prep, "handed": handed,
+                "picked": time.perf_counter(),
+            }  # fmt: skip
+        return f
 
     def set_live_values(values, prepared=None):
         f = panel.last_frame
         if values is not None and f is not None:
             pending["set"] = f.t_captured
             track_of[f.t_captured] = f.t_processed - f.t_captured
+            st = stages.get(f.t_captured)
+            if st is not None:
+                st["set"] = time.perf_counter()
         orig_set(values) if prepared is None else orig_set(values, prepared)
 
     def render_scene(view, ww, hh):
+        t0 = time.perf_counter()
         orig_render(view, ww, hh)
+        t1 = time.perf_counter()
         pending["rendered"] = pending["set"]
-        renders.append((time.perf_counter(), vp.stats["render_ms"], vp.stats["scale"]))
+        st = stages.get(pending["set"])
+        if st is not None and "render0" not in st:
+            st["render0"], st["rendered"] = t0, t1
+        renders.append((t1, vp.stats["render_ms"], vp.stats["scale"]))
 
     seen: set[float] = set()
 
@@ -166,38 +253,65 @@ def main(argv: list[str] | None = None) -> int:
             return
         seen.add(stamp)
         now = time.perf_counter()
+        st = stages.get(stamp)
+        if st is not None:
+            st["presented"] = now
         samples.append((now, now - stamp, track_of.get(stamp, float("nan"))))
 
     vp.set_live_values = set_live_values
     vp._render_scene = render_scene
-    if args.no_prepare:
-        vp.prepare_live = None
+    vp.prepare_live = None if args.no_prepare else prepare_live
+    ls_mod._preview = preview
+    ls_mod.LiveSession.take_latest = take_latest
     vp.framePresented.connect(presented)
 
     panel.set_source(video)
     if not panel.start():
         print("live panel did not start", file=sys.stderr)
         return 1
+    from PySide6.QtCore import QTimer
+
     t0 = time.perf_counter()
     t_measure = t0 + args.warmup
-    t_stop = t_measure + args.seconds
-    shown0 = None
+    marks: dict[str, Any] = {}
     prof = None
-    if args.profile:
-        import cProfile
 
-        prof = cProfile.Profile()
-        prof.enable()
-    while time.perf_counter() < t_stop and panel.running:
-        app.processEvents()
-        if shown0 is None and time.perf_counter() >= t_measure:
-            shown0 = panel.frames_shown
-        time.sleep(0.001)
+    def begin() -> None:
+        marks["shown0"] = panel.frames_shown
+        marks["gui_cpu0"] = time.thread_time()
+        marks["threads0"] = thread_cpu()
+        marks["t"] = time.perf_counter()
+        if args.profile:
+            import cProfile
+
+            nonlocal prof
+            prof = cProfile.Profile()
+            prof.enable()
+
+    def end() -> None:
+        marks["gui_cpu1"] = time.thread_time()
+        marks["threads1"] = thread_cpu()
+        if prof is not None:
+            prof.disable()
+        app.quit()
+
+    def watch() -> None:
+        if not panel.running:
+            end()
+
+    QTimer.singleShot(round(args.warmup * 1000), begin)
+    QTimer.singleShot(round((args.warmup + args.seconds) * 1000), end)
+    watchdog = QTimer()
+    watchdog.timeout.connect(watch)
+    watchdog.start(200)
+    app.exec()
+    watchdog.stop()
+    t_measure = marks.get("t", t_measure)
     elapsed = time.perf_counter() - t_measure
+    shown0 = marks.get("shown0")
     if prof is not None:
         import pstats
 
-        prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     shown = panel.frames_shown - (shown0 or 0)
     tracked_fps = panel.last_frame.processed_fps if panel.last_frame else 0.0
@@ -207,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     meas = [s for s in samples if s[0] >= t_measure]
     rmeas = [r for r in renders if r[0] >= t_measure]
     lat = [s[1] * 1e3 for s in meas]
+    late = [(st["presented"] - st["due"]) * 1e3 for st in stages.values()
+            if st.get("presented", 0) >= t_measure]  # fmt: skip
     trk = [s[2] * 1e3 for s in meas]
     print(f"live viewport: {Path(video).name} at {args.fps} fps -> default head, viewport "
           f"{w}x{h} {args.mode}, {os.cpu_count()} CPUs, feed {'off' if args.no_feed else 'on'}, "
@@ -218,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     if lat:
         print(f"  latency ms        median {statistics.median(lat):6.1f}  p90 {pct(lat, 90):6.1f}"
               f"   (tracking part median {statistics.median(trk):5.1f})")  # fmt: skip
+    if late:
+        print(f"  due -> drawn ms   median {statistics.median(late):6.1f}  p90 {pct(late, 90):6.1f}"
+              "   (from when a camera would have delivered the frame)")  # fmt: skip
     if rmeas:
         ms = [r[1] for r in rmeas]
         sc = [r[2] for r in rmeas]
@@ -225,6 +344,37 @@ def main(argv: list[str] | None = None) -> int:
               f"   scale median {statistics.median(sc):.2f}   renders {len(rmeas)}"
               f"   splats {vp.stats['splats']}   deformed off the GUI thread "
               f"{vp.stats.get('live_prepared', 0)}")  # fmt: skip
+    order = ("due", "captured", "tracked", "deformed", "handed", "picked", "set", "render0",
+             "rendered", "presented")  # fmt: skip
+    done = [st for st in stages.values()
+            if "presented" in st and st["presented"] >= t_measure]  # fmt: skip
+    if done:
+        parts = []
+        for a, b in itertools.pairwise(order):
+            d = [(st[b] - st[a]) * 1e3 for st in done if a in st and b in st]
+            d = [x for x in d if x == x]  # no NaN (a stage that did not run)
+            if d:
+                parts.append(f"{a[:4]}->{b[:4]} {statistics.median(d):5.1f}")
+        print("  stages ms (median) " + "  ".join(parts))
+    if preview_ms:
+        print(f"  feed preview ms   median {statistics.median(preview_ms):5.2f} (capture thread)")
+    picked = [st for st in stages.values() if st["picked"] >= t_measure]
+    lost = sum("presented" not in st for st in picked)
+    print(f"  frames picked up  {len(picked)}   never presented {lost}")
+    if "threads1" in marks:
+        t0c, t1c = marks["threads0"], marks["threads1"]
+        use: dict[str, float] = {}
+        for tid, (name, cpu) in t1c.items():
+            base = t0c.get(tid, (name, 0.0))[1]
+            key = name.rstrip("0123456789-") or name
+            use[key] = use.get(key, 0.0) + (cpu - base)
+        gui = marks["gui_cpu1"] - marks["gui_cpu0"]
+        txt = "  ".join(
+            f"{k} {100 * v / elapsed:.0f}%"
+            for k, v in sorted(use.items(), key=lambda kv: -kv[1])
+            if v / elapsed >= 0.01
+        )
+        print(f"  CPU (1 core=100%) GUI thread {100 * gui / elapsed:.0f}%; by thread name: {txt}")
     print(f"  load average      before {load_before[0]:.2f}  after {load_after[0]:.2f}")
     tmp.cleanup()
     return 0

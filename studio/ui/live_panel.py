@@ -735,7 +735,9 @@ class LivePanel(QWidget):
                 self.viewport.set_live_values(frame.tracked.values, frame.prepared)
             else:
                 self.viewport.set_live_values(frame.tracked.values)
-        if readout or self.frames_shown <= 1:
+        # The first frames too: the first one's rate is 0 (nothing to measure it against), and
+        # a slow first frame (models warming up) can leave that 0 up for a whole READOUT_S.
+        if readout or self.frames_shown <= 10:
             self.fps_label.setText(f"{frame.processed_fps:.1f} fps tracked · "
                                    f"{fps_of(self._shown_times, now):.1f} shown")  # fmt: skip
             src = f"{frame.source_fps:g} fps" if frame.source_fps else "unknown rate"

@@ -148,8 +148,9 @@ class LiveSession(QObject):
 
     ``source_factory()`` opens the FrameSource and ``tracker_factory(settings, profile)`` makes
     the FaceTracker; both run in the capture thread, so a slow camera open never blocks the GUI.
-    ``pace``: deliver files and image sequences at their own frame rate (as a camera would);
-    False runs them as fast as tracking goes (tests, batch).
+    ``pace``: deliver files and image sequences at their own frame rate (as a camera would;
+    when tracking falls more than a frame behind, late frames are skipped, except while
+    recording); False runs them as fast as tracking goes (tests, batch).
 
     Signals (delivered in the GUI thread): ``frameReady()`` a frame waits in
     :meth:`take_latest`; ``calibrated(object)`` a PerformerProfile; ``calibrationFailed(str)``;
@@ -340,6 +341,7 @@ class LiveSession(QObject):
         calib: list[Any] = []
         calib_seen, calib_goal, calib_name = 0, 0, ""
         rev = 0
+        late_s = 1.0 / source.fps if source.fps and source.fps > 0 else 0.1
         while not self._stop.is_set():
             try:
                 item = next(it)
@@ -358,6 +360,13 @@ class LiveSession(QObject):
                 delay = wall0 + (ts - ts0) - now
                 if delay > 0 and self._stop.wait(delay):
                     break
+                # Behind by more than a frame (a busy machine): skip to the newest frame, as
+                # a camera drops frames a slow reader does not take. Tracking every frame fell
+                # further and further behind (seconds at load 5 on 2 cores) while the latency
+                # readout, measured from the read, did not show it. A recording keeps every
+                # frame.
+                if delay < -late_s and not self.recording:
+                    continue
             t_cap = time.perf_counter()
             # Hand-overs from the GUI, applied between frames.
             with self._lock:
@@ -476,20 +485,26 @@ def _preview(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """The frame as shown (mirrored like the tracker saw it, at most PREVIEW_MAX_SIDE) and the
     landmarks in its pixels."""
+    import cv2  # loaded by the tracker already
+
     img = np.asarray(frame)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
-    img = img[:, :, :3]
-    if mirror:
-        img = img[:, ::-1]
+    img = np.ascontiguousarray(img[:, :, :3], dtype=np.uint8)  # a camera's frame: no copy
     h, w = img.shape[:2]
     f = min(1.0, box[0] / max(w, 1), box[1] / max(h, 1))
     if f < 1.0:
-        import cv2
-
-        img = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))),
-                         interpolation=cv2.INTER_AREA)  # fmt: skip
-    img = np.ascontiguousarray(img, dtype=np.uint8)
+        # Every frame waits for this before it is handed over: INTER_AREA at a fractional
+        # ratio (640 -> 200-400 px) costs 2-10 ms on a busy 2-core machine. Halving with
+        # pyrDown (blurred first, so no aliasing) and bilinear for the rest (at most 2:1,
+        # where it does not alias either) take ~0.5 ms. Resized before mirroring: cv2 would
+        # copy a mirrored view (negative strides) first, and so did np.ascontiguousarray.
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        while img.shape[1] >= 2 * size[0] and img.shape[0] >= 2 * size[1]:
+            img = cv2.pyrDown(img)
+        img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    if mirror:
+        img = cv2.flip(img, 1)
     lm = res.landmarks
     if lm is None:
         return img, None, None

@@ -31,7 +31,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -326,7 +326,8 @@ class ViewportWidget(QWidget):
         interaction: drawn with the interactive quality path (level of detail and adaptive
         resolution on a software GL) and never followed by a full-quality redraw while live.
         ``prepared``: :meth:`prepare_live` of the same values, done in another thread, so the
-        GUI thread only uploads and draws. Raises ValueError for a wrong shape."""
+        GUI thread only uploads and draws. The frame is drawn at the event loop's next turn
+        (not after Qt's update throttle). Raises ValueError for a wrong shape."""
         if values is None:
             if self._live_values is not None:
                 self._live_values = None
@@ -340,7 +341,11 @@ class ViewportWidget(QWidget):
         self._live_values = v
         self._live_prepared = prepared
         self._mark_interaction()
-        self._redraw(scene=True)
+        if self._gl is not None and self.gl_error is None:
+            self._gl.scene_dirty = True
+            self._gl.paint_now()
+        else:
+            self._redraw(scene=True)
 
     def prepare_live(self, values: np.ndarray) -> LivePrepared | None:
         """Deform the head live frames are drawn with (the level-of-detail head on a software
@@ -832,7 +837,12 @@ class ViewportWidget(QWidget):
             # adaptive resolution would creep up: streaming frames (live, playback) must be
             # timed honestly to hold their rate. A scrub is latency-bound instead: there the
             # rasteriser's threads overlap Qt's own work until the swap (45 vs 53 ms a scrub).
-            view.ctx.finish()
+            # Live frames wait with the GIL released (see _GLView.finish): the capture thread
+            # tracks and deforms the next pose meanwhile.
+            if live:
+                view.finish()
+            else:
+                view.ctx.finish()
         ms = (time.perf_counter() - t0) * 1000.0
         if degraded:
             # Live capture and playback present a new frame every 33-40 ms, sharing it with
@@ -972,6 +982,8 @@ class _GLView(QOpenGLWindow):
         self._splats: dict[bool, _SplatSlot] = {}
         self._mpi_renderer: Any = None
         self._mpi_obj: Any = None
+        self._gl_finish: Any = None  # glFinish releasing the GIL (see finish())
+        self._paint_posted = False  # an update request from paint_now() is on its way
         self.frameSwapped.connect(owner.framePresented)
 
     # GL objects ------------------------------------------------------------------------------
@@ -991,6 +1003,30 @@ class _GLView(QOpenGLWindow):
             self._mpi_obj = mpi
         return self._mpi_renderer
 
+    def paint_now(self) -> None:
+        """Draw at the next turn of the event loop, ahead of the widgets' repaints (live
+        frames). update() goes through QWindow::requestUpdate, which waits for a 5 ms timer
+        (Qt's throttle for windows updated many times a frame): every live pose waited that
+        long. Posting the update request ourselves draws it as soon as the slot that set the
+        pose returns. Not together with update(): the timer's request would present the same
+        frame a second time (Qt paints on every update request)."""
+        if not self.isExposed():
+            self.update()  # painted when exposed
+        elif not self._paint_posted:
+            self._paint_posted = True
+            QCoreApplication.postEvent(
+                self, QEvent(QEvent.Type.UpdateRequest), Qt.EventPriority.HighEventPriority.value
+            )
+
+    def finish(self) -> None:
+        """glFinish on the current context without holding the GIL. moderngl's finish keeps
+        the GIL while a software GL rasterises (5-10 ms of a live frame on llvmpipe), which
+        stalls the capture thread's Python (tracking, deformation) for that long; a ctypes
+        call releases it. Falls back to moderngl where the entry point is not found."""
+        if self._gl_finish is None:
+            self._gl_finish = _gl_finish_function(self.context()) or self.ctx.finish
+        self._gl_finish()
+
     def head_changed(self) -> None:
         for slot in self._splats.values():
             slot.uploader.invalidate()
@@ -1003,6 +1039,7 @@ class _GLView(QOpenGLWindow):
         self._mpi_obj = None
         self.compositor = None
         self.ctx = None
+        self._gl_finish = None
 
     def _release_gl(self) -> None:
         # The context is about to go (the window is destroyed).
@@ -1136,7 +1173,27 @@ class _GLView(QOpenGLWindow):
         super().focusInEvent(event)
 
     def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.UpdateRequest:
+            self._paint_posted = False
         return _claim_viewport_key(event) or super().event(event)
+
+
+def _gl_finish_function(context: QOpenGLContext | None) -> Any:
+    """``glFinish`` of ``context`` (current) as a ctypes function, which releases the GIL
+    while it waits; None when the context does not give its address."""
+    import ctypes
+    import sys
+
+    if context is None:
+        return None
+    try:
+        addr = int(context.getProcAddress(b"glFinish") or 0)
+    except (TypeError, ValueError):
+        return None
+    if not addr:
+        return None
+    proto = ctypes.WINFUNCTYPE if sys.platform == "win32" else ctypes.CFUNCTYPE
+    return proto(None)(addr)
 
 
 def _claim_viewport_key(event: QEvent) -> bool:

@@ -19,7 +19,9 @@ from studio.ui.live_session import AudioInputUnavailable
 
 FPS = 25
 W, H = 320, 240
-N = 75
+# 6 s: the session plays the clip in real time and skips frames it falls behind on (before a
+# recording starts), so a busy machine must still leave the recordings below enough of it.
+N = 150
 SR = 16_000
 
 
@@ -28,7 +30,7 @@ def _video_mouth(i: int) -> float:
 
 
 def _video_roll(i: int) -> float:
-    return 8.0 * np.sin(2 * np.pi * i / N)
+    return 8.0 * np.sin(2 * np.pi * i / 75)
 
 
 def _gate(seconds: float) -> tuple[np.ndarray, np.ndarray]:

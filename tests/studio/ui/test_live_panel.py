@@ -33,7 +33,9 @@ def _mouth(i: int) -> float:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, face_models) -> Path:
-    """1.6 s of a drawn face at 25 fps whose mouth opens and closes (H.264, PyAV)."""
+    """3.2 s of a drawn face at 25 fps whose mouth opens and closes (H.264, PyAV). Long enough
+    for the recordings below on a busy machine: the session plays it in real time and skips
+    the frames it falls behind on before a recording starts (a slow first frame)."""
     import av
 
     path = tmp_path_factory.mktemp("live") / "face.mp4"
@@ -41,7 +43,7 @@ def clip(tmp_path_factory, face_models) -> Path:
         st = out.add_stream("libx264", rate=FPS)
         st.width, st.height, st.pix_fmt = W, H, "yuv420p"
         st.options = {"preset": "ultrafast", "crf": "16"}
-        for i in range(40):
+        for i in range(80):
             img = draw_face(W, H, mouth_open=_mouth(i), seed=i).image
             for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 out.mux(pkt)
@@ -254,7 +256,7 @@ def test_video_ending_keeps_the_recording(qtbot, panel, clip):
     _wait_frames(qtbot, panel, 1)
     panel.start_recording()
     with qtbot.waitSignal(panel.takeRecorded, timeout=30_000) as sig:
-        pass  # the 40-frame video ends by itself
+        pass  # the 80-frame video ends by itself
     take = sig.args[0]
     assert take.metadata["capture"]["frames"] >= 20
     assert "ended" in take.metadata["capture"]["ended"]

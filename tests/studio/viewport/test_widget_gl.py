@@ -259,6 +259,39 @@ def test_live_frames_stay_interactive_and_use_prepared_deforms(
     assert vp.stats["splats"] == len(vp.head)
 
 
+def test_live_poses_are_drawn_at_once_and_presented_once(request, child_outcomes, qtbot, viewport):
+    """A live pose is drawn at the event loop's next turn (not after QWindow's update throttle)
+    and presented once (no second present from the throttle's timer); streaming frames wait
+    for the GL through a glFinish that releases the GIL."""
+    if not _in_child(request, child_outcomes):
+        return
+    import ctypes
+
+    from models.motion_space import CHANNEL_DEFAULTS
+    from models.motion_space import CHANNEL_INDEX as CI
+
+    vp = viewport
+    if not vp._gl.software:
+        vp.set_lod_budget(vp.lod_budget, force=True)
+    presented: list[int] = []
+    vp.framePresented.connect(lambda: presented.append(vp.stats["renders"]))
+    v = CHANNEL_DEFAULTS.copy()
+    vp.set_live_values(v)
+    qtbot.waitUntil(lambda: vp.stats["degraded"], timeout=5000)
+    qtbot.wait(100)
+    renders, n0 = vp.stats["renders"], len(presented)
+    for i in range(1, 6):
+        v = v.copy()
+        v[CI["yaw"]] = 2.0 * i
+        vp.set_live_values(v)
+        qtbot.waitUntil(lambda r=renders + i: vp.stats["renders"] >= r, timeout=5000)
+        qtbot.wait(30)  # Qt's 5 ms update timer would have fired by now
+    assert vp.stats["renders"] == renders + 5
+    assert presented[n0:] == list(range(renders + 1, renders + 6))  # each pose once
+    assert isinstance(vp._gl._gl_finish, ctypes._CFuncPtr)
+    vp.set_live_values(None)
+
+
 @pytest.fixture
 def studio_window(qtbot, tmp_path):
     """The studio main window on the demo project, shown and active (child only)."""
