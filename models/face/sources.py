@@ -5,9 +5,12 @@ an RGB uint8 array ``[H, W, 3]``; ``fps`` and ``size`` (width, height) describe 
 ``close()`` releases it (sources are also context managers).
 
 - webcam: ``"0"``, ``"1"``... (or an int). cv2.VideoCapture; requested resolution and fps are
-  asked for, the camera decides. Timestamps are the monotonic clock since the first frame.
-  No camera: CameraUnavailableError at open. A read failing mid-session (unplugged):
-  CameraDisconnectedError from the iterator, after every frame read so far was yielded.
+  asked for, the camera decides. Timestamps are the monotonic clock since the first frame, taken
+  when the frame arrived. A grabber thread reads the camera continuously and the iterator yields
+  the newest frame (``frames_dropped`` counts the ones it skipped): VideoCapture queues frames,
+  so a consumer slower than the camera (tracking on a busy CPU) would otherwise get ever older
+  ones. No camera: CameraUnavailableError at open. A read failing mid-session (unplugged):
+  CameraDisconnectedError from the iterator, after the newest frame read so far was yielded.
 - video file: decoded with PyAV; timestamps are the frames' presentation times from 0.
 - image sequence: a folder (its .png/.jpg/.jpeg/.bmp/.tif/.tiff/.webp files in name order,
   numbers compared as numbers) or a glob pattern; timestamps ``i / fps`` (default 25).
@@ -20,6 +23,7 @@ from __future__ import annotations
 import glob as _glob
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,29 +172,88 @@ class CameraSource(FrameSource):
         self.size = (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                      int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))  # fmt: skip
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or fps or 30.0)
+        self.frames_dropped = 0  # frames the camera delivered that nobody asked for in time
+        # The grabber's slot: (sequence number, arrival time, BGR frame), or the end.
+        self._slot: tuple[int, float, np.ndarray] | None = None
+        self._failed = False  # the camera stopped delivering (the grabber saw a failed read)
+        self._ready = threading.Condition()
+        self._grabber: threading.Thread | None = None
+
+    def _grab(self) -> None:
+        """Grabber thread: read frames as the camera delivers them, keep only the newest.
+        cv2's read releases the GIL while it waits for the device."""
+        seq = 0
+        try:
+            while not self._closed:
+                ok, bgr = self._cap.read()
+                now = time.monotonic()
+                with self._ready:
+                    if not ok or bgr is None:
+                        self._failed = True
+                        self._ready.notify_all()
+                        return
+                    seq += 1
+                    self._slot = (seq, now, bgr)
+                    self._ready.notify_all()
+        finally:
+            if self._closed:  # close() did not wait for a read stuck in the driver
+                self._release_capture()
 
     def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
         import cv2
 
+        if self._grabber is None:
+            self._grabber = threading.Thread(
+                target=self._grab, name=f"camera-{self.index}-grabber", daemon=True
+            )
+            self._grabber.start()
         t0 = None
+        last = 0
         while not self._closed:
-            ok, bgr = self._cap.read()
-            now = time.monotonic()
-            if not ok or bgr is None:
-                if self._closed:
-                    return
+            with self._ready:
+                while (
+                    not self._closed
+                    and not self._failed
+                    and (self._slot is None or self._slot[0] == last)
+                ):
+                    self._ready.wait(0.5)
+                slot = self._slot if self._slot is not None and self._slot[0] != last else None
+                failed = self._failed
+            if self._closed:
+                return
+            if slot is None:  # failed, and the newest frame was yielded already
                 raise CameraDisconnectedError(
                     f"camera {self.index} stopped delivering frames after {self.frames_read} "
                     "(unplugged?)"
                 )
+            seq, arrived, bgr = slot
+            self.frames_dropped += seq - last - 1
+            last = seq
             if t0 is None:
-                t0 = now
-            yield now - t0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                t0 = arrived
+            yield arrived - t0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if failed and self._slot is not None and self._slot[0] == last:
+                raise CameraDisconnectedError(
+                    f"camera {self.index} stopped delivering frames after {self.frames_read} "
+                    "(unplugged?)"
+                )
 
     def close(self) -> None:
         super().close()
-        if self._cap is not None:
-            self._cap.release()
+        with self._ready:
+            self._ready.notify_all()
+        grabber = self._grabber
+        if grabber is not None and grabber is not threading.current_thread():
+            grabber.join(timeout=2.0)  # a read in flight ends within a frame interval
+            if grabber.is_alive():
+                return  # releasing under a read would crash the driver: the grabber does it
+        self._release_capture()
+
+    def _release_capture(self) -> None:
+        with self._ready:
+            cap, self._cap = self._cap, None
+        if cap is not None:
+            cap.release()
 
 
 # ------------------------------------------------------------------------------------ video

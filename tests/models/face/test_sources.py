@@ -64,13 +64,20 @@ def test_missing_paths_and_bad_files(tmp_path):
 
 
 class _FakeCapture:
-    def __init__(self, frames, opened=True):
+    """cv2.VideoCapture stand-in delivering ``frames`` one every ``interval`` seconds (a real
+    camera's read blocks until its next frame), then failing (unplugged)."""
+
+    def __init__(self, frames, opened=True, interval=0.01):
         self.frames, self.opened, self.released = list(frames), opened, False
+        self.interval = interval
 
     def isOpened(self):
         return self.opened
 
     def read(self):
+        import time
+
+        time.sleep(self.interval)
         if not self.frames:
             return False, None
         return True, self.frames.pop(0)
@@ -111,6 +118,43 @@ def test_camera_unplugged_mid_session(monkeypatch):
     assert len(got) == 3 and got[0][0, 0, 0] == 100  # BGR -> RGB
     src.close()
     assert cap.released
+
+
+def test_a_slow_reader_gets_the_newest_camera_frame(monkeypatch):
+    import time
+
+    import cv2
+
+    n = 40
+    frames = [np.full((48, 64, 3), i, np.uint8) for i in range(1, n + 1)]  # pixel = frame number
+    cap = _FakeCapture(frames, interval=0.005)  # a 200 fps camera
+    monkeypatch.setattr(cv2, "VideoCapture", lambda i: cap)
+    src = open_source(0)
+    got = []
+    with pytest.raises(CameraDisconnectedError):
+        for _t, f in src:
+            got.append(int(f[0, 0, 0]))
+            time.sleep(0.03)  # tracking slower than the camera
+    src.close()
+    # Newest frames, not a growing backlog: the camera's last frame arrives well before a reader
+    # that took every frame in turn would reach it, and every frame is delivered once at most.
+    assert got == sorted(set(got)) and got[-1] == n
+    assert len(got) < n // 2 and src.frames_dropped == n - len(got)
+    assert cap.released
+
+
+def test_closing_a_camera_stops_its_grabber(monkeypatch):
+    import threading
+
+    import cv2
+
+    cap = _FakeCapture([np.zeros((48, 64, 3), np.uint8)] * 1000, interval=0.005)
+    monkeypatch.setattr(cv2, "VideoCapture", lambda i: cap)
+    src = open_source(0)
+    assert src.read() is not None
+    src.close()
+    assert cap.released
+    assert not any(t.name.startswith("camera-0-grabber") for t in threading.enumerate())
 
 
 def test_real_camera_probe_is_quick():
