@@ -93,17 +93,18 @@ class MotionConditions:
         parts = []
         idx = np.arange(start, stop)
         for name, width in (("emotion", 8), ("eye_open", 2), ("eye_ball", 6), ("x_c", 63)):
-            a = np.asarray(getattr(self, name), dtype=np.float32)
+            a = np.asarray(getattr(self, name))
             if name == "x_c":
                 a = a.reshape(-1)
             if a.shape[-1] != width or a.ndim not in (1, 2):
                 raise ValueError(f"MotionConditions.{name}: expected [{width}] or [T, {width}]")
-            if not np.all(np.isfinite(a)):
+            # Pick the rows first: converting / checking a whole [T, width] array per window
+            # would cost O(T) per window (an hour of audio is 90k frames).
+            rows = a if a.ndim == 1 else a[np.minimum(idx, a.shape[0] - 1)]
+            rows = np.asarray(rows, dtype=np.float32)
+            if not np.all(np.isfinite(rows)):
                 raise ValueError(f"MotionConditions.{name} has NaN/inf values")
-            if a.ndim == 1:
-                parts.append(np.broadcast_to(a, (idx.size, width)))
-            else:
-                parts.append(a[np.minimum(idx, a.shape[0] - 1)])
+            parts.append(np.broadcast_to(rows, (idx.size, width)) if a.ndim == 1 else rows)
         return np.concatenate(parts, axis=1)
 
 
@@ -211,7 +212,9 @@ class GenerationProgress:
     resumed (later windows crossfade into its last frames): copy it to keep it. Frames before
     ``preview_from`` are unchanged since the previous preview, so a consumer that keeps its own
     converted copy only needs ``preview[preview_from:]`` (O(window) per window; converting the
-    whole preview every window is O(frames^2) over a long generation)."""
+    whole preview every window is O(frames^2) over a long generation). Row 0 of the preview is
+    frame ``preview_offset`` of the features (the start of the generated span: 0 unless a
+    ``frame_range`` with context starts later)."""
 
     step: int
     total: int
@@ -220,6 +223,7 @@ class GenerationProgress:
     preview: np.ndarray | None = None
     result: np.ndarray | None = None
     preview_from: int = 0
+    preview_offset: int = 0
 
     @property
     def fraction(self) -> float:
@@ -729,7 +733,10 @@ def iter_generate_motion(
     ("ddim" or "lcm") / eta (DDIM only; Ditto samples with 1). overlap: frames shared by
     consecutive windows. intensity [T]: per-frame scale of the audio-driven part (1 = as
     trained). limits (lo [265], hi [265]): clamp of the x0 prediction at every step and of the
-    output (magnitude control).
+    output, in the packed (model) space. A raw clamp: it bounds scale, translation and
+    expression, but clamping the pose-bin logits does not bound the decoded angles (the
+    softmax of clamped logits can still peak anywhere); studio.generation's MotionLimits bound
+    the decoded motion per region (degrees, expression scale per face region).
 
     Constraints (need ``init_motion [T, 265]``, the current motion): ``frame_range (start, end)``
     regenerates only those frames; ``regions`` (names from REGIONS, or a bool mask [265])
@@ -920,7 +927,7 @@ def iter_generate_motion(
             preview.flags.writeable = False
             yield GenerationProgress(
                 done, total, k, len(starts), preview=preview,
-                preview_from=min(changed, preview.shape[0]),
+                preview_from=min(changed, preview.shape[0]), preview_offset=span0,
             )  # fmt: skip
 
     result = joined[:, : span1 - span0]

@@ -115,7 +115,9 @@ class PretrainedMotionModel:
         **kwargs,
     ) -> Iterator:
         """:func:`models.motion_sampling.iter_generate_motion` on this model, in Ditto's packed
-        space: previews and the result are denormalised ``[T, 265]`` (float64).
+        space: previews and the result are denormalised ``[T, 265]`` (float64); a preview is a
+        read-only view, valid until the generator is resumed, whose frames before
+        ``preview_from`` are as in the previous preview (only the changed ones are converted).
 
         channels [T, 90]: conditions (see :meth:`conditions`); ref_channels [90]: the motion
         before frame 0 (default: the resting face); init_motion [T, 265] packed (for
@@ -132,11 +134,19 @@ class PretrainedMotionModel:
         ref[self.stats.constant] = 0.0
         if init_motion is not None:
             kwargs["init_motion"] = self.stats.normalize(init_motion)
+        shown = None  # [T, 265] the denormalised preview so far
         for p in iter_generate_motion(
             self.model, feats, self.conditions(channels), ref.astype(np.float32), **kwargs
         ):
             if p.preview is not None:
-                p.preview = self.stats.denormalize(p.preview)
+                # Only the frames the window changed (from preview_from on): O(window) per
+                # window, not O(frames so far).
+                if shown is None:
+                    shown = np.zeros((feats.shape[0], p.preview.shape[1]), dtype=np.float64)
+                n, f = p.preview.shape[0], p.preview_from
+                shown[f:n] = self.stats.denormalize(p.preview[f:])
+                p.preview = shown[:n].view()
+                p.preview.flags.writeable = False
             if p.result is not None:
                 p.result = self.stats.denormalize(p.result)
             yield p

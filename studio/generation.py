@@ -32,10 +32,12 @@ Pipeline:
 Device: ``"auto"`` uses CUDA when available, ``"cpu"`` forces the CPU, ``"cuda"``/``"gpu"``
 asks for CUDA (CPU with a notice when there is none). CUDA out-of-memory restarts the job on the
 CPU with a notice. Bad input: silent audio gives idle motion (procedural blinks and sway, jaw
-closed) with a notice; audio shorter than one model window is padded by the sampler; long audio
-runs window by window with progress; a missing model folder or a checkpoint that does not match
-raises :class:`ModelLoadError` (missing / unexpected keys listed); a model that outputs NaN/inf
-raises :class:`GenerationError`.
+closed) with a notice; clipped audio (>= 0.1 % of samples at full scale) gives a notice that
+lips may look exaggerated; audio shorter than one model window is padded by the sampler; long
+audio runs window by window with progress, each window's preview costing O(window) (the
+preview is the changed tail, see GenerationProgress); a missing model folder or a checkpoint
+that does not match raises :class:`ModelLoadError` (missing / unexpected keys listed); a model
+that outputs NaN/inf raises :class:`GenerationError`.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from models.motion_space import (
     EMOTIONS,
     EXP_CHANNELS,
     EYES,
+    JAW_OPEN_CHANNEL,
     LIPS,
     POSE_CHANNELS,
     channel_name,
@@ -80,8 +83,12 @@ from studio.document import (
 )
 
 __all__ = [
+    "CLIPPED_FRACTION",
     "DITTO_EYE_OPEN",
     "FPS",
+    "LIMIT_REGIONS",
+    "LIMIT_REGION_CHANNELS",
+    "MAX_REGION_SCALE",
     "REGIONS",
     "GenerateRequest",
     "GenerationCancelled",
@@ -90,6 +97,9 @@ __all__ = [
     "GenerationResult",
     "LoadedModel",
     "ModelLoadError",
+    "MotionLimits",
+    "PreviewBuffer",
+    "clipped_fraction",
     "default_model_available",
     "generate",
     "generation_edit",
@@ -108,6 +118,10 @@ REGIONS = ("lips", "eyes", "brows", "pose", "expression")
 DITTO_EYE_OPEN = 0.3
 # Peak level below which the audio counts as silence (about -60 dBFS).
 SILENCE_PEAK = 1e-3
+# A sample at or above this magnitude sits at full scale (16-bit full scale is 32767/32768);
+# the audio counts as clipped when at least CLIPPED_FRACTION of its samples do.
+FULL_SCALE = 0.999
+CLIPPED_FRACTION = 1e-3
 _SAMPLE_RATE = 16000  # the domain's audio is mixed at this rate (what the features use anyway)
 _EMO = slice(CHANNEL_INDEX[EMOTION_CHANNELS[0]], CHANNEL_INDEX[EMOTION_CHANNELS[-1]] + 1)
 
@@ -141,14 +155,20 @@ class GenerateRequest:
     (or "gpu"). hubert_dir: a local HuBERT folder for models with HuBERT-width audio input.
     canonical_keypoints: ``[21, 3]`` of the head (see the module docstring). overlap / context:
     window overlap and context frames around a range (model frames). ic_init: choose each
-    window's initial noise by ConsistTalk's IC-Init search (models.motion_sampling.ICInitSettings
-    defaults: 4 candidates, 30 DDIM steps with eta 0 instead of ``steps``; ddim only; neural
-    models only; several times slower). pose_smoothing: sigma in model frames (25 fps) of the
+    window's initial noise by ConsistTalk's IC-Init search (models.motion_sampling's
+    ``ICInitSettings.paper()``: beams over all windows, B=2, K=4 candidates, T'=3 of 30 DDIM
+    steps with eta 0 instead of ``steps``, tau=20; ddim only; neural models only; several
+    times slower). pose_smoothing: sigma in model frames (25 fps) of the
     zero-phase Gaussian smoothing applied to the head-pose channels (pitch, yaw, roll, tx, ty,
     tz, scale) of neural generations after sampling (models.smoothing.smooth_pose; the small
     shipped model's pose jitters about 9x its targets otherwise); 0 disables. For a range, only
     the regenerated frames are smoothed (its first and last frames kept), so every frame outside
     stays bit-exact. The procedural model is never smoothed.
+    max_angle / region_scale: magnitude limits on the decoded motion (:class:`MotionLimits`):
+    degrees bounding |pitch|, |yaw|, |roll| (one value for all three, or three), and a factor
+    0..2 per region of LIMIT_REGIONS on its expression deltas relative to the motion before
+    the generated frames; None / 1 change nothing (bit-identical). For a range, frames
+    outside it stay the take's, and the short crossfade at its edges blends toward them.
     """
 
     audio: str | Path | None = None
@@ -172,6 +192,20 @@ class GenerateRequest:
     name: str | None = None
     ic_init: bool = False
     pose_smoothing: float = DEFAULT_POSE_SMOOTHING
+    max_angle: float | Sequence[float] | None = None
+    region_scale: dict[str, float] | None = None
+
+    def limits(self) -> MotionLimits | None:
+        """The magnitude limits of ``max_angle`` / ``region_scale`` (see :class:`MotionLimits`),
+        or None when they change nothing (no angle limit, every scale 1)."""
+        angles = None
+        if self.max_angle is not None:
+            v = np.atleast_1d(np.asarray(self.max_angle, dtype=np.float64))
+            angles = tuple(float(a) for a in np.broadcast_to(v, (3,)))
+        scales = {r: float(v) for r, v in (self.region_scale or {}).items() if float(v) != 1.0}
+        if angles is None and not scales:
+            return None
+        return MotionLimits(angles, scales)
 
     def validated(self) -> GenerateRequest:
         """Check the settings; returns self. Raises GenerationError naming the bad one."""
@@ -207,7 +241,90 @@ class GenerateRequest:
             a, b = (int(v) for v in self.frame_range)
             if not 0 <= a < b:
                 raise GenerationError(f"range must satisfy 0 <= A < B, got {a}:{b}")
+        if self.max_angle is not None:
+            try:
+                v = np.atleast_1d(np.asarray(self.max_angle, dtype=np.float64))
+            except (TypeError, ValueError):
+                v = np.array([np.nan])
+            if v.shape not in ((1,), (3,)) or not np.all(np.isfinite(v)) or np.any(v < 0):
+                raise GenerationError(
+                    "max angle must be degrees >= 0 (one for pitch, yaw and roll, or three), "
+                    f"got {self.max_angle!r}"
+                )
+        for r, v in (self.region_scale or {}).items():
+            if r not in LIMIT_REGIONS:
+                raise GenerationError(
+                    f"unknown region {r!r} to scale; choose from {', '.join(LIMIT_REGIONS)}"
+                )
+            try:
+                ok = math.isfinite(float(v)) and 0.0 <= float(v) <= MAX_REGION_SCALE
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise GenerationError(f"scale of {r} must be in 0..{MAX_REGION_SCALE:g}, got {v!r}")
         return self
+
+
+# Face regions whose expression a generation can scale (MotionLimits): the keypoint groups of
+# models.motion_space, with the jaw (its keypoints plus the jaw-open channel, which the lips
+# group carries) apart from the lips so that mouth opening and lip shape scale separately.
+LIMIT_REGIONS = ("lips", "jaw", "brows", "eyes")
+MAX_REGION_SCALE = 2.0
+
+
+def _limit_region_channels() -> dict[str, list[int]]:
+    from models.motion_space import KEYPOINTS, NUM_KEYPOINTS
+
+    jaw_kps = [k.index for k in KEYPOINTS if k.region == "jaw"]
+    groups = {"lips": LIPS, "jaw": jaw_kps, "brows": BROWS, "eyes": EYES}
+    out = {}
+    for r, kps in groups.items():
+        names = [channel_name(k, a) for k in kps for a in range(3)]
+        names = [n for n in names if n != JAW_OPEN_CHANNEL]
+        if r == "jaw":
+            names.append(JAW_OPEN_CHANNEL)
+        out[r] = [CHANNEL_INDEX[n] for n in names]
+    assert all(0 <= k < NUM_KEYPOINTS for kps in groups.values() for k in kps)
+    return out
+
+
+LIMIT_REGION_CHANNELS: dict[str, list[int]] = _limit_region_channels()
+
+
+@dataclass(frozen=True)
+class MotionLimits:
+    """Magnitude limits on *decoded* motion (document units), as the Generate dialog and
+    ``generate --max-angle / --region-scale`` set them.
+
+    ``max_angles``: (pitch, yaw, roll) bounds in degrees, each angle clamped to [-max, max]
+    (None: no bound). ``scales``: region (LIMIT_REGIONS) -> factor 0..2 on the expression
+    deltas of that region's channels (LIMIT_REGION_CHANNELS) relative to the reference motion,
+    ``ref + s * (exp - ref)``: 0 holds the reference, 1 leaves them, 2 doubles them. Applied
+    after decoding, so angles are bounded (clamping pose-bin logits would not bound them)."""
+
+    max_angles: tuple[float, float, float] | None = None
+    scales: dict[str, float] = field(default_factory=dict)
+
+    def apply(self, values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """``values [..., 90]`` with the limits applied (a new array); ``reference [90]``: the
+        motion the expression deltas are measured from."""
+        out = np.array(values, dtype=np.float64)
+        ref = np.asarray(reference, dtype=np.float64)
+        for r, s in self.scales.items():
+            cols = LIMIT_REGION_CHANNELS[r]
+            out[..., cols] = ref[cols] + float(s) * (out[..., cols] - ref[cols])
+        if self.max_angles is not None:
+            for name, m in zip(("pitch", "yaw", "roll"), self.max_angles, strict=True):
+                c = CHANNEL_INDEX[name]
+                np.clip(out[..., c], -float(m), float(m), out=out[..., c])
+        return out
+
+    def describe(self) -> dict:
+        """For a take's metadata."""
+        return {
+            "max_angles": None if self.max_angles is None else list(self.max_angles),
+            "scales": dict(self.scales),
+        }
 
 
 @dataclass
@@ -232,7 +349,13 @@ class GenerationProgress:
     """One report: ``step`` of ``total`` steps done, a status ``text``, new ``notices`` (lines
     for the log), now and then a ``preview [F, 90]`` of channel values for project frames
     ``preview_start .. preview_start + F - 1`` (first variation), and on the last event
-    ``result``."""
+    ``result``.
+
+    A preview is a *tail*: the frames a model window changed, from the first frame its
+    crossfade touched to the end of the motion so far; frames before ``preview_start`` are as
+    in the earlier previews. Keep them in a :class:`PreviewBuffer`: O(window) per window
+    however long the audio (an hour is 90k frames). The last event's preview is the whole
+    domain."""
 
     step: int
     total: int
@@ -492,6 +615,16 @@ class _Audio:
     clip: AudioClip | None  # a new clip to add (audio from a file not in the project)
     data: bytes | None
     span: tuple[int, int]  # project frames the audio covers
+    clipped: float = 0.0  # fraction of the clip's samples (all channels) at full scale
+
+
+def clipped_fraction(samples: np.ndarray) -> float:
+    """Fraction of ``samples`` (any shape, float in [-1, 1]) at full scale (>= FULL_SCALE):
+    measured on the file's own samples, before mixing and resampling smooth the plateaus."""
+    x = np.asarray(samples)
+    if x.size == 0:
+        return 0.0
+    return float(np.count_nonzero(np.abs(x) >= FULL_SCALE)) / x.size
 
 
 def _clip_audio(
@@ -656,16 +789,71 @@ def _spliced_take(
 
 
 # ------------------------------------------------------------------------------ helpers
-def _to_project_frames(values: np.ndarray, fps: float, count: int) -> np.ndarray:
-    """Dense values at 25 fps ``[..., T, C]`` -> ``count`` project frames (linear in time)."""
+def _to_project_frames(values: np.ndarray, fps: float, count: int, first: int = 0) -> np.ndarray:
+    """Dense values at 25 fps ``[..., T, C]`` -> project frames ``first .. count - 1``
+    ``[..., count - first, C]`` (linear in time). Reads only the model frames those need, so a
+    preview tail costs O(tail), not O(T)."""
+    first = min(max(0, int(first)), max(0, int(count)))
     if abs(fps - FPS) < 1e-9:
-        return values[..., :count, :]
-    t = np.arange(count) * (FPS / fps)
-    src = np.arange(values.shape[-2])
-    j = np.clip(np.floor(t).astype(int), 0, src.size - 1)
-    j1 = np.minimum(j + 1, src.size - 1)
+        return values[..., first:count, :]
+    t = np.arange(first, count) * (FPS / fps)
+    n = values.shape[-2]
+    j = np.clip(np.floor(t).astype(int), 0, n - 1)
+    j1 = np.minimum(j + 1, n - 1)
     w = np.clip(t - j, 0.0, 1.0)[:, None]
     return (1.0 - w) * values[..., j, :] + w * values[..., j1, :]
+
+
+def _first_changed_frame(model_frame: int, fps: float) -> int:
+    """The first project frame whose value reads model frame ``model_frame`` or a later one
+    (:func:`_to_project_frames` interpolates between frames j and j + 1); conservative."""
+    if abs(fps - FPS) < 1e-9:
+        return max(0, int(model_frame))
+    return max(0, math.floor((model_frame - 1) * fps / FPS))
+
+
+class PreviewBuffer:
+    """The preview so far, assembled from the tails that :func:`iter_generate` yields (and
+    the generation child writes): :meth:`add` ``(values [F, C], start)`` writes project frames
+    ``start .. start + F - 1`` in O(F) amortised; :attr:`values` ``[N, C]`` (float64, a view)
+    holds project frames :attr:`start` .. ``start + N - 1``, NaN where no tail reached yet."""
+
+    def __init__(self) -> None:
+        self._buf: np.ndarray | None = None
+        self.start = 0
+        self._end = 0  # one past the last frame written, project frames
+
+    def clear(self) -> None:
+        self._buf = None
+        self.start = self._end = 0
+
+    @property
+    def values(self) -> np.ndarray | None:
+        if self._buf is None:
+            return None
+        return self._buf[: self._end - self.start]
+
+    def add(self, values: np.ndarray, start: int) -> None:
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 2 or v.shape[0] == 0:
+            return
+        start, end = int(start), int(start) + v.shape[0]
+        buf = self._buf
+        if buf is not None and buf.shape[1] != v.shape[1]:
+            self.clear()
+            buf = None
+        if buf is None:
+            self.start = self._end = start
+        lo, hi = min(start, self.start), max(end, self._end)
+        if buf is None or lo < self.start or hi - lo > buf.shape[0]:
+            # Grow geometrically: O(1) amortised per frame.
+            new = np.full((max(64, 2 * (hi - lo)), v.shape[1]), np.nan)
+            if buf is not None:
+                new[self.start - lo : self._end - lo] = buf[: self._end - self.start]
+            self._buf = buf = new
+            self.start = lo
+        buf[start - lo : end - lo] = v
+        self._end = hi
 
 
 def _fixed_emotion(name: str) -> np.ndarray:
@@ -715,7 +903,10 @@ def _plan(project: Project, request: GenerateRequest) -> _Plan:
         else project.active_take.evaluate_frame(d0 - 1)
     )
     samples = _domain_audio(audio, offset, project.frame_rate, d0, d1)
-    return _Plan(fps, a, b, d0, d1, T, ra, rb, base, before, _Audio(samples, clip, data, span))
+    clipped = clipped_fraction(audio.samples)
+    return _Plan(
+        fps, a, b, d0, d1, T, ra, rb, base, before, _Audio(samples, clip, data, span, clipped)
+    )
 
 
 # ------------------------------------------------------------------------------ generation
@@ -756,6 +947,11 @@ def iter_generate(
     if silent:
         notices.append(
             "The audio is silent: generated idle motion (blinks and head sway, mouth closed)"
+        )
+    elif plan.audio.clipped >= CLIPPED_FRACTION:
+        notices.append(
+            f"The audio is clipped ({100 * plan.audio.clipped:.1f} % of samples at full "
+            "scale); lips may look exaggerated"
         )
     yield report(GenerationProgress(0, 1, "preparing", tuple(notices)))
 
@@ -817,6 +1013,9 @@ def iter_generate(
         if request.pose_smoothing > 0:
             # Zero-phase smoothing of the decoded head pose, inside the range only.
             dense = smooth_pose(dense, float(request.pose_smoothing), plan.ra, plan.rb)
+    limits = request.limits()
+    if limits is not None:  # last, so nothing after them can exceed them
+        dense = limits.apply(dense, plan.before)
     if not np.isfinite(dense).all():
         raise GenerationError("generation produced NaN/inf motion")
 
@@ -847,6 +1046,8 @@ def iter_generate(
                 "pose_smoothing": 0.0 if packed is None else float(request.pose_smoothing),
             }
         }
+        if limits is not None:
+            meta["generation"]["limits"] = limits.describe()
         takes.append(_spliced_take(project.active_take, inner[i], written, plan.a, name, meta))
     result = GenerationResult(
         takes=takes,
@@ -953,6 +1154,7 @@ def _neural(
         emotion=np.asarray(emotion_w, dtype=np.float64),
     )
     whole = request.frame_range is None and request.regions is None
+    limits = request.limits()
     kwargs: dict[str, Any] = dict(
         steps=int(request.steps),
         guidance_scale=float(request.guidance),
@@ -963,7 +1165,7 @@ def _neural(
         intensity=None if np.all(intensity == 1.0) else intensity,
     )
     if request.ic_init:
-        kwargs["ic_init"] = True  # models.motion_sampling.ICInitSettings() (the paper's)
+        kwargs["ic_init"] = True  # models.motion_sampling.ICInitSettings.paper()
     # In the model's (normalised) space.
     packed_base = model.normalize(pack_ditto(base))
     # The motion before the domain: the source's rest pose for a fresh generation (as Ditto),
@@ -981,26 +1183,35 @@ def _neural(
             kwargs["context"] = int(request.context)
         if request.regions is not None:
             kwargs["regions"] = list(request.regions)
+    from models.motion_space import unpack_ditto
+
     dev = device
     while True:
         try:
             model.to(dev)
+            shown = None  # [T, 90] the preview's channels at model frames (the take elsewhere)
             for ev in iter_generate_motion(dit, feats, cond, ref, **kwargs):
                 if ev.result is not None:
                     yield GenerationProgress(0, 0, dev, result=model.denormalize(ev.result))
                     return
-                preview = None
+                preview, first = None, 0
                 if ev.preview is not None:
-                    from models.motion_space import unpack_ditto
-
-                    packed = model.denormalize(ev.preview)
-                    p = unpack_ditto(packed, base=base[: packed.shape[0]])
-                    preview = _to_project_frames(
-                        p, plan.fps, min(plan.d1 - plan.d0, int(p.shape[0] * plan.fps / FPS))
-                    )
+                    # Convert only the frames this window changed (O(window), not O(frames so
+                    # far)) into a buffer, and send those project frames as the preview tail.
+                    if shown is None:
+                        shown = np.array(base, dtype=np.float64)
+                    m0 = ev.preview_offset + ev.preview_from
+                    m1 = ev.preview_offset + ev.preview.shape[0]
+                    packed = model.denormalize(ev.preview[ev.preview_from :])
+                    shown[m0:m1] = unpack_ditto(packed, base=base[m0:m1])
+                    if limits is not None:
+                        shown[m0:m1] = limits.apply(shown[m0:m1], plan.before)
+                    count = min(plan.d1 - plan.d0, int(m1 * plan.fps / FPS))
+                    first = min(_first_changed_frame(m0, plan.fps), count)
+                    preview = _to_project_frames(shown[:m1], plan.fps, count, first)
                 text = f"step {ev.step}/{ev.total} (window {ev.window + 1}/{ev.num_windows})"
                 yield GenerationProgress(
-                    ev.step, ev.total, text, preview=preview, preview_start=plan.d0
+                    ev.step, ev.total, text, preview=preview, preview_start=plan.d0 + first
                 )
             return
         except Exception as exc:

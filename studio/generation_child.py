@@ -11,10 +11,14 @@ Protocol: one JSON object per line on stdout, flushed per line:
 
 - ``{"step", "total", "text"}`` per progress event of :func:`studio.generation.iter_generate`
   (every denoising step), plus ``"notices": [...]`` when it has new notices (model fallback,
-  CPU retry after CUDA ran out of memory) and ``"preview": "<file>", "preview_start": frame``
-  when a preview was written: an ``.npy`` array ``[F, 90]`` float32 of channel values for
-  project frames ``preview_start ..``, replaced atomically (``os.replace``) in ``--out-dir``,
-  alternating between two names so the reader never sees a half file;
+  clipped or silent audio, CPU retry after CUDA ran out of memory) and ``"preview": "<file>",
+  "preview_start": frame`` when a preview was written: an ``.npy`` array ``[F, 90]`` float32
+  of channel values for project frames ``preview_start .. preview_start + F - 1``, the *tail*
+  that the latest model window changed (frames before it are as in the earlier previews; the
+  reader assembles the tails in order, e.g. in a studio.generation.PreviewBuffer), so each
+  window costs O(window) however long the audio. Each tail has its own name
+  (``preview-<n>.npy``, written to a temporary name and renamed into place, so the reader never
+  sees a half file nor loses a tail it has not read yet); the reader deletes a tail once read;
 - ``{"done": true, "result": "<file>", "frame_range", "notices", "model", "device"}`` at the
   end (exit 0): the takes, and the audio clip with its data when the audio came from a file,
   saved as a small project file (:func:`save_result`, read back by :func:`load_result`);
@@ -155,7 +159,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _write_preview(folder: Path, index: int, values: np.ndarray) -> str:
-    name = f"preview-{index % 2}.npy"
+    name = f"preview-{index}.npy"
     tmp = folder / f".{name}.tmp"
     with open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(values, dtype=np.float32))
@@ -164,9 +168,10 @@ def _write_preview(folder: Path, index: int, values: np.ndarray) -> str:
 
 
 def _remove_previews(folder: Path) -> None:
-    for name in ("preview-0.npy", "preview-1.npy", ".preview-0.npy.tmp", ".preview-1.npy.tmp"):
-        with contextlib.suppress(OSError):
-            (folder / name).unlink()
+    for pattern in ("preview-*.npy", ".preview-*.npy.tmp"):
+        for path in folder.glob(pattern):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def run(

@@ -1,6 +1,10 @@
 """``talking-head-studio generate PROJECT --audio WAV --out PROJECT2``: generate motion from speech
 as new take(s) of a project (headless; the studio's Animation > Generate from Audio).
 
+Magnitude limits: ``--max-angle DEG`` bounds head pitch, yaw and roll; ``--region-scale
+lips=0.8`` (repeatable; lips, jaw, brows, eyes) scales a region's expression movement (0..2).
+Notices (fallback model, silent or clipped audio) are printed as ``note:`` lines.
+
 The audio is embedded in the project when it is not there yet (at frame 0). The generated takes
 are added after the existing ones, the first becomes active, and the result is saved to ``--out``
 atomically. Progress goes to stderr.
@@ -79,6 +83,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="sigma in frames (25 fps) of the zero-phase Gaussian smoothing of the generated "
         "head pose, neural models only (default 2.5; 0 disables)",
     )
+    p.add_argument(
+        "--max-angle",
+        default=None,
+        metavar="DEG",
+        help="largest head pitch, yaw and roll in degrees either way (one value, or P,Y,R); "
+        "default: no limit",
+    )
+    p.add_argument(
+        "--region-scale",
+        action="append",
+        default=[],
+        metavar="REGION=S",
+        help="scale a region's expression movement, 0..2 (1: as generated); regions lips, jaw, "
+        "brows, eyes; repeatable, e.g. --region-scale lips=0.8 --region-scale brows=1.2",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
 
@@ -96,6 +115,52 @@ def _parse_range(text: str | None):
     return a, b
 
 
+def _parse_max_angle(text: str | None):
+    """``DEG`` or ``P,Y,R`` -> a float or a (pitch, yaw, roll) tuple; None: no limit."""
+    import math
+
+    from studio.cli import CliError
+
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 3) or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise CliError(f"--max-angle must be degrees >= 0 (DEG or P,Y,R), got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _parse_region_scales(items: list[str]) -> dict[str, float] | None:
+    """``["lips=0.8", ...]`` -> ``{"lips": 0.8, ...}``; None when empty."""
+    import math
+
+    from studio.cli import CliError
+    from studio.generation import LIMIT_REGIONS, MAX_REGION_SCALE
+
+    scales: dict[str, float] = {}
+    for item in items:
+        region, sep, value = item.partition("=")
+        region = region.strip()
+        if not sep or region not in LIMIT_REGIONS:
+            raise CliError(
+                f"--region-scale must be REGION=S with REGION one of {', '.join(LIMIT_REGIONS)}, "
+                f"got {item!r}"
+            )
+        try:
+            s = float(value)
+        except ValueError:
+            s = math.nan
+        if not (math.isfinite(s) and 0.0 <= s <= MAX_REGION_SCALE):
+            raise CliError(
+                f"--region-scale {region}: the scale must be in 0..{MAX_REGION_SCALE:g}, "
+                f"got {value!r}"
+            )
+        scales[region] = s
+    return scales or None
+
+
 def run(args: argparse.Namespace) -> int:
     from studio.cli import CliError
     from studio.document.fileformat import save_project
@@ -107,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     regions = None
     if args.regions:
         regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    max_angle = _parse_max_angle(args.max_angle)
+    region_scale = _parse_region_scales(args.region_scale)
     project = load_project_or_fail(args.project)
 
     from studio.generation import GenerateRequest, generation_edit, iter_generate
@@ -126,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         hubert_dir=args.hubert,
         ic_init=args.ic_init,
+        max_angle=max_angle,
+        region_scale=region_scale,
         **({} if args.pose_smoothing is None else {"pose_smoothing": args.pose_smoothing}),
     ).validated()
     result = None

@@ -69,6 +69,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "Generate lip-sync, eye and head motion from speech as new take(s)"),
     ActionSpec("regenerate_range", "&Regenerate Range…", "Animation", ("Ctrl+Shift+G",), None,
                "Generate new motion for the play range only; the rest of the take is kept"),
+    ActionSpec("auto_emotion", "Auto-&Emotion from Take", "Animation", (), None,
+               "Key the emotion curve from the active take's expression (the play range, or "
+               "the whole take); one undo step"),
     # Playback
     ActionSpec("play", "&Play / Pause", "Playback", ("Space",), "play",
                "Play the play range from the playhead, or pause"),

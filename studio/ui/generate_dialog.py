@@ -1,15 +1,18 @@
 """Animation > Generate from Audio (Ctrl+G) and Regenerate Range: the generation dialog.
 
 The dialog builds a :class:`studio.generation.GenerateRequest` (audio clip or file, whole clip
-or the play range, regions, emotion, intensity, steps, sampler, seed with a dice button,
-variations, model, device) and runs it in a child process (:class:`GenerationProcess`,
+or the play range, regions, emotion, intensity, limits: the largest head angle and a movement
+scale for lips / jaw / brows / eyes, steps, sampler, seed with a dice button, variations,
+model, device) and runs it in a child process (:class:`GenerationProcess`,
 ``python -m studio.generation_child``) on a snapshot of the project saved to a temporary .ths
 (takes are immutable, so the snapshot is cheap and the GUI can keep editing). Not a thread:
 importing torch, loading the model and the Python-heavy sampling steps hold the GIL for up to
 ~0.3 s at a time, and the GUI thread stalled behind them (issue 5: no stall over 100 ms during
 generation). Every denoising step reports progress (shown at most PROGRESS_INTERVAL_S apart);
 Cancel sends SIGINT and the child stops at its next step. Previews of the motion so far (one
-per model window, an .npy the child writes) are drawn as a jaw-open curve in the dialog and,
+per model window: an .npy the child writes holding only the frames that window changed, put
+together here in a studio.generation.PreviewBuffer, so a window costs the same at the end of
+an hour of audio as at its start) are drawn as a jaw-open curve in the dialog and,
 when the viewport has ``set_live_values``, shown on the head at the current frame. The result
 (a small project file with the new takes) arrives as new take(s) through one undoable
 CompoundEdit (studio.generation.generation_edit), with a line in the log.
@@ -17,6 +20,7 @@ CompoundEdit (studio.generation.generation_edit), with a line in the log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -50,9 +54,12 @@ from PySide6.QtWidgets import (
 from models.motion_space import CHANNEL_INDEX, EMOTIONS, JAW_OPEN_CHANNEL
 from studio.document import Project
 from studio.generation import (
+    LIMIT_REGIONS,
+    MAX_REGION_SCALE,
     REGIONS,
     GenerateRequest,
     GenerationResult,
+    PreviewBuffer,
     default_model_available,
     generation_edit,
     intensity_model_available,
@@ -93,7 +100,8 @@ CHILD_TORCH_THREADS = 0
 
 def generation_job(project: Project, request: GenerateRequest):
     """Worker job (Qt-free): yields studio.workers Progress (``preview``: ``(values [F, 90],
-    start frame)`` or None, with new notices in the text) and returns the GenerationResult."""
+    start frame, notices)`` or None; the values are a tail, see
+    studio.generation.GenerationProgress) and returns the GenerationResult."""
     result = None
     for ev in iter_generate(project, request):
         if ev.result is not None:
@@ -104,6 +112,24 @@ def generation_job(project: Project, request: GenerateRequest):
             preview = (None, 0, ev.notices)
         yield Progress(ev.fraction, ev.text, preview)
     return result
+
+
+def merge_tails(
+    old: tuple[np.ndarray, int] | None, new: tuple[np.ndarray, int] | None
+) -> tuple[np.ndarray, int] | None:
+    """Two preview tails ``(values [F, C], start frame)`` as one, ``new`` over ``old`` (frames
+    that neither covers, never the case for consecutive tails, are NaN)."""
+    if old is None or new is None:
+        return new if old is None else old
+    (va, sa), (vb, sb) = old, new
+    if sb <= sa and sb + vb.shape[0] >= sa + va.shape[0]:
+        return new
+    start = min(sa, sb)
+    end = max(sa + va.shape[0], sb + vb.shape[0])
+    out = np.full((end - start, vb.shape[1]), np.nan, dtype=np.result_type(va, vb))
+    out[sa - start : sa - start + va.shape[0]] = va
+    out[sb - start : sb - start + vb.shape[0]] = vb
+    return out, start
 
 
 def generation_command(snapshot: Path, request_file: Path, out_dir: Path) -> tuple[str, list[str]]:
@@ -123,12 +149,14 @@ class GenerationProcess(ChildProcess):
     ``start`` saves ``project`` (a snapshot) and the request to a temporary folder in a Python
     thread, then starts the child. Its JSON lines become ``progress`` reports shaped as
     :func:`generation_job`'s: ``Progress(fraction, text, (values [F, 90] | None, start frame,
-    notices))``; reports that arrive together or within the rate limit are coalesced (the
-    newest text and preview; no notice is dropped). ``finished_ok`` carries the
-    GenerationResult read from the child's result file. ``cancel`` sends SIGINT (the child
-    stops at its next step); ``failed`` carries the child's one-line error, or "the generation
-    process stopped unexpectedly" with the last line of its stderr (the whole tail goes to the
-    log). The temporary folder (snapshot, previews, result) is removed at the end.
+    notices))``, the values a preview tail; reports that arrive together or within the rate
+    limit are coalesced (the newest text; their tails merged, newer over older, see
+    :func:`merge_tails`; no notice is dropped). Each tail file is deleted once read.
+    ``finished_ok`` carries the GenerationResult read from the child's result file.
+    ``cancel`` sends SIGINT (the child stops at its next step); ``failed`` carries the child's
+    one-line error, or "the generation process stopped unexpectedly" with the last line of its
+    stderr (the whole tail goes to the log). The temporary folder (snapshot, previews, result)
+    is removed at the end.
     """
 
     what = "generation"
@@ -152,7 +180,7 @@ class GenerationProcess(ChildProcess):
 
     def handle_lines(self, messages: list[dict[str, Any]]) -> Progress | None:
         latest: dict[str, Any] | None = None
-        preview: tuple[str, int] | None = None
+        tail: tuple[np.ndarray, int] | None = None
         notices: list[str] = []
         for msg in messages:
             if "error" in msg:
@@ -162,26 +190,33 @@ class GenerationProcess(ChildProcess):
             elif "step" in msg:
                 latest = msg
                 notices += [str(n) for n in msg.get("notices") or ()]
-                if msg.get("preview"):
-                    preview = (str(msg["preview"]), int(msg.get("preview_start", 0)))
+                if msg.get("preview"):  # every tail, in order: each holds frames the next lacks
+                    tail = merge_tails(tail, self._read_tail(msg))
         if latest is None or self.is_cancel_requested:
             return None
-        values, start = None, 0
-        if preview is not None and self.folder is not None:
-            try:
-                values = np.load(self.folder / Path(preview[0]).name, allow_pickle=False)
-                start = preview[1]
-            except (OSError, ValueError):
-                values = None  # replaced under us: the next one comes soon
         held = self.pending.preview if self.pending is not None else None
         if held is not None:  # a report not shown yet: keep its preview and notices
-            if values is None:
-                values, start = held[0], held[1]
+            old = None if held[0] is None else (held[0], held[1])
+            tail = merge_tails(old, tail)
             notices = [*held[2], *notices]
+        values, start = (None, 0) if tail is None else tail
         step, total = int(latest.get("step", 0)), int(latest.get("total", 1))
         fraction = min(1.0, step / max(1, total))
         extra = None if values is None and not notices else (values, start, tuple(notices))
         return Progress(fraction, str(latest.get("text", "")), extra)
+
+    def _read_tail(self, msg: dict[str, Any]) -> tuple[np.ndarray, int] | None:
+        """The preview tail a step line names (deleted once read), or None."""
+        if self.folder is None:
+            return None
+        path = self.folder / Path(str(msg["preview"])).name
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # removed at the end of the job: the result follows
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return values, int(msg.get("preview_start", 0))
 
     def _read_result(self, msg: dict[str, Any]) -> None:
         assert self.folder is not None
@@ -251,14 +286,25 @@ class JawPreview(QWidget):
         if v is None or v.size == 0:
             p.drawText(r, Qt.AlignmentFlag.AlignCenter, "preview appears while generating")
             return
-        top = max(0.05, float(v.max()))
-        bottom = min(0.0, float(v.min()))
+        finite = v[np.isfinite(v)]
+        top = max(0.05, float(finite.max(initial=0.0)))
+        bottom = min(0.0, float(finite.min(initial=0.0)))
         w, h = r.width() - 8, r.height() - 20
+        # At most two points per pixel: a long take must not cost a path of 90k points.
+        idx = np.arange(v.size)
+        if v.size > 2 * max(1, w):
+            idx = np.unique(np.linspace(0, v.size - 1, 2 * max(1, w)).astype(int))
         path = QPainterPath()
-        for i, y in enumerate(v):
-            x = r.left() + 4 + w * i / max(1, self._frames - 1)
+        pen_down = False
+        for i in idx:
+            y = float(v[i])
+            if not np.isfinite(y):  # frames no preview reached yet
+                pen_down = False
+                continue
+            x = r.left() + 4 + w * int(i) / max(1, self._frames - 1)
             yy = r.bottom() - 4 - h * (y - bottom) / (top - bottom)
-            path.lineTo(QPointF(x, yy)) if i else path.moveTo(QPointF(x, yy))
+            path.lineTo(QPointF(x, yy)) if pen_down else path.moveTo(QPointF(x, yy))
+            pen_down = True
         p.setPen(QPen(QColor(COLORS["accent"]), 1.5))
         p.drawPath(path)
 
@@ -297,6 +343,7 @@ class GenerateDialog(QDialog):
         self._model_folder: Path | None = None
         self._noticed: set[str] = set()
         self._preview_range: tuple[int, int] | None = None
+        self._preview_buf = PreviewBuffer()  # the preview tails so far, by project frame
         self._head_shown: np.ndarray | None = None  # the pose last shown on the viewport
         self._build(device)
         self.refresh(frame_range)
@@ -367,6 +414,7 @@ class GenerateDialog(QDialog):
         grid.addWidget(QLabel("Intensity"), 3, 0)
         grid.addWidget(self.intensity, 3, 1, 1, 2)
         layout.addWidget(what)
+        layout.addWidget(self._build_limits())
 
         samp = QGroupBox("Sampling")
         form2 = QFormLayout(samp)
@@ -472,6 +520,41 @@ class GenerateDialog(QDialog):
         layout.addLayout(buttons)
         self.setMinimumWidth(480)
 
+    def _build_limits(self) -> QGroupBox:
+        """Magnitude limits on the generated motion (studio.generation.MotionLimits)."""
+        box = QGroupBox("Limits")
+        box.setObjectName("limits")
+        grid = QGridLayout(box)
+        self.max_angle = QDoubleSpinBox()
+        self.max_angle.setObjectName("max_angle")
+        self.max_angle.setRange(0.0, 90.0)
+        self.max_angle.setDecimals(1)
+        self.max_angle.setSingleStep(1.0)
+        self.max_angle.setSuffix("°")
+        self.max_angle.setSpecialValueText("No limit")  # shown at 0
+        self.max_angle.setToolTip(
+            "Largest head pitch, yaw and roll, in degrees either way (No limit: as generated)"
+        )
+        grid.addWidget(QLabel("Head angle ±"), 0, 0)
+        grid.addWidget(self.max_angle, 0, 1, 1, 2)
+        self.region_scale: dict[str, QDoubleSpinBox] = {}
+        for i, r in enumerate(LIMIT_REGIONS):
+            spin = QDoubleSpinBox()
+            spin.setObjectName(f"scale_{r}")
+            spin.setRange(0.0, MAX_REGION_SCALE)
+            spin.setDecimals(2)
+            spin.setSingleStep(0.1)
+            spin.setValue(1.0)
+            spin.setSuffix("×")
+            spin.setToolTip(
+                f"Scale the {r} movement relative to the face before it: 0 holds it still, "
+                "1 as generated, 2 doubles it"
+            )
+            grid.addWidget(QLabel(r.capitalize()), 1 + i // 2, 2 * (i % 2))
+            grid.addWidget(spin, 1 + i // 2, 2 * (i % 2) + 1)
+            self.region_scale[r] = spin
+        return box
+
     # ------------------------------------------------------------------------------ state
     @property
     def is_running(self) -> bool:
@@ -563,6 +646,11 @@ class GenerateDialog(QDialog):
             model=self.model.currentData(),
             device=self.device.currentData(),
             ic_init=self.ic_init.isChecked(),
+            max_angle=self.max_angle.value() or None,
+            region_scale={
+                r: spin.value() for r, spin in self.region_scale.items() if spin.value() != 1.0
+            }
+            or None,
         )
 
     def set_model(self, spec: str | Path) -> None:
@@ -588,6 +676,7 @@ class GenerateDialog(QDialog):
         self.preview.set_range((fr[1] - fr[0]) if fr else project.duration)
         self.preview.set_values(None)
         self._preview_range = fr
+        self._preview_buf.clear()
         self._head_shown = None
         self.result = None
         self._noticed = set()
@@ -635,11 +724,15 @@ class GenerateDialog(QDialog):
             self.status.setText(report.text)
         if report.preview is None:
             return
-        values, start, notices = report.preview
+        tail, tail_start, notices = report.preview
         for note in notices:
             self._notice(note)
-        if values is None:
+        if tail is None:
             return
+        # The child sends only the frames each window changed (O(window) however long the
+        # audio); they are assembled here.
+        self._preview_buf.add(tail, tail_start)
+        values, start = self._preview_buf.values, self._preview_buf.start
         fr = self._preview_range
         jaw = values[:, CHANNEL_INDEX[JAW_OPEN_CHANNEL]]
         if fr is not None:  # show the range only
@@ -650,7 +743,11 @@ class GenerateDialog(QDialog):
             # Only a changed pose is drawn: each head redraw is 0.1-0.4 s of the GUI thread on
             # a software GL, and a later window's preview leaves the frames before its overlap
             # (the current frame, usually) exactly as they were.
-            if 0 <= f < values.shape[0] and not np.array_equal(values[f], self._head_shown):
+            if (
+                0 <= f < values.shape[0]
+                and np.isfinite(values[f]).all()
+                and not np.array_equal(values[f], self._head_shown)
+            ):
                 try:
                     self.viewport.set_live_values(values[f])
                     self._head_shown = np.array(values[f])

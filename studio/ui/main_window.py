@@ -57,7 +57,7 @@ __all__ = ["PANELS", "MainWindow", "read_audio_job", "read_head_job"]
 log = logging.getLogger(__name__)
 
 APP_NAME = "Talking Head Studio"
-_STATE_VERSION = 4  # bump when the dock layout changes, so old saved layouts are ignored
+_STATE_VERSION = 5  # bump when the dock layout changes, so old saved layouts are ignored
 
 # Dock id -> (title, "module:Class" or None for built-in, area).
 PANELS: dict[str, tuple[str, str | None]] = {
@@ -296,6 +296,7 @@ class MainWindow(QMainWindow):
             "deselect_keys": lambda: c.select_keys(set()),
             "generate": self.show_generate_dialog,
             "regenerate_range": lambda: self.show_generate_dialog(regenerate=True),
+            "auto_emotion": self.auto_emotion_from_take,
             "play": self.toggle_play,
             "stop": self.stop_and_return,
             "shuttle_reverse": lambda: self.shuttle(-1),
@@ -365,24 +366,38 @@ class MainWindow(QMainWindow):
             self.panels[key] = panel
         d = self.docks
         # Viewport large at the top left, inspector on the right with takes/history below it,
-        # timeline + graph editor + log as tabs along the bottom (Blender/Maya habits).
-        self.addDockWidget(Qt.DockWidgetArea.TopDockWidgetArea, d["viewport"])
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["inspector"])
+        # timeline + graph editor + log as tabs under the viewport (Blender/Maya habits).
+        #
+        # Every panel docks, but QMainWindow needs a central widget ("not supported" without
+        # one): with none, each relayout of the window (a toolbar action changing its icon, a
+        # status text) moved the separator between the columns by 3 px, so the viewport crept
+        # narrower. The central widget is a fixed 0x0 placeholder at the right edge, and all
+        # panels share the left dock area (nested splits), so they get all the room and a
+        # relayout keeps their sizes.
+        left = Qt.DockWidgetArea.LeftDockWidgetArea
+        self.addDockWidget(left, d["viewport"])
+        self.splitDockWidget(d["viewport"], d["inspector"], Qt.Orientation.Horizontal)
         self.splitDockWidget(d["inspector"], d["takes"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(d["takes"], d["history"])
         self.tabifyDockWidget(d["inspector"], d["live"])  # View > Live (Ctrl+Shift+L) raises it
         d["inspector"].raise_()
         if hasattr(self.panels["live"], "set_viewport"):
             self.panels["live"].set_viewport(self.panels["viewport"])  # the head follows live
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, d["timeline"])
+        self.splitDockWidget(d["viewport"], d["timeline"], Qt.Orientation.Vertical)
         self.tabifyDockWidget(d["timeline"], d["graph"])
         self.tabifyDockWidget(d["graph"], d["log"])
         d["takes"].raise_()
         d["timeline"].raise_()
-        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
-        # No central widget: every panel docks, and the viewport takes the spare room.
-        self.setCentralWidget(None)
+        placeholder = QWidget()
+        placeholder.setObjectName("central_placeholder")
+        placeholder.setFixedSize(0, 0)
+        self.setCentralWidget(placeholder)
+        self._apply_default_sizes()
+
+    def _apply_default_sizes(self) -> None:
+        """The default panel sizes (again once the window is shown: before that Qt splits the
+        room by size hints)."""
+        d = self.docks
         self.resizeDocks([d["inspector"]], [360], Qt.Orientation.Horizontal)
         self.resizeDocks([d["viewport"], d["timeline"]], [600, 300], Qt.Orientation.Vertical)
         self.resizeDocks([d["inspector"], d["takes"]], [640, 220], Qt.Orientation.Vertical)
@@ -424,7 +439,7 @@ class MainWindow(QMainWindow):
         anim.addSeparator()
         anim.addActions([a["select_all_keys"], a["deselect_keys"]])
         anim.addSeparator()
-        anim.addActions([a["generate"], a["regenerate_range"]])
+        anim.addActions([a["generate"], a["regenerate_range"], a["auto_emotion"]])
 
         play = bar.addMenu("&Playback")
         play.addActions([a["play"], a["stop"]])
@@ -508,6 +523,27 @@ class MainWindow(QMainWindow):
         tb.addWidget(self.fps_label)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
         self.transport = tb
+        self._toolbar_spacer = spacer
+
+    def _fix_toolbar_sizes(self) -> None:
+        """Fixed sizes for everything in the transport toolbar whose text or icon changes (once
+        the window is shown: the style sheet's fonts decide the widths). A widget whose size can
+        change re-lays out the toolbar and then the whole main window on every new text (the
+        time display changes on every frame of playback and scrubbing), which repaints the 3D
+        viewport each time."""
+        tb, spacer = self.transport, self._toolbar_spacer
+        for lbl, longest in (
+            (self.time_label, "00:00+00 / 00:00+00"),
+            (self.speed_label, "+0.25×"),
+            (self.fps_label, "119.88 fps"),
+        ):
+            _fix_size(lbl, longest)
+        for spin in (self.frame_spin, self.range_start, self.range_end):
+            _fix_size(spin)
+        for action in tb.actions():  # Play <-> Pause, mute and loop swap their icons
+            button = tb.widgetForAction(action)
+            if button is not None and not action.isSeparator() and button is not spacer:
+                button.setFixedSize(button.sizeHint())
 
     def _setup_status_bar(self) -> None:
         sb = self.statusBar()
@@ -517,8 +553,7 @@ class MainWindow(QMainWindow):
         self.autosave_label = QLabel()
         self.autosave_label.setObjectName("autosaveStatus")
         # Fixed sizes: a status-bar label whose size hint follows its text re-lays out the main
-        # window on every change (every edit flips "Saved"), which re-renders the 3D viewport
-        # and, with no central widget, nudges the docks a few pixels each time.
+        # window on every change (every edit flips "Saved"), which re-renders the 3D viewport.
         for lbl, longest in (
             (self.audio_label, "🔇 silent"),
             (self.autosave_label, "● Autosave failed 00:00"),
@@ -534,8 +569,17 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        if isinstance(state, QByteArray):
+        self._layout_restored = isinstance(state, QByteArray) and bool(
             self.restoreState(state, _STATE_VERSION)
+        )
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not getattr(self, "_shown_once", False):
+            self._shown_once = True
+            self._fix_toolbar_sizes()
+            if not self._layout_restored:
+                QTimer.singleShot(0, self._apply_default_sizes)
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state, _STATE_VERSION)
@@ -543,6 +587,7 @@ class MainWindow(QMainWindow):
             dock.setVisible(True)
         self.docks["timeline"].raise_()
         self.docks["takes"].raise_()
+        self._apply_default_sizes()
 
     # -------------------------------------------------------------------- session
     def start_session(self, *, offer_recovery: bool = True) -> bool:
@@ -974,6 +1019,39 @@ class MainWindow(QMainWindow):
         dlg.activateWindow()
         return dlg
 
+    def auto_emotion_from_take(self) -> bool:
+        """Animation > Auto-Emotion from Take: key the active take's emotion curve from its
+        expression (studio.project_ops.auto_emotion_keys) over the play range when one is
+        set, else the whole project; one undo step. Returns whether keys were set; a state
+        with nothing to read (no take, no expression keys, a range too short) is a message."""
+        from studio.document import DocumentError
+        from studio.project_ops import auto_emotion_keys
+
+        c = self.controller
+        project = c.project
+        try:
+            take = project.active_take
+        except DocumentError:
+            take = None
+        if take is None:
+            c.notify("Auto-emotion: there is no active take to read an emotion from", "warning")
+            return False
+        a, b = c.play_range
+        frame_range = None if (a, b) == (0, project.duration) else (a, b)
+        try:
+            found = auto_emotion_keys(project, take.id, frame_range)
+        except (ValueError, DocumentError) as exc:
+            c.notify(f"Auto-emotion: {exc}", "warning")
+            return False
+        if not c.push(found.edit):
+            return False
+        fa, fb = found.frame_range
+        c.notify(
+            f"Auto-emotion: set {len(found.frames)} emotion keys on {take.name!r} "
+            f"(frames {fa}–{fb - 1})"
+        )
+        return True
+
     def show_shortcuts(self) -> None:
         dlg = dialogs.ShortcutsDialog(self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -1112,6 +1190,26 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/state", self.saveState(_STATE_VERSION))
         self.settings.sync()
         logging.getLogger().removeHandler(self._log_handler)
+
+
+def _fix_size(widget: QWidget, longest: str | None = None) -> None:
+    """Give ``widget`` a fixed size: room for ``longest`` (a label's widest text) or, for a spin
+    box, for six-digit values (an hour at 25 fps is 90,000 frames). A fixed-size widget does
+    not ask its layout to re-lay out when its text changes (QWidget::updateGeometry skips
+    widgets whose minimum and maximum sizes are equal)."""
+    widget.ensurePolished()  # the style sheet's font decides the width
+    if isinstance(widget, QSpinBox):
+        lo, hi, value = widget.minimum(), widget.maximum(), widget.value()
+        widget.blockSignals(True)
+        widget.setRange(0, 999_999)
+        hint = widget.sizeHint()
+        widget.setRange(lo, hi)
+        widget.setValue(value)
+        widget.blockSignals(False)
+        widget.setFixedSize(max(hint.width(), widget.minimumWidth()), hint.height())
+        return
+    fm = widget.fontMetrics()
+    widget.setFixedSize(fm.horizontalAdvance(longest or widget.text()) + 12, fm.height() + 4)
 
 
 def _timecode(frame: int, fps: float) -> str:

@@ -10,8 +10,10 @@ crash there leaves the studio running.
 ``studio.generation_child``). The protocol both children speak: one JSON object per line on
 stdout; ``{"error": "<one line>"}`` for bad input, ``{"cancelled": true}`` after SIGINT (they
 stop at their next step and remove what they wrote), a ``done`` line at the end; previews are
-files replaced atomically in the job's temporary folder; anything else is a crash (non-zero
-exit or a signal, the traceback on stderr). Subclasses say what the lines mean.
+files in the job's temporary folder, written whole before their line is printed (the export's
+thumbnails replace each other atomically; the generation writes one file per preview tail,
+which the studio deletes once read); anything else is a crash (non-zero exit or a signal, the
+traceback on stderr). Subclasses say what the lines mean.
 """
 
 from __future__ import annotations

@@ -212,6 +212,41 @@ def test_progress_previews_and_cancel(model, feats):
     assert len(seen) == 5
 
 
+def test_preview_offset_places_a_range_preview(model, feats):
+    # A range with context starts the generated span (and row 0 of the preview) later.
+    init = np.zeros((T, 265))
+    events = list(
+        iter_generate_motion(
+            model, feats, COND, REF, steps=1, overlap=4, init_motion=init, frame_range=(20, 30),
+            context=4,
+        )
+    )  # fmt: skip
+    previews = [e for e in events if e.preview is not None]
+    assert previews and all(e.preview_offset == 16 for e in previews)
+    last, result = previews[-1], events[-1].result
+    np.testing.assert_array_equal(last.preview[20 - 16 : 30 - 16], result[20:30])
+    plain = [
+        e for e in iter_generate_motion(model, feats, COND, REF, steps=1) if e.preview is not None
+    ]
+    assert all(e.preview_offset == 0 for e in plain)
+
+
+def test_condition_rows_read_only_the_window():
+    # Per-frame conditions are indexed before conversion: a window costs O(window), and a
+    # NaN in the rows read is still an error.
+    emotion = np.zeros((100_000, 8))
+    emotion[:, 4] = 1.0
+    cond = MotionConditions(x_c=np.zeros(63), eye_open=np.full(2, 0.3), eye_ball=np.zeros(6),
+                            emotion=emotion)  # fmt: skip
+    rows = cond.frames(99_990, 100_010)
+    assert rows.shape == (20, 79) and rows.dtype == np.float32
+    np.testing.assert_array_equal(rows[:, :8], np.broadcast_to(emotion[0], (20, 8)))
+    emotion[5, 0] = np.nan
+    with pytest.raises(ValueError, match="emotion has NaN"):
+        cond.frames(0, 10)
+    cond.frames(10, 20)  # rows without the NaN
+
+
 def test_bad_inputs(model, feats):
     with pytest.raises(ValueError, match="features"):
         gen(model, feats[:, :5])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from generation_helpers import wav_bytes  # tests/studio
 
+from models.motion_space import CHANNELS
 from studio import cli
 from studio.document import load_project, save_project
 from studio.project_ops import new_project
@@ -123,6 +124,13 @@ def test_tiny_model_folder(files, tiny_dir):
         (["--regions", "nose"], "unknown or no regions"),
         (["--emotion", "bored"], "unknown emotion"),
         (["--pose-smoothing", "-1"], "pose smoothing must be"),
+        (["--max-angle", "ten"], "--max-angle must be degrees"),
+        (["--max-angle", "-3"], "--max-angle must be degrees"),
+        (["--max-angle", "1,2"], "--max-angle must be degrees"),
+        (["--region-scale", "nose=0.5"], "--region-scale must be REGION=S"),
+        (["--region-scale", "lips"], "--region-scale must be REGION=S"),
+        (["--region-scale", "lips=3"], "--region-scale lips: the scale must be in 0..2"),
+        (["--region-scale", "brows=x"], "--region-scale brows: the scale must be in 0..2"),
     ],
 )
 def test_errors_are_one_line_exit_2(files, capsys, extra, message):
@@ -165,3 +173,39 @@ def test_pose_smoothing_flag(files, tiny_dir):
                    "--pose-smoothing", "0"])  # fmt: skip
     assert rc == 0
     assert load_project(out).active_take.metadata["generation"]["pose_smoothing"] == 0.0
+
+
+def test_limit_flags(files, tiny_dir):
+    tmp, wav, project = files
+    out = tmp / "lim.ths"
+    args = ["generate", str(project), "--audio", str(wav), "--out", str(out)]
+    rc = cli.main([*args, "--model", str(tiny_dir), "--device", "cpu", "--steps", "2",
+                   "--max-angle", "2", "--region-scale", "lips=0.5",
+                   "--region-scale", "brows=1.5"])  # fmt: skip
+    assert rc == 0
+    take = load_project(out).active_take
+    limits = take.metadata["generation"]["limits"]
+    assert limits == {"max_angles": [2.0, 2.0, 2.0], "scales": {"lips": 0.5, "brows": 1.5}}
+    v = take.evaluate(np.arange(25))
+    for ch in ("pitch", "yaw", "roll"):
+        assert np.abs(v[:, CHANNELS.index(ch)]).max() <= 2.0
+
+
+def test_clipped_audio_prints_a_note(files, capsys):
+    import io
+
+    import soundfile as sf
+
+    tmp, _wav, project = files
+    t = np.arange(16000) / 16000
+    loud = np.clip(3.0 * np.sin(2 * np.pi * 150 * t), -1.0, 1.0)  # most samples at full scale
+    buf = io.BytesIO()
+    sf.write(buf, loud, 16000, format="WAV", subtype="PCM_16")
+    wav = tmp / "loud.wav"
+    wav.write_bytes(buf.getvalue())
+    out = tmp / "loud.ths"
+    rc = cli.main(["generate", str(project), "--audio", str(wav), "--out", str(out),
+                   "--model", "procedural"])  # fmt: skip
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "note: The audio is clipped (" in err and "lips may look exaggerated" in err

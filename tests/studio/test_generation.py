@@ -409,3 +409,167 @@ def test_bad_pose_smoothing_is_a_one_line_error():
     for bad in (-1.0, float("nan")):
         with pytest.raises(GenerationError, match="pose smoothing"):
             GenerateRequest(pose_smoothing=bad).validated()
+
+
+# --- clipped audio -------------------------------------------------------------------------------
+def _loud_wav(seconds: float, gain: float) -> bytes:
+    import io
+
+    import soundfile as sf
+
+    t = np.arange(round(seconds * 16000)) / 16000
+    x = np.clip(gain * np.sin(2 * np.pi * 150 * t) * (np.sin(2 * np.pi * 4 * t) > 0), -1, 1)
+    buf = io.BytesIO()
+    sf.write(buf, x, 16000, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def test_clipped_audio_gives_a_notice():
+    from studio.generation import clipped_fraction
+
+    p = make_project(1.0)
+    p.assets["audio/speech.wav"] = _loud_wav(1.0, 4.0)
+    events = list(iter_generate(p, GenerateRequest(model="procedural")))
+    note = [n for n in events[-1].result.notices if "clipped" in n]
+    assert len(note) == 1
+    assert note[0].startswith("The audio is clipped (") and "% of samples at full scale" in note[0]
+    assert note[0].endswith("lips may look exaggerated")
+    # The notice arrives with the progress (the dialog logs it while the job runs).
+    assert any("clipped" in n for e in events[:-1] for n in e.notices)
+    # Loud but not clipped, and the 0.1 % threshold.
+    p.assets["audio/speech.wav"] = _loud_wav(1.0, 0.95)
+    assert not any("clipped" in n for n in generate(p, GenerateRequest(model="procedural")).notices)
+    x = np.zeros(10_000)
+    x[:9] = 1.0
+    assert clipped_fraction(x) < 1e-3
+    x[9] = -1.0
+    assert clipped_fraction(x) == pytest.approx(1e-3)
+
+
+# --- magnitude limits ----------------------------------------------------------------------------
+def test_limits_bound_the_decoded_motion(tiny_dir):
+    from studio.generation import LIMIT_REGION_CHANNELS
+
+    p = make_project(2.0)
+    p.takes = [Take.new("Empty")]
+    p.active_take_id = p.takes[0].id
+    angles = [CHANNEL_INDEX[c] for c in ("pitch", "yaw", "roll")]
+    lips = LIMIT_REGION_CHANNELS["lips"]
+    for spec in ("procedural", tiny_dir):
+        free = generate(p, GenerateRequest(model=spec, steps=2)).takes[0].evaluate(np.arange(50))
+        cap = float(np.abs(free[:, angles]).max()) / 3
+        assert cap > 0.01
+        req = GenerateRequest(model=spec, steps=2, max_angle=cap, region_scale={"lips": 0.5})
+        take = generate(p, req.validated()).takes[0]
+        v = take.evaluate(np.arange(50))
+        assert np.abs(v[:, angles]).max() <= cap + 1e-9
+        # Lips: half the deltas from the rest pose (0), within the key reduction's tolerance.
+        np.testing.assert_allclose(v[:, lips], 0.5 * free[:, lips], atol=2e-3)
+        assert take.metadata["generation"]["limits"]["scales"] == {"lips": 0.5}
+
+
+def test_no_limit_and_scale_one_are_bit_identical(tiny_dir):
+    p = make_project(1.0)
+    ones = {"lips": 1.0, "jaw": 1.0, "brows": 1.0, "eyes": 1.0}
+    for spec in ("procedural", tiny_dir):
+        a = generate(p, GenerateRequest(model=spec, steps=2, seed=1))
+        b = generate(p, GenerateRequest(model=spec, steps=2, seed=1, region_scale=ones))
+        assert GenerateRequest(region_scale=ones).limits() is None
+        assert a.takes[0].curves == b.takes[0].curves
+        assert a.takes[0].metadata == b.takes[0].metadata
+
+
+def test_motion_limits_apply_per_region_and_validate():
+    from studio.generation import LIMIT_REGION_CHANNELS, MotionLimits
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(7, len(CHANNELS))) * 30
+    ref = rng.normal(size=len(CHANNELS))
+    out = MotionLimits((5.0, 10.0, 1.0), {"jaw": 0.0, "brows": 2.0}).apply(values, ref)
+    bounds = {"pitch": 5.0, "yaw": 10.0, "roll": 1.0}
+    for ch, m in bounds.items():
+        np.testing.assert_array_equal(
+            out[:, CHANNEL_INDEX[ch]], np.clip(values[:, CHANNEL_INDEX[ch]], -m, m)
+        )
+    jaw, brows = LIMIT_REGION_CHANNELS["jaw"], LIMIT_REGION_CHANNELS["brows"]
+    assert CHANNEL_INDEX[JAW_OPEN_CHANNEL] in jaw
+    assert CHANNEL_INDEX[JAW_OPEN_CHANNEL] not in LIMIT_REGION_CHANNELS["lips"]
+    np.testing.assert_array_equal(out[:, jaw], np.broadcast_to(ref[jaw], (7, len(jaw))))
+    np.testing.assert_allclose(out[:, brows], ref[brows] + 2 * (values[:, brows] - ref[brows]))
+    others = np.setdiff1d(
+        np.arange(len(CHANNELS)), [*jaw, *brows, *(CHANNEL_INDEX[c] for c in bounds)]
+    )
+    np.testing.assert_array_equal(out[:, others], values[:, others])
+    # All regions are disjoint.
+    groups = list(LIMIT_REGION_CHANNELS.values())
+    assert sum(map(len, groups)) == len(set().union(*map(set, groups)))
+
+    assert GenerateRequest(max_angle=(1, 2, 3)).limits().max_angles == (1.0, 2.0, 3.0)
+    for bad, match in (
+        (dict(max_angle=-1), "max angle"),
+        (dict(max_angle=(1, 2)), "max angle"),
+        (dict(max_angle="x"), "max angle"),
+        (dict(region_scale={"nose": 1.0}), "unknown region 'nose'"),
+        (dict(region_scale={"lips": 2.5}), "scale of lips must be in 0..2"),
+        (dict(region_scale={"lips": float("nan")}), "scale of lips"),
+    ):
+        with pytest.raises(GenerationError, match=match):
+            GenerateRequest(**bad).validated()
+
+
+# --- preview tails -------------------------------------------------------------------------------
+def test_project_frames_of_a_tail_match_the_whole():
+    from studio.generation import _first_changed_frame, _to_project_frames
+
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(50, 4))
+    for fps in (25.0, 30.0, 24.0, 60.0):
+        count = int(50 * fps / 25)
+        whole = _to_project_frames(v, fps, count)
+        for first in (0, 1, 7, count - 1, count):
+            np.testing.assert_array_equal(_to_project_frames(v, fps, count, first), whole[first:])
+        for m0 in (0, 1, 13, 49):  # changing model frames >= m0 changes no frame before
+            w = v.copy()
+            w[m0:] += 1.0
+            changed = np.flatnonzero(np.any(_to_project_frames(w, fps, count) != whole, axis=1))
+            assert changed.size == 0 or changed[0] >= _first_changed_frame(m0, fps)
+
+
+def test_preview_buffer_assembles_tails():
+    from studio.generation import PreviewBuffer
+
+    buf = PreviewBuffer()
+    assert buf.values is None
+    buf.add(np.ones((3, 2)), 10)
+    buf.add(np.full((100, 2), 2.0), 12)  # grows
+    buf.add(np.full((2, 2), 3.0), 8)  # before the start: rebased
+    v = buf.values
+    assert buf.start == 8 and v.shape == (104, 2)
+    np.testing.assert_array_equal(v[:2], 3.0)
+    np.testing.assert_array_equal(v[2:4], 1.0)
+    np.testing.assert_array_equal(v[4:], 2.0)
+    buf.clear()
+    assert buf.values is None
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_preview_tails_assemble_into_the_motion(tiny_dir, fps):
+    from studio.generation import PreviewBuffer
+
+    p = Project.new(fps=fps, duration_frames=int(1.6 * fps))
+    p.assets["audio/speech.wav"] = wav_bytes(1.6)
+    p.audio_clips.append(AudioClip.new("speech", "audio/speech.wav"))
+    req = GenerateRequest(model=tiny_dir, steps=1, frame_range=(10, 30), pose_smoothing=0.0)
+    buf = PreviewBuffer()
+    events = list(iter_generate(p, req))
+    tails = [e for e in events[:-1] if e.preview is not None]
+    assert len(tails) > 2
+    for e in tails:
+        buf.add(e.preview, e.preview_start)
+    final = events[-1]
+    off = buf.start - final.preview_start
+    assert off >= 0 and not np.isnan(buf.values).any()
+    np.testing.assert_allclose(
+        buf.values, final.preview[off : off + buf.values.shape[0]], rtol=0, atol=1e-9
+    )
+    assert max(e.preview.shape[0] for e in tails) <= int(np.ceil(16 * fps / 25)) + 2

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from generation_helpers import wav_bytes
 
+from models.motion_space import CHANNEL_INDEX, JAW_OPEN_CHANNEL
 from studio.document import AudioClip, Project, Take
 from studio.document.fileformat import save_project
 from studio.generation import GenerateRequest, GenerationError, GenerationResult
@@ -154,3 +155,40 @@ def test_bad_input_is_one_error_line(tmp_path):
     )
     assert run.returncode == EXIT_ERROR
     assert json.loads(run.stdout.splitlines()[-1])["error"].startswith("cannot read the project")
+
+
+def test_previews_are_tails_each_in_its_own_file(tmp_path, tiny_dir, capsys, monkeypatch):
+    # In-process run() with the final clean-up disabled, to look at every tail it wrote.
+    from studio import generation_child
+    from studio.generation import PreviewBuffer
+
+    project = _project(2.0)
+    save_project(project, tmp_path / "p.ths", backups=0)
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr(generation_child, "_remove_previews", lambda folder: None)
+    request = GenerateRequest(model=tiny_dir, steps=1, device="cpu", pose_smoothing=0.0)
+    assert generation_child.run(tmp_path / "p.ths", request, tmp_path / "out") == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    shown = [m for m in lines if m.get("preview")]
+    names = [m["preview"] for m in shown]
+    assert len(names) > 3 and len(set(names)) == len(names)  # no tail overwrites another
+    buf = PreviewBuffer()
+    for m in shown:
+        tail = np.load(tmp_path / "out" / m["preview"])
+        assert tail.dtype == np.float32 and tail.shape[1] == 90 and tail.shape[0] <= 16
+        buf.add(tail, m["preview_start"])
+    assert buf.start == 0 and buf.values.shape[0] == 50 and not np.isnan(buf.values).any()
+    result = load_result(tmp_path / "out" / RESULT_NAME, lines[-1])
+    take = result.takes[0].evaluate(np.arange(50))
+    jaw = CHANNEL_INDEX[JAW_OPEN_CHANNEL]
+    # The preview is the motion before key reduction: within its tolerance of the take.
+    np.testing.assert_allclose(buf.values[:, jaw], take[:, jaw], atol=2e-3)
+
+
+def test_request_with_limits_round_trips(tmp_path):
+    r = GenerateRequest(max_angle=(5.0, 10.0, 2.5), region_scale={"lips": 0.5, "eyes": 1.5})
+    back = request_from_json(request_to_json(r))
+    assert back.limits() == r.limits()
+    assert back.limits().max_angles == (5.0, 10.0, 2.5)
+    with pytest.raises(GenerationError, match="scale of lips"):
+        request_from_json('{"region_scale": {"lips": 9}}')

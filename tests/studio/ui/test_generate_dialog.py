@@ -301,3 +301,85 @@ def test_shutdown_cancels_a_running_generation_and_waits(qtbot, tiny_dir):
     dlg.shutdown()  # what the main window does when it closes
     assert not worker.is_running and dlg.worker is None
     assert len(c.project.takes) == 1 and not folder.exists()
+
+
+def test_tails_in_one_batch_are_merged_and_deleted_once_read(qapp, tmp_path):
+    from studio.generation import GenerateRequest
+    from studio.ui.generate_dialog import GenerationProcess, merge_tails
+
+    proc = GenerationProcess(_project(0.4), GenerateRequest())
+    proc._dir = tmp_path
+    np.save(tmp_path / "preview-0.npy", np.full((16, 90), 1.0, np.float32))
+    np.save(tmp_path / "preview-1.npy", np.full((16, 90), 2.0, np.float32))
+    report = proc.handle_lines([
+        {"step": 1, "total": 4, "text": "a", "preview": "preview-0.npy", "preview_start": 0},
+        {"step": 2, "total": 4, "text": "b", "preview": "preview-1.npy", "preview_start": 12},
+    ])  # fmt: skip
+    values, start, _ = report.preview
+    assert start == 0 and values.shape == (28, 90)
+    assert (values[:12] == 1.0).all() and (values[12:] == 2.0).all()
+    assert not list(tmp_path.glob("preview-*.npy"))  # read and removed
+    # A report held back by the rate limit is merged with the next tail, not replaced.
+    proc.pending = report
+    np.save(tmp_path / "preview-2.npy", np.full((16, 90), 3.0, np.float32))
+    later = proc.handle_lines(
+        [{"step": 3, "total": 4, "text": "c", "preview": "preview-2.npy", "preview_start": 24}]
+    )
+    values, start, _ = later.preview
+    assert start == 0 and values.shape == (40, 90)
+    assert (values[:12] == 1.0).all() and (values[12:24] == 2.0).all() and (values[24:] == 3).all()
+    # A gap (never between consecutive tails) is NaN, not stale data.
+    v, s = merge_tails((np.ones((2, 1)), 0), (np.zeros((2, 1)), 5))
+    assert s == 0 and v.shape == (7, 1) and np.isnan(v[2:5]).all()
+
+
+def test_dialog_assembles_tails_for_the_plot_and_the_head(qtbot):
+    from studio.workers import Progress
+
+    c = StudioController(_project(1.0))
+    viewport = FakeViewport()
+    dlg = _dialog(qtbot, c, viewport=viewport)
+    c.set_frame(3)
+    jaw = CHANNEL_INDEX[JAW_OPEN_CHANNEL]
+    a = np.zeros((16, 90))
+    a[:, jaw] = 0.1
+    b = np.zeros((16, 90))
+    b[:, jaw] = 0.2
+    dlg._on_progress(Progress(0.5, "w1", (a, 0, ())))
+    dlg._on_progress(Progress(0.7, "w2", (b, 12, ())))
+    np.testing.assert_allclose(dlg.preview._values, [0.1] * 12 + [0.2] * 16)
+    assert len(viewport.shown) == 1 and viewport.shown[0][jaw] == 0.1  # frame 3 unchanged
+    dlg.preview.grab()  # paints (decimated, NaN-safe)
+
+
+def test_limits_widgets_set_the_request(qtbot):
+    dlg = _dialog(qtbot, StudioController(_project(1.0)))
+    r = dlg.request()
+    assert r.max_angle is None and r.region_scale is None and r.limits() is None
+    assert dlg.max_angle.text() == "No limit"
+    dlg.max_angle.setValue(12.5)
+    dlg.region_scale["lips"].setValue(0.8)
+    dlg.region_scale["brows"].setValue(1.2)
+    r = dlg.request().validated()
+    assert r.max_angle == 12.5 and r.region_scale == {"lips": 0.8, "brows": 1.2}
+    assert dlg.region_scale["jaw"].maximum() == 2.0 and dlg.region_scale["eyes"].value() == 1.0
+
+
+def test_clipped_audio_notice_is_shown(qtbot):
+    import soundfile as sf
+
+    p = _project(1.0)
+    t = np.arange(16000) / 16000
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(4 * np.sin(2 * np.pi * 150 * t), -1, 1), 16000, format="WAV")
+    p.assets["audio/speech.wav"] = buf.getvalue()
+    c = StudioController(p)
+    messages = []
+    c.message.connect(lambda text, level: messages.append((text, level)))
+    dlg = _dialog(qtbot, c)
+    dlg.set_model("procedural")
+    dlg.start()
+    qtbot.waitUntil(lambda: dlg.worker is None, timeout=30000)
+    warned = [text for text, level in messages if level == "warning" and "clipped" in text]
+    assert len(warned) == 1 and "lips may look exaggerated" in warned[0]
+    assert "clipped" in dlg.status.text()
