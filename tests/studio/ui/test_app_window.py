@@ -405,3 +405,29 @@ def test_graph_editor_tabbed_away_refreshes_when_raised(qtbot, tmp_path, monkeyp
     w.docks["graph"].raise_()
     qtbot.waitUntil(lambda: bool(calls), timeout=3000)
     assert calls == [None] and not graph._stale
+
+
+def test_panels_keep_their_sizes_through_relayouts_scrubbing_and_play(window, qtbot):
+    # QMainWindow without a central widget moved the separator between the panel columns by
+    # 3 px on every relayout of the window; the transport's time display asked for one on every
+    # frame, so the viewport crept narrower while scrubbing or playing.
+    window.resize(1200, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.wait(100)
+    docks = {k: window.docks[k] for k in ("viewport", "inspector", "timeline")}
+    before = {k: d.geometry() for k, d in docks.items()}
+    assert window.centralWidget() is not None and window.centralWidget().width() == 0
+    c = window.controller
+    for frame in (1, 7, 11, 23, 3):
+        c.set_frame(frame)
+        qtbot.wait(20)
+    c.set_playing(True)
+    qtbot.wait(150)
+    c.set_playing(False)
+    for _ in range(3):
+        window.layout().invalidate()
+        window.layout().activate()
+        qtbot.wait(20)
+    assert {k: d.geometry() for k, d in docks.items()} == before
+    assert docks["viewport"].width() > 2 * docks["inspector"].width()  # the viewport has the room
