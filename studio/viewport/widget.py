@@ -84,6 +84,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# (resolution scale, LOD level) each kind of interactive frame starts from
+_ADAPTIVE_START = {"interactive": (0.5, 0), "playback": (0.5, 0), "live": (0.25, 2)}
 
 DEFAULT_LOD_BUDGET = 25_000
 SETTLE_MS = 150  # full quality this long after the last interaction
@@ -197,6 +199,11 @@ class ViewportWidget(QWidget):
         # Resolution scale of interactive frames, adapted towards INTERACTIVE_MS per frame.
         self._interactive_scale = 0.5
         self._lod_level = 0  # interactive budget = lod_budget >> level (adaptive, 0..2)
+        # The two adapt separately per kind of interactive frame (their targets differ), each
+        # starting where it left off: a live pose or a generation preview after a scrub would
+        # otherwise start from the scrub's budget (25k Gaussians: ~170 ms on 2 cores) and stall
+        # the window for its first frames. Live starts at the smallest budget.
+        self._adaptive = dict(_ADAPTIVE_START)
         self._render_times: deque[float] = deque(maxlen=120)
         self._full_ms = 0.0
 
@@ -283,6 +290,7 @@ class ViewportWidget(QWidget):
         self._lod_budget = None if budget is None else int(budget)
         self._lod_forced = force
         self._lod_level = 0
+        self._adaptive = dict(_ADAPTIVE_START)
         self._redraw(scene=True)
 
     @property
@@ -807,6 +815,10 @@ class ViewportWidget(QWidget):
         """Draw the head for the current state into the view's compositor (GL current)."""
         t0 = time.perf_counter()
         degraded = self._degraded()
+        live = self._live_values is not None and self._preview_values is None
+        mode = "live" if live else "playback" if self.controller.playing else "interactive"
+        if degraded:
+            self._interactive_scale, self._lod_level = self._adaptive[mode]
         lod = False
         draw = None
         splats = 0
@@ -840,7 +852,6 @@ class ViewportWidget(QWidget):
             self.camera_control.state, self._view_mode, sw, sh, cam.ipd, cam.convergence
         )
         view.compositor.render(draw, views, self._view_mode, w, h, content=(sw, sh))
-        live = self._live_values is not None and self._preview_values is None
         if view.sync_timing or (degraded and (live or self.controller.playing)):
             # Without a finish the draw calls only queue work (a software GL rasterises when
             # the frame is presented), the measured time is a fraction of the real one and the
@@ -867,6 +878,7 @@ class ViewportWidget(QWidget):
                 self._lod_level += 1
             elif ms < 0.5 * target and self._lod_level > 0:
                 self._lod_level -= 1
+            self._adaptive[mode] = (self._interactive_scale, self._lod_level)
             self._settle.start(SETTLE_MS)
         elif self._head is not None or self._mpi is not None:
             self._full_ms = ms
