@@ -39,7 +39,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -47,6 +46,14 @@ from typing import Any
 
 import numpy as np
 
+from studio.child_protocol import (
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    cancel_on_signals,
+    emit,
+    lower_priority,
+    one_line,
+)
 from studio.document import FrameRate, Project
 from studio.generation import (
     GenerateRequest,
@@ -67,8 +74,6 @@ __all__ = [
     "save_result",
 ]
 
-EXIT_ERROR = 2
-EXIT_CANCELLED = 3
 RESULT_NAME = "result.ths"
 _PATH_FIELDS = ("audio", "model", "intensity_model", "hubert_dir")
 
@@ -148,16 +153,6 @@ def load_result(path: Path, info: dict[str, Any]) -> GenerationResult:
     )
 
 
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def _write_preview(folder: Path, index: int, values: np.ndarray) -> str:
     name = f"preview-{index}.npy"
     tmp = folder / f".{name}.tmp"
@@ -188,7 +183,7 @@ def run(
     try:
         project = load_project(project_file)
     except ProjectFileError as exc:
-        _emit({"error": f"cannot read the project snapshot: {_one_line(exc)}"})
+        emit({"error": f"cannot read the project snapshot: {one_line(exc)}"})
         return EXIT_ERROR
     is_cancelled = None if cancel is None else cancel.is_set
     n_previews = 0
@@ -201,7 +196,7 @@ def run(
                     path = out_dir / RESULT_NAME
                     save_result(result, project.frame_rate, path)
                     _remove_previews(out_dir)
-                    _emit({
+                    emit({
                         "done": True,
                         "result": path.name,
                         "frame_range": list(result.frame_range),
@@ -217,18 +212,18 @@ def run(
                     msg["preview"] = _write_preview(out_dir, n_previews, ev.preview)
                     msg["preview_start"] = int(ev.preview_start)
                     n_previews += 1
-                _emit(msg)
+                emit(msg)
         finally:
             gen.close()
     except GenerationCancelled:
         _remove_previews(out_dir)
-        _emit({"cancelled": True})
+        emit({"cancelled": True})
         return EXIT_CANCELLED
     except (ValueError, OSError, ProjectFileError) as exc:  # bad input: its message says it
         _remove_previews(out_dir)
-        _emit({"error": _one_line(exc)})
+        emit({"error": one_line(exc)})
         return EXIT_ERROR
-    _emit({"error": "the generation ended without a result"})  # pragma: no cover
+    emit({"error": "the generation ended without a result"})  # pragma: no cover
     return EXIT_ERROR  # pragma: no cover
 
 
@@ -243,32 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     ap.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority")
     args = ap.parse_args(argv)
-    if args.nice > 0 and hasattr(os, "nice"):
-        with contextlib.suppress(OSError):
-            os.nice(args.nice)
+    lower_priority(args.nice)
 
     # Cancel at the next step: a flag the job polls, never an exception inside torch.
-    cancel = threading.Event()
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        cancel.set()
-
-    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
-    previous = {s: signal.signal(s, on_signal) for s in signals}
-    try:
+    with cancel_on_signals() as cancel:
         try:
             request = request_from_json(args.request.read_text(encoding="utf-8"))
         except (OSError, GenerationError) as exc:
-            _emit({"error": _one_line(exc)})
+            emit({"error": one_line(exc)})
             return EXIT_ERROR
         if args.threads > 0 and str(request.model) != "procedural":
             import torch
 
             torch.set_num_threads(args.threads)
         return run(args.project, request, args.out_dir, cancel)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

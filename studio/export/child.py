@@ -27,12 +27,10 @@ Settings travel as JSON (:func:`settings_to_json` / :func:`settings_from_json`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -40,6 +38,14 @@ from typing import Any
 
 import numpy as np
 
+from studio.child_protocol import (
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    cancel_on_signals,
+    emit,
+    lower_priority,
+    one_line,
+)
 from studio.export.errors import ExportCancelled, ExportError
 from studio.export.settings import ExportSettings
 
@@ -51,9 +57,6 @@ __all__ = [
     "settings_to_json",
     "thumbnail",
 ]
-
-EXIT_ERROR = 2
-EXIT_CANCELLED = 3
 
 
 def settings_to_json(settings: ExportSettings) -> str:
@@ -95,16 +98,6 @@ def thumbnail(picture: np.ndarray, width: int) -> np.ndarray:
     return np.ascontiguousarray(picture[::step, ::step, :3])
 
 
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def _write_preview(folder: Path, index: int, picture: np.ndarray, width: int) -> str:
     name = f"preview-{index % 2}.npy"
     tmp = folder / f".{name}.tmp"
@@ -130,7 +123,7 @@ def run(
     try:
         project = load_project(project_file)
     except ProjectFileError as exc:
-        _emit({"error": f"cannot read the project snapshot: {_one_line(exc)}"})
+        emit({"error": f"cannot read the project snapshot: {one_line(exc)}"})
         return EXIT_ERROR
     n_previews = 0
     try:
@@ -153,17 +146,17 @@ def run(
                         preview_dir, n_previews, report.preview, thumb_width
                     )
                     n_previews += 1
-                _emit(msg)
+                emit(msg)
         finally:
             gen.close()
     except ExportCancelled:
-        _emit({"cancelled": True})
+        emit({"cancelled": True})
         return EXIT_CANCELLED
     except ExportError as exc:
-        _emit({"error": _one_line(exc)})
+        emit({"error": one_line(exc)})
         return EXIT_ERROR
     except (ValueError, OSError) as exc:  # bad input (e.g. an unreadable head file)
-        _emit({"error": _one_line(exc)})
+        emit({"error": one_line(exc)})
         return EXIT_ERROR
     return 0
 
@@ -183,29 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--thumb-width", type=int, default=480)
     ap.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority")
     args = ap.parse_args(argv)
-    if args.nice > 0 and hasattr(os, "nice"):
-        with contextlib.suppress(OSError):
-            os.nice(args.nice)
+    lower_priority(args.nice)
 
     # Cancel between frames (never an exception inside a GL call or the cleanup).
-    cancel = threading.Event()
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        cancel.set()
-
-    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
-    previous = {s: signal.signal(s, on_signal) for s in signals}
-    try:
+    with cancel_on_signals() as cancel:
         try:
             settings = settings_from_json(args.settings.read_text(encoding="utf-8"))
         except (OSError, ExportError) as exc:
-            _emit({"error": _one_line(exc)})
+            emit({"error": one_line(exc)})
             return EXIT_ERROR
         return run(args.project, settings, args.preview_dir, args.project_path, cancel,
                    args.thumb_width)  # fmt: skip
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 if __name__ == "__main__":
