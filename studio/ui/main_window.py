@@ -371,7 +371,7 @@ class MainWindow(QMainWindow):
         # Every panel docks, but QMainWindow needs a central widget ("not supported" without
         # one): with none, each relayout of the window (a toolbar action changing its icon, a
         # status text) moved the separator between the columns by 3 px, so the viewport crept
-        # narrower. The central widget is a fixed 0x0 placeholder at the right edge, and all
+        # narrower. The central widget is a fixed 0x0 widget at the right edge, and all
         # panels share the left dock area (nested splits), so they get all the room and a
         # relayout keeps their sizes.
         left = Qt.DockWidgetArea.LeftDockWidgetArea
@@ -388,10 +388,10 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(d["graph"], d["log"])
         d["takes"].raise_()
         d["timeline"].raise_()
-        placeholder = QWidget()
-        placeholder.setObjectName("central_placeholder")
-        placeholder.setFixedSize(0, 0)
-        self.setCentralWidget(placeholder)
+        centre = QWidget()
+        centre.setObjectName("empty_centre")
+        centre.setFixedSize(0, 0)
+        self.setCentralWidget(centre)
         self._apply_default_sizes()
 
     def _apply_default_sizes(self) -> None:
