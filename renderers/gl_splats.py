@@ -134,7 +134,9 @@ class GaussianSplatRenderer:
 
     ``upload(cloud)`` once (or on topology change), ``update(...)`` for per-frame animation, then
     ``draw(camera, framebuffer)`` into any framebuffer (e.g. the Qt widget's) or
-    ``render(cameras)`` for numpy images. Not thread-safe; use it from the context's thread.
+    ``render(cameras)`` for numpy images; ``prepare(camera)`` + ``draw_prepared(fbo, a, b)``
+    split one draw into ranges of its sorted triangles. Not thread-safe; use it from the
+    context's thread.
     """
 
     def __init__(self, ctx: moderngl.Context, sort_method: str = "auto", dtype: str = "f1") -> None:
@@ -163,6 +165,8 @@ class GaussianSplatRenderer:
         self._buffers: dict[str, moderngl.Buffer] = {}
         self._proj_vao: moderngl.VertexArray | None = None
         self._draw_vao: moderngl.VertexArray | None = None
+        # (m, width, height) of the last prepare(), None when stale (see draw_prepared).
+        self._prepared: tuple[int, int, int] | None = None
         # Seconds spent in CPU sorting and index upload since the last reset (benchmarks).
         self.timings = {"sort": 0.0, "upload": 0.0}
 
@@ -205,6 +209,7 @@ class GaussianSplatRenderer:
         covariances together with quats/scales.
         """
         n = self._n
+        self._prepared = None
         if (quats is None) != (scales is None):
             raise ValueError("update(): quats and scales must be given together")
         if covariances is not None and quats is not None:
@@ -266,6 +271,7 @@ class GaussianSplatRenderer:
 
     def _allocate(self, n: int, k: int) -> None:
         sh_degree_for_coeffs(k)
+        self._prepared = None
         for buf in self._buffers.values():
             buf.release()
         for vao in (self._proj_vao, self._draw_vao):
@@ -330,14 +336,31 @@ class GaussianSplatRenderer:
         alpha 0 first (None: blend over the existing content). Leaves blending enabled with
         (ONE, ONE_MINUS_SRC_ALPHA), depth test and face culling disabled.
         """
-        mgl = self._mgl
         ctx = self.ctx
         begin_viewport(
             ctx, framebuffer, viewport or (0, 0, camera.width, camera.height), background
         )
+        m = self.prepare(camera)
+        if m:
+            self._draw_triangles(0, m)
+        ctx.scissor = None
+
+    def prepare(self, camera: Camera) -> int:
+        """Sort and project the uploaded cloud for ``camera`` into the captured triangle buffer
+        (the first two steps of ``draw``) without drawing; returns m, the number of sorted
+        triangles (farthest first; culled Gaussians stay in it as degenerate triangles).
+
+        With :meth:`draw_prepared` this splits one ``draw`` into pieces (a viewport that
+        refines a slow full-quality frame a few milliseconds at a time): drawing the ranges
+        [0, a), [a, b), ..., [z, m) in that order into the same target composites exactly like
+        one draw, since the triangles are blended back to front in buffer order. The prepared
+        buffer is valid until the next ``draw``, ``prepare``, ``update`` or ``upload``.
+        """
+        mgl = self._mgl
+        self._prepared = None
         if self._n == 0:
-            ctx.scissor = None
-            return
+            self._prepared = (0, camera.width, camera.height)
+            return 0
         w2c = np.asarray(camera.world_to_camera, dtype=np.float64)
         t0 = time.perf_counter()
         order = self.sorter.order(self._means, w2c, self._version)
@@ -349,8 +372,8 @@ class GaussianSplatRenderer:
         t1 = time.perf_counter()
         m = int(order.size)
         if m == 0:
-            ctx.scissor = None
-            return
+            self._prepared = (0, camera.width, camera.height)
+            return 0
         self._buffers["index"].write(order)
         self.timings["sort"] += t1 - t0
         self.timings["upload"] += time.perf_counter() - t1
@@ -375,9 +398,41 @@ class GaussianSplatRenderer:
             # > 1: no normal can pass the test (two-sided clouds, or culling switched off).
             prog["u_backface"].value = BACKFACE_COS if cull else 2.0
         self._proj_vao.transform(self._buffers["tf"], mgl.POINTS, vertices=m)
-        use_premultiplied_blending(ctx)
-        self._draw_vao.render(mgl.TRIANGLES, vertices=3 * m)
+        self._prepared = (m, w, h)
+        return m
+
+    def draw_prepared(
+        self,
+        framebuffer: moderngl.Framebuffer,
+        start: int = 0,
+        stop: int | None = None,
+        viewport: tuple[int, int, int, int] | None = None,
+        background: tuple[float, float, float] | None = None,
+    ) -> None:
+        """Draw the prepared triangles [start, stop) (default: all m of the last
+        :meth:`prepare`) into ``framebuffer``, blended over its content (background: clear the
+        viewport to it first, as ``draw`` does). viewport as in ``draw`` (default: the prepared
+        camera's whole image). Leaves the same GL state as ``draw``.
+
+        Raises RuntimeError without a valid :meth:`prepare` and ValueError for a range outside
+        [0, m].
+        """
+        if self._prepared is None:
+            raise RuntimeError("draw_prepared() needs prepare() first (and no draw/update since)")
+        m, w, h = self._prepared
+        stop = m if stop is None else int(stop)
+        start = int(start)
+        if not 0 <= start <= stop <= m:
+            raise ValueError(f"draw_prepared(): range [{start}, {stop}) outside [0, {m}]")
+        ctx = self.ctx
+        begin_viewport(ctx, framebuffer, viewport or (0, 0, w, h), background)
+        if stop > start:
+            self._draw_triangles(start, stop)
         ctx.scissor = None
+
+    def _draw_triangles(self, start: int, stop: int) -> None:
+        use_premultiplied_blending(self.ctx)
+        self._draw_vao.render(self._mgl.TRIANGLES, vertices=3 * (stop - start), first=3 * start)
 
     def render(
         self,

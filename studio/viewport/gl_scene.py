@@ -152,6 +152,8 @@ class SceneCompositor:
             for name, prog in (("bg", self._bg), ("blit", self._blit), ("ana", self._ana))
         }
         self._layers: list[tuple[moderngl.Texture, moderngl.Framebuffer]] = []
+        self._back: list[tuple[moderngl.Texture, moderngl.Framebuffer]] = []
+        self._back_mode: str | None = None  # mode of the scene being built in the back layers
         self._size = (0, 0)
         self._content = (0, 0)  # the part of the layers the cached scene covers
         self.mode: str | None = None  # mode of the cached scene
@@ -161,10 +163,13 @@ class SceneCompositor:
             self._release_layers()
             self._size = (width, height)
         while len(self._layers) < layers:
-            tex = self.ctx.texture((width, height), 4, dtype="f1")
-            tex.filter = (self._mgl.LINEAR, self._mgl.LINEAR)
-            tex.repeat_x = tex.repeat_y = False
-            self._layers.append((tex, self.ctx.framebuffer(color_attachments=[tex])))
+            self._layers.append(self._new_layer(width, height))
+
+    def _new_layer(self, width: int, height: int) -> tuple[moderngl.Texture, moderngl.Framebuffer]:
+        tex = self.ctx.texture((width, height), 4, dtype="f1")
+        tex.filter = (self._mgl.LINEAR, self._mgl.LINEAR)
+        tex.repeat_x = tex.repeat_y = False
+        return tex, self.ctx.framebuffer(color_attachments=[tex])
 
     def draw_background(self, framebuffer: moderngl.Framebuffer, viewport: Viewport) -> None:
         """The dark vertical gradient over ``viewport`` (opaque, no blending)."""
@@ -197,6 +202,7 @@ class SceneCompositor:
             raise ValueError(f"content size {cw}x{ch} must lie within {width}x{height}")
         anaglyph = mode == "anaglyph"
         self._ensure(width, height, 2 if anaglyph else 1)
+        self._back_mode = None
         self._content = (cw, ch)
         for i, (cam, vp) in enumerate(views):
             _, fbo = self._layers[i if anaglyph else 0]
@@ -205,6 +211,40 @@ class SceneCompositor:
                 draw(cam, fbo, vp)
         self.ctx.scissor = None
         self.mode = mode
+
+    def begin_back(
+        self, views: list[tuple[Camera, Viewport]], mode: str, width: int, height: int
+    ) -> list[moderngl.Framebuffer]:
+        """Start building a full-resolution scene (width x height) in the back layers: draws the
+        background of every view and returns each view's framebuffer, to draw the head into
+        (e.g. over several steps); :meth:`swap_back` presents it. Any :meth:`render` or
+        :meth:`invalidate` abandons it. Raises ValueError for an unknown mode."""
+        if mode not in VIEW_MODES:
+            raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
+        anaglyph = mode == "anaglyph"
+        layers = 2 if anaglyph else 1
+        self._ensure(width, height, layers)
+        while len(self._back) < layers:
+            self._back.append(self._new_layer(width, height))
+        fbos = []
+        for i, (_cam, vp) in enumerate(views):
+            _, fbo = self._back[i if anaglyph else 0]
+            self.draw_background(fbo, vp)
+            fbos.append(fbo)
+        self.ctx.scissor = None
+        self._back_mode = mode
+        return fbos
+
+    def swap_back(self) -> bool:
+        """Make the scene built since :meth:`begin_back` the cached scene (full resolution),
+        presented by the next :meth:`present`. False (nothing changes) when it was abandoned."""
+        if self._back_mode is None:
+            return False
+        n = len(self._back)
+        self._layers[:n], self._back = self._back, self._layers[:n]
+        self._content = self._size
+        self.mode, self._back_mode = self._back_mode, None
+        return True
 
     def present(self, framebuffer: moderngl.Framebuffer, width: int, height: int) -> bool:
         """Compose the cached scene into ``framebuffer`` over (0, 0, width, height). Returns
@@ -236,13 +276,15 @@ class SceneCompositor:
 
     def invalidate(self) -> None:
         self.mode = None
+        self._back_mode = None
 
     def _release_layers(self) -> None:
-        for tex, fbo in self._layers:
+        for tex, fbo in self._layers + self._back:
             fbo.release()
             tex.release()
-        self._layers = []
+        self._layers, self._back = [], []
         self.mode = None
+        self._back_mode = None
 
     def release(self) -> None:
         self._release_layers()

@@ -17,6 +17,16 @@ in about ``INTERACTIVE_MS`` (splatting on a CPU is fill-rate bound: a head filli
 view covers ~10^8 fragments); the full head at full resolution is drawn ``SETTLE_MS`` after the
 interaction stops. The corner readout shows the frame time, fps and splat count.
 
+Progressive full-quality frames: where a full-quality frame is slow (a software GL, or the last
+one took ``REFINE_MIN_MS`` or more; never for MPI heads), a settled or changed view is first drawn
+as an interactive frame, and after settling the full head at full resolution is refined in the
+background: a 0-ms timer draws a batch of the sorted splats at a time (GaussianSplatRenderer's
+``prepare``/``draw_prepared``) into the compositor's back layers and waits for the GL with the
+GIL released, sizing the batches from the measured time per Gaussian so a step takes about
+``REFINE_STEP_MS``. The window keeps showing the interactive frame meanwhile and presents the
+finished image at once (composition only). Any new scene (interaction, frame, document, view
+mode, resize, head, live pose) cancels the refinement; the next settle starts a new one.
+
 Without OpenGL 3.3 (the offscreen Qt platform, no driver, a broken context) the widget paints a
 message instead and the rest of the studio keeps working.
 """
@@ -76,6 +86,8 @@ __all__ = [
     "DEFAULT_LOD_BUDGET",
     "LIVE_MS",
     "PLAYBACK_MS",
+    "REFINE_MIN_MS",
+    "REFINE_STEP_MS",
     "SETTLE_MS",
     "SLOW_FRAME_MS",
     "VIEW_MODES",
@@ -86,6 +98,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 # (resolution scale, LOD level) each kind of interactive frame starts from
 _ADAPTIVE_START = {"interactive": (0.5, 0), "playback": (0.5, 0), "live": (0.25, 2)}
+_PLACEHOLDER = (0.25, 2)  # the stand-in for a full frame being refined (not adapted)
 
 DEFAULT_LOD_BUDGET = 25_000
 SETTLE_MS = 150  # full quality this long after the last interaction
@@ -97,6 +110,11 @@ INTERACTIVE_MS = 25.0  # interactive frames aim at this draw time (resolution ad
 # it is no longer re-composed with OpenGL every frame, which cost ~16 ms on a software GL.)
 LIVE_MS = 12.0
 PLAYBACK_MS = 18.0  # 25 fps playback: 40 ms a frame
+# A full-quality frame that took this long (GL finished) is refined progressively next time, in
+# steps of about REFINE_STEP_MS each (the batch size adapts to the measured time per Gaussian).
+REFINE_MIN_MS = 30.0
+REFINE_STEP_MS = 25.0
+_REFINE_FIRST_BATCH = 2048  # Gaussians in a job's first draw step (no measurement yet)
 _PICK_RADIUS = 10.0  # logical pixels
 _REGION_COLORS = {
     "forehead": "#9fb7ff",
@@ -206,6 +224,19 @@ class ViewportWidget(QWidget):
         self._adaptive = dict(_ADAPTIVE_START)
         self._render_times: deque[float] = deque(maxlen=120)
         self._full_ms = 0.0
+        self._full_synced = False  # whether _full_ms was measured with the GL finished
+        # Progressive full-quality frames (see the module docstring). refine_min_ms: None never
+        # refines; 0 always does (tests).
+        self.refine_min_ms: float | None = REFINE_MIN_MS
+        self.refine_step_ms = REFINE_STEP_MS
+        self._refine: _RefineJob | None = None
+        # ms per Gaussian drawn, measured, carried between jobs of the same size and mode
+        self._refine_rate: tuple[tuple, float] | None = None
+        self._force_direct = False  # draw the next full-quality frame directly
+        self._refine_timer = QTimer(self)
+        self._refine_timer.setSingleShot(True)
+        self._refine_timer.setInterval(0)
+        self._refine_timer.timeout.connect(self._refine_step)
 
         self._settle = QTimer(self)
         self._settle.setSingleShot(True)
@@ -561,6 +592,7 @@ class ViewportWidget(QWidget):
         )
 
     def _mark_interaction(self) -> None:
+        self._cancel_refine()
         self._interact_until = time.perf_counter() + SETTLE_MS / 1000.0
         self._settle.start(SETTLE_MS)
 
@@ -570,7 +602,8 @@ class ViewportWidget(QWidget):
         if self._head is None and self._mpi is None:
             return False
         if not self._interacting():
-            return False
+            # A slow full-quality frame is refined progressively after an interactive one.
+            return not self._force_direct and self._progressive()
         if self._lod_forced is not None:
             return self._lod_forced
         software = self._gl is not None and self._gl.software
@@ -580,11 +613,29 @@ class ViewportWidget(QWidget):
         if self._interacting():
             self._settle.start(SETTLE_MS)
         elif self.stats.get("degraded"):
+            if self._progressive() and not self._force_direct:
+                if self._start_refine():
+                    return
+                self._force_direct = True  # cannot refine now: one direct frame, as before
             self._redraw(scene=True)
+
+    def _progressive(self) -> bool:
+        """Whether full-quality frames are refined progressively: a Gaussian head (MPI frames
+        are cheap), level of detail not switched off, and a slow full frame (a software GL
+        until one was measured, else the last one took REFINE_MIN_MS or more)."""
+        gl = self._gl
+        if gl is None or self.refine_min_ms is None or self._lod_forced is False:
+            return False
+        if self._head is None or self._mpi is not None or self._mpi_head is not None:
+            return False
+        if not self._full_synced:
+            return gl.software or self._full_ms >= self.refine_min_ms
+        return self._full_ms >= self.refine_min_ms
 
     def _redraw(self, scene: bool = True) -> None:
         if self._gl is not None and self.gl_error is None:
             if scene:
+                self._cancel_refine()
                 self._gl.scene_dirty = True
             self._gl.update()
         else:
@@ -814,10 +865,19 @@ class ViewportWidget(QWidget):
     def _render_scene(self, view: _GLView, w: int, h: int) -> None:
         """Draw the head for the current state into the view's compositor (GL current)."""
         t0 = time.perf_counter()
+        self._cancel_refine()
         degraded = self._degraded()
+        self._force_direct = False
         live = self._live_values is not None and self._preview_values is None
         mode = "live" if live else "playback" if self.controller.playing else "interactive"
-        if degraded:
+        # A view that changed without interaction (a new take, an edit, the view mode) while
+        # full frames are refined progressively: a cheap stand-in, shown only until the refined
+        # frame replaces it (the interactive budget, 25k Gaussians at half resolution, costs
+        # ~0.1 s on 2 cores; this one the cost of a live frame).
+        placeholder = degraded and not self._interacting()
+        if placeholder:
+            self._interactive_scale, self._lod_level = _PLACEHOLDER
+        elif degraded:
             self._interactive_scale, self._lod_level = self._adaptive[mode]
         lod = False
         draw = None
@@ -864,8 +924,16 @@ class ViewportWidget(QWidget):
                 view.finish()
             else:
                 view.ctx.finish()
+        synced = view.sync_timing
+        if not degraded and view.software and self._head is not None and self._mpi is None:
+            # Full-quality frames on a software GL are timed honestly (the swap would wait for
+            # the rasteriser anyway): they decide whether the next one is refined progressively.
+            view.finish()
+            synced = True
         ms = (time.perf_counter() - t0) * 1000.0
-        if degraded:
+        if placeholder:
+            self._settle.start(SETTLE_MS)
+        elif degraded:
             # Live capture and playback present a new frame every 33-40 ms, sharing it with
             # deformation, Qt's composition (and live tracking): they aim lower than a scrub.
             target = LIVE_MS if live else PLAYBACK_MS if self.controller.playing else INTERACTIVE_MS
@@ -882,11 +950,160 @@ class ViewportWidget(QWidget):
             self._settle.start(SETTLE_MS)
         elif self._head is not None or self._mpi is not None:
             self._full_ms = ms
+            self._full_synced = synced
         self._render_times.append(time.perf_counter())
         self.stats.update(
             render_ms=ms, splats=splats, lod=lod, scale=scale, degraded=degraded,
             renders=self.stats["renders"] + 1,
         )  # fmt: skip
+
+    # ------------------------------------------------------------------------------ refinement
+    def _start_refine(self) -> bool:
+        """Start refining the full-quality frame progressively (see the module docstring).
+        False when it cannot start now (no exposed GL window, no Gaussian head)."""
+        self._cancel_refine()
+        gl = self._gl
+        if gl is None or gl.ctx is None or gl.compositor is None or self._head is None:
+            return False
+        if not gl.isExposed() or not gl.isValid():
+            return False
+        w, h = self._device_size()
+        cam = self.controller.project.camera
+        views = view_cameras(
+            self.camera_control.state, self._view_mode, w, h, cam.ipd, cam.convergence
+        )
+        self._refine = _RefineJob((w, h), self._view_mode, views, self.stats["renders"])
+        self._refine_timer.start()
+        return True
+
+    def _cancel_refine(self) -> None:
+        if self._refine is not None:
+            self._refine = None
+            self._refine_timer.stop()
+            self.stats["refine_cancelled"] = self.stats.get("refine_cancelled", 0) + 1
+
+    def _refine_still_valid(self, job: _RefineJob) -> bool:
+        gl = self._gl
+        return (
+            gl is not None
+            and gl.ctx is not None
+            and gl.compositor is not None
+            and gl.isExposed()
+            and self.gl_error is None
+            and self._head is not None
+            and self._mpi is None
+            and not self._interacting()
+            and not gl.scene_dirty
+            and job.size == self._device_size()
+            and job.mode == self._view_mode
+            and job.renders == self.stats["renders"]
+        )
+
+    def _refine_batch(self, job: _RefineJob) -> int:
+        """Gaussians to draw in the next step: refine_step_ms over the measured ms per Gaussian
+        (at most twice the previous batch of this job, so a misestimate cannot run away)."""
+        rate = self._refine_rate
+        if rate is None or rate[0] != (job.size, job.mode):
+            n = _REFINE_FIRST_BATCH
+        else:
+            n = int(self.refine_step_ms / max(rate[1], 1e-6))
+        if job.last_batch:
+            n = min(n, 2 * job.last_batch)
+        return max(n, 256)
+
+    def _refine_step(self) -> None:
+        """One step of the refinement job (a 0-ms timer; GL made current here)."""
+        job = self._refine
+        if job is None:
+            return
+        if not self._refine_still_valid(job):
+            self._cancel_refine()
+            self._settle.start(SETTLE_MS)  # try again once things are quiet
+            return
+        gl = self._gl
+        assert gl is not None and gl.compositor is not None and self._head is not None
+        t0 = time.perf_counter()
+        try:
+            drawn = self._refine_work(gl, job)
+        except Exception:
+            # Never leave the window on the stand-in: draw the full frame directly instead
+            # (whose own failure paintGL reports).
+            log.exception("viewport: refining the full-quality frame failed")
+            self._refine = None
+            self._force_direct = True
+            self._redraw(scene=True)
+            return
+        ms = (time.perf_counter() - t0) * 1000.0
+        job.steps += 1
+        job.log.append((round(ms, 1), drawn))
+        job.total_ms += ms
+        job.max_ms = max(job.max_ms, ms)
+        if drawn:
+            rate = ms / drawn
+            key = (job.size, job.mode)
+            old = self._refine_rate
+            if old is not None and old[0] == key and rate < old[1]:
+                rate = 0.5 * (rate + old[1])  # quick to slow down, slow to speed up
+            self._refine_rate = (key, rate)
+        if job.m >= 0 and job.pos >= job.m:
+            job.view += 1
+            job.m = -1
+        if job.view < len(job.views):
+            self._refine_timer.start()
+            return
+        self._finish_refine(job)
+
+    def _refine_work(self, gl: _GLView, job: _RefineJob) -> int:
+        """The GL work of one refinement step (GL made current here); returns the Gaussians
+        drawn (0 for the preparation steps)."""
+        assert self._head is not None and gl.compositor is not None
+        drawn = 0
+        gl.makeCurrent()
+        try:
+            if job.arrays is None:
+                # Step 0: the full head deformed for this frame (cached per frame); no GL.
+                job.arrays = self._deform_for(self._head, self._deform_full)
+            elif job.slot is None:
+                # Step 1: uploaded, and the background of the back layers.
+                slot = gl.splat_renderer(False)
+                slot.uploader.push(job.arrays)
+                job.slot, job.splats = slot, len(job.arrays)
+                job.fbos = gl.compositor.begin_back(job.views, job.mode, *job.size)
+            elif job.m < 0:
+                # Sort and project the next view once; its triangles are drawn in batches.
+                job.m = job.slot.renderer.prepare(job.views[job.view][0])
+                job.pos = 0
+            else:
+                drawn = min(self._refine_batch(job), job.m - job.pos)
+                _cam, vp = job.views[job.view]
+                stop = job.pos + drawn
+                job.slot.renderer.draw_prepared(job.fbos[job.view], job.pos, stop, viewport=vp)
+                job.pos = stop
+                job.last_batch = drawn
+            # Bounded, measured steps: wait for the GL here (GIL released) rather than let a
+            # software GL rasterise the queued work in some later swap.
+            gl.finish()
+        finally:
+            gl.doneCurrent()
+        return drawn
+
+    def _finish_refine(self, job: _RefineJob) -> None:
+        gl = self._gl
+        assert gl is not None and gl.compositor is not None
+        self._refine = None
+        if not gl.compositor.swap_back():
+            self._settle.start(SETTLE_MS)
+            return
+        gl.scene_dirty = False
+        self._full_ms = job.total_ms
+        self._full_synced = True
+        self._render_times.append(time.perf_counter())
+        self.stats.update(
+            render_ms=job.total_ms, splats=job.splats, lod=False, scale=1.0, degraded=False,
+            renders=self.stats["renders"] + 1, refine_steps=job.steps,
+            refine_max_ms=job.max_ms, refine_log=job.log, refines=self.stats.get("refines", 0) + 1,
+        )  # fmt: skip
+        gl.update()  # composition only: the scene is cached
 
     def _fps(self) -> float | None:
         now = time.perf_counter()
@@ -963,6 +1180,25 @@ class LivePrepared:
 
     def __init__(self, head: Any, values: np.ndarray, arrays: Any) -> None:
         self.head, self.values, self.arrays = head, values, arrays
+
+
+class _RefineJob:
+    """State of one progressive full-quality frame (ViewportWidget._refine_step)."""
+
+    def __init__(self, size: tuple[int, int], mode: str, views: list, renders: int) -> None:
+        self.size, self.mode, self.views, self.renders = size, mode, views, renders
+        self.arrays: Any = None  # the deformed full head (GaussianArrays)
+        self.slot: _SplatSlot | None = None
+        self.fbos: list[Any] = []
+        self.splats = 0
+        self.view = 0  # the view being drawn
+        self.m = -1  # its prepared triangles (-1: not prepared yet)
+        self.pos = 0  # triangles of it drawn so far
+        self.last_batch = 0
+        self.steps = 0
+        self.total_ms = 0.0
+        self.max_ms = 0.0
+        self.log: list[tuple[float, int]] = []  # (ms, Gaussians drawn) per step
 
 
 class _SplatSlot:
@@ -1095,6 +1331,8 @@ class _GLView(QOpenGLWindow):
             fbo = ctx.framebuffer(color_attachments=[rb])
             try:
                 if self.scene_dirty or not compositor.present(fbo, w, h):
+                    # A settled view is grabbed at full quality now, not refined later.
+                    owner._force_direct = True
                     owner._render_scene(self, w, h)
                     self.scene_dirty = False
                     compositor.present(fbo, w, h)

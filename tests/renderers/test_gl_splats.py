@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,52 @@ def test_partial_updates_and_covariances_match_a_fresh_upload(renderer) -> None:
         renderer.update(covariances=np.zeros((5, 6), np.float32))
     with pytest.raises(ValueError, match="not both"):
         renderer.update(covariances=np.zeros((400, 6)), quats=cloud.quats, scales=cloud.scales)
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 7])
+def test_ranged_drawing_equals_one_draw(renderer, pieces: int) -> None:
+    """prepare() + draw_prepared() over K consecutive ranges of the sorted triangles composites
+    exactly like one draw() (the viewport refines slow full-quality frames this way)."""
+    from renderers.gl_context import OffscreenTarget
+
+    cloud = random_cloud(11, n=900, k=4)
+    cloud.facing = np.where(np.arange(len(cloud)) % 3 == 0, 1, 0).astype(np.int8)
+    center = Camera.orbit(distance=0.55, yaw_deg=20.0, pitch_deg=-5.0, width=96, height=80)
+    left, right = StereoRig(ipd=0.063, convergence=0.5).cameras(center)
+    renderer.upload(cloud)
+    bg = (0.1, 0.2, 0.3)
+    one = renderer.render([left, right], background=bg)
+
+    target = OffscreenTarget(renderer.ctx)
+    try:
+        fbo = target.framebuffer(2 * 96, 80)
+        for i, cam in enumerate((left, right)):
+            vp = (i * 96, 0, 96, 80)
+            m = renderer.prepare(cam)
+            assert 0 < m <= len(cloud)
+            cuts = np.linspace(0, m, pieces + 1).round().astype(int)
+            renderer.draw_prepared(fbo, 0, 0, viewport=vp, background=bg)  # clear only
+            for a, b in itertools.pairwise(cuts):
+                renderer.draw_prepared(fbo, int(a), int(b), viewport=vp)
+        strip = target.read(0, 0, 2 * 96, 80)
+    finally:
+        target.release()
+    ranged = strip.reshape(80, 2, 96, 4).transpose(1, 0, 2, 3)
+    assert one[..., 3].mean() > 0.1
+    assert np.abs(ranged - one).max() <= 1.0 / 255.0 + 1e-6
+
+
+def test_draw_prepared_contract(renderer) -> None:
+    cloud = random_cloud(12, n=50)
+    cam = Camera.orbit(distance=0.6, width=32, height=32)
+    renderer.upload(cloud)
+    fbo = renderer.target.framebuffer(32, 32)
+    with pytest.raises(RuntimeError):
+        renderer.draw_prepared(fbo)  # nothing prepared since the upload
+    m = renderer.prepare(cam)
+    with pytest.raises(ValueError):
+        renderer.draw_prepared(fbo, 0, m + 1)
+    renderer.draw_prepared(fbo, 0, m)
+    renderer.update(opacities=cloud.opacities)
+    with pytest.raises(RuntimeError):
+        renderer.draw_prepared(fbo)  # stale after an update

@@ -72,3 +72,38 @@ def test_anaglyph_takes_red_from_left_and_cyan_from_right(ctx):
     px = _read(ctx, out, w, h)[h // 2, w // 2].astype(int)
     np.testing.assert_allclose(px[:3], [255, 51, 153], atol=2)
     comp.release()
+
+
+def test_back_layers_are_presented_only_when_swapped(ctx):
+    """A scene built in the back layers (a progressively refined frame) never shows before
+    swap_back; then it replaces the cached reduced-resolution scene at full resolution."""
+    w, h = 32, 24
+    comp = SceneCompositor(ctx)
+    out = ctx.simple_framebuffer((w, h))
+
+    def fill(rgb):
+        def draw(cam, fbo, vp):
+            fbo.use()
+            ctx.clear(*rgb, 1.0, viewport=vp)
+
+        return draw
+
+    comp.render(fill((1.0, 0.0, 0.0)), view_cameras(ViewState(), "mono", 8, 6), "mono", w, h,
+                content=(8, 6))  # fmt: skip
+    full = view_cameras(ViewState(), "mono", w, h)
+    fbos = comp.begin_back(full, "mono", w, h)
+    assert len(fbos) == 1
+    fbos[0].use()
+    ctx.clear(0.0, 0.0, 1.0, 1.0, viewport=(0, 0, w // 2, h))  # half of it "drawn" so far
+    comp.present(out, w, h)
+    assert np.all(_read(ctx, out, w, h)[..., 0] == 255)  # still the cached scene
+    assert comp.swap_back()
+    comp.present(out, w, h)
+    img = _read(ctx, out, w, h)
+    assert np.all(img[:, : w // 2, 2] == 255) and np.all(img[:, : w // 2, 0] == 0)
+    assert not comp.swap_back()  # nothing new built
+    # A render() in between abandons a back scene.
+    comp.begin_back(full, "mono", w, h)
+    comp.render(None, full, "mono", w, h)
+    assert not comp.swap_back()
+    comp.release()
