@@ -42,7 +42,7 @@ random MotionDiT (segments without overlap), which says what the search does to 
 to a trained model's quality.
 
     .venv/bin/python benchmarks/ic_init.py [--seeds 8] [--clips 4] [--variants a,b]
-        [--overlaps 0,10] [--mode model|tiny|oracle] [--candidates 8]
+        [--overlaps 0,10] [--mode model|tiny|oracle] [--candidates 8] [--model DIR]
 """
 
 from __future__ import annotations
@@ -119,10 +119,14 @@ def held_out_sequence(seed: int, clips: int):
 
 
 def run_model(args: argparse.Namespace) -> None:
-    from models.pretrained import PretrainedModelMissing, load_default_motion_model
+    from models.pretrained import (
+        PretrainedModelMissing,
+        load_default_motion_model,
+        load_motion_model,
+    )
 
     try:
-        pm = load_default_motion_model()
+        pm = load_default_motion_model() if args.model is None else load_motion_model(args.model)
     except PretrainedModelMissing as exc:
         print(f"no shipped model, nothing measured: {exc}")
         return
@@ -155,7 +159,7 @@ def run_model(args: argparse.Namespace) -> None:
                 f"{n} {rows[n, overlap][-1][0]:.3f}" for n in names), flush=True)  # fmt: skip
     secs = frames / 25
     print(
-        f"shipped model {pm.folder.name}; {args.seeds} seeds x {args.clips} held-out clips "
+        f"model {pm.folder}; {args.seeds} seeds x {args.clips} held-out clips "
         f"(speech_data seeds {HELD_OUT_SEED}..{HELD_OUT_SEED + args.seeds - 1}), "
         f"{secs / args.seeds:.1f} s of audio per sequence on average; "
         f"{torch.get_num_threads()} torch thread(s); medians over seeds [min..max]; "
@@ -195,10 +199,14 @@ def run_oracle(args: argparse.Namespace) -> None:
     ``|mean_k jump_k| / mean_k |jump_k|`` (1: every noise jumps the same way)."""
     from models.motion_sampling import _cond_rows
     from models.motion_space import pack_ditto
-    from models.pretrained import PretrainedModelMissing, load_default_motion_model
+    from models.pretrained import (
+        PretrainedModelMissing,
+        load_default_motion_model,
+        load_motion_model,
+    )
 
     try:
-        pm = load_default_motion_model()
+        pm = load_default_motion_model() if args.model is None else load_motion_model(args.model)
     except PretrainedModelMissing as exc:
         print(f"no shipped model, nothing measured: {exc}")
         return
@@ -314,6 +322,7 @@ def main() -> None:
     ap.add_argument("--reward-on", default="x0", choices=["x0", "latent"], help="(tiny)")
     ap.add_argument("--variants", default="", help="comma-separated (model; default: all)")
     ap.add_argument("--overlaps", default="0,10", help="comma-separated window overlaps (model)")
+    ap.add_argument("--model", default=None, help="motion model folder (default: the shipped one)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     {"model": run_model, "tiny": run_tiny, "oracle": run_oracle}[args.mode](args)

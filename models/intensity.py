@@ -53,6 +53,9 @@ __all__ = [
     "distillation_loss",
     "intensity_loss",
     "intensity_targets",
+    "motion_intensity",
+    "motion_intensity_norm",
+    "motion_velocity_features",
     "soft_dtw",
 ]
 
@@ -112,6 +115,79 @@ def intensity_targets(
             x = x / max(float(x.mean()), floor)
         out.append(x.astype(np.float32))
     return out[0], out[1]
+
+
+# --- intensity of a take on an absolute scale (MotionDiT training) -------------------------------
+def motion_velocity_features(
+    motion: np.ndarray, x_c: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (unsmoothed, unnormalised) per-frame velocities ``(v_h [T], v_e [T])`` float64:
+    the nose tip's speed as in :func:`intensity_targets` (head pose dynamics) and the root mean
+    square over all 21 keypoints of the per-frame change of their expression deltas (facial
+    expression movement of the whole face, lips included). Frame 0 repeats frame 1.
+    Raises ValueError like :func:`intensity_targets`."""
+    v = np.asarray(motion, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != len(CHANNELS) or v.shape[0] < 2:
+        raise ValueError(f"motion must be [T >= 2, {len(CHANNELS)}], got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("motion contains NaN/inf")
+    m = MotionFrames.from_channels(v)
+    nose_c = np.asarray(NOMINAL_NOSE_TIP if x_c is None else np.asarray(x_c)[5], dtype=np.float64)
+    r = rotation_matrix(m.pitch, m.yaw, m.roll)
+    nose = m.scale[:, None] * (nose_c @ r + m.exp[:, 5]) + m.t
+    v_h = np.linalg.norm(np.diff(nose, axis=0), axis=1)
+    v_e = np.sqrt((np.diff(m.exp, axis=0) ** 2).sum(axis=2).mean(axis=1))
+    return np.concatenate([v_h[:1], v_h]), np.concatenate([v_e[:1], v_e])
+
+
+def motion_intensity_norm(
+    motions: list[np.ndarray],
+    x_c: np.ndarray | None = None,
+    smooth: float = 5.0,
+    head_weight: float = 0.5,
+    cap: float = 3.0,
+) -> dict:
+    """Fit the normalisation of :func:`motion_intensity` on a training set (``motions``: takes
+    ``[T, 90]``): ``head_mean`` / ``face_mean``, the mean smoothed head / expression velocity over
+    all frames, and ``scale``, chosen so that the capped intensity averages exactly 1 over the
+    set (intensity 1 = the set's typical motion). Returns the JSON-able dict MotionDiT stores
+    in its config (``intensity_norm``)."""
+    if not motions:
+        raise ValueError("motion_intensity_norm: no takes")
+    if not 0.0 <= head_weight <= 1.0 or cap <= 1.0:
+        raise ValueError("motion_intensity_norm: head_weight must be in [0, 1] and cap > 1")
+    feats = [motion_velocity_features(m, x_c) for m in motions]
+    hs = np.concatenate([_gauss_smooth(h, smooth) for h, _ in feats])
+    es = np.concatenate([_gauss_smooth(e, smooth) for _, e in feats])
+    head_mean, face_mean = max(float(hs.mean()), 1e-12), max(float(es.mean()), 1e-12)
+    raw = head_weight * hs / head_mean + (1.0 - head_weight) * es / face_mean
+    scale = 1.0
+    for _ in range(50):  # mean(min(scale * raw, cap)) = 1 (raw has mean 1, so scale >= 1)
+        scale /= float(np.minimum(scale * raw, cap).mean())
+    return {
+        "source": "motion velocity (models.intensity.motion_intensity)",
+        "smooth": float(smooth),
+        "head_weight": float(head_weight),
+        "head_mean": head_mean,
+        "face_mean": face_mean,
+        "scale": float(scale),
+        "cap": float(cap),
+        "null": 1.0,
+    }
+
+
+def motion_intensity(motion: np.ndarray, norm: dict, x_c: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame intensity ``[T]`` float32 of a take on the absolute scale of ``norm`` (from
+    :func:`motion_intensity_norm`): ``min(scale * (w * v_h / head_mean + (1 - w) * v_e /
+    face_mean), cap)`` of the Gaussian-smoothed velocities. This is what a MotionDiT trained
+    with intensity saw for its target motion: 1 = the training set's typical motion, 0 = still.
+    """
+    h, e = motion_velocity_features(motion, x_c)
+    w = float(norm["head_weight"])
+    h = _gauss_smooth(h, float(norm["smooth"])) / float(norm["head_mean"])
+    e = _gauss_smooth(e, float(norm["smooth"])) / float(norm["face_mean"])
+    y = np.minimum(float(norm["scale"]) * (w * h + (1.0 - w) * e), float(norm["cap"]))
+    return y.astype(np.float32)
 
 
 # --- losses ------------------------------------------------------------------------------------

@@ -31,6 +31,12 @@ per-frame intensity): ``intensity [B, L]`` scales each frame's cross-attention o
 through which the per-frame condition reaches a frame) in every decoder layer; 1 = unchanged,
 0 = no per-frame condition. Scaling the condition tokens themselves would do nothing here: the
 memory goes through a per-token LayerNorm (``norm_cond``) that cancels a per-token scale.
+A model trained with intensity (models/training.py, as ConsistTalk does) saw, for each training
+window, the per-frame intensity of its target motion (``models.intensity.motion_intensity``, 1 =
+the training set's typical motion); its config records that normalisation (``intensity_norm``)
+and ``null_intensity`` (1.0): the intensity the null (unconditional) rows were trained with, so
+they use it whatever intensity is passed. Configs without them (older models) pass the given
+intensity to every row, as before.
 
 For sampling, the parts that depend on neither the noise nor the timestep (the encoded condition,
 its pooled vector, the normalised memory and the cross-attention keys/values of the condition
@@ -274,7 +280,11 @@ class MotionDiT(ModelMixin, ConfigMixin):
     ``latent_dim`` (512), ``ff_dim`` (1024), ``num_layers`` decoder layers (8), ``num_heads`` (8),
     ``num_encoder_layers`` (2), ``dropout`` (0.1), ``cond_dropout`` (probability of replacing the
     condition by the null embeddings while training, for classifier-free guidance),
-    ``rotary_theta`` (10000). The defaults are Ditto's: 47.79M parameters.
+    ``rotary_theta`` (10000), ``intensity_norm`` (dict or None: how the training intensities
+    were computed from the target motion, see models.intensity.motion_intensity; None = trained
+    without intensity), ``null_intensity`` (float or None: the intensity null-condition rows
+    were trained with and always use; None = the given intensity, the old behaviour). The
+    defaults are Ditto's: 47.79M parameters.
     """
 
     config_name = "config.json"
@@ -294,6 +304,8 @@ class MotionDiT(ModelMixin, ConfigMixin):
         dropout: float = 0.1,
         cond_dropout: float = 0.1,
         rotary_theta: float = 10000.0,
+        intensity_norm: dict | None = None,
+        null_intensity: float | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("seq_len", seq_len), ("motion_dim", motion_dim),
@@ -370,7 +382,8 @@ class MotionDiT(ModelMixin, ConfigMixin):
 
         keep: bool or bool tensor [B]; False rows use the learned null embeddings (the
         unconditional branch of classifier-free guidance; ``cond`` may then be None).
-        intensity: optional [B, L] (or [L]) per-frame scale of the cross-attention output.
+        intensity: optional [B, L] (or [L]) per-frame scale of the cross-attention output; with
+        ``config.null_intensity`` set, null rows use that value instead.
         Raises ValueError on wrong shapes.
         """
         cfg = self.config
@@ -397,6 +410,19 @@ class MotionDiT(ModelMixin, ConfigMixin):
             tokens = torch.where(keep_t[:, None, None], tokens, null)
             hidden = self.non_attn_cond_projection(tokens.mean(dim=1))
             hidden = torch.where(keep_t[:, None], hidden, self.null_cond_hidden.to(null.dtype))
+        null_int = getattr(cfg, "null_intensity", None)
+        if intensity is not None and null_int is not None:
+            intensity = torch.as_tensor(intensity)
+            if cond is None:  # all rows null
+                intensity = torch.full_like(intensity, float(null_int))
+            else:
+                if intensity.dim() == 1:
+                    intensity = intensity[None].expand(batch, -1)
+                intensity = torch.where(
+                    keep_t.to(intensity.device)[:, None],
+                    intensity,
+                    torch.full_like(intensity, float(null_int)),
+                )
         memory = self.norm_cond(tokens)
         rot = self._tables(L)
         keys, values = [], []

@@ -33,6 +33,14 @@ works (the CLI converts recorded takes of ``.ths`` projects into it).
   (Ditto's grouped weights, fixed here: :func:`motion_loss_weights`). Classifier-free dropout of
   the condition with probability ``cond_dropout``. AdamW, linear warm-up then cosine decay, an
   optional EMA of the weights (saved instead of the raw weights when enabled).
+- Intensity (ConsistTalk; ``MotionTrainConfig.intensity``, on by default): each window carries
+  the per-frame intensity of its TARGET motion, :func:`models.intensity.motion_intensity` (head
+  and expression velocity, smoothed, capped, normalised so the training set averages 1), and
+  MotionDiT's intensity hook multiplies it into the audio-conditioned hidden states (the
+  cross-attention output) while training, so the model learns that intensity means motion
+  magnitude. Rows whose condition is dropped (classifier-free guidance) use intensity 1 (the
+  model's ``null_intensity``). The normalisation goes into the model's config
+  (``intensity_norm``), so a take's intensity can be measured on the same scale.
 
 **A2I** (ConsistTalk, models/intensity.py): the teacher is trained with the intensity loss
 against the clip's velocity features (``intensity_targets``), then the student is distilled from
@@ -329,7 +337,9 @@ class MotionDataset:
     """Clips in the model's normalised space, sampled as windows.
 
     ``sample(batch, generator)`` -> dict of tensors: ``x0 [B, L, 265]``, ``ref [B, 265]``,
-    ``cond [B, L, C]`` (standardised), ``mask [B, L]`` (1 = real frame, 0 = padding).
+    ``cond [B, L, C]`` (standardised), ``mask [B, L]`` (1 = real frame, 0 = padding) and, with
+    ``intensity_norm`` (see models.intensity.motion_intensity_norm), ``intensity [B, L]``: the
+    per-frame intensity of the target motion (padding holds the last frame's).
     """
 
     def __init__(
@@ -339,6 +349,7 @@ class MotionDataset:
         cond_mean: np.ndarray,
         cond_std: np.ndarray,
         seq_len: int = 80,
+        intensity_norm: dict | None = None,
     ) -> None:
         if not clips:
             raise DatasetError("no clips to train on")
@@ -353,6 +364,11 @@ class MotionDataset:
             rows = condition_rows(c.features, c.channels, x_c)
             self.cond.append(((rows - cond_mean) / cond_std).astype(np.float32))
         self.lengths = np.array([x.shape[0] for x in self.x0])
+        self.intensity: list[np.ndarray] | None = None
+        if intensity_norm is not None:
+            from models.intensity import motion_intensity
+
+            self.intensity = [motion_intensity(c.channels, intensity_norm, x_c) for c in clips]
         a = clips[0].features.shape[1]
         self.silence = ((_silence_row(a)[0] - cond_mean[:a]) / cond_std[:a]).astype(np.float32)
 
@@ -381,22 +397,36 @@ class MotionDataset:
         ref = x[max(start - 1, 0)]
         return xw, ref, cw, valid.astype(np.float32)
 
+    def intensity_window(self, clip: int, start: int) -> np.ndarray:
+        """Target intensity ``[L]`` of the window (ones without ``intensity_norm``)."""
+        if self.intensity is None:
+            return np.ones(self.seq_len, dtype=np.float32)
+        y = self.intensity[clip]
+        return y[np.minimum(np.arange(start, start + self.seq_len), y.shape[0] - 1)]
+
+    def _batch(self, picks: list[tuple[int, int]]) -> dict[str, Tensor]:
+        parts = [self.window(k, s) for k, s in picks]
+        x0, ref, cond, mask = (torch.from_numpy(np.stack(p)) for p in zip(*parts, strict=True))
+        out = {"x0": x0, "ref": ref, "cond": cond, "mask": mask}
+        if self.intensity is not None:
+            out["intensity"] = torch.from_numpy(
+                np.stack([self.intensity_window(k, s) for k, s in picks])
+            )
+        return out
+
     def sample(self, batch: int, generator: torch.Generator) -> dict[str, Tensor]:
         """A random batch: clips uniform, starts uniform over the positions a window fits."""
         clips = torch.randint(len(self.x0), (batch,), generator=generator).numpy()
         u = torch.rand(batch, generator=generator, dtype=torch.float64).numpy()
-        parts = []
+        picks = []
         for k, uk in zip(clips, u, strict=True):
             span = max(0, int(self.lengths[k]) - self.seq_len)
-            parts.append(self.window(int(k), int(uk * (span + 1))))
-        x0, ref, cond, mask = (torch.from_numpy(np.stack(p)) for p in zip(*parts, strict=True))
-        return {"x0": x0, "ref": ref, "cond": cond, "mask": mask}
+            picks.append((int(k), int(uk * (span + 1))))
+        return self._batch(picks)
 
     def fixed_windows(self, max_windows: int = 64) -> dict[str, Tensor]:
         """Deterministic windows (start of each clip) for validation losses."""
-        parts = [self.window(k, 0) for k in range(min(len(self.x0), max_windows))]
-        x0, ref, cond, mask = (torch.from_numpy(np.stack(p)) for p in zip(*parts, strict=True))
-        return {"x0": x0, "ref": ref, "cond": cond, "mask": mask}
+        return self._batch([(k, 0) for k in range(min(len(self.x0), max_windows))])
 
 
 def _silence_row(n_mels: int) -> np.ndarray:
@@ -532,6 +562,13 @@ class MotionTrainConfig:
     num_heads: int = 4
     num_encoder_layers: int = 1
     dropout: float = 0.1
+    # intensity (ConsistTalk): train with the target motion's per-frame intensity through the
+    # intensity hook (models.intensity.motion_intensity: Gaussian smoothing in frames, weight of
+    # the head velocity against the expression velocity, cap after normalising to mean 1)
+    intensity: bool = True
+    intensity_smooth: float = 5.0
+    intensity_head_weight: float = 0.5
+    intensity_cap: float = 3.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -544,9 +581,21 @@ class MotionTrainConfig:
             positive=("steps", "batch", "lr", "save_every", "log_every", "num_threads",
                       "seq_len", "latent_dim", "ff_dim", "num_layers", "num_heads"),
             non_negative=("weight_decay", "warmup", "velocity_weight", "init_weight",
-                          "lips_weight", "num_encoder_layers"),
+                          "lips_weight", "num_encoder_layers", "intensity_smooth"),
             fraction=("ema_decay", "cond_dropout", "val_fraction", "dropout"),
         )  # fmt: skip
+        if not isinstance(self.intensity, bool):
+            raise ValueError(f"MotionTrainConfig.intensity must be a bool, got {self.intensity!r}")
+        if not 0.0 <= self.intensity_head_weight <= 1.0:
+            raise ValueError(
+                "MotionTrainConfig.intensity_head_weight must be in [0, 1], got "
+                f"{self.intensity_head_weight!r}"
+            )
+        if not (math.isfinite(self.intensity_cap) and self.intensity_cap > 1.0):
+            raise ValueError(
+                "MotionTrainConfig.intensity_cap must be finite and > 1, got "
+                f"{self.intensity_cap!r}"
+            )
 
     def model_config(self, audio_dim: int) -> dict:
         return dict(
@@ -577,7 +626,7 @@ def _motion_losses(
         keep = torch.rand(B, generator=gen) >= cfg.cond_dropout
     a = alphas[t][:, None, None]
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-    pred = model(xt, t, ref, cond, keep_cond=keep)
+    pred = model(xt, t, ref, cond, keep_cond=keep, intensity=batch.get("intensity"))
     w = weights[None, None, :]
     m = mask[..., None]
     denom = m.sum().clamp_min(1.0)
@@ -623,15 +672,29 @@ def iter_train_motion(
     audio_dim = clips[0].features.shape[1]
     state_path = out / STATE_FILE
     state = _load_state(state_path) if resume and state_path.is_file() else None
+    intensity_norm = None
     if state is not None:
         stats = MotionStats.from_json(state["stats"])
         cond_mean, cond_std = state["cond_mean"].numpy(), state["cond_std"].numpy()
+        if cfg.intensity:
+            intensity_norm = state["model_config"].get("intensity_norm")
     else:
         x_c = default_canonical_keypoints()
         stats = MotionStats.from_clips(train_clips, x_c)
         cond_mean, cond_std = MotionDataset.condition_stats(train_clips, x_c)
-    data = MotionDataset(train_clips, stats, cond_mean, cond_std, cfg.seq_len)
-    val = MotionDataset(val_clips, stats, cond_mean, cond_std, cfg.seq_len) if val_clips else None
+    if cfg.intensity and intensity_norm is None:
+        from models.intensity import motion_intensity_norm
+
+        intensity_norm = motion_intensity_norm(
+            [c.channels for c in train_clips], stats.x_c.reshape(21, 3), cfg.intensity_smooth,
+            cfg.intensity_head_weight, cfg.intensity_cap,
+        )  # fmt: skip
+    data = MotionDataset(train_clips, stats, cond_mean, cond_std, cfg.seq_len, intensity_norm)
+    val = (
+        MotionDataset(val_clips, stats, cond_mean, cond_std, cfg.seq_len, intensity_norm)
+        if val_clips
+        else None
+    )
     yield TrainProgress(
         "data", 1, 1, elapsed_s=time.perf_counter() - t_start,
         message=f"{len(train_clips)} training clips, {len(val_clips)} validation clips, "
@@ -640,6 +703,8 @@ def iter_train_motion(
 
     torch.manual_seed(cfg.seed)
     model_cfg = cfg.model_config(audio_dim)
+    if intensity_norm is not None:
+        model_cfg.update(intensity_norm=intensity_norm, null_intensity=1.0)
     model = MotionDiT(**model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
