@@ -18,13 +18,18 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from studio.document import Project
 
 __all__ = [
     "EXIT_CANCELLED",
     "EXIT_ERROR",
     "cancel_on_signals",
     "emit",
+    "load_snapshot",
     "lower_priority",
     "one_line",
 ]
@@ -68,3 +73,15 @@ def cancel_on_signals() -> Iterator[threading.Event]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def load_snapshot(path: Path) -> Project | None:
+    """The project snapshot the studio saved for the child, or None after emitting the error
+    line (the caller then exits with EXIT_ERROR)."""
+    from studio.document.fileformat import ProjectFileError, load_project
+
+    try:
+        return load_project(path)
+    except ProjectFileError as exc:
+        emit({"error": f"cannot read the project snapshot: {one_line(exc)}"})
+        return None

@@ -51,6 +51,7 @@ from studio.child_protocol import (
     EXIT_ERROR,
     cancel_on_signals,
     emit,
+    load_snapshot,
     lower_priority,
     one_line,
 )
@@ -177,13 +178,11 @@ def run(
 ) -> int:
     """Generate ``request`` on ``project_file``, speaking the protocol of the module docstring
     on stdout; returns the exit status (0 done, EXIT_ERROR, EXIT_CANCELLED)."""
-    from studio.document.fileformat import ProjectFileError, load_project
+    from studio.document.fileformat import ProjectFileError
     from studio.generation import iter_generate
 
-    try:
-        project = load_project(project_file)
-    except ProjectFileError as exc:
-        emit({"error": f"cannot read the project snapshot: {one_line(exc)}"})
+    project = load_snapshot(project_file)
+    if project is None:
         return EXIT_ERROR
     is_cancelled = None if cancel is None else cancel.is_set
     n_previews = 0

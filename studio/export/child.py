@@ -43,6 +43,7 @@ from studio.child_protocol import (
     EXIT_ERROR,
     cancel_on_signals,
     emit,
+    load_snapshot,
     lower_priority,
     one_line,
 )
@@ -117,13 +118,10 @@ def run(
 ) -> int:
     """Export ``project_file`` with ``settings``, speaking the protocol of the module docstring
     on stdout; returns the exit status (0 done, EXIT_ERROR, EXIT_CANCELLED)."""
-    from studio.document.fileformat import ProjectFileError, load_project
     from studio.export.job import export_project
 
-    try:
-        project = load_project(project_file)
-    except ProjectFileError as exc:
-        emit({"error": f"cannot read the project snapshot: {one_line(exc)}"})
+    project = load_snapshot(project_file)
+    if project is None:
         return EXIT_ERROR
     n_previews = 0
     try:

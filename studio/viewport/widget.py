@@ -98,7 +98,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 # (resolution scale, LOD level) each kind of interactive frame starts from
 _ADAPTIVE_START = {"interactive": (0.5, 0), "playback": (0.5, 0), "live": (0.25, 2)}
-_PLACEHOLDER = (0.25, 2)  # the stand-in for a full frame being refined (not adapted)
+_STAND_IN = (0.25, 2)  # the stand-in for a full frame being refined (not adapted)
 
 DEFAULT_LOD_BUDGET = 25_000
 SETTLE_MS = 150  # full quality this long after the last interaction
@@ -874,9 +874,9 @@ class ViewportWidget(QWidget):
         # full frames are refined progressively: a cheap stand-in, shown only until the refined
         # frame replaces it (the interactive budget, 25k Gaussians at half resolution, costs
         # ~0.1 s on 2 cores; this one the cost of a live frame).
-        placeholder = degraded and not self._interacting()
-        if placeholder:
-            self._interactive_scale, self._lod_level = _PLACEHOLDER
+        stand_in = degraded and not self._interacting()
+        if stand_in:
+            self._interactive_scale, self._lod_level = _STAND_IN
         elif degraded:
             self._interactive_scale, self._lod_level = self._adaptive[mode]
         lod = False
@@ -931,7 +931,7 @@ class ViewportWidget(QWidget):
             view.finish()
             synced = True
         ms = (time.perf_counter() - t0) * 1000.0
-        if placeholder:
+        if stand_in:
             self._settle.start(SETTLE_MS)
         elif degraded:
             # Live capture and playback present a new frame every 33-40 ms, sharing it with
