@@ -195,14 +195,16 @@ def _tmp_name(target: Path) -> Path:
 
 
 def _remove_stale_temps(target: Path) -> None:
-    """Delete temporary files for ``target`` left by processes that no longer exist."""
+    """Delete temporary files for ``target`` and for its backup (``_keep_backup`` links the
+    backup through a temporary name too) left by processes that no longer exist."""
     try:
         entries = list(os.scandir(target.parent))
     except OSError:
         return
+    names = (target.name, target.name + ".bak")
     for entry in entries:
         m = _TMP_RE.match(entry.name)
-        if m and m["name"] == target.name and not _pid_alive(int(m["pid"])):
+        if m and m["name"] in names and not _pid_alive(int(m["pid"])):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
 

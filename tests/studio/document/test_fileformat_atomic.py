@@ -86,12 +86,14 @@ def test_removes_temp_files_of_dead_processes_only(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=True)  # fmt: skip
     dead_pid = int(dead.stdout)
     stale = tmp_path / f".a.ths.tmp-{dead_pid}-deadbeef"
+    # a writer killed while linking the backup leaves the backup's temporary name
+    stale_bak = tmp_path / f".a.ths.bak.tmp-{dead_pid}-deadbeef"
     live = tmp_path / f".a.ths.tmp-{os.getppid()}-cafebabe"  # our parent is alive
     other = tmp_path / f".b.ths.tmp-{dead_pid}-deadbeef"
-    for f in (stale, live, other):
+    for f in (stale, stale_bak, live, other):
         f.write_bytes(b"junk")
     atomic_write(p, _write(b"x"))
-    assert not stale.exists()
+    assert not stale.exists() and not stale_bak.exists()
     assert live.exists() and other.exists()
 
 
