@@ -77,6 +77,24 @@ def _gauss_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(np.pad(x, r, mode="edge"), k, mode="valid")
 
 
+def _frames_and_nose_speed(
+    motion: np.ndarray, x_c: np.ndarray | None
+) -> tuple[MotionFrames, np.ndarray]:
+    """``motion [T, C]`` checked and unpacked, and the nose tip's speed ``[T - 1]`` (pose and
+    expression applied to the canonical nose tip, ``x_c[5]`` or :data:`NOMINAL_NOSE_TIP`).
+    Raises ValueError on a wrong shape or non-finite values."""
+    v = np.asarray(motion, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != len(CHANNELS) or v.shape[0] < 2:
+        raise ValueError(f"motion must be [T >= 2, {len(CHANNELS)}], got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("motion contains NaN/inf")
+    m = MotionFrames.from_channels(v)
+    nose_c = np.asarray(NOMINAL_NOSE_TIP if x_c is None else np.asarray(x_c)[5], dtype=np.float64)
+    r = rotation_matrix(m.pitch, m.yaw, m.roll)  # [T, 3, 3]
+    nose = m.scale[:, None] * (nose_c @ r + m.exp[:, 5]) + m.t  # [T, 3]
+    return m, np.linalg.norm(np.diff(nose, axis=0), axis=1)
+
+
 def intensity_targets(
     motion: np.ndarray,
     x_c: np.ndarray | None = None,
@@ -96,16 +114,7 @@ def intensity_targets(
     (at least ``floor``), so 1 = this take's typical motion.
     Raises ValueError on a wrong shape or non-finite values.
     """
-    v = np.asarray(motion, dtype=np.float64)
-    if v.ndim != 2 or v.shape[1] != len(CHANNELS) or v.shape[0] < 2:
-        raise ValueError(f"motion must be [T >= 2, {len(CHANNELS)}], got {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError("motion contains NaN/inf")
-    m = MotionFrames.from_channels(v)
-    nose_c = np.asarray(NOMINAL_NOSE_TIP if x_c is None else np.asarray(x_c)[5], dtype=np.float64)
-    r = rotation_matrix(m.pitch, m.yaw, m.roll)  # [T, 3, 3]
-    nose = m.scale[:, None] * (nose_c @ r + m.exp[:, 5]) + m.t  # [T, 3]
-    v_h = np.linalg.norm(np.diff(nose, axis=0), axis=1)
+    m, v_h = _frames_and_nose_speed(motion, x_c)
     d_exp = np.diff(m.exp[:, list(UPPER_FACE)], axis=0)  # [T-1, K, 3]
     v_f = np.sqrt((d_exp**2).sum(axis=2).mean(axis=1))
     out = []
@@ -126,16 +135,7 @@ def motion_velocity_features(
     square over all 21 keypoints of the per-frame change of their expression deltas (facial
     expression movement of the whole face, lips included). Frame 0 repeats frame 1.
     Raises ValueError like :func:`intensity_targets`."""
-    v = np.asarray(motion, dtype=np.float64)
-    if v.ndim != 2 or v.shape[1] != len(CHANNELS) or v.shape[0] < 2:
-        raise ValueError(f"motion must be [T >= 2, {len(CHANNELS)}], got {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError("motion contains NaN/inf")
-    m = MotionFrames.from_channels(v)
-    nose_c = np.asarray(NOMINAL_NOSE_TIP if x_c is None else np.asarray(x_c)[5], dtype=np.float64)
-    r = rotation_matrix(m.pitch, m.yaw, m.roll)
-    nose = m.scale[:, None] * (nose_c @ r + m.exp[:, 5]) + m.t
-    v_h = np.linalg.norm(np.diff(nose, axis=0), axis=1)
+    m, v_h = _frames_and_nose_speed(motion, x_c)
     v_e = np.sqrt((np.diff(m.exp, axis=0) ** 2).sum(axis=2).mean(axis=1))
     return np.concatenate([v_h[:1], v_h]), np.concatenate([v_e[:1], v_e])
 
