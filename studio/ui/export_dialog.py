@@ -229,10 +229,9 @@ class ExportProcess(ChildProcess):
         self._thumb_width = thumb_width
 
     def write_inputs(self, folder: Path) -> None:  # the saver thread
-        from studio.document.fileformat import save_project
-
-        save_project(self._project, folder / "snapshot.ths", backups=0)
-        (folder / "settings.json").write_text(settings_to_json(self._settings), encoding="utf-8")
+        self.save_snapshot_and_json(
+            folder, self._project, "settings.json", settings_to_json(self._settings)
+        )
 
     def command(self, folder: Path) -> tuple[str, list[str]]:
         return export_command(

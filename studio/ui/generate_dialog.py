@@ -170,10 +170,9 @@ class GenerationProcess(ChildProcess):
         self._request = request
 
     def write_inputs(self, folder: Path) -> None:  # the saver thread
-        from studio.document.fileformat import save_project
-
-        save_project(self._project, folder / "snapshot.ths", backups=0)
-        (folder / "request.json").write_text(request_to_json(self._request), encoding="utf-8")
+        self.save_snapshot_and_json(
+            folder, self._project, "request.json", request_to_json(self._request)
+        )
 
     def command(self, folder: Path) -> tuple[str, list[str]]:
         return generation_command(folder / "snapshot.ths", folder / "request.json", folder)

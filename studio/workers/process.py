@@ -108,6 +108,15 @@ class ChildProcess(QObject):
         """Write what the child reads into ``folder`` (runs in a Python thread). Raise to fail
         the job with the exception's message."""
 
+    @staticmethod
+    def save_snapshot_and_json(folder: Path, project: Any, json_name: str, text: str) -> None:
+        """What both children read: the project as ``folder/snapshot.ths`` (no backup) and one
+        JSON file ``folder/json_name`` (their settings or request)."""
+        from studio.document.fileformat import save_project
+
+        save_project(project, folder / "snapshot.ths", backups=0)
+        (folder / json_name).write_text(text, encoding="utf-8")
+
     def command(self, folder: Path) -> tuple[str, list[str]]:
         """(program, arguments) of the child."""
         raise NotImplementedError
