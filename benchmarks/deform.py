@@ -1,6 +1,7 @@
 """Benchmark: CPU time to deform the default heads for one frame of motion.
 
     .venv/bin/python -m benchmarks.deform [--repeat 25] [--heads default default_high]
+        [--against OLD_RIG_PY]
 
 Per head and case it prints the median and the minimum of ``--repeat`` timed calls (after a
 warm-up), and the median as a ratio to a baseline measured in the same process just before: a
@@ -8,12 +9,19 @@ fixed elementwise pass over the head's means (``means * a + b`` into a buffer, f
 no thread start-up noise). On a busy shared machine both numbers drift together, so the ratio is
 the one to compare between runs and machines. Target: <= 10 ms for the ~200k head with every rig
 channel active ("everything").
+
+``--against`` times another version of ``models/heads/rig.py`` (a copy of the file, e.g. from
+``git show HEAD:models/heads/rig.py``) on the same head data in the same process, in alternating
+blocks of 10 calls, and prints both medians and their ratio: the comparison to trust on a
+shared machine, whose speed drifts by tens of percent within minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import sys
 import time
 
 import numpy as np
@@ -61,15 +69,52 @@ def cases() -> dict[str, np.ndarray]:
     }
 
 
+def _other_head(path: str, head):
+    """The same head built by the rig module in the file at path (another version of it)."""
+    spec = importlib.util.spec_from_file_location("_rig_against", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.RiggedGaussianHead(**{f: getattr(head, f) for f in head.__dataclass_fields__})
+
+
+def _compare(head, other, repeat: int) -> None:
+    """Per case: medians of this version and the other, in alternating blocks of 10 calls."""
+    for case, v in cases().items():
+        times: dict[int, list[float]] = {0: [], 1: []}
+        for block in range(max(2, 2 * round(repeat / 20))):
+            order = (0, 1) if block % 2 == 0 else (1, 0)
+            for which in order:
+                h = (head, other)[which]
+                h.deform(v)  # warm-up after the other version ran
+                for _ in range(10):
+                    t0 = time.perf_counter()
+                    h.deform(v)
+                    times[which].append(time.perf_counter() - t0)
+        ms = [1e3 * float(np.median(times[i])) for i in (0, 1)]
+        print(
+            f"  {case:16s} this {ms[0]:7.2f} ms  other {ms[1]:7.2f} ms  "
+            f"(this/other {ms[0] / max(ms[1], 1e-6):5.2f})"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=25)
     ap.add_argument("--heads", nargs="+", default=["default", "default_high"])
+    ap.add_argument("--against", help="another version of models/heads/rig.py to compare with")
     args = ap.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"cpus {os.cpu_count()}, load average {load:.1f}, numpy {np.__version__}")
     for name in args.heads:
         head = load_builtin_head(name)
+        if args.against:
+            head.prepare()
+            other = _other_head(args.against, head)
+            other.prepare()
+            print(f"{name}: N={len(head)}, against {args.against}")
+            _compare(head, other, args.repeat)
+            continue
         pts = np.ascontiguousarray(head.means)
         buf = np.empty_like(pts)
         a, b = np.float32(1.0001), np.float32(0.5)

@@ -45,12 +45,21 @@ Rig (the analytic version of a per-Gaussian motion basis). Per frame of motion c
    identity), so the neck bends smoothly and the shoulders (w = 0) stay.
 
 Cost (precomputed in ``_prepare``): each stage touches only its own index block (slices for the
-built-in heads, which are sorted so that every rig set is contiguous). Skinning is one dense
-``[S, 21 + 3] @ [24, 3]`` sgemm (weights and base means); jaw and lid rotations about x are
-complex multiplications on float32 pairs; the stretch is one chunked ``[2 S, 21] @ [21, 3]``
-sgemm and a few passes over its S discs (its fits are built lazily, on the first frame that
+built-in heads, which are sorted so that every rig set is contiguous; other heads gather and
+scatter). Without a pose the local stages write straight into fresh copies of the base (copied
+around the rows a stage rewrites whole), which are the outputs; with one they write into reused
+scratch buffers (restoring only rows the previous frame changed and this one does not rewrite
+from the base) and the pose maps them into fresh outputs. Skinning is one dense
+``[24, 3]^T @ [21 + 3, S]`` sgemm (weights and base means; per column block only the keypoints
+that move it); jaw and lid rotations about x are complex multiplications on float32 pairs; the
+stretch is one ``[3, 21] @ [21, 2 S]`` sgemm in the same blocks and a few contiguous passes
+over its S discs in reused work buffers (its fits are built lazily, on the first frame that
 needs them: ~0.9 s for the 50k head, 2.5-4 s for 200k, 2-core machine at load 6); the pose is
-a chunked small matmul per array; everything stays float32.
+one small matmul per array with four rows packed per product, the neck's partial turn a few
+passes per component. Every BLAS call stays below OpenBLAS's threading threshold (see
+_BLAS_SERIAL); everything stays float32. The 200k head, every channel active: ~6.5-10 ms on
+the shared 2-core machine, whose speed drifts; ~0.65x the previous version's time in the same
+process (``benchmarks.deform --against``).
 
 Intensity and emotion channels are not read here: they condition generators, not the rig.
 With every channel the rig reads at its default (CHANNEL_DEFAULTS) ``deform`` returns the base
@@ -67,6 +76,7 @@ rather than at the keypoint origin (a pose-dependent translation). With ``exp = 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,7 +86,6 @@ from models.motion_space import (
     CHANNEL_INDEX,
     CHANNELS,
     NUM_KEYPOINTS,
-    rotation_matrix,
 )
 
 __all__ = [
@@ -269,50 +278,77 @@ _LEFT_IDX = np.array([[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]])
 _LEFT_SIGN = np.array([[1, 1, 1, 1], [-1, 1, 1, -1], [-1, -1, 1, 1], [-1, 1, -1, 1]], dtype=float)
 
 
-def _left_matrix(q: np.ndarray) -> np.ndarray:
-    """Matrices L [..., 4, 4] with ``quat_multiply(q, p) == p @ L`` for row quaternions p."""
-    q = np.asarray(q, dtype=np.float64)
-    return q[..., _LEFT_IDX] * _LEFT_SIGN
-
-
-def _rotation_quats(r: np.ndarray) -> np.ndarray:
-    """:func:`quat_from_matrix` for the few per-frame rotations [..., 3, 3] of the rig: the
-    trace formula (one numpy pass) when every angle is below ~170 degrees, else the general one."""
-    w2 = 1.0 + r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2]
-    if np.min(w2) < 0.01:
-        return quat_from_matrix(r)
-    w = 0.5 * np.sqrt(w2)
+def _rotation_quat(r: np.ndarray) -> tuple[float, float, float, float]:
+    """The unit quaternion (w, x, y, z) of one rotation r [3, 3] (column vectors) as Python
+    floats: the trace formula when the angle is below ~170 degrees, else
+    :func:`quat_from_matrix` (numpy's per-call overhead on one 3x3 matrix costs ~50 us, and
+    several run per frame)."""
+    (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = r.tolist()
+    w2 = 1.0 + r00 + r11 + r22
+    if w2 < 0.01:
+        return tuple(quat_from_matrix(r).tolist())
+    w = 0.5 * math.sqrt(w2)
     k = 0.25 / w
-    return np.stack(
-        [w, (r[..., 2, 1] - r[..., 1, 2]) * k, (r[..., 0, 2] - r[..., 2, 0]) * k,
-         (r[..., 1, 0] - r[..., 0, 1]) * k],
-        axis=-1,
-    )  # fmt: skip
+    return w, (r21 - r12) * k, (r02 - r20) * k, (r10 - r01) * k
+
+
+def _left_of(q: tuple[float, float, float, float]) -> np.ndarray:
+    """The matrix L [4, 4] with ``quat_multiply(q, p) == p @ L`` for row quaternions p, of one
+    quaternion q given as Python floats."""
+    return np.array(q)[_LEFT_IDX] * _LEFT_SIGN
+
+
+def _rotation_rub(pitch: float, yaw: float, roll: float) -> np.ndarray:
+    """``F rotation_matrix(pitch, yaw, roll) F`` [3, 3] (row vectors, RUB; F = diag(1, -1, -1))
+    for one pose, angles in degrees: the same matrix in scalar arithmetic (numpy's batched
+    version costs ~0.15 ms per call)."""
+    p, y, r = math.radians(pitch), math.radians(yaw), math.radians(roll)
+    cp, sp, cy, sy = math.cos(p), math.sin(p), math.cos(y), math.sin(y)
+    cr, sr = math.cos(r), math.sin(r)
+    # (Rz(roll) Ry(yaw) Rx(pitch))^T, then the flips (signs of rows and columns 1 and 2)
+    return np.array(
+        [
+            [cr * cy, -(sr * cy), sy],
+            [-(cr * sy * sp - sr * cp), sr * sy * sp + cr * cp, cy * sp],
+            [-(cr * sy * cp + sr * sp), sr * sy * cp - cr * sp, cy * cp],
+        ]
+    )
 
 
 def _rotate_about_x(
-    means: np.ndarray, quats: np.ndarray, center: np.ndarray, angle: np.ndarray
+    means: np.ndarray,
+    quats: np.ndarray,
+    center: np.ndarray,
+    angle: np.ndarray,
+    src_m: np.ndarray | None = None,
+    src_q: np.ndarray | None = None,
 ) -> None:
-    """In place: rotate points [M, 3] and quats [M, 4] (float32, rows contiguous) about the
-    x-parallel axis through center by per-point angles [M] (radians; positive turns +z towards
-    -y, i.e. the front downwards).
+    """Rotate points src_m [M, 3] and quats src_q [M, 4] (float32, rows contiguous; None: in
+    place) about the x-parallel axis through center by per-point angles [M] (radians; positive
+    turns +z towards -y, i.e. the front downwards), into means / quats [M, 3] / [M, 4].
 
     A rotation about x is a complex multiplication: (y + iz) * e^{ia} for the point and, for the
     quaternion (cos(a/2), sin(a/2), 0, 0) * q, (w + ix) * e^{ia/2} and (y + iz) * e^{ia/2}. So the
-    float pairs are viewed as complex64 and each array is updated with one or three ufunc passes
-    instead of ~30 column operations.
+    float pairs are viewed as complex64 and each array is updated with a few ufunc passes
+    instead of ~30 column operations. The quaternion's two pairs are multiplied column by column:
+    broadcasting e^{ia/2} [M, 1] over [M, 2] runs numpy's inner loop once per row (~4x slower).
     """
+    src_m = means if src_m is None else src_m
+    src_q = quats if src_q is None else src_q
     half = np.asarray(angle, dtype=np.float32) * np.float32(0.5)
-    ch, sh = np.cos(half), np.sin(half)
     rot_q = np.empty(half.shape, dtype=np.complex64)  # e^{ia/2}
-    rot_q.real, rot_q.imag = ch, sh
+    rot_q.real, rot_q.imag = np.cos(half), np.sin(half)
     rot_p = rot_q * rot_q  # e^{ia}
     yz = means[:, 1:3].view(np.complex64)[:, 0]  # [M] complex views of (y, z)
     c = np.complex64(complex(center[1], center[2]))
-    yz -= c
+    np.subtract(src_m[:, 1:3].view(np.complex64)[:, 0], c, out=yz)
     yz *= rot_p
     yz += c
-    quats.view(np.complex64)[...] *= rot_q[:, None]
+    if src_m is not means:
+        means[:, 0] = src_m[:, 0]
+    qc, qs = quats.view(np.complex64), src_q.view(np.complex64)  # [M, 2]: (w + ix, y + iz)
+    np.multiply(qs[:, 0], rot_q, out=qc[:, 0])
+    np.multiply(qs[:, 1], rot_q, out=qc[:, 1])
 
 
 def _rotate_set(
@@ -321,49 +357,99 @@ def _rotate_set(
     sel: slice | np.ndarray,
     center: np.ndarray,
     angle: np.ndarray,
+    src_m: np.ndarray | None = None,
+    src_q: np.ndarray | None = None,
 ) -> None:
-    """:func:`_rotate_about_x` on the rows ``sel`` of writable means/quats: in place on views for
-    a slice (no gather), gather-rotate-scatter for an index array."""
+    """:func:`_rotate_about_x` of the rows ``sel`` of src_m / src_q (None: in place) into the
+    same rows of writable means / quats: on views for a slice (no gather),
+    gather-rotate-scatter for an index array."""
+    src_m = means if src_m is None else src_m
+    src_q = quats if src_q is None else src_q
     if isinstance(sel, slice):
-        _rotate_about_x(means[sel], quats[sel], center, angle)
+        _rotate_about_x(means[sel], quats[sel], center, angle, src_m[sel], src_q[sel])
         return
-    m, q = means[sel], quats[sel]
+    m, q = src_m[sel], src_q[sel]
     _rotate_about_x(m, q, center, angle)
     means[sel], quats[sel] = m, q
 
 
-# Rows per small sgemm. OpenBLAS runs a product on one thread only below M N K = 2^18; the
-# pose's packed [C/4, 16] @ [16, 16] (quats) needs C <= 4096 for that. Threaded, these tiny
-# products cost 10-100x the arithmetic on busy cores (the 200k head's pose-only frame: 142 ms
-# with 16k-row chunks against 8.6 ms with 4k, load 6; see _matmul_rows).
-_CHUNK = 4096
+# OpenBLAS runs a product on the calling thread only while M N K <= 2^18; above it, it spreads
+# even tiny products over threads, which on busy cores costs 10-100x the arithmetic (the 200k
+# head's pose-only frame: 142 ms with 16k-row chunks against 8.6 ms with 4k, load 6; its
+# skinning, [56k, 24] @ [24, 3]: 24-37 ms whole against 0.6-0.9 ms in blocks, load 6.5). Every
+# product below is cut into blocks under this bound.
+_BLAS_SERIAL = 1 << 18
+_TILE_ROWS = 4096  # rows per add of a tiled offset (_add_tiled)
 
 
-def _rows_times(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """``x @ m`` for x [N, D] float32 and a small m [D, E], in row chunks.
+def _column_blocks(xt: np.ndarray, e: int = 3, keep: int = 0) -> list[tuple]:
+    """xt [D, N] float32 cut for products ``mt @ xt`` with mt [e, D] (see _matmul_cols): per
+    block of columns (start, stop, rows [R] intp, xt[rows, start:stop] [R, B] contiguous), rows
+    those with a nonzero in the block plus the last ``keep`` always. The skinning's and the
+    stretch fit's weights are local: a block of neighbouring Gaussians is moved by ~13 of the
+    21 keypoints, so the product reads ~40 % less memory (the dropped terms are exact zeros)."""
+    d, n = xt.shape
+    step = max(1, _BLAS_SERIAL // (e * d))
+    blocks = []
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        used = np.any(xt[:, i:j] != 0, axis=1)
+        if keep:
+            used[d - keep :] = True
+        rows = np.flatnonzero(used)
+        blocks.append((i, j, rows, np.ascontiguousarray(xt[rows, i:j], dtype=np.float32)))
+    return blocks
 
-    One big (N, 3) @ (3, 3) lets OpenBLAS spread a tiny job over threads, which on busy cores
-    costs 10-100x more than the arithmetic; chunks of _CHUNK rows stay single-threaded (~0.5 ms
-    for 200k rows here).
-    """
-    m = np.ascontiguousarray(m, dtype=x.dtype)
-    out = np.empty((x.shape[0], m.shape[1]), dtype=x.dtype)
-    for i in range(0, x.shape[0], _CHUNK):
-        np.matmul(x[i : i + _CHUNK], m, out=out[i : i + _CHUNK])
-    return out
+
+def _matmul_cols(mt: np.ndarray, blocks: list[tuple], out: np.ndarray) -> None:
+    """``out[...] = (mt @ xt).T`` for a small mt [E, D] float32, xt [D, N] cut into
+    :func:`_column_blocks`, and out [N, E] (E ~ 3; rows contiguous).
+
+    With the long dimension N as the product's columns OpenBLAS runs ~2x faster than
+    ``xt.T @ mt.T`` with N rows (whose result has only E columns: its kernels use a fraction of
+    their width). Each block's [E, B] result is written into out column by column (strided,
+    one ufunc pass each; a block transpose copy runs numpy's inner loop once per row)."""
+    e = mt.shape[0]
+    buf = np.empty((e, max((j - i for i, j, _, _ in blocks), default=0)), dtype=np.float32)
+    for i, j, rows, xb in blocks:
+        b = buf[:, : j - i]
+        np.matmul(mt[:, rows], xb, out=b)
+        o = out[i:j]
+        for c in range(e):
+            o[:, c] = b[c]
 
 
-_GEMM_ROWS = 2048  # rows per sgemm in _matmul_rows
+_BLOCK_DIAG: dict[tuple[int, int, int], np.ndarray] = {}  # (D, E, k) -> its positions
 
 
-def _matmul_rows(x: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
-    """``out[...] = x @ m`` for x [N, D] float32 (D ~ 20), a small m [D, E] and out [N, E], in
-    blocks of _GEMM_ROWS rows: below OpenBLAS's threading threshold (M N K <= 2^18 for D <= 42),
-    so each block runs on the calling thread. A threaded call costs tens of ms on busy cores
-    (the 200k head's skinning, [56k, 24] @ [24, 3]: 24-37 ms whole against 0.6-0.9 ms in
-    blocks, load 6.5)."""
-    for i in range(0, x.shape[0], _GEMM_ROWS):
-        np.matmul(x[i : i + _GEMM_ROWS], m, out=out[i : i + _GEMM_ROWS])
+def _block_diag(m: np.ndarray, k: int) -> np.ndarray:
+    """``kron(I_k, m)`` [k D, k E] float32 (np.kron's generic path costs ~10x more): m's
+    values scattered to positions cached per shape."""
+    d, e = m.shape
+    pos = _BLOCK_DIAG.get((d, e, k))
+    if pos is None:
+        rows = np.arange(k)[:, None, None] * d + np.arange(d)[None, :, None]
+        cols = np.arange(k)[:, None, None] * e + np.arange(e)[None, None, :]
+        pos = _BLOCK_DIAG.setdefault((d, e, k), (rows * (k * e) + cols).reshape(k, d * e))
+    out = np.zeros(k * d * k * e, dtype=np.float32)
+    out[pos] = m.reshape(-1)
+    return out.reshape(k * d, k * e)
+
+
+def _tiled(off: np.ndarray, rows: int) -> np.ndarray:
+    """``np.tile(off, rows)`` [rows E] for off [E] float32 (np.tile's generic path costs ~2x)."""
+    return np.repeat(off[None, :], rows, axis=0).reshape(-1)
+
+
+def _add_tiled(flat: np.ndarray, off: np.ndarray) -> None:
+    """In place ``flat += off`` tiled, for rows [N, E] viewed flat [N E] and off [E] float32:
+    one contiguous add per _TILE_ROWS rows (broadcasting a length-3 row over [N, 3] runs
+    numpy's inner loop once per row, ~3x slower)."""
+    e = off.size
+    tile = _tiled(off, min(flat.size // e, _TILE_ROWS))
+    for i in range(0, flat.size, tile.size):
+        part = flat[i : i + tile.size]
+        part += tile[: part.size]
 
 
 _KRON = 4  # rows packed per block-diagonal product in _affine_rows
@@ -376,40 +462,78 @@ def _affine_rows(src: np.ndarray, m: np.ndarray, off: np.ndarray | None, dst: np
     A ``[C, 3] @ [3, 3]`` sgemm runs far below the machine's speed (the inner dimension is too
     short), so ``_KRON`` consecutive rows are packed into one: ``[C/4, 4 D] @ kron(I_4, m)``, a
     view of the same memory and the same products (the extra terms are exact zeros), ~2x faster.
-    Row chunks (see :func:`_rows_times`); each chunk's offset is added while it is in cache, as
-    one flat contiguous add of the offset tiled over the chunk (adding a length-3 row with
-    broadcasting runs numpy's inner loop once per row, ~3x slower).
+    Blocks stay single-threaded (see _BLAS_SERIAL); each block's offset is added while it is in
+    cache, as one flat contiguous add of the offset tiled over the block.
     """
     m = m if m.dtype == np.float32 else m.astype(np.float32)
     n = src.shape[0]
     d, e = m.shape
-    tile = None if off is None else np.tile(np.asarray(off, dtype=np.float32), min(n, _CHUNK))
     k = _KRON
     nk = n - n % k if dst.flags.c_contiguous and n >= 4 * k else 0
+    step = max(1, _BLAS_SERIAL // (k * d * k * e))  # packed rows per block
+    tile = None
+    if off is not None:
+        tile = _tiled(np.asarray(off, dtype=np.float32), min(n, max(step * k, _TILE_ROWS)))
     if nk:
-        mk = np.kron(np.eye(k, dtype=np.float32), m)
+        mk = _block_diag(m, k)
         xs = src[:nk].reshape(nk // k, k * d)
         ys = dst[:nk].reshape(nk // k, k * e)  # a view: dst is contiguous
-        step = _CHUNK // k
         for i in range(0, nk // k, step):
             o = ys[i : i + step]
             np.matmul(xs[i : i + step], mk, out=o)
             if tile is not None:
                 flat = o.reshape(-1)
                 flat += tile[: flat.size]
-    for i in range(nk, n, _CHUNK):
-        o = dst[i : i + _CHUNK]
-        np.matmul(src[i : i + _CHUNK], m, out=o)
+    rows = min(_TILE_ROWS, _BLAS_SERIAL // (d * e))
+    for i in range(nk, n, rows):
+        o = dst[i : i + rows]
+        np.matmul(src[i : i + rows], m, out=o)
         if tile is not None:
             flat = o.reshape(-1)  # a view: dst is contiguous
             flat += tile[: flat.size]
 
 
-def _add_row(x: np.ndarray, v: np.ndarray) -> None:
-    """In place ``x += v`` for x [N, D], v [D]: per column, because broadcasting a length-3 row
-    over N rows runs numpy's inner loop N times (~10x slower)."""
-    for j in range(x.shape[1]):
-        x[:, j] += x.dtype.type(v[j])
+def _affine_set(
+    src: np.ndarray, sel: slice | np.ndarray, m: np.ndarray, off: np.ndarray | None,
+    dst: np.ndarray,
+) -> None:  # fmt: skip
+    """``dst[sel] = src[sel] @ m + off`` (see :func:`_affine_rows`): straight into dst's rows
+    for a slice, through a temporary for an index array (whose ``dst[sel]`` is a copy)."""
+    if isinstance(sel, slice):
+        _affine_rows(src[sel], m, off, dst[sel])
+        return
+    out = np.empty((sel.size, m.shape[1]), dtype=np.float32)
+    _affine_rows(src[sel], m, off, out)
+    dst[sel] = out
+
+
+def _scale_shift_set(
+    src: np.ndarray, sel: slice | np.ndarray, s: float, off: np.ndarray, dst: np.ndarray
+) -> None:
+    """``dst[sel] = s * src[sel] + off`` for rows [N, 3] float32 and off [3]: elementwise (the
+    same float32 results as the product with ``s I``, at a fraction of its cost)."""
+    out = dst[sel] if isinstance(sel, slice) else np.empty((sel.size, 3), dtype=np.float32)
+    flat = out.reshape(-1)  # a view: slices of contiguous rows are contiguous
+    np.multiply(src[sel].reshape(-1), np.float32(s), out=flat)
+    _add_tiled(flat, np.asarray(off, dtype=np.float32))
+    if not isinstance(sel, slice):
+        dst[sel] = out
+
+
+def _copy_except(base: np.ndarray, skip: list) -> np.ndarray:
+    """A fresh copy of base [N, ...] except the rows of the slices in skip (left uninitialised:
+    the caller rewrites them whole); index arrays in skip are copied like the other rows."""
+    spans = sorted((s.start, s.stop) for s in skip if isinstance(s, slice) and s.stop > s.start)
+    if not spans:
+        return base.copy()
+    out = np.empty_like(base)
+    at = 0
+    for start, stop in spans:
+        if start > at:
+            out[at:start] = base[at:start]
+        at = max(at, stop)
+    out[at:] = base[at:]
+    return out
 
 
 def _runs(idx: np.ndarray) -> list[slice]:
@@ -541,11 +665,11 @@ class RiggedGaussianHead:
         )  # fmt: skip
         self._skin_csr.sum_duplicates()
         self._skin_csr.eliminate_zeros()
-        # Dense [S, 21 + 3] = [W | base means]: skinned means = one sgemm with [delta; I_3]
-        # (~3x faster than the CSR SpMV with three vectors, and no separate add pass).
-        self._skin_dense = np.ascontiguousarray(
-            np.concatenate([self._skin_csr.toarray(), self.means[skinned]], axis=1),
-            dtype=np.float32,
+        # Dense [21 + 3, S] = [W | base means]^T: skinned means = one sgemm [delta; I_3]^T @ it
+        # (~3x faster than the CSR SpMV with three vectors, and no separate add pass; stored
+        # transposed for _matmul_cols).
+        self._skin_blocks = _column_blocks(
+            np.concatenate([self._skin_csr.toarray(), self.means[skinned]], axis=1).T, keep=3
         )
         # Reusable work buffers for the local stages (see _take_scratch); a pool, so concurrent
         # deform calls on one head never share one.
@@ -579,15 +703,27 @@ class RiggedGaussianHead:
         still = partial[self.pose_weight[partial] == 0.0]
         bend = partial[self.pose_weight[partial] > 0.0]
         self._still_sets = _runs(still) if len(_runs(still)) <= 4 else [still]
-        # per bend set: weights repeated to [B, 3] and [B, 4] (same-shape ufuncs are ~3x faster
-        # than broadcasting a [B, 1] column over short rows) and the pivot tiled flat [3 B]
+        # per bend set: its pose weights [B]
         self._bend_sets = []
         for r in _runs(bend) if len(_runs(bend)) <= 4 else [bend]:
-            w = np.asarray(self.pose_weight[r], dtype=np.float32)
-            self._bend_sets.append(
-                (r, np.repeat(w, 3).reshape(-1, 3), np.repeat(w, 4).reshape(-1, 4))
-            )
+            self._bend_sets.append((r, np.ascontiguousarray(self.pose_weight[r], np.float32)))
         self._has_partial = partial.size > 0
+        # Which local stages may read the base instead of the scratch buffers (so that the rows
+        # they rewrite need no restoring first): the jaw's means unless the skinning moved some
+        # of them this frame; the lids and eyeballs when no other stage touches their rows.
+        cover = np.zeros(n, dtype=np.int32)
+        for e in range(2):
+            cover[self._lid_sets[e][0]] += 1
+            cover[self._lid_sets[e][2]] += 1
+            cover[self._eye_sets[e]] += 1
+        self._turns_alone = bool(
+            cover.max(initial=0) <= 1
+            and not cover[self._skin_set].any()
+            and not cover[self._jaw_set].any()
+        )
+        cover[:] = 0
+        cover[self._skin_set] = 1
+        self._jaw_in_skin = bool(cover[self._jaw_set].any())
         full = np.ones(n, dtype=bool)
         full[partial] = False
         self._full_set = _as_slice(np.flatnonzero(full))
@@ -604,6 +740,7 @@ class RiggedGaussianHead:
         translating[_JAW_KP, 1] = False
         self._translating = translating
         self._stretch_fits: tuple | None = None  # built on first use (_stretch_prepare)
+        self._stretch_work: list[tuple] = []  # work buffers of _stretch (a pool)
 
     def prepare(self) -> None:
         """Build now what the rig otherwise builds on the first expressive frame (the stretch
@@ -613,19 +750,21 @@ class RiggedGaussianHead:
         self._stretch_prepare()
 
     def _stretch_prepare(self) -> tuple:
-        """The discs the stretch stage visits and their fits (see the module docstring):
-        (idx [S] int64, then float32: base [S, 2, 3], fw [S, 2, 21], ug [S, 2, 3], s0 [S] rest
-        in-plane scale, g0 [S, 2] the rest pose's own squared growth per axis; see _stretch).
-        Built once per head, lazily (or by :meth:`prepare`), on the first frame with expression
-        or jaw motion."""
+        """The discs the stretch stage visits and their fits (see the module docstring). Per
+        disc s and fit column a, values sit at column ``a S + s`` of [., 2 S] arrays, components
+        first, so that _stretch runs contiguous passes: (flat [2, S] intp, the disc's two
+        in-plane axes in ``scales.reshape(-1)``; base [3, 2 S] float32; fw [21, 2 S] cut by
+        :func:`_column_blocks`; then float32: ug [3, 2 S], s0 [S] rest in-plane scale, g0 [2, S]
+        the rest pose's own squared growth per axis; see _stretch). Built once per head,
+        lazily (or by :meth:`prepare`), on the first frame with expression or jaw motion."""
         if self._stretch_fits is not None:
             return self._stretch_fits
         from scipy.spatial import cKDTree
 
         n, k_nb = len(self), _STRETCH_K
-        z = np.zeros((0, 2, 3), np.float32)
-        sets = (np.zeros(0, np.int64), z, np.zeros((0, 2, NUM_KEYPOINTS), np.float32), z,
-                np.zeros(0, np.float32), np.zeros((0, 2), np.float32))  # fmt: skip
+        z = np.zeros((3, 0), np.float32)
+        sets = (np.zeros((2, 0), np.intp), z, [], z, np.zeros(0, np.float32),
+                np.zeros((2, 0), np.float32))  # fmt: skip
         sc = self.scales.astype(np.float64)
         rot = _quat_matrices(self.quats.astype(np.float64))  # [N, 3, 3], columns t1, t2, n
         normals = np.ascontiguousarray(rot[:, :, 2])  # [N, 3]
@@ -729,12 +868,12 @@ class RiggedGaussianHead:
         c12 = np.abs(np.einsum("ij,ij->i", base_f[:, 0], base_f[:, 1]))
         g0 = np.stack([np.einsum("ij,ij->i", base_f[:, a], base_f[:, a]) + c12 for a in (0, 1)], 1)
         sets = (
-            idx,
-            base_f,
-            _per_disc(fw, m),
-            np.ascontiguousarray(ug, dtype=np.float32),
+            np.stack([3 * idx, 3 * idx + 1]).astype(np.intp),
+            _components(base),
+            _column_blocks(_components(fw)),
+            _components(np.concatenate([ug[:, 0], ug[:, 1]])),
             np.ascontiguousarray(sc[idx, 0], dtype=np.float32),
-            np.ascontiguousarray(np.maximum(g0, 1e-6), dtype=np.float32),
+            np.ascontiguousarray(np.maximum(g0, 1e-6).T, dtype=np.float32),
         )
         self._stretch_fits = sets  # published whole: a concurrent frame sees all or none
         return sets
@@ -780,9 +919,7 @@ class RiggedGaussianHead:
         t = v[ch["tx"] : ch["tz"] + 1]
         if pitch == 0 and yaw == 0 and roll == 0 and s == 1.0 and not np.any(t):
             return None
-        r = rotation_matrix(pitch, yaw, roll)
-        r_rub = _F[:, None] * r * _F[None, :]
-        return r_rub, s, t * _F * self._kp_scale
+        return _rotation_rub(pitch, yaw, roll), s, t * _F * self._kp_scale
 
     def deform(self, frame: np.ndarray) -> GaussianArrays:
         """The Gaussians driven by one frame of motion channels ``[len(CHANNELS)]``.
@@ -792,17 +929,21 @@ class RiggedGaussianHead:
         Raises ValueError for a wrong shape or NaN/inf in the channels the rig reads.
 
         Cost: every stage touches only its own precomputed (contiguous, for the built-in heads)
-        block: skinning is one dense sgemm into reused scratch buffers, the jaw and lids rotate
-        only their sets, the pose is one chunked small matmul per array into fresh output buffers.
+        block (module docstring): without a pose the stages write into fresh copies of the base,
+        with one into reused scratch buffers that the pose maps into fresh outputs. Thread-safe:
+        concurrent calls take separate scratch and work buffers from per-head pools.
         """
         v = self._check_frame(frame)
         if np.array_equal(v[self._rig_channels], CHANNEL_DEFAULTS[self._rig_channels]):
             return self._rest
         e0 = CHANNEL_INDEX["exp_0_x"]
         exp = v[e0 : e0 + 3 * NUM_KEYPOINTS].reshape(NUM_KEYPOINTS, 3)
+        pose = self._pose(v)
+        if pose is None:  # the local stages write straight into fresh outputs
+            return self._deform(v, exp, None, None)
         scratch = self._take_scratch()
         try:
-            return self._deform(v, exp, scratch)
+            return self._deform(v, exp, pose, scratch)
         finally:
             self._scratch_pool.append(scratch)
 
@@ -814,154 +955,207 @@ class RiggedGaussianHead:
         except IndexError:
             return _Scratch(self.means.copy(), self.quats.copy())
 
-    def _deform(self, v: np.ndarray, exp: np.ndarray, scratch: _Scratch) -> GaussianArrays:
-        ch = CHANNEL_INDEX
-        # The local stages (1-4) write into the scratch buffers (reused across frames; only the
-        # rows a stage touches are restored from the base), the pose (5) into fresh outputs.
-        means, quats = self.means, self.quats
-        scales = self.scales
+    def _deform(
+        self, v: np.ndarray, exp: np.ndarray, pose: tuple | None, scratch: _Scratch | None
+    ) -> GaussianArrays:
+        """Stages 1-6 for a checked frame v, its expression deltas exp [21, 3] and its pose
+        (:meth:`_pose`). With a pose the local stages (1-5) write into the scratch buffers
+        (reused across frames; only rows the previous frame changed are restored) and the pose
+        maps them into fresh outputs; without one (scratch None) they write into fresh copies
+        of the base, which are the outputs."""
+        rig = self.rig
         exp_t = np.where(self._translating, exp, 0.0)
-        skin = bool(np.any(exp_t)) and self._skin_csr.nnz > 0
-        for sel in scratch.dirty_m:
-            if not (skin and sel is self._skin_set):
-                scratch.m[sel] = self.means[sel]
-        for sel in scratch.dirty_q:
-            scratch.q[sel] = self.quats[sel]
-        scratch.dirty_m, scratch.dirty_q = [], []
+        skin = bool(exp_t.any()) and self._skin_csr.nnz > 0
+        # the per-frame scalars as Python floats (numpy scalar calls cost microseconds each)
+        jaw_y, up_r, low_r, up_l, low_l = exp[[_JAW_KP, 11, 13, 15, 16], 1].tolist()
+        theta = min(max(rig.jaw_gain * jaw_y, -0.05), 0.6)
+        jaw = theta != 0.0 and self._jaw_w.size > 0
+        # the rotations of stages 3 and 5: (rows, centre, per-row angles) and (rows, rot, centre)
+        lids, gazes = [], []
+        ch = CHANNEL_INDEX
+        eye_open = (float(v[ch["eye_open_r"]]), float(v[ch["eye_open_l"]]))
+        ball = v[ch["eye_ball_0"] : ch["eye_ball_5"] + 1].reshape(2, 3).tolist()
+        for e, (y_up, y_low) in enumerate(((up_r, low_r), (up_l, low_l))):
+            closed = 1.0 - eye_open[e]
+            c_up = min(max(closed + y_up / rig.lid_travel_upper, -0.3), 1.0)
+            c_low = min(max(closed - y_low / rig.lid_travel_lower, -0.3), 1.0)
+            up_sel, up_angle, low_sel, low_angle = self._lid_sets[e]
+            for sel, angle, c in ((up_sel, up_angle, c_up), (low_sel, low_angle, c_low)):
+                if c != 0.0 and angle.size:
+                    lids.append((sel, rig.eye_centers[e], np.float32(c) * angle))
+            if ball[e][0] != 0.0 or ball[e][1] != 0.0:
+                lim = 0.95 * rig.eye_radius
+                a = math.asin(min(max(ball[e][0] * rig.eye_width, -lim), lim) / rig.eye_radius)
+                b = math.asin(min(max(ball[e][1] * rig.eye_width, -lim), lim) / rig.eye_radius)
+                ca, sa, cb, sb = math.cos(a), math.sin(a), math.cos(b), math.sin(b)
+                # ry @ rx (column vectors): pupil to +x (image right) and -y (image down)
+                rot = np.array([[ca, sa * sb, sa * cb], [0.0, cb, -sb], [-sa, ca * sb, ca * cb]])
+                gazes.append((self._eye_sets[e], rot, rig.eye_centers[e]))
+        turns = jaw or bool(lids) or bool(gazes)  # stages that move means and quats
 
-        def local() -> tuple[np.ndarray, np.ndarray]:
-            return scratch.m, scratch.q
+        # rows each array gets rewritten whole this frame from the base (or, for the skinning,
+        # from its weights): a fresh output copies the base around them, the scratch buffers
+        # need not restore them
+        fresh_m = [self._skin_set] if skin else []
+        fresh_q = [self._jaw_set] if jaw else []  # nothing before the jaw turns quats
+        if jaw and not (skin and self._jaw_in_skin):
+            fresh_m.append(self._jaw_set)
+        if self._turns_alone:
+            fresh_m += [sel for sel, _, _ in lids] + [sel for sel, _, _ in gazes]
+            fresh_q += [sel for sel, _, _ in lids] + [sel for sel, _, _ in gazes]
+        means, quats, scales = self.means, self.quats, self.scales
+        if scratch is None:
+            if skin or turns:
+                means = _copy_except(self.means, fresh_m)
+            if turns:
+                quats = _copy_except(self.quats, fresh_q)
+        elif skin or turns:
+            for sel in scratch.dirty_m:
+                if not any(sel is f for f in fresh_m):
+                    scratch.m[sel] = self.means[sel]
+            for sel in scratch.dirty_q:
+                if not any(sel is f for f in fresh_q):
+                    scratch.q[sel] = self.quats[sel]
+            means, quats = scratch.m, scratch.q
+            scratch.dirty_m = [self._skin_set] if skin else []
+            scratch.dirty_q = []
+            if turns:
+                moved = (
+                    ([self._jaw_set] if jaw else [])
+                    + [sel for sel, _, _ in lids]
+                    + [sel for sel, _, _ in gazes]
+                )
+                scratch.dirty_m += moved
+                scratch.dirty_q += moved
 
-        # 1. expression: one dense [S, 24] @ [24, 3] product over the skinned Gaussians.
+        # 1. expression: one dense [24, 3]^T @ [24, S] product over the skinned Gaussians.
+        d = None
         if skin:
             d = np.empty((NUM_KEYPOINTS + 3, 3), dtype=np.float32)
             d[:NUM_KEYPOINTS] = exp_t * (_F * self._kp_scale)  # [21, 3] metres RUB
             d[NUM_KEYPOINTS:] = np.eye(3, dtype=np.float32)
-            means = scratch.m
             sel = self._skin_set
-            scratch.dirty_m.append(sel)
             if isinstance(sel, slice):
-                _matmul_rows(self._skin_dense, d, means[sel])
+                _matmul_cols(np.ascontiguousarray(d.T), self._skin_blocks, means[sel])
             else:
-                out = np.empty((self._skin_dense.shape[0], 3), dtype=np.float32)
-                _matmul_rows(self._skin_dense, d, out)
+                out = np.empty((self._skin_csr.shape[0], 3), dtype=np.float32)
+                _matmul_cols(np.ascontiguousarray(d.T), self._skin_blocks, out)
                 means[sel] = out
 
-        # 2. jaw
-        theta = float(np.clip(self.rig.jaw_gain * exp[_JAW_KP, 1], -0.05, 0.6))
-        if theta != 0.0 and self._jaw_w.size:
-            means, quats = local()
-            scratch.dirty_m.append(self._jaw_set)
-            scratch.dirty_q.append(self._jaw_set)
-            _rotate_set(means, quats, self._jaw_set, self.rig.jaw_hinge,
-                        np.float32(theta) * self._jaw_w)  # fmt: skip
+        # 2. jaw (nothing before it turns quats)
+        if jaw:
+            src_m = means if skin and self._jaw_in_skin else self.means
+            _rotate_set(means, quats, self._jaw_set, rig.jaw_hinge,
+                        np.float32(theta) * self._jaw_w, src_m, self.quats)  # fmt: skip
 
-        # 3. eyelids and 5. gaze, per eye (0 = right, 1 = left)
-        eye_open = (v[ch["eye_open_r"]], v[ch["eye_open_l"]])
-        ball = v[ch["eye_ball_0"] : ch["eye_ball_5"] + 1].reshape(2, 3)
-        for e, (kp_up, kp_low) in enumerate(((11, 13), (15, 16))):
-            base = 1.0 - eye_open[e]
-            c_up = np.clip(base + exp[kp_up, 1] / self.rig.lid_travel_upper, -0.3, 1.0)
-            c_low = np.clip(base - exp[kp_low, 1] / self.rig.lid_travel_lower, -0.3, 1.0)
-            center = self.rig.eye_centers[e]
-            for sel, angle, c in (
-                (self._lid_sets[e][0], self._lid_sets[e][1], c_up),
-                (self._lid_sets[e][2], self._lid_sets[e][3], c_low),
-            ):
-                if c != 0.0 and angle.size:
-                    means, quats = local()
-                    scratch.dirty_m.append(sel)
-                    scratch.dirty_q.append(sel)
-                    _rotate_set(means, quats, sel, center, np.float32(c) * angle)
-            if ball[e, 0] != 0.0 or ball[e, 1] != 0.0:
-                means, quats = local()
-                sel = self._eye_sets[e]
-                scratch.dirty_m.append(sel)
-                scratch.dirty_q.append(sel)
-                lim = 0.95 * self.rig.eye_radius
-                w = self.rig.eye_width
-                a = np.arcsin(np.clip(ball[e, 0] * w, -lim, lim) / self.rig.eye_radius)
-                b = np.arcsin(np.clip(ball[e, 1] * w, -lim, lim) / self.rig.eye_radius)
-                ca, sa, cb, sb = np.cos(a), np.sin(a), np.cos(b), np.sin(b)
-                ry = np.array([[ca, 0, sa], [0, 1, 0], [-sa, 0, ca]])
-                rx = np.array([[1, 0, 0], [0, cb, -sb], [0, sb, cb]])
-                rot = ry @ rx  # column vectors: pupil to +x (image right) and -y (image down)
-                # p' = (p - c) rot^T + c = p rot^T + (c - c rot^T)
-                means[sel] = _rows_times(means[sel], rot.T) + (center - center @ rot.T).astype(
-                    np.float32
-                )
-                quats[sel] = _rows_times(quats[sel], _left_matrix(_rotation_quats(rot)))
+        # 3. eyelids, then 5. gaze (disjoint rows: the order between them is free)
+        src_m, src_q = (self.means, self.quats) if self._turns_alone else (means, quats)
+        for sel, center, angle in lids:
+            _rotate_set(means, quats, sel, center, angle, src_m, src_q)
+        for sel, rot, center in gazes:
+            m_rows, q_rows = means[sel], quats[sel]  # views for a slice, else copies
+            if src_m is means:  # rotating in place needs a copy of its input
+                rows_m, rows_q = m_rows.copy(), q_rows.copy()
+            else:
+                rows_m, rows_q = src_m[sel], src_q[sel]
+            # p' = (p - c) rot^T + c = p rot^T + (c - c rot^T)
+            _affine_rows(rows_m, rot.T, center - center @ rot.T, m_rows)
+            _affine_rows(rows_q, _left_of(_rotation_quat(rot)), None, q_rows)
+            if not isinstance(sel, slice):
+                means[sel], quats[sel] = m_rows, q_rows
 
         # 4. stretch: discs grow where the skinning and the jaw stretch the surface
-        if skin or theta != 0.0:
+        s = 1.0 if pose is None else pose[1]
+        if skin or jaw:
             fits = self._stretch_prepare()
-            if fits[0].size:
-                grown = self._stretch(d[:NUM_KEYPOINTS] if skin else None, theta, fits)
+            if fits[4].size:
+                grown = self._stretch(None if d is None else d[:NUM_KEYPOINTS], theta, s, fits)
                 if grown is not None:
                     scales = grown
+        if pose is None:
+            return GaussianArrays(means, quats, scales, self.opacities, self.sh, self.facing)
 
         # 6. head pose: local arrays -> fresh output arrays, block by block.
-        pose = self._pose(v)
-        if pose is not None:
-            r_rub, s, t_w = pose
-            rotates = not np.array_equal(r_rub, np.eye(3))
-            src_m, src_q = means, quats
-            means = np.empty_like(src_m)
-            if rotates:
-                quats = np.empty_like(src_q)
-            pivot = self.rig.pivot
-            full = self._full_set
-            a = s * r_rub
-            _affine_rows(src_m[full], a, pivot - pivot @ a + t_w, means[full])
-            if rotates:
-                lq = _left_matrix(_rotation_quats(r_rub.T))
-                _affine_rows(src_q[full], lq, None, quats[full])
-            if self._has_partial:
-                self._pose_partial(r_rub, src_m, src_q, means, quats if rotates else None, s, t_w)
-            if s != 1.0:
-                scales = scales * np.float32(s)
+        r_rub, s, t_w = pose
+        rotates = not np.array_equal(r_rub, np.eye(3))
+        src_m, src_q = means, quats
+        means = np.empty_like(src_m)
+        quats = np.empty_like(src_q) if rotates else src_q
+        pivot = rig.pivot
+        full = self._full_set
+        a = s * r_rub
+        _affine_set(src_m, full, a, pivot - pivot @ a + t_w, means)
+        if rotates:
+            _affine_set(src_q, full, _left_of(_rotation_quat(r_rub.T)), None, quats)
+        if self._has_partial:
+            self._pose_partial(r_rub, src_m, src_q, means, quats if rotates else None, s, t_w)
+        if s != 1.0 and scales is self.scales:
+            scales = scales * np.float32(s)
         # hand out fresh arrays, never the scratch buffers
-        means = means.copy() if means is scratch.m else means
         quats = quats.copy() if quats is scratch.q else quats
         return GaussianArrays(means, quats, scales, self.opacities, self.sh, self.facing)
 
-    def _stretch(self, d: np.ndarray | None, theta: float, fits: tuple) -> np.ndarray | None:
+    def _stretch(
+        self, d: np.ndarray | None, theta: float, s: float, fits: tuple
+    ) -> np.ndarray | None:
         """Stage 4 for the skinning deltas d [21, 3] (metres RUB; None: no skinning) and the jaw
-        angle theta; returns fresh scales [N, 3] float32, or None when no disc grows (most
-        small expressions): the caller keeps the shared base scales, so a viewport re-uploads
-        only the means, not every covariance."""
-        idx, base, fw, ug, s0, g0 = fits
-        m = idx.size
-        # F [m, 2, 3]: the fit's two columns per disc
-        if d is None:
-            f = base.copy()
-        else:
-            f = np.empty((2 * m, 3), np.float32)
-            _matmul_rows(fw.reshape(2 * m, NUM_KEYPOINTS), d, f)
-            f = f.reshape(m, 2, 3)
-            f += base
-        if theta != 0.0:
-            f += np.float32(theta) * ug
-        f0, f1 = f[:, 0], f[:, 1]
-        # C = F^T F [m, 2, 2] in the disc's own rest axes (rotations drop out). The disc keeps
-        # its axes and grows to diag(C11 + |C12|, C22 + |C12|), which contains C (their
-        # difference is positive semidefinite): exact for a stretch along an axis, slightly
-        # wider across a stretch between them, never a gap (and no turn of the quaternion).
-        c12 = np.abs(np.einsum("ij,ij->i", f0, f1))
-        # squared growth per axis, relative to the rest pose's
-        growth = [(np.einsum("ij,ij->i", fc, fc) + c12) / g0[:, a] for a, fc in enumerate((f0, f1))]
-        if max(float(g.max()) for g in growth) <= _STRETCH_NONE:
-            return None
-        flat = self.scales.copy()
-        out = flat.reshape(-1)  # a view: rows of 3, so disc i's axes are 3 i + 0 and + 1
-        idx3 = 3 * idx
-        for axis, g in enumerate(growth):
+        angle theta; returns fresh scales [N, 3] float32 times the pose scale s, or None when no
+        disc grows (the smallest expressions): the caller keeps the shared base scales, so a
+        viewport re-uploads only the means, not every covariance."""
+        flat_idx, base, fw, ug, s0, g0 = fits
+        m = s0.size
+        # work buffers reused across frames (fresh ones cost more in page faults than the
+        # arithmetic); a pool, so concurrent frames never share one
+        try:
+            f, sq, c12 = self._stretch_work.pop()
+        except IndexError:
+            f, sq, c12 = np.empty_like(base), np.empty_like(base), np.empty(m, np.float32)
+        try:
+            # F [3, 2 m]: component c of disc i's fit column a at [c, a m + i]
+            if d is None:
+                np.copyto(f, base)
+            else:
+                dt = np.ascontiguousarray(d.T)  # [3, 21]
+                for i, j, rows, fb in fw:
+                    np.matmul(dt[:, rows], fb, out=f[:, i:j])
+                f += base
+            if theta != 0.0:
+                np.multiply(ug, np.float32(theta), out=sq)
+                f += sq
+            # C = F^T F [m, 2, 2] in the disc's own rest axes (rotations drop out). The disc
+            # keeps its axes and grows to diag(C11 + |C12|, C22 + |C12|), which contains C
+            # (their difference is positive semidefinite): exact for a stretch along an axis,
+            # slightly wider across a stretch between them, never a gap (and no turn of the
+            # quaternion).
+            p = sq[:, :m]  # [3, m]
+            np.multiply(f[:, :m], f[:, m:], out=p)
+            np.add(p[0], p[1], out=c12)
+            c12 += p[2]
+            np.abs(c12, out=c12)
+            np.multiply(f, f, out=sq)
+            # squared growth per axis [2, m], relative to the rest pose's
+            g = f[0].reshape(2, m)
+            np.add(sq[0], sq[1], out=f[0])
+            f[0] += sq[2]
+            g += c12
+            g /= g0
+            if float(g.max()) <= _STRETCH_NONE:
+                return None
             np.maximum(g, np.float32(1.0), out=g)
             np.minimum(g, np.float32(_STRETCH_MAX**2), out=g)
             np.sqrt(g, out=g)
             g *= s0
-            out[idx3 + axis] = g
-        return flat
+            if s != 1.0:
+                g *= np.float32(s)
+                scales = self.scales * np.float32(s)
+            else:
+                scales = self.scales.copy()
+            out = scales.reshape(-1)  # a view: rows of 3
+            out[flat_idx[0]] = g[0]
+            out[flat_idx[1]] = g[1]
+            return scales
+        finally:
+            self._stretch_work.append((f, sq, c12))
 
     def _pose_partial(
         self,
@@ -982,40 +1176,64 @@ class RiggedGaussianHead:
             if s == 1.0 and not np.any(t_w):
                 means[sel] = src_m[sel]
             else:
-                _affine_rows(src_m[sel], s * np.eye(3), pivot - s * pivot + t_w, means[sel])
+                _scale_shift_set(src_m, sel, s, pivot - s * pivot + t_w, means)
             if quats is not None:
                 quats[sel] = src_q[sel]
         # axis k and angle phi of the rotation (column form: M = r_rub.T)
-        q = _rotation_quats(r_rub.T)
-        sin_half = float(np.linalg.norm(q[1:]))
-        phi = 2.0 * np.arctan2(sin_half, q[0])
-        k = q[1:] / sin_half if sin_half > 1e-12 else np.array([1.0, 0.0, 0.0])
-        cross = np.array([[0.0, k[2], -k[1]], [-k[2], 0.0, k[0]], [k[1], -k[0], 0.0]])
-        # rows d [B, 3] -> [d x-products | d (k k^T)]: Rodrigues' terms in one small matmul
-        basis = np.concatenate([cross, np.outer(k, k)], axis=1).astype(f32)  # [3, 6]
-        left_k = _left_matrix(np.array([0.0, *k])).astype(f32)  # q @ left_k = (0, k) * q
-        for sel, w3, w4 in self._bend_sets:
-            ang = w3 * f32(phi)  # [B, 3], the same angle along each row
+        q = _rotation_quat(r_rub.T)
+        sin_half = math.sqrt(q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
+        phi = 2.0 * math.atan2(sin_half, q[0])
+        k = np.array(q[1:]) / sin_half if sin_half > 1e-12 else np.array([1.0, 0.0, 0.0])
+        kx, ky, kz = (f32(x) for x in k)
+        off = (pivot + t_w).astype(f32)
+        # Per component (each a contiguous [B] vector: ufuncs on [B, 3] rows with [B] weights
+        # would broadcast over rows of 3, ~3x slower), Rodrigues with the per-row angle w phi:
+        # d' = d cos + (k x d) sin + k (k . d)(1 - cos), d = p - pivot.
+        for sel, w in self._bend_sets:
+            ang = w * f32(phi)
             c, sn = np.cos(ang), np.sin(ang)
-            d = np.empty_like(ang)
-            _affine_rows(src_m[sel], np.eye(3), -pivot, d)  # d = p - pivot
-            x = d @ basis
-            d *= c
-            sn *= x[:, :3]
-            d += sn
-            c -= 1.0
-            c *= x[:, 3:]
-            d -= c  # + (1 - cos) k (k . d)
-            _affine_rows(d, s * np.eye(3), pivot + t_w, means[sel])
+            rows = src_m[sel]
+            dx, dy, dz = (rows[:, j] - f32(pivot[j]) for j in range(3))
+            kd = kx * dx + ky * dy + kz * dz
+            kd *= 1.0 - c  # (k . d)(1 - cos)
+            out = means[sel] if isinstance(sel, slice) else np.empty_like(rows)
+            # the tuple (all three cross products) is built before the loop scales dx, dy, dz
+            for j, (dj, kj, cross) in enumerate(
+                (
+                    (dx, kx, ky * dz - kz * dy),
+                    (dy, ky, kz * dx - kx * dz),
+                    (dz, kz, kx * dy - ky * dx),
+                )
+            ):
+                dj *= c
+                cross *= sn
+                dj += cross
+                dj += kj * kd
+                dj *= f32(s)
+                dj += off[j]
+                out[:, j] = dj
+            if not isinstance(sel, slice):
+                means[sel] = out
             if quats is not None:
-                half = w4 * f32(0.5 * phi)
-                qs = src_q[sel]
-                out = np.cos(half)
-                out *= qs
-                sh = np.sin(half)
-                sh *= qs @ left_k
-                out += sh
-                quats[sel] = out
+                # cos(w phi / 2) q + sin(w phi / 2) (0, k) q
+                half = w * f32(0.5 * phi)
+                ch, shf = np.cos(half), np.sin(half)
+                rows = src_q[sel]
+                qw, qx, qy, qz = (rows[:, j] for j in range(4))
+                out = quats[sel] if isinstance(sel, slice) else np.empty_like(rows)
+                for j, (qj, kq) in enumerate(
+                    (
+                        (qw, -(kx * qx + ky * qy + kz * qz)),
+                        (qx, kx * qw + ky * qz - kz * qy),
+                        (qy, ky * qw + kz * qx - kx * qz),
+                        (qz, kz * qw + kx * qy - ky * qx),
+                    )
+                ):
+                    kq *= shf
+                    kq += ch * qj
+                    out[:, j] = kq
+                if not isinstance(sel, slice):
+                    quats[sel] = out
 
     def deform_batch(self, frames: np.ndarray) -> list[GaussianArrays]:
         """:meth:`deform` for each row of ``frames [F, len(CHANNELS)]``."""
@@ -1060,7 +1278,8 @@ class RiggedGaussianHead:
 
 @dataclass
 class _Scratch:
-    """Work copies of a head's means/quats; rows outside dirty_m / dirty_q equal the base."""
+    """Work copies of a head's means/quats for frames with a pose; rows outside the sets in
+    dirty_m / dirty_q (slices or index arrays of the rig) equal the base."""
 
     m: np.ndarray
     q: np.ndarray
@@ -1071,6 +1290,11 @@ class _Scratch:
 def _per_disc(a: np.ndarray, m: int) -> np.ndarray:
     """Rows [2 m, ...] (all discs' first columns, then their second) -> [m, 2, ...] float32."""
     return np.ascontiguousarray(np.stack([a[:m], a[m:]], axis=1), dtype=np.float32)
+
+
+def _components(a: np.ndarray) -> np.ndarray:
+    """Rows [2 m, C] -> [C, 2 m] float32 contiguous (each component's values in one run)."""
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float32).T)
 
 
 def _frozen(a: np.ndarray, dtype: type) -> np.ndarray:
