@@ -27,7 +27,8 @@ Reports, after ``--warmup`` seconds, over ``--seconds``:
   -> viewport asked to draw (``set_live_values``) -> render start (the window's update
   request) -> rendered (draw + GL finish) -> presented (present, overlay, swap); the feed
   preview's cost; how many tracked frames were never presented; and CPU per thread name
-  (GUI = "python", "live-capture", "llvmpipe") as a share of one core.
+  (GUI = "python", "live-capture", "llvmpipe") as a share of one core. Threads inherit their
+  creator's name: "live-capture" includes TFLite's worker threads and the video's decoder.
 ``--threads`` sets the tracker's TFLite threads (default: the Live panel's).
 Target (issue 8): >= 30 FPS presented and <= 50 ms captured -> drawn on 2 CPU cores.
 """

@@ -11,7 +11,8 @@ an RGB uint8 array ``[H, W, 3]``; ``fps`` and ``size`` (width, height) describe 
   so a consumer slower than the camera (tracking on a busy CPU) would otherwise get ever older
   ones. No camera: CameraUnavailableError at open. A read failing mid-session (unplugged):
   CameraDisconnectedError from the iterator, after the newest frame read so far was yielded.
-- video file: decoded with PyAV; timestamps are the frames' presentation times from 0.
+- video file: decoded with PyAV in a decoder thread (a frame or two ahead, as a camera delivers
+  frames ready to use); timestamps are the frames' presentation times from 0.
 - image sequence: a folder (its .png/.jpg/.jpeg/.bmp/.tif/.tiff/.webp files in name order,
   numbers compared as numbers) or a glob pattern; timestamps ``i / fps`` (default 25).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+import queue
 import re
 import threading
 import time
@@ -258,7 +260,10 @@ class CameraSource(FrameSource):
 
 # ------------------------------------------------------------------------------------ video
 class VideoFileSource(FrameSource):
-    """A video file decoded with PyAV. Raises SourceError when it is missing or unreadable."""
+    """A video file decoded with PyAV, in a decoder thread up to ``PREFETCH`` frames ahead of
+    the reader. Raises SourceError when it is missing or unreadable."""
+
+    PREFETCH = 2
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__()
@@ -281,7 +286,8 @@ class VideoFileSource(FrameSource):
         self.fps = float(rate) if rate else 0.0
         self.size = (int(self._stream.codec_context.width), int(self._stream.codec_context.height))
 
-    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
+    def _decoded(self) -> Iterator[tuple[float, np.ndarray]]:
+        """The frames decoded and converted, in the thread that iterates this."""
         import av
 
         first = None
@@ -300,8 +306,59 @@ class VideoFileSource(FrameSource):
         except av.FFmpegError as exc:
             raise SourceError(f"error decoding {self.path} after {i} frames: {exc}") from None
 
+    def _decode_ahead(self) -> None:
+        """Decoder thread: keeps up to PREFETCH frames decoded ahead of the reader, then the
+        end (None) or the error."""
+        try:
+            for item in self._decoded():
+                if not self._hand_over(item):
+                    return
+            self._hand_over(None)
+        except Exception as exc:  # handed to the reader, which raises it
+            self._hand_over(exc)
+
+    def _hand_over(self, item: object) -> bool:
+        """Queue ``item`` for the reader, waiting for room; False once the source is closed."""
+        while not self._closed:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        # Decoded in a thread of its own, a frame ahead, as a camera delivers frames: decoding
+        # and converting in the reader's thread (a live session's capture thread) put ~2.5 ms
+        # of work, and on a busy 2-core machine up to ~15 ms of waiting for the GIL after
+        # PyAV released it, between a frame falling due and its tracking.
+        if getattr(self, "_decoder", None) is None:  # one decoder, however often iterated
+            self._queue: queue.Queue = queue.Queue(maxsize=self.PREFETCH)
+            self._decoder = threading.Thread(
+                target=self._decode_ahead, name="video-decoder", daemon=True
+            )
+            self._decoder.start()
+        while not self._closed:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if not self._decoder.is_alive() and self._queue.empty():
+                    return  # ended, and the end was read already (iterated again)
+                continue
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
     def close(self) -> None:
         if not self._closed:
+            super().close()
+            decoder = getattr(self, "_decoder", None)
+            if decoder is not None and decoder is not threading.current_thread():
+                decoder.join(timeout=5.0)  # it sees _closed within 0.1 s or one frame
+                if decoder.is_alive():
+                    return  # closing under a decode in flight would crash: leave it open
             self._container.close()
         super().close()
 

@@ -56,6 +56,8 @@ from PySide6.QtWidgets import (
 
 from studio.ui.controller import StudioController
 from studio.ui.live_session import (
+    FEED_CONTOURS,
+    FEED_IRIS_COLOR,
     VIRTUALCAM_HELP,
     AudioInputUnavailable,
     LiveFrame,
@@ -104,25 +106,7 @@ READOUT_S = 0.25  # fps / latency readouts refresh this often while live
 HYBRID_HOP = 20  # live lip frames per model window: 0.8 s behind the microphone
 VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v);;All files (*)"
 
-# MediaPipe face-mesh contours (closed loops unless noted), drawn over the feed.
-_CONTOURS: tuple[tuple[tuple[int, ...], bool, str], ...] = (
-    ((10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-      152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109),
-     True, "#9fb7ff"),
-    ((33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246), True,
-     "#5cc8ff"),
-    ((263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466), True,
-     "#5cc8ff"),
-    ((70, 63, 105, 66, 107), False, "#f2c14e"),
-    ((46, 53, 52, 65, 55), False, "#f2c14e"),
-    ((300, 293, 334, 296, 336), False, "#f2c14e"),
-    ((276, 283, 282, 295, 285), False, "#f2c14e"),
-    ((168, 6, 197, 195, 5, 4, 1), False, "#c7a6ff"),
-    ((61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185),
-     True, "#ff5f7e"),
-    ((78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191),
-     True, "#ff5f7e"),
-)  # fmt: skip
+_CONTOURS = FEED_CONTOURS  # drawn over the feed (see live_session.draw_landmarks)
 
 
 # ----------------------------------------------------------------------------- questions
@@ -220,7 +204,8 @@ class FeedView(QWidget):
             p.drawImage(r, self._image)
             if not frame.tracked.found:
                 p.fillRect(r, QColor(0, 0, 0, 90))
-            if self.show_landmarks and frame.points is not None:
+            # Usually drawn into the picture by the capture thread already (frame.overlay).
+            if self.show_landmarks and frame.points is not None and not frame.overlay:
                 self._paint_landmarks(p, r, frame)
             self.drawn = (frame.index, time.perf_counter())
         elif self.message:
@@ -279,7 +264,7 @@ class FeedView(QWidget):
                 p.drawPolyline(poly)
         if frame.iris is not None:
             iris = frame.iris * (sx, sy) + (r.left(), r.top())  # [2, 5, 2]
-            p.setPen(QPen(QColor("#7ee08a"), 1.4))
+            p.setPen(QPen(QColor(FEED_IRIS_COLOR), 1.4))
             for eye in iris:
                 c = eye[0]
                 rr = float(np.mean(np.linalg.norm(eye[1:] - c, axis=1)))
@@ -678,6 +663,7 @@ class LivePanel(QWidget):
         session.finished.connect(self._on_session_finished)
         session.calibrated.connect(self._on_calibrated)
         session.calibrationFailed.connect(self._on_calibration_failed)
+        session.set_overlay(self.feed.show_landmarks)  # the capture thread draws the landmarks
         prepare = getattr(self.viewport, "prepare_live", None)
         if prepare is not None and getattr(self.viewport, "gl_available", False):
             session.set_prepare(prepare)  # the head deforms in the capture thread
@@ -730,6 +716,7 @@ class LivePanel(QWidget):
         self.feed.set_frame(frame)
         dpr = self.feed.devicePixelRatioF()
         session.set_preview_box(round(self.feed.width() * dpr), round(self.feed.height() * dpr))
+        session.set_overlay(self.feed.show_landmarks)
         if self.viewport is not None:
             if frame.prepared is not None:
                 self.viewport.set_live_values(frame.tracked.values, frame.prepared)

@@ -41,7 +41,16 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QEvent, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QCoreApplication,
+    QEvent,
+    QObject,
+    QPointF,
+    QRectF,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -903,7 +912,10 @@ class ViewportWidget(QWidget):
             splats = len(arrays)
 
             def draw(cam: Camera, fbo: moderngl.Framebuffer, vp: tuple) -> None:
-                splat.renderer.draw(cam, fbo, viewport=vp, background=None)
+                if live:  # the capture thread tracks the next frame meanwhile: no GIL
+                    view.draw_splats_nogil(splat.renderer, cam, fbo, vp)
+                else:
+                    splat.renderer.draw(cam, fbo, viewport=vp, background=None)
 
         scale = self._interactive_scale if degraded else 1.0
         sw, sh = max(round(w * scale), 1), max(round(h * scale), 1)
@@ -1241,7 +1253,13 @@ class _GLView(QOpenGLWindow):
         self._mpi_renderer: Any = None
         self._mpi_obj: Any = None
         self._gl_finish: Any = None  # glFinish releasing the GIL (see finish())
+        self._gl_draw_arrays: Any = None  # glDrawArrays releasing the GIL (draw_splats_nogil)
+        # Live frames draw their splats with the GIL released (draw_splats_nogil); False draws
+        # them with moderngl as every other frame does (tests compare the two).
+        self.nogil_draws = True
         self._paint_posted = False  # an update request from paint_now() is on its way
+        self._events = _GLViewEvents(self)
+        self.installEventFilter(self._events)
         self.frameSwapped.connect(owner.framePresented)
 
     # GL objects ------------------------------------------------------------------------------
@@ -1285,6 +1303,36 @@ class _GLView(QOpenGLWindow):
             self._gl_finish = _gl_finish_function(self.context()) or self.ctx.finish
         self._gl_finish()
 
+    def draw_splats_nogil(
+        self, renderer: Any, cam: Camera, fbo: moderngl.Framebuffer, vp: tuple
+    ) -> None:
+        """``renderer.draw(cam, fbo, viewport=vp, background=None)`` (a GaussianSplatRenderer)
+        with its one big draw call made through ctypes, which releases the GIL. On a software
+        GL the draw call itself runs the vertex stage and bins every triangle into tiles in
+        this thread (~5 ms for a live frame's 6k Gaussians on 2 cores): through moderngl the
+        GIL was held all that time and the capture thread's tracking waited for it. moderngl
+        binds the program and vertex array (a draw of 0 vertices), then glDrawArrays draws the
+        prepared triangles: the same call ``draw`` makes. Falls back to ``draw`` where
+        glDrawArrays cannot be found or ``nogil_draws`` is off."""
+        if self._gl_draw_arrays is None:
+            self._gl_draw_arrays = _gl_function(self.context(), b"glDrawArrays", 3) or False
+        fn = self._gl_draw_arrays
+        if not fn or not self.nogil_draws:
+            renderer.draw(cam, fbo, viewport=vp, background=None)
+            return
+        import moderngl
+
+        from renderers.gl_context import begin_viewport, use_premultiplied_blending
+
+        ctx = self.ctx
+        begin_viewport(ctx, fbo, vp, None)
+        m = renderer.prepare(cam)
+        if m:
+            use_premultiplied_blending(ctx)
+            renderer._draw_vao.render(moderngl.TRIANGLES, vertices=0)
+            fn(moderngl.TRIANGLES, 0, 3 * m)
+        ctx.scissor = None
+
     def head_changed(self) -> None:
         for slot in self._splats.values():
             slot.uploader.invalidate()
@@ -1298,6 +1346,7 @@ class _GLView(QOpenGLWindow):
         self.compositor = None
         self.ctx = None
         self._gl_finish = None
+        self._gl_draw_arrays = None
 
     def _release_gl(self) -> None:
         # The context is about to go (the window is destroyed).
@@ -1432,28 +1481,46 @@ class _GLView(QOpenGLWindow):
         QTimer.singleShot(0, self.owner, self.owner._take_focus)
         super().focusInEvent(event)
 
-    def event(self, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.UpdateRequest:
-            self._paint_posted = False
-        return _claim_viewport_key(event) or super().event(event)
+
+class _GLViewEvents(QObject):
+    """The GL window's own event handling, as an event filter rather than an ``event``
+    override: with a Python ``event`` override, QOpenGLWindow's C++ painting (making the
+    context current, the buffer swap: on a software GL a copy of the whole window to the X
+    server, ~5 ms a live frame) ran inside a Python call holding the GIL, and the capture
+    thread's tracking waited that long. Without the override PySide calls the C++ event()
+    with the GIL released; only paintGL takes it."""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        kind = event.type()
+        if kind == QEvent.Type.UpdateRequest:
+            obj._paint_posted = False  # type: ignore[attr-defined]
+            return False
+        return _claim_viewport_key(event)
 
 
 def _gl_finish_function(context: QOpenGLContext | None) -> Any:
     """``glFinish`` of ``context`` (current) as a ctypes function, which releases the GIL
     while it waits; None when the context does not give its address."""
+    return _gl_function(context, b"glFinish", 0)
+
+
+def _gl_function(context: QOpenGLContext | None, name: bytes, nargs: int) -> Any:
+    """The GL entry point ``name`` of ``context`` (current) as a ctypes function taking
+    ``nargs`` C ints and returning nothing (glFinish, glDrawArrays); ctypes releases the GIL
+    during the call. None when the context does not give its address."""
     import ctypes
     import sys
 
     if context is None:
         return None
     try:
-        addr = int(context.getProcAddress(b"glFinish") or 0)
+        addr = int(context.getProcAddress(name) or 0)
     except (TypeError, ValueError):
         return None
     if not addr:
         return None
     proto = ctypes.WINFUNCTYPE if sys.platform == "win32" else ctypes.CFUNCTYPE
-    return proto(None)(addr)
+    return proto(None, *([ctypes.c_int] * nargs))(addr)
 
 
 def _claim_viewport_key(event: QEvent) -> bool:

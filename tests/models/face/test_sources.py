@@ -53,6 +53,40 @@ def test_video_file(tmp_path):
     assert [t for t, _ in items] == pytest.approx(np.arange(6) / 20)
 
 
+def test_video_file_decodes_ahead_in_its_own_thread(tmp_path):
+    """Frames are decoded a frame or two ahead in a decoder thread (as a camera delivers them
+    ready), in order; iterating again after the end ends at once; closing mid-stream stops the
+    decoder."""
+    import time
+
+    import av
+
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=20)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for f in _frames(12):
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with open_source(str(path)) as src:
+        it = iter(src)
+        next(it)
+        deadline = time.monotonic() + 5.0
+        while src._queue.qsize() < VideoFileSource.PREFETCH and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert src._queue.qsize() == VideoFileSource.PREFETCH  # decoded ahead, no further
+        times = [t for t, _ in it]
+        assert times == pytest.approx(np.arange(1, 12) / 20)
+        assert list(src) == []  # read to the end already
+    src = open_source(str(path))
+    next(iter(src))
+    decoder = src._decoder
+    src.close()
+    assert not decoder.is_alive()
+
+
 def test_missing_paths_and_bad_files(tmp_path):
     with pytest.raises(SourceError, match="no such"):
         open_source(tmp_path / "nope.mp4")

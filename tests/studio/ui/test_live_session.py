@@ -85,3 +85,56 @@ def test_preview_downscales_mirrors_and_scales_the_landmarks(mirror):
     assert (red_side[..., 0] > 150).all()
     np.testing.assert_allclose(points, pts[:, :2] * 0.5)
     assert iris is None
+
+
+def test_preview_overlay_draws_the_landmarks_into_a_copy():
+    """With ``overlay`` the preview carries the mesh (dots, contours, irises) drawn in the
+    capture thread; the source's own frame is never drawn into (here it is not downscaled, so
+    the preview would otherwise be that very array); points that are not finite are skipped."""
+    from studio.ui.live_session import FEED_CONTOURS, draw_landmarks
+
+    img = np.full((120, 160, 3), 40, np.uint8)
+    rng = np.random.default_rng(0)
+    pts = np.column_stack([rng.uniform(20, 140, 468), rng.uniform(20, 100, 468), np.zeros(468)])
+    iris = np.array([[[50, 60], [55, 60], [45, 60], [50, 55], [50, 65]],
+                     [[110, 60], [115, 60], [105, 60], [110, 55], [110, 65]]], float)  # fmt: skip
+    res = SimpleNamespace(landmarks=SimpleNamespace(points=pts, iris=iris))
+    plain, _, _ = _preview(img, res, False, (320, 320))
+    out, points, _ = _preview(img, res, False, (320, 320), overlay=True)
+    assert (img == 40).all() and (plain == 40).all()  # nothing drawn into the source
+    assert out is not img and out.shape == img.shape
+    xs, ys = np.floor(points - 0.5).astype(int).T
+    assert np.mean((out[ys, xs] > 100).all(axis=1)) > 0.6  # translucent white dots (most
+    lip = np.array(FEED_CONTOURS[-1][0])  # not under a contour line)
+    ring = out[58:63, 54:57].astype(int)  # the right iris circle passes x = 55
+    assert (ring[..., 1] - ring[..., 0]).max() > 30  # green
+    drawn = np.abs(out.astype(int) - 40).sum(axis=2) > 0
+    bad = pts.copy()
+    bad[lip] = np.nan  # a contour with a missing point is left out, the rest still drawn
+    out2 = img.copy()
+    draw_landmarks(out2, bad[:, :2], None)
+    assert 0 < (np.abs(out2.astype(int) - 40).sum(axis=2) > 0).sum() < drawn.sum()
+
+
+def test_session_hands_over_frames_with_the_overlay_drawn(qtbot):
+    """set_overlay(True): frames with a face come with the landmarks drawn into the preview
+    (LiveFrame.overlay), so the feed only shows the picture."""
+    pts = np.column_stack([np.linspace(5, 60, 468), np.linspace(5, 40, 468), np.zeros(468)])
+
+    class _Tracker(_SlowTracker):
+        def process(self, frame, t):
+            self.seen.append(t)
+            lm = SimpleNamespace(points=pts, iris=None)
+            return TrackedFrame(t, CHANNEL_DEFAULTS.copy(), "tracking", 1, lm)
+
+    tracker = _Tracker(0.0)
+    session = LiveSession(lambda: _Video(6), lambda s, p: tracker, TrackerSettings(), pace=True)
+    session.set_overlay(True)
+    frames = []
+    session.frameReady.connect(lambda: frames.append(session.take_latest()))
+    with qtbot.waitSignal(session.finished, timeout=20_000):
+        session.start()
+    got = [f for f in frames if f is not None]
+    assert got and all(f.overlay for f in got)
+    f = got[-1]
+    assert (f.preview != np.full_like(f.preview, f.index)).any()  # drawn into

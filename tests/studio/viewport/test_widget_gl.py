@@ -294,6 +294,48 @@ def test_live_poses_are_drawn_at_once_and_presented_once(request, child_outcomes
     vp.set_live_values(None)
 
 
+def _grab_rgb(vp) -> np.ndarray:
+    img = vp.grab_frame().convertToFormat(vp.grab_frame().Format.Format_RGB888)
+    a = np.frombuffer(img.constBits(), np.uint8, count=img.sizeInBytes()).reshape(img.height(), -1)
+    return a[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
+
+
+def test_live_splats_drawn_without_the_gil_match_moderngl(request, child_outcomes, qtbot, viewport):
+    """Live frames draw their splats through a ctypes glDrawArrays (the GIL released while a
+    software GL sets up the triangles): the same image as moderngl's draw, and the GUI thread
+    lets other Python threads run meanwhile. The window's own event handling (update requests,
+    the viewport's keys) is an event filter, so Qt's C++ paint and swap run without the GIL."""
+    if not _in_child(request, child_outcomes):
+        return
+    import ctypes
+
+    from models.motion_space import CHANNEL_DEFAULTS
+    from models.motion_space import CHANNEL_INDEX as CI
+
+    vp = viewport
+    if not vp._gl.software:
+        vp.set_lod_budget(vp.lod_budget, force=True)
+    assert "event" not in type(vp._gl).__dict__  # no Python override holding the GIL
+    v = CHANNEL_DEFAULTS.copy()
+    v[CI["yaw"]] = 12.0
+    v[CI["exp_19_y"]] = 0.03
+    images = {}
+    for nogil in (True, False, True):
+        vp._gl.nogil_draws = nogil
+        vp.set_live_values(v.copy())
+        qtbot.waitUntil(lambda: vp.stats["degraded"] and not vp._gl.scene_dirty, timeout=5000)
+        vp._adaptive["live"] = (0.5, 1)  # the same resolution and LOD for every grab
+        vp._gl.scene_dirty = True  # grab a fresh render of the same pose with this path
+        images.setdefault(nogil, []).append(_grab_rgb(vp))
+    assert isinstance(vp._gl._gl_draw_arrays, ctypes._CFuncPtr)
+    # Below the corner readout (its frame time and fps differ from grab to grab).
+    a, b = images[True][-1][40:].astype(int), images[False][0][40:].astype(int)
+    assert a.std() > 5  # a head, not an empty frame
+    assert np.abs(images[True][0][40:].astype(int) - a).max() <= 1  # comparable grabs
+    assert np.abs(a - b).max() <= 1
+    vp.set_live_values(None)
+
+
 @pytest.fixture
 def studio_window(qtbot, tmp_path):
     """The studio main window on the demo project, shown and active (child only)."""
