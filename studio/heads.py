@@ -257,11 +257,19 @@ def deformed_cloud(head: RiggedGaussianHead, values: np.ndarray) -> GaussianClou
 # budget (a contribution-score LOD drops them first and leaves a face without eyes or brows).
 _FEATURE_PARTS = (
     "lips", "brow", "sclera_r", "iris_r", "sclera_l", "iris_l", "highlight_r", "highlight_l",
-    "lid_upper_r", "lid_lower_r", "lid_upper_l", "lid_lower_l", "lash_r", "lash_l", "mouth",
-    "teeth_upper", "teeth_lower", "tongue",
+    "lash_r", "lash_l",
 )  # fmt: skip
 _FEATURE_WEIGHT = 4.0
-_MAX_LOD_GROWTH = 2.0
+# Parts tucked behind others at rest (the mouth's inside behind closed lips, the lids inside the
+# eye sockets): they get a plain share of the budget (mostly hidden, they would take a quarter
+# of a small one as features) and their kept discs grow at most this much, or they poke through
+# what hides them.
+_TUCKED_PARTS = (
+    "mouth", "teeth_upper", "teeth_lower", "tongue",
+    "lid_upper_r", "lid_lower_r", "lid_upper_l", "lid_lower_l",
+)  # fmt: skip
+_TUCKED_GROWTH = 1.25
+_MAX_LOD_GROWTH = 4.0  # a disc stands in for at most 16 (a 1:16 budget on skin)
 
 
 def prepare_head(head: RiggedGaussianHead, budgets: Sequence[int | None] = ()) -> None:
@@ -282,12 +290,23 @@ def prepare_head(head: RiggedGaussianHead, budgets: Sequence[int | None] = ()) -
 def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
     """A rigged sub-head of at most ``budget`` Gaussians for interactive frames, cached.
 
-    Every part keeps a fraction of its Gaussians (facial features ``_FEATURE_WEIGHT`` times the
-    fraction of skin, hair and clothes, so eyes, brows and lips survive), drawn uniformly at
-    random with a fixed seed so that surfaces thin out evenly instead of opening holes; the
-    survivors' two largest axes grow by sqrt(kept fraction)^-1 (at most 2x) to keep coverage.
-    The sub-head deforms with the same rig, so a frame costs ~budget/N of the full deform.
-    Returns ``head`` itself when it has at most ``budget`` Gaussians.
+    Every part keeps a share of the budget (facial features ``_FEATURE_WEIGHT`` times the share
+    of skin, hair and clothes, so eyes, brows and lips survive). Within a part the Gaussians are
+    clustered on a voxel grid sized so that about that many cells are occupied; each cell keeps
+    one member, the one nearest the cell's centroid, with the colour (SH) and opacity averaged
+    over the cell (weighted by alpha mass) and its two largest axes grown by the square root of
+    how many of the part's Gaussians it replaces around it (at most ``_MAX_LOD_GROWTH``;
+    ``_TUCKED_GROWTH`` for parts hidden at rest): one disc stands in for the patch it replaces.
+
+    Why clusters, not a random subset: a random subset thins a surface unevenly (gaps where
+    neighbours were all dropped), and a growth that is the same for every survivor cannot
+    close those; the shipped head's surfels are just wide enough to close at full density, so
+    a random half already showed holes. Per-cell representatives are evenly spaced, and each
+    grows by the density it replaces.
+
+    The kept Gaussians keep their own rig data (positions, skinning, jaw/lid/pose weights,
+    facing), so the sub-head deforms exactly like those Gaussians of the full head, for ~M/N of
+    the full deform. Returns ``head`` itself when it has at most ``budget`` Gaussians.
     Raises ValueError unless budget is a positive integer.
     """
     from models.heads.rig import PART_INDEX
@@ -317,25 +336,55 @@ def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
         else:
             lo = f
     keep = np.floor(np.minimum(counts, lo * weight * counts)).astype(np.int64)
-    rng = np.random.default_rng(0)
-    chosen = []
-    grow = np.ones(len(head), dtype=np.float32)
+    means = np.asarray(head.means, dtype=np.float64)
+    scales = np.asarray(head.scales, dtype=np.float64)
+    # alpha mass of a disc seen face-on: the weight of its colour in the cell's average
+    srt = np.sort(scales, axis=1)
+    mass = np.asarray(head.opacities, np.float64) * srt[:, 2] * srt[:, 1] + 1e-12
+    chosen: list[np.ndarray] = []
+    cells_of: list[tuple[np.ndarray, np.ndarray, np.ndarray, float, float]] = []
+    tucked = {PART_INDEX[name] for name in _TUCKED_PARTS}
     for p in np.flatnonzero(keep):
         members = np.flatnonzero(parts == p)
-        pick = np.sort(rng.permutation(members)[: keep[p]])
-        chosen.append(pick)
-        grow[pick] = min(float(np.sqrt(counts[p] / keep[p])), _MAX_LOD_GROWTH)
+        if keep[p] >= members.size:
+            chosen.append(members)
+            continue
+        cell, n_cells, size = _voxel_clusters(means[members], int(keep[p]))
+        reps = _cell_representatives(means[members], cell, n_cells)
+        chosen.append(members[reps])
+        cap = _TUCKED_GROWTH if p in tucked else _MAX_LOD_GROWTH
+        cells_of.append((members, cell, reps, size, cap))
     index = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
     fields = (
         "means", "quats", "scales", "opacities", "sh", "parts", "skin_index", "skin_weight",
         "jaw_weight", "lid_angle", "pose_weight", "facing",
     )  # fmt: skip
-    sub_arrays = {f: np.asarray(getattr(head, f))[index] for f in fields}
-    scales = sub_arrays["scales"].copy()
-    order = np.argsort(scales, axis=1)
-    rows = np.arange(len(scales))[:, None]
-    scales[rows, order[:, 1:]] *= grow[index][:, None]
-    sub_arrays["scales"] = scales
+    sub_arrays = {f: np.array(np.asarray(getattr(head, f))[index]) for f in fields}
+    # where each parent Gaussian's cell representative ended up in the sub-head
+    slot = np.full(len(head), -1, np.int64)
+    slot[index] = np.arange(index.size)
+    sh = np.asarray(head.sh, np.float64)
+    opac = np.asarray(head.opacities, np.float64)
+    grow = np.ones(index.size, np.float64)
+    for members, cell, reps, size, cap in cells_of:
+        target = slot[members[reps]][cell]  # [n members] row in the sub-head
+        rows = slot[members[reps]]
+        grow[rows] = np.minimum(_coverage_growth(means[members], means[members[reps]], size), cap)
+        w = mass[members]
+        total = np.bincount(target, weights=w, minlength=index.size)
+        flat = sh[members].reshape(members.size, -1)
+        avg = np.stack(
+            [np.bincount(target, weights=w * flat[:, j], minlength=index.size) for j in
+             range(flat.shape[1])], axis=1
+        )  # fmt: skip
+        sub_sh = sub_arrays["sh"].reshape(index.size, -1)
+        sub_sh[rows] = (avg[rows] / total[rows, None]).astype(np.float32)
+        o = np.bincount(target, weights=w * opac[members], minlength=index.size)
+        sub_arrays["opacities"][rows] = (o[rows] / total[rows]).astype(np.float32)
+    sub_scales = sub_arrays["scales"]
+    axes = np.argsort(sub_scales, axis=1)[:, 1:]  # the two largest axes: the disc's plane
+    r = np.arange(index.size)[:, None]
+    sub_scales[r, axes] *= grow[:, None].astype(np.float32)
     # dataclasses.replace re-runs the head's validation and rig precomputation for the subset.
     sub = dataclasses.replace(head, **sub_arrays)
     sub.metadata = dict(head.metadata)
@@ -343,3 +392,60 @@ def lod_head(head: RiggedGaussianHead, budget: int) -> RiggedGaussianHead:
     with _lock:
         _remember(_lods, key, (head, sub), _LOD_CACHE_SIZE)
     return sub
+
+
+def _voxel_clusters(points: np.ndarray, target: int) -> tuple[np.ndarray, int, float]:
+    """Cluster points [n, 3] on a cubic grid with at most ``target`` occupied cells (and as close
+    to it as a bisection over the cell size gets): (cell [n] int64 in [0, cells), cells, the
+    cell size)."""
+    lo_corner = points.min(axis=0)
+    extent = float(np.max(points.max(axis=0) - lo_corner)) + 1e-9
+    small, big = extent * 1e-4, extent * 2.0  # big: a single cell
+    best = None
+    for _ in range(30):
+        size = np.sqrt(small * big)
+        ijk = np.floor((points - lo_corner) / size).astype(np.int64)
+        keys = (ijk[:, 0] * 1_000_003 + ijk[:, 1]) * 1_000_033 + ijk[:, 2]
+        uniq, cell = np.unique(keys, return_inverse=True)
+        if uniq.size > target:
+            small = size
+        else:
+            big = size
+            best = (cell.reshape(-1), int(uniq.size), float(size))
+            if uniq.size >= 0.995 * target:
+                break
+    if best is None:  # unreachable: the largest size is one cell
+        return np.zeros(len(points), np.int64), 1, 2.0 * extent
+    return best
+
+
+def _coverage_growth(points: np.ndarray, kept: np.ndarray, cell: float) -> np.ndarray:
+    """Per kept point [m, 3] of a part's points [n, 3], the factor [m] by which its disc grows
+    so the kept discs cover what all of them covered: sqrt(local density of all / of kept),
+    both counted within 1.5 cells. Local, not per cell: a cell that only grazes the surface holds
+    few points, yet its representative sits as far from its neighbours as any other."""
+    from scipy.spatial import cKDTree
+
+    radius = 1.5 * cell
+    n_all = cKDTree(points).query_ball_point(kept, radius, return_length=True)
+    n_kept = cKDTree(kept).query_ball_point(kept, radius, return_length=True)
+    ratio = np.maximum(n_all, 1) / np.maximum(n_kept, 1)
+    return np.minimum(np.sqrt(ratio), _MAX_LOD_GROWTH)
+
+
+def _cell_representatives(points: np.ndarray, cell: np.ndarray, cells: int) -> np.ndarray:
+    """Per cell, the index of the member nearest the cell's centroid: [cells] int64."""
+    count = np.bincount(cell, minlength=cells).astype(np.float64)
+    centroid = (
+        np.stack(
+            [np.bincount(cell, weights=points[:, a], minlength=cells) for a in range(3)], axis=1
+        )
+        / count[:, None]
+    )
+    dist = np.sum((points - centroid[cell]) ** 2, axis=1)
+    # nearest per cell: sort by (cell, distance) and take each cell's first
+    order = np.lexsort((dist, cell))
+    first = np.ones(order.size, bool)
+    first[1:] = cell[order[1:]] != cell[order[:-1]]
+    reps = order[first]
+    return reps[np.argsort(cell[reps])]
