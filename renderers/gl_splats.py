@@ -51,7 +51,7 @@ Gaussians are dropped from the sorted index list on the CPU instead (same rule).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -408,11 +408,17 @@ class GaussianSplatRenderer:
         stop: int | None = None,
         viewport: tuple[int, int, int, int] | None = None,
         background: tuple[float, float, float] | None = None,
+        draw_arrays: Callable[[int, int, int], None] | None = None,
     ) -> None:
         """Draw the prepared triangles [start, stop) (default: all m of the last
         :meth:`prepare`) into ``framebuffer``, blended over its content (background: clear the
         viewport to it first, as ``draw`` does). viewport as in ``draw`` (default: the prepared
         camera's whole image). Leaves the same GL state as ``draw``.
+
+        draw_arrays: issues the draw call itself, ``glDrawArrays(mode, first, count)`` (e.g. a
+        ctypes binding, which releases the GIL: on a software GL the call runs the vertex stage
+        and bins every triangle in the calling thread, milliseconds other Python threads could
+        use); the renderer binds its program and vertex array first. None: moderngl draws.
 
         Raises RuntimeError without a valid :meth:`prepare` and ValueError for a range outside
         [0, m].
@@ -427,12 +433,19 @@ class GaussianSplatRenderer:
         ctx = self.ctx
         begin_viewport(ctx, framebuffer, viewport or (0, 0, w, h), background)
         if stop > start:
-            self._draw_triangles(start, stop)
+            self._draw_triangles(start, stop, draw_arrays)
         ctx.scissor = None
 
-    def _draw_triangles(self, start: int, stop: int) -> None:
+    def _draw_triangles(
+        self, start: int, stop: int, draw_arrays: Callable[[int, int, int], None] | None = None
+    ) -> None:
         use_premultiplied_blending(self.ctx)
-        self._draw_vao.render(self._mgl.TRIANGLES, vertices=3 * (stop - start), first=3 * start)
+        if draw_arrays is None:
+            self._draw_vao.render(self._mgl.TRIANGLES, vertices=3 * (stop - start), first=3 * start)
+            return
+        # moderngl binds the program, its uniforms and the vertex array for a draw of nothing
+        self._draw_vao.render(self._mgl.TRIANGLES, vertices=0)
+        draw_arrays(self._mgl.TRIANGLES, 3 * start, 3 * (stop - start))
 
     def render(
         self,

@@ -1310,28 +1310,16 @@ class _GLView(QOpenGLWindow):
         with its one big draw call made through ctypes, which releases the GIL. On a software
         GL the draw call itself runs the vertex stage and bins every triangle into tiles in
         this thread (~5 ms for a live frame's 6k Gaussians on 2 cores): through moderngl the
-        GIL was held all that time and the capture thread's tracking waited for it. moderngl
-        binds the program and vertex array (a draw of 0 vertices), then glDrawArrays draws the
-        prepared triangles: the same call ``draw`` makes. Falls back to ``draw`` where
-        glDrawArrays cannot be found or ``nogil_draws`` is off."""
+        GIL was held all that time and the capture thread's tracking waited for it. Falls back
+        to ``draw`` where glDrawArrays cannot be found or ``nogil_draws`` is off."""
         if self._gl_draw_arrays is None:
             self._gl_draw_arrays = _gl_function(self.context(), b"glDrawArrays", 3) or False
         fn = self._gl_draw_arrays
         if not fn or not self.nogil_draws:
             renderer.draw(cam, fbo, viewport=vp, background=None)
             return
-        import moderngl
-
-        from renderers.gl_context import begin_viewport, use_premultiplied_blending
-
-        ctx = self.ctx
-        begin_viewport(ctx, fbo, vp, None)
-        m = renderer.prepare(cam)
-        if m:
-            use_premultiplied_blending(ctx)
-            renderer._draw_vao.render(moderngl.TRIANGLES, vertices=0)
-            fn(moderngl.TRIANGLES, 0, 3 * m)
-        ctx.scissor = None
+        if renderer.prepare(cam):
+            renderer.draw_prepared(fbo, viewport=vp, draw_arrays=fn)
 
     def head_changed(self) -> None:
         for slot in self._splats.values():
