@@ -10,10 +10,11 @@ saw, so the rig is image-space, as IM-Portrait-style heads must be:
    ``exp(-((z_d - z_k) / depth_sigma)^2 / 2)`` (a keypoint moves the planes near it in depth, not
    the ears or the hair behind) and spread over the plane by Gaussian radial-basis interpolation
    (exact at the keypoints, smooth, zero far away). The kernel is separable, so a plane's field
-   is a small [h, K] @ [K, w] product, evaluated every 4 pixels of the plane's affected region
-   and upsampled. Each plane is resampled backwards (``cv2.remap``, bilinear) from a copy whose
-   transparent pixels carry their neighbours' colour, so straight-alpha filtering leaves no dark
-   fringes.
+   is a small [h, K] @ [K, w] product, evaluated every sigma / 4 pixels (sigma the kernel's
+   width, ~35 px at 512: every 8 pixels; 2 to 8) for all planes at once, and upsampled. Each
+   plane is resampled backwards (``cv2.remap``, bilinear) from a copy whose transparent pixels
+   carry their neighbours' colour, so straight-alpha filtering leaves no dark fringes, over the
+   box where its field reaches 0.05 px and its content can land.
    The z of a delta (e.g. a pout, lips forward: ``exp_6_z``, ``exp_17_z`` < 0) cannot move content
    between planes (a 3 mm pout is under half a plane's spacing), so it becomes xy displacement
    too, of two kinds. Perspective: a point at depth z moving by dz scales by ``z / (z + dz)``
@@ -64,21 +65,30 @@ Not modelled: the part of the eyeball or iris the baking camera never saw (only 
 view holds moves), the gaze's z channels, and content moving between planes.
 With every channel the rig reads at its default, ``deform`` returns the head's own planes and
 camera (read-only arrays): zero motion is the identity, bit for bit. Planes (and regions) whose
-displacement stays under 0.05 px are not resampled.
+displacement stays under 0.05 px are not resampled. Deformed planes are read-only too: they are
+written into buffers the head keeps (two at most, 25 MB each at 512 x 512 x 24) and reuses once
+nothing refers to them any more, so a frame puts back only the boxes the buffer's last frame
+changed instead of copying every plane.
 
-Cost (24 planes 512x512 uint8, a shared 2-core CPU): jaw ~12 ms, blink ~10 ms,
-a smile ~30 ms, jaw + smile + blink + brows + pose ~50 ms, pose alone < 1 ms (only the camera
-moves). Gaze paints two small boxes: ~2 ms on top of the planes' copy that every deformed frame
-makes (at load 7 on the 2 cores: gaze 15 ms against a bare copy's 13, a jaw 35, a blink 21); z
-deltas resample the lips' planes like any expression (a pout of every lip keypoint: 76 ms at
-that load, a smile's order). The first deformed frame also pads the planes' colours and samples
-the eyes and irises (~0.3 s).
+Cost (24 planes 512x512 uint8, the default head baked as the studio does; a shared 2-core CPU
+at load ~2, ``python -m benchmarks.mpi_deform``): pose alone ~0.2 ms (only the camera moves),
+gaze ~2 ms, blink ~4 ms, jaw ~4 ms, brows or a pout of the lips ~6 ms, a smile ~10 ms, the
+demo take's speech frames (jaw, lips, lids, brows, pose) 5-14 ms (~10 typical, ~12 with a
+gaze), every channel ~25 ms: 2.5x (blink) to 6x (brows) less than the version that copied
+every plane and resampled each plane's whole reach (same process, ``--against``). What is left
+is mostly cv2.remap and the warp maps' upsampling, in proportion to the resampled area; cv2's
+own threads made no consistent difference on 2 busy cores (``cv2.setNumThreads(1)``, a
+process-wide setting the caller owns, was 20% faster to 40% slower in same-process A/B runs).
+The first deformed frame also pads the planes' colours and samples the eyes and irises
+(~0.3 s).
 numpy and cv2 only; Qt-free; never imports renderers (studio turns :class:`MPIArrays` into
 ``renderers.MPI``).
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,7 +109,11 @@ _F = np.array([1.0, -1.0, -1.0])  # RDF <-> RUB axis flip
 _LID_Y = {11: 0, 13: 0, 15: 1, 16: 1}  # lid keypoint -> eye (their y drives the lids)
 _JAW_KP = 19
 _GAZE_XY = (0, 1, 3, 4)  # eye_ball_* the rig reads: x, y per eye (z, as in rig.py, is not)
-_FIELD_STEP = 4  # pixels between the samples of the (smooth) expression field
+# The (smooth) expression field is sampled every sigma / 4 pixels (sigma the kernel's width),
+# 2 to 8: bilinear upsampling then errs by ~1% of the field (0.8% measured at 512 px: against
+# every 4 px, speech frames 60 dB PSNR and 15% faster).
+_FIELD_SAMPLES_PER_SIGMA = 4
+_FIELD_STEP_RANGE = (2, 8)
 _MIN_SHIFT = 0.05  # pixels: smaller displacements leave a plane (region) untouched
 _MOUTH_DARK = np.array([0.20, 0.06, 0.07], np.float32)  # near the lips
 _MOUTH_DEEP = np.array([0.05, 0.01, 0.02], np.float32)  # the back of the mouth
@@ -111,7 +125,8 @@ class MPIArrays:
     it). rgba [D, H, W, 4] straight RGBA, uint8 (0..255) or float32 (0..1), plane 0 nearest;
     depths [D] float64 metres, increasing; intrinsics [4] float64 (fx, fy, cx, cy) pixels, pixel
     (i, j)'s centre at (j + 0.5, i + 0.5); world_to_camera [4, 4] float64 rigid, head RUB metres
-    to the OpenCV camera. Arrays a frame did not change are the head's read-only base arrays.
+    to the OpenCV camera. Arrays a frame did not change are the head's read-only base arrays;
+    deformed planes are read-only too (the head reuses their buffer once nothing refers to it).
     """
 
     rgba: np.ndarray
@@ -183,6 +198,44 @@ def _frozen(a: np.ndarray, dtype: type | None = None) -> np.ndarray:
     out = np.array(a, dtype=dtype, copy=True) if dtype is not None else np.array(a, copy=True)
     out.flags.writeable = False
     return out
+
+
+_POOL_SIZE = 2  # deformed-plane buffers a head keeps for reuse (25 MB each at 512 x 512 x 24)
+
+
+def _refs(entry: list) -> int:
+    """References to a pool entry's buffer (the entry's, this call's, and any caller's)."""
+    return sys.getrefcount(entry[0])
+
+
+_IDLE_REFS = _refs([np.empty(0), None])  # a buffer no caller refers to any more
+
+
+def _copy_except(dst: np.ndarray, src: np.ndarray, box: tuple, hole: tuple | None) -> None:
+    """src's box (y0, y1, x0, x1) into dst [H, W, ...], except where hole (a box or None)
+    overlaps it."""
+    y0, y1, x0, x1 = box
+    if hole is not None:
+        hy0, hy1 = max(y0, hole[0]), min(y1, hole[1])
+        hx0, hx1 = max(x0, hole[2]), min(x1, hole[3])
+        if hy0 < hy1 and hx0 < hx1:
+            dst[y0:hy0, x0:x1] = src[y0:hy0, x0:x1]
+            dst[hy1:y1, x0:x1] = src[hy1:y1, x0:x1]
+            dst[hy0:hy1, x0:hx0] = src[hy0:hy1, x0:hx0]
+            dst[hy0:hy1, hx1:x1] = src[hy0:hy1, hx1:x1]
+            return
+    dst[y0:y1, x0:x1] = src[y0:y1, x0:x1]
+
+
+def _intersect(a: tuple, b: tuple) -> tuple[int, int, int, int] | None:
+    """The overlap of boxes a and b (y0, y1, x0, x1), or None."""
+    y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+def _union(a: tuple, b: tuple) -> tuple[int, int, int, int]:
+    """The smallest box (y0, y1, x0, x1) holding boxes a and b."""
+    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
 
 
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
@@ -320,12 +373,36 @@ class RiggedMPIHead:
         self._rbf_inv = np.linalg.inv(g + 1e-3 * np.eye(NUM_KEYPOINTS))
         self._xs = np.arange(w, dtype=np.float64)
         self._ys = np.arange(h, dtype=np.float64)
-        # Destination pixel coordinates [H, W, 2] (x, y): a warp map is this minus the field.
-        self._grid = np.stack(np.meshgrid(self._xs, self._ys), axis=-1).astype(np.float32)
+        # The expression field's samples, every _step pixels over the whole image plus one
+        # beyond each edge (so upsampling never clamps inside the image): sample j sits at
+        # pixel (j - 0.5) * s - 0.5, cv2.resize's pixel-centre convention (module _warp).
+        lo, hi = _FIELD_STEP_RANGE
+        s = self._step = int(np.clip(self._sigma // _FIELD_SAMPLES_PER_SIGMA, lo, hi))
+        self._coarse_x = (np.arange(-(-w // s) + 2) - 0.5) * s - 0.5  # [nw + 2]
+        self._coarse_y = (np.arange(-(-h // s) + 2) - 0.5) * s - 0.5  # [nh + 2]
+        dx = self._coarse_x[None] - q[:, :1]  # [K, nw + 2]
+        dy = self._coarse_y[None] - q[:, 1:]  # [K, nh + 2]
+        self._coarse_x = self._coarse_x.astype(np.float32)  # warp maps are float32
+        self._coarse_y = self._coarse_y.astype(np.float32)
+        # The separable kernel's factors and the magnification bumps', float32 (float64
+        # products of these sizes ran 2-10x slower on the busy 2-core CPU), the left ones
+        # transposed and contiguous: [nh + 2, K] and [K, nw + 2].
+        gx = np.exp(-0.5 * (dx / self._sigma) ** 2)
+        gy = np.exp(-0.5 * (dy / self._sigma) ** 2)
+        self._gx = gx.astype(np.float32)
+        self._gx_dx = (gx * dx).astype(np.float32)
+        self._gy_t = np.ascontiguousarray(gy.T, dtype=np.float32)
+        self._gy_dy_t = np.ascontiguousarray((gy * dy).T, dtype=np.float32)
         self._mouth = _mouth_geometry(q, z, self.depths)
+        # Lazily built, once, under the lock (two threads deforming at once build them once).
+        self._lock = threading.RLock()
         self._eyes = None  # eye geometry and skin colours: first use (it composites the view)
         self._gaze = None  # eye opening, iris disc, sclera: first gaze
-        self._padded = None  # planes with colour under transparent pixels: first warp
+        # (padded planes with colour under transparent pixels [D, H, W, 4], per plane the
+        # content box (y0, y1, x0, x1) of alpha > 0 or None, per plane whether it is all zero):
+        # first deformed frame
+        self._padded = None
+        self._pool: list[list] = []  # [buffer, its (plane, box) changes]: see _take_buffer
 
     # --- deformation ---------------------------------------------------------------------------
 
@@ -342,8 +419,10 @@ class RiggedMPIHead:
 
         Returns MPIArrays (planes in the head's dtype; the camera moved by the pose, depths scaled
         by the scale channel). Planes the frame leaves untouched keep their values; at
-        CHANNEL_DEFAULTS the head's own read-only arrays come back. Raises ValueError for a wrong
-        shape or NaN/inf in the channels the rig reads.
+        CHANNEL_DEFAULTS the head's own read-only arrays come back. Deformed planes are a new
+        read-only array, never the head's own (its buffer is reused for a later frame once
+        nothing refers to it: copy it to write to it). Thread-safe. Raises ValueError for a
+        wrong shape or NaN/inf in the channels the rig reads.
         """
         v = self._check_frame(frame)
         if np.array_equal(v[self._rig_channels], CHANNEL_DEFAULTS[self._rig_channels]):
@@ -356,17 +435,22 @@ class RiggedMPIHead:
         gaze = [self._gaze_map(e, ball[e]) if np.any(ball[e]) else None for e in (0, 1)]
         planes = self.planes
         if np.any(exp) or np.any(closure > 0) or any(m is not None for m in gaze):
-            planes = self.planes.copy()
+            planes, stale = self._take_buffer()
+            planes.flags.writeable = True
+            written: list[tuple[int, tuple[int, int, int, int]]] = []  # (plane, box) changed
             if np.any(exp):
-                self._warp(planes, exp, jaw, self._pose_rotation(v))
+                self._warp(planes, stale, written, exp, jaw, self._pose_rotation(v))
+            else:
+                self._restore(planes, stale, {})
             if jaw > 0:
-                self._paint_mouth(planes, jaw)
+                written += self._paint_mouth(planes, jaw)
             for eye in (0, 1):
                 if gaze[eye] is not None:  # before the lids: they close over the moved iris
-                    self._paint_gaze(planes, eye, gaze[eye])
+                    written += self._paint_gaze(planes, eye, gaze[eye])
                 if closure[eye].max() > 0:
-                    self._paint_lids(planes, eye, closure[eye])
-        planes.flags.writeable = planes is not self.planes
+                    written += self._paint_lids(planes, eye, closure[eye])
+            self._keep_buffer(planes, written)
+        planes.flags.writeable = False
         w2c, depths = self._pose(v)
         return MPIArrays(planes, depths, self.intrinsics, w2c)
 
@@ -420,49 +504,98 @@ class RiggedMPIHead:
 
     # --- stage 1 + 2: the warp ----------------------------------------------------------------
 
-    def _padded_planes(self) -> np.ndarray:
-        """The planes with each transparent pixel's colour taken from its opaque neighbours (two
-        3x3 alpha-weighted passes), so bilinear straight-alpha resampling has no dark fringes.
-        Only each plane's content box is touched; uint8 planes stay in uint8 (cv2's saturating
-        arithmetic, ~10x cheaper than float)."""
-        if self._padded is None:
-            import cv2
-
-            out = np.array(self.planes, copy=True)
-            h, w = out.shape[1:3]
-            for d in range(out.shape[0]):
-                rows = np.flatnonzero(out[d, ..., 3].any(axis=1))
-                cols = np.flatnonzero(out[d, ..., 3].any(axis=0))
-                if rows.size == 0:
-                    continue
-                y0, y1 = max(0, rows[0] - 3), min(h, rows[-1] + 4)
-                x0, x1 = max(0, cols[0] - 3), min(w, cols[-1] + 4)
-                box = out[d, y0:y1, x0:x1]
-                rgb = np.ascontiguousarray(box[..., :3])
-                a = np.ascontiguousarray(box[..., 3])
-                for _ in range(2):
-                    if out.dtype == np.uint8:
-                        a3 = cv2.merge([a, a, a])
-                        num = cv2.blur(cv2.multiply(rgb, a3, scale=1.0 / 255.0), (3, 3))
-                        fill = cv2.divide(num, cv2.blur(a3, (3, 3)), scale=255.0)
-                    else:
-                        num = cv2.blur(rgb * a[..., None], (3, 3))
-                        fill = num / np.maximum(cv2.blur(a, (3, 3))[..., None], 1e-6)
-                    empty = (a == 0).view(np.uint8)
-                    cv2.copyTo(fill, empty, rgb)
-                    # Pixels that got a colour count as (barely) opaque for the second pass.
-                    grown = (cv2.blur(a, (3, 3)) > 0).view(np.uint8)
-                    a = np.maximum(a, grown.astype(a.dtype))
-                box[..., :3] = rgb
-            self._padded = out
+    def _padded_planes(self) -> tuple[np.ndarray, list, np.ndarray]:
+        """(padded [D, H, W, 4], boxes, blank [D] bool): the planes with each transparent
+        pixel's colour taken from its opaque neighbours (two 3x3 alpha-weighted passes), so
+        bilinear straight-alpha resampling has no dark fringes; per plane the content box
+        (y0, y1, x0, x1) of its alpha > 0 pixels (None: fully transparent); whether the plane
+        is all zero. Only each plane's content box is touched; uint8 planes stay in uint8 (cv2's
+        saturating arithmetic, ~10x cheaper than float). Built once (first deformed frame)."""
+        with self._lock:
+            if self._padded is None:
+                self._padded = self._pad()
         return self._padded
 
-    def _warp(self, planes: np.ndarray, exp: np.ndarray, jaw: float, rot: np.ndarray) -> None:
-        """Stages 1 and 2 in place: the expression field (xy and z deltas) and the jaw shift.
-        rot [3, 3]: the head's pose rotation (RUB, column vectors), for the z deltas' parallax."""
+    def _pad(self) -> tuple[np.ndarray, list, np.ndarray]:
         import cv2
 
-        d_count, h, w = planes.shape[:3]
+        out = np.array(self.planes, copy=True)
+        h, w = out.shape[1:3]
+        boxes: list[tuple[int, int, int, int] | None] = []
+        blank = np.array([not p.any() for p in self.planes])
+        for d in range(out.shape[0]):
+            rows = np.flatnonzero(out[d, ..., 3].any(axis=1))
+            cols = np.flatnonzero(out[d, ..., 3].any(axis=0))
+            if rows.size == 0:
+                boxes.append(None)
+                continue
+            boxes.append((int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
+            y0, y1 = max(0, rows[0] - 3), min(h, rows[-1] + 4)
+            x0, x1 = max(0, cols[0] - 3), min(w, cols[-1] + 4)
+            box = out[d, y0:y1, x0:x1]
+            rgb = np.ascontiguousarray(box[..., :3])
+            a = np.ascontiguousarray(box[..., 3])
+            for _ in range(2):
+                if out.dtype == np.uint8:
+                    a3 = cv2.merge([a, a, a])
+                    num = cv2.blur(cv2.multiply(rgb, a3, scale=1.0 / 255.0), (3, 3))
+                    fill = cv2.divide(num, cv2.blur(a3, (3, 3)), scale=255.0)
+                else:
+                    num = cv2.blur(rgb * a[..., None], (3, 3))
+                    fill = num / np.maximum(cv2.blur(a, (3, 3))[..., None], 1e-6)
+                empty = (a == 0).view(np.uint8)
+                cv2.copyTo(fill, empty, rgb)
+                # Pixels that got a colour count as (barely) opaque for the second pass.
+                grown = (cv2.blur(a, (3, 3)) > 0).view(np.uint8)
+                a = np.maximum(a, grown.astype(a.dtype))
+            box[..., :3] = rgb
+        out.flags.writeable = False
+        return out, boxes, blank
+
+    # Deformed planes are written into buffers [D, H, W, 4] kept in a small pool and reused
+    # once their caller lets go of them (nothing else refers to the array): a frame then only
+    # puts back the boxes the buffer's last frame changed, instead of copying all 25 MB (at
+    # 512 x 512 x 24, ~5 ms on a shared 2-core CPU, a third of a speech frame). Buffers are
+    # handed out read-only, so a caller cannot change what a later frame would reuse.
+
+    def _take_buffer(self) -> tuple[np.ndarray, list | None]:
+        """(a buffer, the (plane, box) list where it differs from the head's planes; None for a
+        new buffer, which holds nothing yet)."""
+        with self._lock:
+            for i, entry in enumerate(self._pool):
+                if _refs(entry) <= _IDLE_REFS:  # only the pool refers to it
+                    del self._pool[i]
+                    return entry[0], entry[1]
+        return np.empty_like(self.planes), None
+
+    def _keep_buffer(self, planes: np.ndarray, written: list) -> None:
+        with self._lock:
+            self._pool.append([planes, written])
+            del self._pool[:-_POOL_SIZE]
+
+    def _restore(self, out: np.ndarray, stale: list | None, boxes: dict) -> None:
+        """Make ``out`` the head's planes except inside ``boxes`` ({plane: (y0, y1, x0, x1)},
+        which the caller overwrites): every plane for a new buffer (``stale`` None), else the
+        stale boxes."""
+        blank = self._padded_planes()[2]
+        h, w = self.planes.shape[1:3]
+        if stale is None:
+            for d in range(out.shape[0]):
+                if blank[d]:
+                    out[d].fill(0)  # no read: half the memory traffic of a copy
+                else:
+                    _copy_except(out[d], self.planes[d], (0, h, 0, w), boxes.get(d))
+        else:
+            for d, box in stale:
+                _copy_except(out[d], self.planes[d], box, boxes.get(d))
+
+    def _field_coefficients(
+        self, exp: np.ndarray, rot: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The expression field of every plane (module doc, stage 1) as (coef [K, D, 2] pixels,
+        mags [K, D]): the field at pixel p of plane d is ``sum_k coef[k, d] G_k(p) + mags[k, d]
+        (p - q_k) G_k(p)``, G_k the Gaussian kernel around keypoint k's pixel q_k (array-index
+        coordinates), p - field(p) the pixel it samples."""
         fx, fy, cx, cy = self.intrinsics
         moving = exp.copy()
         moving[_JAW_KP, 1] = 0.0
@@ -485,7 +618,7 @@ class RiggedMPIHead:
             xy = xy + np.outer(dz, np.linalg.solve(r[:2, :2], r[:2, 2]))
             # Perspective: a point at depth z moving by dz scales by z / (z + dz) about the
             # principal point; its neighbourhood magnifies by that factor about it (the bump
-            # term of _field, zero at the keypoint itself).
+            # term of the field, zero at the keypoint itself).
             mag = self._kp_z / np.maximum(self._kp_z + dz, 1e-3) - 1.0  # [21]
             persp = (q + 0.5 - np.array([cx, cy])) * mag[:, None]  # [21, 2] pixels
         # [21, D, 2] pixel displacement targets on each plane, weighted by depth proximity.
@@ -495,104 +628,181 @@ class RiggedMPIHead:
         targets = near[..., None] * (
             xy[:, None] * np.array([fx, fy]) / self.depths[None, :, None] + persp[:, None]
         )
-        mags = (near * mag[:, None]).astype(np.float32)  # [21, D] magnification per plane
+        mags = near * mag[:, None]  # [21, D] magnification per plane
         if np.any(mag):
             # The bump terms' values at the other keypoints come off their targets, so the
             # field stays exact at the keypoints.
             diff = q[:, None] - q[None]  # [K (at), K (of), 2]
             g = np.exp(-0.5 * np.sum(diff**2, -1) / self._sigma**2)
             targets = targets - np.einsum("kjc,jd->kdc", diff * g[..., None], mags)
-        coef = np.einsum("kj,jdc->kdc", self._rbf_inv, targets).astype(np.float32)  # [21, D, 2]
-        # Each keypoint's term is below _MIN_SHIFT beyond ext pixels: that bounds a plane's region
-        # (a bump term peaks at |mag| sigma e^-1/2 one sigma out: counted as |mag| sigma).
-        reach = np.abs(coef).sum(-1) + np.abs(mags) * np.float32(self._sigma)  # [21, D]
+        return np.einsum("kj,jdc->kdc", self._rbf_inv, targets), mags
+
+    def _warp(
+        self,
+        out: np.ndarray,
+        stale: list | None,
+        written: list,
+        exp: np.ndarray,
+        jaw: float,
+        rot: np.ndarray,
+    ) -> None:
+        """Stages 1 and 2: the head's planes with the expression field (xy and z deltas) and
+        the jaw shift applied, into the buffer ``out`` [D, H, W, 4] (``stale``: see _restore);
+        the boxes it resamples are appended to ``written``. rot [3, 3]: the head's pose rotation
+        (RUB, column vectors), for the z deltas' parallax.
+
+        Cost: each plane is resampled only over the box where its field reaches _MIN_SHIFT and
+        its content can land (the rest of the plane is the head's), straight into the buffer.
+        The field is sampled every _step pixels for all planes at once (small BLAS
+        products), and the warp map (pixel minus field) is upsampled from the samples: the
+        pixel grid is linear, so bilinear upsampling keeps it exact."""
+        d_count, h, w = self.planes.shape[:3]
+        fy = self.intrinsics[1]
+        coef, mags = self._field_coefficients(exp, rot)
+        padded, content, _ = self._padded_planes()
+        with_content = [d for d in range(d_count) if content[d] is not None]
+        # The field's samples [P, nh + 2, nw + 2] (x and y) of the planes with content: the
+        # separable kernel makes each a [nh, K] @ [K, nw] product (small: BLAS stays on one
+        # thread; full-size products went multi-threaded and thrashed on a busy 2-core CPU).
+        shape = (len(with_content), len(self._coarse_y), len(self._coarse_x))
+        if np.any(coef) or np.any(mags):
+            cw = coef[:, with_content].transpose(1, 2, 0)[..., None].astype(np.float32)
+            field_x = self._gy_t @ (cw[:, 0] * self._gx)  # [P, nh + 2, nw + 2]
+            field_y = self._gy_t @ (cw[:, 1] * self._gx)
+            if np.any(mags):
+                mw = mags[:, with_content].T[..., None].astype(np.float32)  # [P, K, 1]
+                field_x += self._gy_t @ (mw * self._gx_dx)
+                field_y += self._gy_dy_t @ (mw * self._gx)
+            size = np.abs(field_x)
+            np.maximum(size, np.abs(field_y), out=size)
+            live = size >= _MIN_SHIFT
+            live_rows, live_cols = live.any(axis=2), live.any(axis=1)
+            largest = size.max(axis=(1, 2), initial=0.0)
+        else:  # the jaw alone: no expression field
+            field_x = field_y = np.zeros(shape, np.float32)
+            live_rows = np.zeros(shape[:2], bool)
+            live_cols = np.zeros((shape[0], shape[2]), bool)
+            largest = np.zeros(shape[0])
         mouth = self._mouth
         jaw_px = jaw * self._kp_to_cam[1, 1] * fy / mouth["z"] if jaw > 0 else 0.0
         jaw_fields: dict[float, tuple] = {}  # the jaw field depends on the plane only by weight
-        padded = self._padded_planes()
+        boxes: dict[int, tuple[int, int, int, int]] = {}
+        jaw_boxes: dict[int, tuple] = {}
         for d in range(d_count):
-            live = reach[:, d] > _MIN_SHIFT
-            jaw_d = float(jaw_px * mouth["plane_weight"][d])
-            has_jaw = abs(jaw_d) >= _MIN_SHIFT
-            if not live.any() and not has_jaw:
-                continue
-            x0, x1, y0, y1 = w, 0, h, 0
-            if live.any():
-                ext = self._sigma * np.sqrt(2.0 * np.log(reach[live, d] / _MIN_SHIFT)) + 1.0
-                x0 = int(max(0, np.floor((q[live, 0] - ext).min())))
-                x1 = int(min(w, np.ceil((q[live, 0] + ext).max()) + 1))
-                y0 = int(max(0, np.floor((q[live, 1] - ext).min())))
-                y1 = int(min(h, np.ceil((q[live, 1] + ext).max()) + 1))
-            if has_jaw:
-                key = round(jaw_d, 3)
-                if key not in jaw_fields:
-                    jx0, jx1, jy0, jy1 = mouth["roi"]
-                    jy1 = min(h, int(jy1 + jaw_d + 2))
-                    jx1 = min(w, jx1)
-                    field = _jaw_shift(
-                        mouth, self._xs[None, jx0:jx1], self._ys[jy0:jy1, None], jaw_d
-                    ).astype(np.float32)
-                    jaw_fields[key] = ((jx0, jx1, jy0, jy1), field)
-                (jx0, jx1, jy0, jy1), jfield = jaw_fields[key]
-                x0, x1 = min(x0, jx0), max(x1, jx1)
-                y0, y1 = min(y0, jy0), max(y1, jy1)
-            if x1 <= x0 or y1 <= y0:
-                continue
-            grid = self._grid[y0:y1, x0:x1]  # [h, w, 2] pixel (x, y) of each destination
-            if live.any():
-                src = grid - self._field(coef[live, d], q[live], x0, x1, y0, y1, mags[live, d])
-            else:
-                src = grid.copy()
-            if has_jaw:
-                src[jy0 - y0 : jy1 - y0, jx0 - x0 : jx1 - x0, 1] -= jfield
-            planes[d, y0:y1, x0:x1] = cv2.remap(
-                padded[d], src, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-            )
+            box = None
+            if content[d] is not None:
+                p = with_content.index(d)
+                box = self._warp_box(live_rows[p], live_cols[p], largest[p], content[d])
+                jaw_d = float(jaw_px * mouth["plane_weight"][d])
+                # Only where the plane's content can land (planes hold slices of the head's
+                # surface: many have nothing at the mouth).
+                m = int(np.ceil(largest[p] + jaw_d)) + 1
+                cy0, cy1, cx0, cx1 = content[d]
+                reach = (cy0 - m, cy1 + m, cx0 - m, cx1 + m)
+                jx0, jx1, jy0, jy1 = mouth["roi"]
+                jbox = (jy0, min(h, int(jy1 + jaw_d + 2)), jx0, min(w, jx1))
+                if abs(jaw_d) >= _MIN_SHIFT and _intersect(jbox, reach) is not None:
+                    key = round(jaw_d, 3)
+                    if key not in jaw_fields:
+                        jy0, jy1, jx0, jx1 = jbox
+                        jfield = _jaw_shift(
+                            mouth, self._xs[None, jx0:jx1], self._ys[jy0:jy1, None], jaw_d
+                        )
+                        jaw_fields[key] = (jbox, jfield)
+                    jaw_boxes[d] = jaw_fields[key]
+                    box = _intersect(jbox if box is None else _union(box, jbox), reach)
+            if box is not None:
+                boxes[d] = box
+        self._restore(out, stale, boxes)
+        # The warp maps' samples [P, nh + 2, nw + 2]: sample position minus field, x and y
+        # apart (cv2.remap takes them so: no interleaving pass).
+        map_x = self._coarse_x - field_x
+        map_y = self._coarse_y[:, None] - field_y
+        for d, box in boxes.items():
+            written.append((d, box))
+            p = with_content.index(d)
+            self._remap_box(out[d], padded[d], map_x[p], map_y[p], box, jaw_boxes.get(d))
 
-    def _field(
+    def _remap_box(
         self,
-        coef: np.ndarray,
-        q: np.ndarray,
-        x0: int,
-        x1: int,
-        y0: int,
-        y1: int,
-        mag: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """The RBF displacement [h, w, 2] (x, y) float32 over the region, from coefficients coef
-        [K, 2] at keypoints q [K, 2], plus (mag [K], optional) the magnification bumps
-        ``mag_k (p - q_k) G_k(p)`` (separable too). The field is smooth (sigma ~ 30 px at 512),
-        so it is evaluated every _FIELD_STEP pixels, where the separable kernel makes it a tiny
-        [h/s, K] x [K, w/s] product (small enough that BLAS stays on one thread: full-size
-        products went multi-threaded and thrashed on a busy 2-core machine), and upsampled by
-        cv2.resize, whose pixel-centre convention puts coarse sample i at fine coordinate
-        (i + 0.5) * s - 0.5."""
+        out: np.ndarray,
+        src: np.ndarray,
+        map_x: np.ndarray,
+        map_y: np.ndarray,
+        box: tuple[int, int, int, int],
+        jaw: tuple | None,
+    ) -> None:
+        """Resample the box (y0, y1, x0, x1) of one plane ``out`` [H, W, 4] from ``src`` (its
+        padded plane), with the warp map's samples map_x, map_y [nh + 2, nw + 2] upsampled and
+        the jaw field (None or (its box, field [h, w])) taken off the map's y."""
         import cv2
 
-        s = _FIELD_STEP
-        nw, nh = -(-(x1 - x0) // s), -(-(y1 - y0) // s)
-        cx = x0 + (np.arange(nw) + 0.5) * s - 0.5
-        cy = y0 + (np.arange(nh) + 0.5) * s - 0.5
-        gx = np.exp(-0.5 * ((cx[None] - q[:, :1]) / self._sigma) ** 2)  # [K, nw]
-        gy = np.exp(-0.5 * ((cy[None] - q[:, 1:]) / self._sigma) ** 2)  # [K, nh]
-        coarse = np.stack([(gy.T * coef[:, c]) @ gx for c in (0, 1)], axis=-1)  # [nh, nw, 2]
-        if mag is not None and np.any(mag):
-            dx = cx[None] - q[:, :1]  # [K, nw]
-            dy = cy[None] - q[:, 1:]  # [K, nh]
-            coarse[..., 0] += (gy.T * mag) @ (gx * dx)
-            coarse[..., 1] += (gy * dy).T * mag @ gx
-        fine = cv2.resize(
-            coarse.astype(np.float32), (nw * s, nh * s), interpolation=cv2.INTER_LINEAR
-        )
-        return fine[: y1 - y0, : x1 - x0]
+        s = self._step
+        y0, y1, x0, x1 = box
+        # Coarse samples [c0, c1) upsample to pixels (c0 - 1) s + t, t in [0, (c1 - c0) s);
+        # the box keeps s pixels from the ends, where cv2.resize clamps.
+        r0, r1 = y0 // s, -(-y1 // s) + 2
+        c0, c1 = x0 // s, -(-x1 // s) + 2
+        size = ((c1 - c0) * s, (r1 - r0) * s)
+        oy, ox = (r0 - 1) * s, (c0 - 1) * s
+        crop = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))
+        # [h, w] source pixel x and y of each pixel of the box
+        src_x = cv2.resize(map_x[r0:r1, c0:c1], size, interpolation=cv2.INTER_LINEAR)[crop]
+        src_y = cv2.resize(map_y[r0:r1, c0:c1], size, interpolation=cv2.INTER_LINEAR)[crop]
+        if jaw is not None:
+            jbox, jfield = jaw
+            both = _intersect(jbox, box)
+            if both is not None:
+                by0, by1, bx0, bx1 = both
+                jy0, jx0 = jbox[0], jbox[2]
+                src_y[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] -= jfield[
+                    by0 - jy0 : by1 - jy0, bx0 - jx0 : bx1 - jx0
+                ]
+        cv2.remap(
+            src, src_x, src_y, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1],
+            borderMode=cv2.BORDER_REPLICATE,
+        )  # fmt: skip
 
-    def _paint_mouth(self, planes: np.ndarray, jaw: float) -> None:
-        """Dark interior between the upper lip and the lowered lower lip (module doc, stage 2)."""
+    def _warp_box(
+        self,
+        live_rows: np.ndarray,
+        live_cols: np.ndarray,
+        largest: float,
+        content: tuple[int, int, int, int],
+    ) -> tuple[int, int, int, int] | None:
+        """The box (y0, y1, x0, x1) a plane is resampled over, or None where its field stays
+        under _MIN_SHIFT: live_rows [nh + 2] / live_cols [nw + 2] bool, the rows / columns of
+        field samples that reach _MIN_SHIFT; largest: the largest sample (pixels); content: the
+        plane's content box. Bilinear upsampling never exceeds the samples around a pixel, so
+        pixels between samples under _MIN_SHIFT stay under it; and a pixel whose source (it
+        minus the field) lies farther than the largest field plus the filter's pixel from the
+        content samples only transparent pixels, as the plane holds there already."""
+        rows = np.flatnonzero(live_rows)
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(live_cols)
+        s = self._step
+        h, w = self.planes.shape[1:3]
+        # Sample j sits at pixel (j - 0.5) s - 0.5: pixels next to a live sample lie within
+        # ((j - 2) s, (j + 1) s).
+        reach = int(np.ceil(largest)) + 1
+        cy0, cy1, cx0, cx1 = content
+        y0 = max(0, (int(rows[0]) - 2) * s, cy0 - reach)
+        y1 = min(h, (int(rows[-1]) + 1) * s, cy1 + reach)
+        x0 = max(0, (int(cols[0]) - 2) * s, cx0 - reach)
+        x1 = min(w, (int(cols[-1]) + 1) * s, cx1 + reach)
+        if y1 <= y0 or x1 <= x0:
+            return None
+        return y0, y1, x0, x1
+
+    def _paint_mouth(self, planes: np.ndarray, jaw: float) -> list:
+        """Dark interior between the upper lip and the lowered lower lip (module doc, stage 2).
+        Returns the (plane, box) pairs it changed, as :func:`_paint`."""
         m = self._mouth
         fy = self.intrinsics[1]
         gap_px = jaw * self._kp_to_cam[1, 1] * fy / m["z"]
         if gap_px < 0.5:
-            return
+            return []
         x0, x1 = m["x_range"]
         ys0 = int(max(0, np.floor(m["seam_min"]) - 1))
         ys1 = int(min(self.height, np.ceil(m["seam_max"] + gap_px) + 2))
@@ -606,13 +816,14 @@ class RiggedMPIHead:
         # Darkest in the middle of the opening, a little red near the lips.
         shade = 1.0 - 4.0 * (depth - 0.5) ** 2
         colour = _MOUTH_DARK + (_MOUTH_DEEP - _MOUTH_DARK) * shade[..., None]
-        _paint(planes, m["plane"], (ys0, ys1, x0, x1), inside.astype(np.float32), colour)
+        return _paint(planes, m["plane"], (ys0, ys1, x0, x1), inside.astype(np.float32), colour)
 
     # --- stage 3: gaze --------------------------------------------------------------------------
 
     def _gaze_geometry(self) -> list[dict | None]:
-        if self._gaze is None:
-            self._gaze = [_gaze_geometry(self, g) for g in self._eye_geometry()]
+        with self._lock:
+            if self._gaze is None:
+                self._gaze = [_gaze_geometry(self, g) for g in self._eye_geometry()]
         return self._gaze
 
     def _gaze_map(self, eye: int, ball: np.ndarray) -> np.ndarray | None:
@@ -648,9 +859,10 @@ class RiggedMPIHead:
             np.float64,
         )
 
-    def _paint_gaze(self, planes: np.ndarray, eye: int, m: np.ndarray) -> None:
+    def _paint_gaze(self, planes: np.ndarray, eye: int, m: np.ndarray) -> list:
         """The iris disc moved by the affine map m, over the eye with its iris removed (sclera
-        where it was), clipped to the eye opening, on the eye's plane."""
+        where it was), clipped to the eye opening, on the eye's plane. Returns the (plane, box)
+        pairs it changed, as :func:`_paint`."""
         import cv2
 
         gz = self._gaze_geometry()[eye]
@@ -662,16 +874,19 @@ class RiggedMPIHead:
         bare = gz["bare"]
         colour = bare + alpha[..., None] * (iris - bare)
         mask = gz["opening"] * np.maximum(gz["iris_gone"], alpha)
-        _paint(planes, gz["plane"], gz["roi"], mask, colour)
+        return _paint(planes, gz["plane"], gz["roi"], mask, colour)
 
     # --- stage 4: eyelids ----------------------------------------------------------------------
 
     def _eye_geometry(self) -> list[dict]:
-        if self._eyes is None:
-            self._eyes = [_eye_geometry(self, up, low) for up, low in ((11, 13), (15, 16))]
+        with self._lock:
+            if self._eyes is None:
+                self._eyes = [_eye_geometry(self, up, low) for up, low in ((11, 13), (15, 16))]
         return self._eyes
 
-    def _paint_lids(self, planes: np.ndarray, eye: int, closure: np.ndarray) -> None:
+    def _paint_lids(self, planes: np.ndarray, eye: int, closure: np.ndarray) -> list:
+        """The lids of ``eye`` closed by closure [2] (upper, lower) in [0, 1] (module doc,
+        stage 4). Returns the (plane, box) pairs it changed, as :func:`_paint`."""
         g = self._eye_geometry()[eye]
         cu, cl = float(closure[0]), float(closure[1])
         y0, y1, x0, x1 = g["roi"]
@@ -699,7 +914,7 @@ class RiggedMPIHead:
         colour = g["skin"] * shade[..., None].astype(np.float32)
         lash = np.clip(1.3 - np.abs(ys - upper + 0.7), 0.0, 1.0) * (cu > 0.05) * inside
         colour = colour * (1.0 - 0.75 * lash[..., None]).astype(np.float32)
-        _paint(planes, g["plane"], (y0, y1, x0, x1), mask, colour)
+        return _paint(planes, g["plane"], (y0, y1, x0, x1), mask, colour)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -766,10 +981,10 @@ def _lens(m: dict, xs: np.ndarray) -> np.ndarray:
 
 
 def _jaw_shift(m: dict, xs: np.ndarray, ys: np.ndarray, jaw_px: float) -> np.ndarray:
-    """Downward shift [h, w] (pixels, destination-based) of the jaw region for an opening of
-    ``jaw_px`` at the middle of the mouth. Between the corners the rows from the seam to the
-    seam + opening all sample the seam (the gap the interior fills); outside, the skin stretches
-    over a band that widens away from the corners."""
+    """Downward shift [h, w] float32 (pixels, destination-based) of the jaw region for an
+    opening of ``jaw_px`` at the middle of the mouth. Between the corners the rows from the seam
+    to the seam + opening all sample the seam (the gap the interior fills); outside, the skin
+    stretches over a band that widens away from the corners."""
     seam = _seam(m, xs)
     du = np.abs(xs - m["cx"])
     gap = jaw_px * _lens(m, xs)
@@ -778,7 +993,14 @@ def _jaw_shift(m: dict, xs: np.ndarray, ys: np.ndarray, jaw_px: float) -> np.nda
     lateral = 1.0 - _smoothstep(m["half"] * 1.1, m["jaw_half"], du)
     below = m["chin"] + jaw_px
     vertical = 1.0 - _smoothstep(below, below + m["fade"], ys)
-    return jaw_px * lateral * vertical * np.clip((ys - seam) / band, 0.0, 1.0)
+    # The [h, w] part in float32, in place, the factors folded first (it runs for up to four
+    # plane weights a frame): jaw_px * lateral * vertical * clip((ys - seam) / band, 0, 1).
+    shift = np.subtract(ys, seam, dtype=np.float32)
+    shift *= (1.0 / band).astype(np.float32)
+    np.clip(shift, 0.0, 1.0, out=shift)
+    shift *= (jaw_px * lateral).astype(np.float32)
+    shift *= vertical.astype(np.float32)
+    return shift
 
 
 def _composite(planes: np.ndarray, roi: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -998,22 +1220,24 @@ def _paint(
     roi: tuple[int, int, int, int],
     mask: np.ndarray,
     colour: np.ndarray,
-) -> None:
+) -> list[tuple[int, tuple[int, int, int, int]]]:
     """Cover ``mask [h, w]`` (0..1) of the region with opaque ``colour`` ([3] or [h, w, 3],
     straight, 0..1) on plane ``target``; planes in front of it are cleared there so nothing hides
-    the paint. In place, in the planes' dtype."""
+    the paint. In place, in the planes' dtype. Returns the (plane, roi) pairs it changed."""
     y0, y1, x0, x1 = roi
     if mask.size == 0 or not mask.any():
-        return
+        return []
     scale = 255.0 if planes.dtype == np.uint8 else 1.0
     m = mask[..., None]
+    changed = [(target, roi)]
     if target > 0:
-        # Only the planes with something there (clearing nothing changes nothing).
-        held = planes[:target, y0:y1, x0:x1, 3].reshape(target, -1).any(axis=1)
-        for d in np.flatnonzero(held):
-            front = planes[d, y0:y1, x0:x1].astype(np.float32)
-            front[..., 3:] *= 1.0 - m
-            planes[d, y0:y1, x0:x1] = _store(front, planes.dtype)
+        # Only the alpha (the colour stays), of all front planes at once (a zero alpha stays
+        # zero: the planes with nothing there do not change).
+        alpha = planes[:target, y0:y1, x0:x1, 3]
+        held = np.flatnonzero(alpha.any(axis=(1, 2)))
+        if held.size:
+            alpha[...] = _store(alpha * (np.float32(1.0) - mask.astype(np.float32)), planes.dtype)
+            changed += [(int(d), roi) for d in held]
     p = planes[target, y0:y1, x0:x1].astype(np.float32) / np.float32(scale)
     a = p[..., 3:4]
     new_a = a + (1.0 - a) * m
@@ -1021,6 +1245,7 @@ def _paint(
     p[..., :3] = np.where(new_a > 0, premult / np.maximum(new_a, 1e-6), p[..., :3])
     p[..., 3:] = new_a
     planes[target, y0:y1, x0:x1] = _store(p * np.float32(scale), planes.dtype)
+    return changed
 
 
 def _store(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
