@@ -27,7 +27,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt
 from PySide6.QtGui import QAction, QColor, QKeyEvent
-from PySide6.QtWidgets import QMenu, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QMenu, QToolBar, QVBoxLayout, QWidget
 
 from models.motion_space import (
     CHANNEL_DEFAULTS,
@@ -72,6 +72,12 @@ KEY_SEL = QColor(255, 166, 48)
 HANDLE = QColor(220, 220, 220)
 PLAYHEAD = QColor(74, 144, 226)
 HIT_PX = 8.0
+# The curves, keys, emotion area and axes (with their grid) keep their drawing in a pixmap at
+# the view's resolution: the playhead line moves every frame while playing, and each move
+# repaints the strips it leaves and enters, where stroking every antialiased curve's whole path
+# again cost ~10 ms a frame (a quarter of a 25 fps frame on a 2-core machine). pyqtgraph's
+# update() on new data and Qt on a zoom or pan repaint the cache.
+_CACHE = QGraphicsItem.CacheMode.DeviceCoordinateCache
 
 
 class _GraphViewBox(pg.ViewBox):
@@ -110,6 +116,8 @@ class _ShownCurve:
         self.keys = _PassiveScatter(size=9, symbol="o", pxMode=True, antialias=True)
         self.keys.setZValue(10)
         self.line.setZValue(5)
+        self.line.setCacheMode(_CACHE)
+        self.keys.setCacheMode(_CACHE)
 
 
 class GraphEditorWidget(QWidget):
@@ -124,6 +132,7 @@ class GraphEditorWidget(QWidget):
         self._syncing = False
         self._handles: list[tuple[str, int, str, float, float]] = []  # ch, frame, side, x, y
         self._stale = False  # curves changed while tabbed away: refresh when shown
+        self._playhead_stale = False  # the frame changed while tabbed away: move it when shown
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -158,6 +167,10 @@ class GraphEditorWidget(QWidget):
         self._handle_points.setZValue(9)
         self._vb.addItem(self._handle_lines)
         self._vb.addItem(self._handle_points)
+        for item in (self._area, self._handle_lines, self._handle_points):
+            item.setCacheMode(_CACHE)
+        for name in ("left", "bottom", "right", "top"):
+            pi.getAxis(name).setCacheMode(_CACHE)
         self._playhead = pg.InfiniteLine(
             pos=controller.frame,
             angle=90,
@@ -374,6 +387,8 @@ class GraphEditorWidget(QWidget):
         if self._stale:
             self._stale = False
             self._refresh()
+        if self._playhead_stale:
+            self._on_frame_changed(self._c.frame)
         super().paintEvent(event)
 
     def _on_document_changed(self, kind: str, detail: dict) -> None:
@@ -390,6 +405,12 @@ class GraphEditorWidget(QWidget):
             self._refresh()
 
     def _on_frame_changed(self, frame: int) -> None:
+        # Tabbed away (the default layout, behind the timeline), moving the line still costs
+        # the scene's bookkeeping, ~2 ms a frame while playing: it moves when shown again.
+        if self._tabbed_away():
+            self._playhead_stale = True
+            return
+        self._playhead_stale = False
         self._syncing = True
         try:
             self._playhead.setValue(frame)

@@ -183,6 +183,7 @@ class PlaybackEngine(QObject):
         self._timer.timeout.connect(self.tick)
         self._f0 = 0.0
         self._t0 = 0.0
+        self._speed0 = 1.0  # the speed since the anchor (the controller's may be newer)
         self._start_frame = 0
         self._moving = False  # True while the engine itself moves the playhead
         self._mix_key: object = None
@@ -210,7 +211,7 @@ class PlaybackEngine(QObject):
         """The fractional frame playback is at now (the anchor when stopped)."""
         if not self.controller.playing:
             return float(self.controller.frame)
-        return self._f0 + (self.clock() - self._t0) * self.fps * self.controller.play_speed
+        return self._f0 + (self.clock() - self._t0) * self.fps * self._speed0
 
     # --------------------------------------------------------------------------- control
     def set_muted(self, muted: bool) -> None:
@@ -242,6 +243,7 @@ class PlaybackEngine(QObject):
     def _anchor(self, frame: float) -> None:
         self._f0 = float(frame)
         self._t0 = self.clock()
+        self._speed0 = self.controller.play_speed
         self._restart_audio()
 
     def _on_playing(self, playing: bool) -> None:
@@ -266,6 +268,7 @@ class PlaybackEngine(QObject):
 
     def _on_speed(self, _speed: float) -> None:
         if self.controller.playing:
+            # From where the old speed got to: position() still uses it until re-anchored.
             self._anchor(self.position())
 
     def _on_project(self) -> None:
@@ -293,7 +296,7 @@ class PlaybackEngine(QObject):
             return
         start, end = c.play_range
         f = self.position()
-        speed = c.play_speed
+        speed = self._speed0
         length = end - start
         if speed > 0 and f >= end:
             if c.loop and length > 0:

@@ -407,6 +407,28 @@ def test_graph_editor_tabbed_away_refreshes_when_raised(qtbot, tmp_path, monkeyp
     assert calls == [None] and not graph._stale
 
 
+def test_graph_editor_tabbed_away_moves_its_playhead_when_raised(qtbot, tmp_path, monkeypatch):
+    """Behind the Timeline tab the graph editor's playhead line stays put while the frame
+    changes (moving it cost ~2 ms a frame of playback) and jumps to the frame when raised;
+    shown, it follows every frame."""
+    from studio.document import Project
+
+    monkeypatch.setattr(dialogs, "ask_unsaved_changes", lambda *_a: "discard")  # on close
+    w = make_window(qtbot, tmp_path, Project.new(fps=25, duration_frames=50), show=True)
+    graph = w.panels["graph"]
+    c = w.controller
+    w.docks["timeline"].raise_()
+    qtbot.waitUntil(lambda: graph.visibleRegion().isEmpty(), timeout=3000)
+    c.set_frame(3)
+    c.set_frame(7)
+    assert graph._playhead.value() != 7 and graph._playhead_stale
+    w.docks["graph"].raise_()
+    qtbot.waitUntil(lambda: graph._playhead.value() == 7, timeout=3000)
+    assert not graph._playhead_stale
+    c.set_frame(12)
+    assert graph._playhead.value() == 12
+
+
 def test_panels_keep_their_sizes_through_relayouts_scrubbing_and_play(window, qtbot):
     # QMainWindow without a central widget moved the separator between the panel columns by
     # 3 px on every relayout of the window; the transport's time display asked for one on every

@@ -247,3 +247,39 @@ def test_document_changes_refresh_without_feedback(editor):
     xs, _ = w._shown[JAW].keys.getData()
     assert 40.0 not in xs.tolist()
     assert c.history.index == 0
+
+
+def test_moving_the_playhead_does_not_redraw_the_curves(qtbot, monkeypatch):
+    """The playhead moves every frame while playing: the curves, keys and axes are drawn from
+    their item caches, and drawn again when the data or the view changes."""
+    import pyqtgraph as pg
+
+    painted: list[str] = []
+    original = pg.PlotCurveItem.paint
+
+    def counting(self, p, *args):
+        painted.append("curve")
+        return original(self, p, *args)
+
+    monkeypatch.setattr(pg.PlotCurveItem, "paint", counting)  # before the items exist
+    c = StudioController(_project())
+    c.select_channels([JAW])
+    w = GraphEditorWidget(c)
+    qtbot.addWidget(w)
+    w.resize(900, 500)
+    w.show()
+    qtbot.waitExposed(w)
+    w._vb.setRange(xRange=(0, 60), yRange=(-0.02, 0.06), padding=0)
+    qtbot.waitUntil(lambda: bool(painted))
+    qtbot.wait(50)
+    painted.clear()
+    for f in (20, 21, 22, 40):
+        c.set_frame(f)
+        qtbot.wait(20)
+        assert w._playhead.value() == f
+    assert painted == []
+    c.push(insert_keys(c.project, {JAW: ([20], [0.05])}))  # new data: drawn again
+    qtbot.waitUntil(lambda: bool(painted))
+    painted.clear()
+    w._vb.setRange(xRange=(0, 30), padding=0)  # a zoom too
+    qtbot.waitUntil(lambda: bool(painted))

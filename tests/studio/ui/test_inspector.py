@@ -19,6 +19,7 @@ from studio.document import Interpolation, Project
 from studio.ui.controller import StudioController
 from studio.ui.inspector import (
     CONTROLS_BY_ID,
+    PLAYING_REFRESH_MS,
     SEMANTIC_CONTROLS,
     InspectorWidget,
     control_keys,
@@ -122,6 +123,69 @@ def test_readback_follows_the_frame(inspector):
     assert inspector.rows["pitch"].value() == pytest.approx(0.0, abs=1e-6)
     c.set_frame(20)
     assert inspector.rows["pitch"].value() == pytest.approx(-10.0)
+
+
+def test_readback_is_throttled_while_playing_and_exact_when_stopped(inspector, qtbot):
+    c = inspector.controller
+    c.set_frame(0)
+    inspector.set_control("pitch", 0.0)
+    c.set_frame(50)
+    inspector.set_control("pitch", 50.0)
+    inspector.set_control("smile", 0.5)
+    c.set_frame(0)
+    row = inspector.rows["pitch"]
+    edits = len(c.history)
+
+    def shown_frame() -> int:  # the frame the inspector last read back ("FRAME 12  ·  Take")
+        return int(inspector.frame_label.text().split()[1])
+
+    def pitch() -> float:
+        return float(c.current_values()[CHANNEL_INDEX["pitch"]])
+
+    assert shown_frame() == 0 and row.value() == pytest.approx(0.0)
+    c.set_playing(True)  # no playback engine here: the test moves the playhead
+    for f in range(1, 11):
+        c.set_frame(f)
+    # Ten frames within the interval: nothing read back yet.
+    assert shown_frame() == 0 and row.value() == pytest.approx(0.0)
+    qtbot.waitUntil(lambda: shown_frame() == 10, timeout=5 * PLAYING_REFRESH_MS)
+    assert row.value() == pytest.approx(pitch()) and row.value() > 0.0
+    assert inspector.rows["smile"].key_state == "animated"
+    c.set_frame(30)
+    c.set_frame(50)  # a key: its state shows at the next read-back, not at once
+    assert shown_frame() == 10 and inspector.rows["smile"].key_state == "animated"
+    c.set_playing(False)  # stopping reads back the exact frame at once
+    assert shown_frame() == 50 and row.value() == pytest.approx(50.0)
+    assert inspector.rows["smile"].key_state == "keyed"
+    c.set_frame(25)  # stopped: stepping and scrubbing read back at once
+    assert shown_frame() == 25 and row.value() == pytest.approx(pitch())
+    qtbot.wait(PLAYING_REFRESH_MS + 50)  # the read-back pending from playing was dropped
+    assert shown_frame() == 25
+    assert len(c.history) == edits  # read-backs never key
+
+
+def test_readback_leaves_unchanged_widgets_alone(inspector):
+    """An unchanged value or key state is not written again: QDoubleSpinBox.setValue repaints
+    and a re-polish relays out the inspector even when nothing changed."""
+    c = inspector.controller
+    c.set_frame(5)
+    inspector.set_control("yaw", 12.0)
+    c.set_frame(15)
+    inspector.set_control("yaw", -12.0)
+    c.set_frame(5)
+    row = inspector.rows["yaw"]
+    written: list[float] = []
+    row.spin.setValue = written.append  # shadows the method for the row's Python calls
+    try:
+        row.spin.setProperty("keyState", "sentinel")  # a re-polish would write "keyed" again
+        inspector.refresh()
+        assert written == [] and row.spin.property("keyState") == "sentinel"
+        c.set_frame(10)  # a new value and key state are shown
+        assert len(written) == 1 and row.key_state == "animated"
+        assert row.spin.property("keyState") == "animated"
+    finally:
+        del row.spin.setValue
+    assert row.value() == pytest.approx(12.0)  # the shadowed write never reached the box
 
 
 def test_selected_key_fields_edit_value_frame_and_interpolation(inspector):

@@ -197,3 +197,21 @@ def test_mix_respects_gain_mute_and_offset(tmp_path):
     assert mix.shape == (int(1.5 * 8000), 2)
     assert np.abs(mix[:8000]).max() == 0.0
     assert np.abs(mix[8000:]).max() == pytest.approx(0.1, abs=0.01)
+
+
+def test_changing_speed_while_playing_keeps_the_playhead_where_it_is(qtbot):
+    c, e, clock = _engine(qtbot, fps=25)
+    c.set_frame(10)
+    c.set_playing(True)
+    clock.t += 0.4  # 10 frames
+    e.tick()
+    assert c.frame == 20
+    c.set_play_speed(2.0)  # L again: faster from here, not from where playback started
+    assert e.position() == pytest.approx(20.0)
+    clock.t += 0.2  # 5 frames of time at 2x
+    e.tick()
+    assert c.frame == 30
+    c.set_play_speed(-1.0)
+    clock.t += 0.2
+    e.tick()
+    assert c.frame == 25

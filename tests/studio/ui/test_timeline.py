@@ -9,14 +9,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, QRect, Qt
+from PySide6.QtGui import QColor, QImage, QRegion, QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from studio.document import History, Interpolation, Project, insert_keys
 from studio.ui.controller import StudioController
-from studio.ui.timeline import TimelineWidget
+from studio.ui.timeline import KEY_SEL, TimelineWidget, _Drag
 from studio.ui.waveform import AudioPeaks
 
 JAW = "exp_19_y"
@@ -296,3 +296,78 @@ def test_audio_peaks_match_brute_force():
     assert np.array_equal(again[0], peaks.columns(0, 10, 64.0)[0])
     with pytest.raises(ValueError):
         AudioPeaks(np.zeros(0, np.float32), 16_000)
+
+
+class _PaintRecorder(QObject):
+    """Records the regions of the paint events a widget gets."""
+
+    def __init__(self, widget) -> None:
+        super().__init__(widget)
+        self.regions: list[QRegion] = []
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.regions.append(QRegion(event.region()))
+        return False
+
+
+def _same_image(a: QImage, b: QImage) -> bool:
+    fmt = QImage.Format.Format_RGB32
+    return a.convertToFormat(fmt) == b.convertToFormat(fmt)
+
+
+def test_a_frame_change_repaints_two_strips_from_the_background(timeline, qtbot):
+    """While playing or scrubbing, a new frame repaints the strips the playhead leaves and
+    enters (and the frame readout), copied from the background pixmap: no row, key or waveform
+    is painted again, and what the screen shows equals a full repaint."""
+    c, w = timeline
+    qtbot.waitUntil(lambda: w._bg_key is not None)  # the first full paint
+    recorder = _PaintRecorder(w)
+    painted: list[QRect] = []
+    original = w._paint_clip
+
+    def counting(p, clip, overlays=True):
+        painted.append(clip)
+        original(p, clip, overlays)
+
+    w._paint_clip = counting
+    try:
+        for f in (31, 32, 33, 60):
+            strips = QRegion(QRect(0, 0, w.NAME_W, w.RULER_H))  # the frame readout
+            for x in (w.x_for_frame(c.frame), w.x_for_frame(f)):  # the playhead's label: 64 px
+                strips += QRegion(QRect(int(x) - 32, 0, 64, w.height()))
+            c.set_frame(f)
+            qtbot.waitUntil(lambda: bool(recorder.regions))
+            region = recorder.regions.pop()
+            assert region.subtracted(strips).isEmpty(), list(region)
+            assert sum(r.width() * r.height() for r in region) <= 0.2 * w.width() * w.height()
+        assert painted == []  # all from the background pixmap
+    finally:
+        del w._paint_clip
+    screen = w.screen().grabWindow(w.winId()).toImage()
+    w._bg_key = None
+    assert _same_image(screen, w.grab().toImage())
+
+
+def test_background_pixmap_paints_like_a_direct_paint(timeline):
+    """The background pixmap plus the playhead and the readout look exactly like painting
+    everything directly (what a drag preview does), and follow selection and edits."""
+    c, w = timeline
+    c.set_frame(27)
+    c.select_keys({(JAW, 20)})
+    cached = w.grab().toImage()
+    w._drag = _Drag("box", QPointF(0, 0), Qt.KeyboardModifier.NoModifier)  # no box drawn
+    try:
+        direct = w.grab().toImage()
+    finally:
+        w._drag = None
+    assert _same_image(cached, direct)
+    # The background follows the document and the selection.
+    p = _pt(w, 20, JAW)
+    assert QColor(cached.pixel(p)) == KEY_SEL
+    c.select_keys(set())
+    assert QColor(w.grab().toImage().pixel(p)) != KEY_SEL
+    c.push(insert_keys(c.project, {JAW: ([35], [0.05])}))
+    c.select_keys({(JAW, 35)})
+    assert QColor(w.grab().toImage().pixel(_pt(w, 35, JAW))) == KEY_SEL
