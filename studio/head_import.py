@@ -159,7 +159,7 @@ def bake_mpi_head(
 
     cam = mpi_camera(head, distance, width, height)
     mpi = head_mpi(head, camera=cam, num_planes=num_planes, backend=backend)
-    planes = np.round(np.clip(mpi.rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
+    planes = _uint8_planes(mpi)
     rig = MPIRigParams(
         pivot=head.rig.pivot,
         eye_width=head.rig.eye_width,
@@ -184,14 +184,21 @@ def bake_mpi_head(
     )
 
 
+def _uint8_planes(mpi: MPI) -> np.ndarray:
+    """The MPI's straight planes [D, H, W, 4] as uint8 (rounded; uint8 planes as they are)."""
+    if mpi.rgba.dtype == np.uint8:
+        return mpi.rgba
+    return np.round(np.clip(mpi.rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def mpi_arrays_to_mpi(arrays: MPIArrays) -> MPI:
-    """A ``renderers.MPI`` from one frame of a rigged MPI head (float32 planes; uint8 planes
-    are converted, float32 ones shared). Raises ValueError for inconsistent arrays."""
+    """A ``renderers.MPI`` from one frame of a rigged MPI head (its planes shared, uint8 or
+    float32, not converted). Raises ValueError for inconsistent arrays."""
     from renderers import MPI, Camera
 
     fx, fy, cx, cy = (float(x) for x in arrays.intrinsics)
     cam = Camera(fx, fy, cx, cy, arrays.width, arrays.height, arrays.world_to_camera)
-    return MPI(arrays.float_rgba(), arrays.depths, cam)
+    return MPI(arrays.rgba, arrays.depths, cam)
 
 
 def deformed_mpi(head: RiggedMPIHead, values: np.ndarray) -> MPI:
@@ -208,7 +215,7 @@ def mpi_front_view(mpi: MPI) -> tuple[np.ndarray, np.ndarray]:
     rgb = np.zeros((h, w, 3), np.float32)
     trans = np.ones((h, w), np.float32)
     zsum = np.zeros((h, w), np.float64)
-    for plane, z in zip(mpi.rgba, mpi.depths, strict=True):  # plane 0 nearest
+    for plane, z in zip(mpi.float_rgba(), mpi.depths, strict=True):  # plane 0 nearest
         vis = trans * plane[..., 3]
         rgb += vis[..., None] * plane[..., :3]
         zsum += vis * float(z)
@@ -253,7 +260,7 @@ def mpi_head_from_mpi(
         kp_to_world, x_c, s, eye_mid = _keypoint_frame(anchors, pupils, axes)
     except ValueError as exc:
         raise HeadImportError(f"{name}: {exc}") from None
-    planes = np.round(np.clip(mpi.rgba, 0.0, 1.0) * 255.0).astype(np.uint8)
+    planes = _uint8_planes(mpi)
     rig = MPIRigParams(
         pivot=eye_mid + s * axes @ np.array([0.0, -0.05, -0.1]),  # top of the neck (as .ply)
         eye_width=0.03 * s,

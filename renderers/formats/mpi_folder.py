@@ -98,7 +98,7 @@ def write_mpi_folder(
     meta_path = folder / "mpi.json"
     if meta_path.exists():
         meta_path.unlink()  # the folder is inconsistent until the new metadata is written
-    rgba = mpi.to_rgba_planes() if isinstance(mpi, ImPortraitMPI) else mpi.rgba
+    rgba = mpi.to_rgba_planes() if isinstance(mpi, ImPortraitMPI) else mpi.float_rgba()
     names = [_plane_name(i) for i in range(rgba.shape[0])]
     for old in folder.glob("plane_*.png"):
         if old.name not in names:

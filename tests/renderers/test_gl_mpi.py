@@ -90,3 +90,51 @@ def test_draw_before_upload_raises(renderer, ctx) -> None:
     with pytest.raises(RuntimeError, match="before upload"):
         renderer.draw(Camera.orbit(width=8, height=8), fb)
     fb.release()
+
+
+def test_uint8_planes_render_as_their_float_values_and_reuse_the_texture(renderer) -> None:
+    """A rigged MPI head hands its uint8 planes over as they are (no float copy per frame)."""
+    mpi = random_mpi(4, sparse=True)
+    planes8 = np.round(mpi.rgba * 255.0).astype(np.uint8)
+    mpi8 = MPI(planes8, mpi.depths, mpi.camera)
+    assert mpi8.rgba is planes8  # contiguous uint8: kept, not copied
+    np.testing.assert_allclose(mpi8.float_rgba(), planes8 / 255.0, atol=1e-7)
+    prem = mpi8.premultiplied_uint8()
+    want = np.round(planes8[..., :3] * (planes8[..., 3:] / 255.0))
+    assert np.abs(prem[..., :3] - want).max() <= 1 and np.array_equal(prem[..., 3], planes8[..., 3])
+    cam = Camera.orbit(distance=1.05, yaw_deg=6.0, fov_y_deg=34.0, width=128, height=128)
+    renderer.upload(MPI(mpi8.float_rgba(), mpi.depths, mpi.camera))
+    texture = renderer._texture
+    from_float = renderer.render(cam)[0]
+    renderer.upload(mpi8)
+    assert renderer._texture is texture  # same size: written in place, not re-allocated
+    assert psnr(renderer.render(cam)[0], from_float) >= 50.0
+    assert psnr(renderer.render(cam)[0], render_mpi_reference(mpi8, cam)) >= 35.0
+    moved = MPI(np.roll(planes8, 17, axis=2), mpi.depths, mpi.camera)
+    renderer.upload(moved)  # new content in the reused texture, and new cells
+    assert psnr(renderer.render(cam)[0], render_mpi_reference(moved, cam)) >= 35.0
+
+
+@pytest.mark.parametrize("cell", [32, 8, 7, 5])
+def test_occupied_cells_match_a_dilated_alpha(cell: int) -> None:
+    """The border-sliver shortcut equals "any alpha within one texel of the cell"."""
+    from renderers.gl_mpi import _occupied_cells
+
+    rng = np.random.default_rng(cell)
+    for _ in range(10):
+        d, h, w = int(rng.integers(1, 4)), int(rng.integers(5, 130)), int(rng.integers(5, 130))
+        alpha = np.zeros((d, h, w), bool)
+        alpha[rng.integers(0, d, 25), rng.integers(0, h, 25), rng.integers(0, w, 25)] = True
+        pad = np.pad(alpha, ((0, 0), (1, 1), (1, 1)))
+        dil = np.zeros_like(alpha)
+        for dy in range(3):
+            for dx in range(3):
+                dil |= pad[:, dy : dy + h, dx : dx + w]
+        ny, nx = -(-h // cell), -(-w // cell)
+        want = np.zeros((d, ny, nx), bool)
+        for y in range(ny):
+            for x in range(nx):
+                want[:, y, x] = dil[:, y * cell : (y + 1) * cell, x * cell : (x + 1) * cell].any(
+                    axis=(1, 2)
+                )
+        np.testing.assert_array_equal(_occupied_cells(alpha, cell, ny, nx), want)

@@ -47,6 +47,12 @@ def test_mpi_validation() -> None:
         MPI(rgba[:, :, :11], [1, 2, 3], cam)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         MPI(rgba + 2, [1, 2, 3], cam)
+    planes8 = np.zeros((3, 10, 12, 4), np.uint8)
+    assert MPI(planes8, [1, 2, 3], cam).rgba.dtype == np.uint8  # uint8 stays uint8
+    with pytest.raises(ValueError, match=r"rgba \[D, H, W, 4\]"):
+        MPI(planes8[..., :3], [1, 2, 3], cam)
+    with pytest.raises(ValueError, match="11x10"):
+        MPI(planes8[:, :, :11], [1, 2, 3], cam)
 
 
 def test_im_portrait_blend_weights() -> None:
