@@ -201,6 +201,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--against", help="another version of models/heads/mpi_head.py")
     ap.add_argument("--profile", action="store_true", help="cProfile the speech frames")
     ap.add_argument("--threads", type=int, help="cv2.setNumThreads(N) first")
+    ap.add_argument(
+        "--present",
+        action="store_true",
+        help="time a speech frame's whole path to the screen: deform, renderers.MPI, GL upload, "
+        "draw (what the viewport and export do per frame)",
+    )
     args = ap.parse_args(argv)
     import cv2
 
@@ -223,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
         return
+    if args.present:
+        _present(head, args.repeat)
+        return
     if args.against:
         other = _other_head(_load_other(args.against), head)
         other.deform(cases()["every channel"][0])
@@ -238,6 +247,35 @@ def main(argv: list[str] | None = None) -> None:
             f"  {case:16s} median {ms:7.2f} ms  min {ms_min:6.2f} ms  "
             f"({ms / max(base, 1e-6):5.2f}x baseline)"
         )
+
+
+def _present(head, repeat: int) -> None:
+    """Per stage of a speech frame on its way to the screen, medians over ``repeat`` frames
+    cycling the demo's speech frames (each frame differs, so every upload is real)."""
+    from renderers.gl_context import create_offscreen_context
+    from renderers.gl_mpi import MPIRenderer
+    from studio.head_import import mpi_arrays_to_mpi
+
+    renderer = MPIRenderer(create_offscreen_context())
+    frames = cases()["speech + gaze"]
+    stages: dict[str, list[float]] = {"deform": [], "to MPI": [], "upload": [], "draw": []}
+    for i in range(repeat + 1):
+        t0 = time.perf_counter()
+        arrays = head.deform(frames[i % len(frames)])
+        t1 = time.perf_counter()
+        mpi = mpi_arrays_to_mpi(arrays)
+        t2 = time.perf_counter()
+        renderer.upload(mpi)
+        t3 = time.perf_counter()
+        renderer.render(mpi.camera)  # 512x512 with readback
+        t4 = time.perf_counter()
+        if i:  # the first frame creates the texture
+            for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                stages[name].append(1e3 * dt)
+    total = sum(float(np.median(v)) for v in stages.values())
+    parts = "  ".join(f"{k} {np.median(v):.1f}" for k, v in stages.items())
+    print(f"speech frame to the screen, ms (medians): {parts}  total {total:.1f}")
+    renderer.release()
 
 
 if __name__ == "__main__":
