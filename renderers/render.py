@@ -138,9 +138,12 @@ def _render_gl(
                 _gl["mpi"] = MPIRenderer(ctx)
             renderer = _gl["mpi"]
             key = _mpi_key(scene)
-            if _gl.get("mpi_key") != key:
+            # The planes themselves are held (compared by identity): a rigged MPI head reuses
+            # an output buffer only when nothing else holds it, so a held buffer cannot come
+            # back with new content under the same identity and sums.
+            if _gl.get("mpi_rgba") is not scene.rgba or _gl.get("mpi_key") != key:
                 renderer.upload(scene)
-                _gl["mpi_key"] = key
+                _gl["mpi_rgba"], _gl["mpi_key"] = scene.rgba, key
         return renderer.render(cams, bg)
 
 
@@ -152,10 +155,13 @@ def _cloud_key(cloud: GaussianCloud) -> tuple:
 
 
 def _mpi_key(mpi: MPI) -> tuple:
+    # with the planes' identity (held by the caller): cheap sums of colour and alpha catch an
+    # MPI edited in place
+    total = np.uint64 if mpi.rgba.dtype == np.uint8 else np.float64
     return (
-        id(mpi.rgba),
         mpi.rgba.shape,
-        float(mpi.rgba[..., 3].sum(dtype=np.float64)),
+        mpi.rgba.dtype.str,
+        float(mpi.rgba.sum(dtype=total)),
         mpi.depths.tobytes(),
         np.asarray(mpi.camera.world_to_camera).tobytes(),
         (mpi.camera.fx, mpi.camera.fy, mpi.camera.cx, mpi.camera.cy),

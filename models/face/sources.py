@@ -27,6 +27,7 @@ import queue
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,15 +287,74 @@ class VideoFileSource(FrameSource):
         self.fps = float(rate) if rate else 0.0
         self.size = (int(self._stream.codec_context.width), int(self._stream.codec_context.height))
 
+        self._decoder = _Decoder(self._container, self._stream, self.fps, self.path)
+        # An abandoned source (dropped without close()) still stops its decoder thread, which
+        # then closes the file: the thread holds the decoder state, never the source itself.
+        self._finalizer = weakref.finalize(self, self._decoder.shutdown)
+
+    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
+        # Decoded in a thread of its own, a frame ahead, as a camera delivers frames: decoding
+        # and converting in the reader's thread (a live session's capture thread) put ~2.5 ms
+        # of work, and on a busy 2-core machine up to ~15 ms of waiting for the GIL after
+        # PyAV released it, between a frame falling due and its tracking.
+        dec = self._decoder
+        dec.start(self.PREFETCH)  # one decoder, however often iterated
+        while not self._closed:
+            try:
+                item = dec.queue.get(timeout=0.1)
+            except queue.Empty:
+                if not dec.thread.is_alive() and dec.queue.empty():
+                    return  # ended, and the end was read already (iterated again)
+                continue
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        super().close()
+        self._finalizer()  # stops the decoder (it closes the file) or closes the file itself
+        thread = self._decoder.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)  # it sees the stop within 0.1 s or one frame
+
+
+class _Decoder:
+    """A video file's decoding state, shared by its VideoFileSource and decoder thread. Whoever
+    runs last closes the container: the thread when it was started (closing under a decode in
+    flight would crash), else :meth:`shutdown`."""
+
+    def __init__(self, container: object, stream: object, fps: float, path: Path) -> None:
+        self.container, self.stream, self.fps, self.path = container, stream, fps, path
+        self.stop = threading.Event()
+        self.queue: queue.Queue = queue.Queue()
+        self.thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self, prefetch: int) -> None:
+        with self._lock:
+            if self.thread is None and not self.stop.is_set():
+                self.queue = queue.Queue(maxsize=prefetch)
+                self.thread = threading.Thread(target=self._run, name="video-decoder", daemon=True)
+                self.thread.start()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self.stop.set()
+            if self.thread is None:
+                self.container.close()
+
     def _decoded(self) -> Iterator[tuple[float, np.ndarray]]:
-        """The frames decoded and converted, in the thread that iterates this."""
         import av
 
         first = None
         i = 0
         try:
-            for frame in self._container.decode(self._stream):
-                if self._closed:
+            for frame in self.container.decode(self.stream):
+                if self.stop.is_set():
                     return
                 t = frame.time
                 if t is None:
@@ -306,9 +366,9 @@ class VideoFileSource(FrameSource):
         except av.FFmpegError as exc:
             raise SourceError(f"error decoding {self.path} after {i} frames: {exc}") from None
 
-    def _decode_ahead(self) -> None:
-        """Decoder thread: keeps up to PREFETCH frames decoded ahead of the reader, then the
-        end (None) or the error."""
+    def _run(self) -> None:
+        """Keeps up to the queue's size frames decoded ahead of the reader, then the end (None)
+        or the error; closes the file when done or stopped."""
         try:
             for item in self._decoded():
                 if not self._hand_over(item):
@@ -316,51 +376,18 @@ class VideoFileSource(FrameSource):
             self._hand_over(None)
         except Exception as exc:  # handed to the reader, which raises it
             self._hand_over(exc)
+        finally:
+            self.container.close()
 
     def _hand_over(self, item: object) -> bool:
-        """Queue ``item`` for the reader, waiting for room; False once the source is closed."""
-        while not self._closed:
+        """Queue ``item`` for the reader, waiting for room; False once stopped."""
+        while not self.stop.is_set():
             try:
-                self._queue.put(item, timeout=0.1)
+                self.queue.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
-
-    def _frames(self) -> Iterator[tuple[float, np.ndarray]]:
-        # Decoded in a thread of its own, a frame ahead, as a camera delivers frames: decoding
-        # and converting in the reader's thread (a live session's capture thread) put ~2.5 ms
-        # of work, and on a busy 2-core machine up to ~15 ms of waiting for the GIL after
-        # PyAV released it, between a frame falling due and its tracking.
-        if getattr(self, "_decoder", None) is None:  # one decoder, however often iterated
-            self._queue: queue.Queue = queue.Queue(maxsize=self.PREFETCH)
-            self._decoder = threading.Thread(
-                target=self._decode_ahead, name="video-decoder", daemon=True
-            )
-            self._decoder.start()
-        while not self._closed:
-            try:
-                item = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if not self._decoder.is_alive() and self._queue.empty():
-                    return  # ended, and the end was read already (iterated again)
-                continue
-            if item is None:
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        if not self._closed:
-            super().close()
-            decoder = getattr(self, "_decoder", None)
-            if decoder is not None and decoder is not threading.current_thread():
-                decoder.join(timeout=5.0)  # it sees _closed within 0.1 s or one frame
-                if decoder.is_alive():
-                    return  # closing under a decode in flight would crash: leave it open
-            self._container.close()
-        super().close()
 
 
 # ------------------------------------------------------------------------------------ images

@@ -578,9 +578,11 @@ def draw_landmarks(img: np.ndarray, points: np.ndarray, iris: np.ndarray | None 
     pts = np.asarray(points, dtype=np.float64)[:, :2]
     ok = np.isfinite(pts).all(axis=1)
     pix = img.reshape(h * w, -1)  # a view: img is contiguous
-    # Dots: the 2x2 pixels nearest each point, 43 % white over the picture.
-    x = np.clip(np.floor(pts[ok, 0] - 0.5).astype(np.intp), 0, w - 2)
-    y = np.clip(np.floor(pts[ok, 1] - 0.5).astype(np.intp), 0, h - 2)
+    # Dots: the 2x2 pixels nearest each point, 43 % white over the picture; points off the
+    # picture (a face partly out of frame) get none, as QPainter clipped them.
+    inside = ok & (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+    x = np.clip(np.floor(pts[inside, 0] - 0.5).astype(np.intp), 0, w - 2)
+    y = np.clip(np.floor(pts[inside, 1] - 0.5).astype(np.intp), 0, h - 2)
     flat = ((y * w + x)[:, None] + np.array([0, 1, w, w + 1])).ravel()  # [4n] pixel indices
     sel = pix[flat].astype(np.uint16)  # overlapping dots: the same value written twice
     pix[flat] = ((sel * 145 + 255 * 110 + 127) // 255).astype(np.uint8)

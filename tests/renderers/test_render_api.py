@@ -60,6 +60,13 @@ def test_gl_backend_renders_mpis_and_reuploads_edited_clouds() -> None:
     out = render(mpi, [CAM, CAM], backend="gl")
     assert out.shape == (2, 40, 48, 4)
     assert psnr(out[0], render(mpi, CAM, backend="torch")[0]) >= 35.0
+    planes8 = np.round(mpi.rgba * 255).astype(np.uint8)
+    mpi8 = MPI(planes8, mpi.depths, CAM)
+    before = render(mpi8, CAM, backend="gl")
+    planes8[..., 0] = 255 - planes8[..., 0]  # colour edited in place, alpha unchanged
+    after = render(mpi8, CAM, backend="gl")
+    assert psnr(after[0], render(mpi8, CAM, backend="torch")[0]) >= 35.0
+    assert np.abs(after - before).max() > 0.2
     cloud = small_cloud()
     first = render(cloud, CAM, backend="gl")
     cloud.means += np.float32(0.02)  # edited in place: must not reuse the stale upload

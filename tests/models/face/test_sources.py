@@ -34,18 +34,23 @@ def test_image_folder_and_glob(tmp_path):
     assert len(list(open_source(str(tmp_path / "frame1*.png")))) == 3
 
 
-def test_video_file(tmp_path):
+def _write_clip(path, n: int) -> None:
+    """An MPEG-4 clip of ``n`` 64x48 frames at 20 fps."""
     import av
 
-    path = tmp_path / "clip.mp4"
     with av.open(str(path), "w") as c:
         s = c.add_stream("mpeg4", rate=20)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        for f in _frames(6):
+        for f in _frames(n):
             for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+
+
+def test_video_file(tmp_path):
+    path = tmp_path / "clip.mp4"
+    _write_clip(path, 6)
     with open_source(str(path)) as src:
         assert isinstance(src, VideoFileSource) and src.size == (64, 48) and src.fps == 20
         items = list(src)
@@ -56,34 +61,36 @@ def test_video_file(tmp_path):
 def test_video_file_decodes_ahead_in_its_own_thread(tmp_path):
     """Frames are decoded a frame or two ahead in a decoder thread (as a camera delivers them
     ready), in order; iterating again after the end ends at once; closing mid-stream stops the
-    decoder."""
+    decoder; a source dropped without closing is collected and its decoder stops too."""
+    import gc
     import time
-
-    import av
+    import weakref
 
     path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=20)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        for f in _frames(12):
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    _write_clip(path, 12)
     with open_source(str(path)) as src:
         it = iter(src)
         next(it)
+        queued = src._decoder.queue
         deadline = time.monotonic() + 5.0
-        while src._queue.qsize() < VideoFileSource.PREFETCH and time.monotonic() < deadline:
+        while queued.qsize() < VideoFileSource.PREFETCH and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert src._queue.qsize() == VideoFileSource.PREFETCH  # decoded ahead, no further
+        assert queued.qsize() == VideoFileSource.PREFETCH  # decoded ahead, no further
         times = [t for t, _ in it]
         assert times == pytest.approx(np.arange(1, 12) / 20)
         assert list(src) == []  # read to the end already
     src = open_source(str(path))
     next(iter(src))
-    decoder = src._decoder
+    decoder = src._decoder.thread
     src.close()
+    assert not decoder.is_alive()
+    src = open_source(str(path))
+    next(iter(src))
+    decoder, gone = src._decoder.thread, weakref.ref(src)
+    del src  # abandoned mid-stream, never closed
+    gc.collect()
+    assert gone() is None
+    decoder.join(timeout=5.0)
     assert not decoder.is_alive()
 
 

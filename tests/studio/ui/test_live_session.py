@@ -114,6 +114,10 @@ def test_preview_overlay_draws_the_landmarks_into_a_copy():
     out2 = img.copy()
     draw_landmarks(out2, bad[:, :2], None)
     assert 0 < (np.abs(out2.astype(int) - 40).sum(axis=2) > 0).sum() < drawn.sum()
+    for where in ([-40.0, 20.0], [200.0, 50.0], [80.0, -3.0], [80.0, 500.0]):
+        out3 = img.copy()
+        draw_landmarks(out3, np.tile(where, (468, 1)), None)
+        assert (out3 == 40).all()  # a face off the picture: no dots pinned to its edges
 
 
 def test_session_hands_over_frames_with_the_overlay_drawn(qtbot):
