@@ -107,3 +107,42 @@ def test_back_layers_are_presented_only_when_swapped(ctx):
     comp.render(None, full, "mono", w, h)
     assert not comp.swap_back()
     comp.release()
+
+
+@pytest.mark.parametrize("mode", ["mono", "sbs", "anaglyph"])
+@pytest.mark.parametrize("content", [(64, 48), (17, 13)])
+def test_cpu_composition_matches_the_shaders(ctx, mode, content):
+    """cpu_magnify (a software GL: read back, OpenCV resize, copy) presents what the shaders
+    present, to rounding: the same bilinear magnification clamped to the drawn part, the same
+    anaglyph; a full-resolution mono/side-by-side scene is copied unchanged."""
+    w, h = 64, 48
+    cw, ch = content
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, (ch, cw, 4), dtype=np.uint8) for _ in range(2)]
+    for img in noise:
+        img[..., 3] = 255  # scene layers are opaque (background first, "over" on top)
+
+    def draw(cam, fbo, vp):  # a random image per layer (eye), written into its viewport
+        img = noise[next(layer)] if mode == "anaglyph" else noise[0]
+        x, y, vw, vh = vp
+        part = np.ascontiguousarray(img[y : y + vh, x : x + vw])
+        fbo.color_attachments[0].write(part, viewport=(x, y, vw, vh))
+
+    results = []
+    for cpu in (False, True):
+        comp = SceneCompositor(ctx, cpu_magnify=cpu)
+        layer = iter(range(2))
+        views = view_cameras(ViewState(), mode, cw, ch)
+        comp.render(draw, views, mode, w, h, content=(cw, ch))
+        out = ctx.simple_framebuffer((w, h))
+        assert comp.present(out, w, h)
+        assert comp.present(out, w, h)  # again: the cached composition
+        results.append(_read(ctx, out, w, h).astype(int))
+        comp.release()
+    shader, cpu_img = results
+    assert np.all(cpu_img[..., 3] == 255)
+    diff = np.abs(shader[..., :3] - cpu_img[..., :3])
+    assert diff.max() <= 3, diff.max()
+    if (cw, ch) == (w, h) and mode != "anaglyph":
+        # a plain copy of the layer
+        np.testing.assert_array_equal(cpu_img[::-1][..., :3], noise[0][..., :3])

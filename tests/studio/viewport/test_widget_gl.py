@@ -294,6 +294,78 @@ def test_live_poses_are_drawn_at_once_and_presented_once(request, child_outcomes
     vp.set_live_values(None)
 
 
+def test_playback_frames_and_repaints_are_drawn_at_once_and_presented_once(
+    request, child_outcomes, qtbot, viewport
+):
+    """Every repaint the viewport asks for (a playback frame, an overlay change) is drawn at
+    the event loop's next turn and presented once; an overlay change re-presents the cached
+    scene without rendering the head again."""
+    if not _in_child(request, child_outcomes):
+        return
+    vp = viewport
+    ctrl = vp.controller
+    if not vp._gl.software:
+        vp.set_lod_budget(vp.lod_budget, force=True)
+    presented: list[int] = []
+    vp.framePresented.connect(lambda: presented.append(vp.stats["renders"]))
+    _settled(qtbot, vp)
+    ctrl.set_playing(True)  # playback frames: the playback quality path (no engine: no ticks)
+    try:
+        renders, n0 = vp.stats["renders"], len(presented)
+        for i in range(1, 5):
+            ctrl.set_frame(ctrl.frame + 1)
+            qtbot.waitUntil(lambda r=renders + i: vp.stats["renders"] >= r, timeout=5000)
+            qtbot.wait(30)  # Qt's 5 ms update timer would have fired by now
+        assert vp.stats["renders"] == renders + 4
+        assert presented[n0:] == list(range(renders + 1, renders + 5))  # each frame once
+        assert vp.stats["degraded"]
+    finally:
+        ctrl.set_playing(False)
+    _settled(qtbot, vp)
+    renders, n0 = vp.stats["renders"], len(presented)
+    vp.set_keypoints_visible(True)  # an overlay change: the cached scene, presented again
+    qtbot.waitUntil(lambda: len(presented) > n0, timeout=5000)
+    qtbot.wait(30)
+    assert presented[n0:] == [renders] and vp.stats["renders"] == renders
+    vp.set_keypoints_visible(False)
+
+
+def test_the_window_shows_the_presented_scene(request, child_outcomes, qtbot, viewport):
+    """What reaches the screen (the scene copied or magnified into the window's framebuffer,
+    then the overlay) is what grab_frame() renders offscreen, settled and while playing."""
+    if not _in_child(request, child_outcomes):
+        return
+    vp = viewport
+    gl = vp._gl
+
+    def on_screen() -> np.ndarray:
+        qtbot.waitUntil(lambda: not gl._paint_posted, timeout=5000)  # the last paint is done
+        qtbot.wait(50)
+        origin = gl.mapToGlobal(gl.position() * 0)
+        img = gl.screen().grabWindow(0, origin.x(), origin.y(), gl.width(), gl.height())
+        return _image_array(img.toImage())
+
+    for mode, size in (("mono", (240, 180)), ("anaglyph", (240, 180)), ("mono", (300, 200))):
+        vp.set_view_mode(mode)
+        vp.resize(*size)  # the last one: larger than the scene presented before
+        grabbed = _settled(qtbot, vp)
+        shown = on_screen()
+        assert shown.shape == grabbed.shape
+        top = 40  # below the readout (its fps can differ between the two paints)
+        assert np.abs(shown[top:].astype(int) - grabbed[top:]).mean() < 1.0, mode
+    vp.set_view_mode("mono")
+    vp.controller.set_playing(True)
+    try:  # a reduced-resolution frame, magnified into the window
+        vp.controller.set_frame(vp.controller.frame + 1)
+        qtbot.waitUntil(lambda: vp.stats["degraded"] and not gl.scene_dirty, timeout=5000)
+        shown = on_screen()
+        assert vp.stats["scale"] < 1.0 or not gl.software
+        grabbed = _image_array(gl.grab_frame())  # the same cached scene, composed offscreen
+        assert np.abs(shown[40:].astype(int) - grabbed[40:]).mean() < 1.0
+    finally:
+        vp.controller.set_playing(False)
+
+
 def _grab_rgb(vp) -> np.ndarray:
     img = vp.grab_frame().convertToFormat(vp.grab_frame().Format.Format_RGB888)
     a = np.frombuffer(img.constBits(), np.uint8, count=img.sizeInBytes()).reshape(img.height(), -1)
