@@ -142,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
 
     w, h = vp.width(), vp.height()
     where = ", in the main window" if window else ""
+    # asked directly: the engine's status is cleared once playback stops
+    no_sound = engine.audio.probe(engine.audio.device)
     print(
         f"viewport {w}x{h} ({args.mode}{where}), head {len(vp.head)} Gaussians, "
         f"project {fps:g} fps, "
-        f"audio: {engine.audio_status or 'output device found'}, GL software={vp._gl.software}, "
+        f"audio: {no_sound or 'output device found'}, GL software={vp._gl.software}, "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
         f"playback draw target {viewport_widget.PLAYBACK_MS:g} ms"
     )
