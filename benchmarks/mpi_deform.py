@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.deform import _timings_ms
 from models.motion_space import CHANNEL_DEFAULTS, CHANNEL_INDEX
 
 SPEECH_FRAMES = (20, 50, 80, 110, 140)  # demo take frames (jaw open by different amounts)
@@ -136,17 +137,6 @@ def _cycle(head, frames: list[np.ndarray]):
         head.deform(frames[next(it) % len(frames)])
 
     return call
-
-
-def _timings_ms(fn, repeat: int) -> tuple[float, float]:
-    """(median, min) wall time in ms of ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times)), 1e3 * float(np.min(times))
 
 
 def composite(rgba: np.ndarray) -> np.ndarray:

@@ -30,8 +30,8 @@ def _project() -> Project:
     return p
 
 
-@pytest.fixture
-def editor(qtbot):
+def _shown_editor(qtbot) -> tuple[StudioController, GraphEditorWidget]:
+    """The graph editor on the jaw channel of the test project, shown at a fixed view."""
     c = StudioController(_project())
     c.select_channels([JAW])
     w = GraphEditorWidget(c)
@@ -40,6 +40,12 @@ def editor(qtbot):
     w.show()
     qtbot.waitExposed(w)
     w._vb.setRange(xRange=(0, 60), yRange=(-0.02, 0.06), padding=0)
+    return c, w
+
+
+@pytest.fixture
+def editor(qtbot):
+    c, w = _shown_editor(qtbot)
     qtbot.wait(10)
     return c, w
 
@@ -262,14 +268,7 @@ def test_moving_the_playhead_does_not_redraw_the_curves(qtbot, monkeypatch):
         return original(self, p, *args)
 
     monkeypatch.setattr(pg.PlotCurveItem, "paint", counting)  # before the items exist
-    c = StudioController(_project())
-    c.select_channels([JAW])
-    w = GraphEditorWidget(c)
-    qtbot.addWidget(w)
-    w.resize(900, 500)
-    w.show()
-    qtbot.waitExposed(w)
-    w._vb.setRange(xRange=(0, 60), yRange=(-0.02, 0.06), padding=0)
+    c, w = _shown_editor(qtbot)
     qtbot.waitUntil(lambda: bool(painted))
     qtbot.wait(50)
     painted.clear()
