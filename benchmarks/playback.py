@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--playback-ms", type=float, default=None, help="draw-time target of playback frames"
     )
+    ap.add_argument(
+        "--audio-latency",
+        default=None,
+        help="the output stream's latency (studio.ui.playback.AUDIO_LATENCY: low, high or seconds)",
+    )
     args = ap.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         print("playback.py needs a display: run it under xvfb-run", file=sys.stderr)
@@ -59,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
+    from studio.ui import playback as playback_module
     from studio.ui.playback import PlaybackEngine
+
+    if args.audio_latency is not None:
+        lat = args.audio_latency
+        playback_module.AUDIO_LATENCY = lat if lat in ("low", "high") else float(lat)
     from studio.viewport import widget as viewport_widget
 
     if args.playback_ms is not None:
@@ -144,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     where = ", in the main window" if window else ""
     # asked directly: the engine's status is cleared once playback stops
     no_sound = engine.audio.probe(engine.audio.device)
+    no_sound = no_sound or "output device found"
     print(
         f"viewport {w}x{h} ({args.mode}{where}), head {len(vp.head)} Gaussians, "
         f"project {fps:g} fps, "
-        f"audio: {no_sound or 'output device found'}, GL software={vp._gl.software}, "
+        f"audio: {no_sound}, GL software={vp._gl.software}, "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
         f"playback draw target {viewport_widget.PLAYBACK_MS:g} ms"
     )

@@ -55,6 +55,15 @@ def mix_project_audio(
     return mix_clips(clips, project.frame_rate, rate, channels=channels), rate, problems
 
 
+# The output's buffer. The callback is Python: it runs only when it gets the GIL, which the
+# GUI thread holds through paints and GL calls of 20+ ms on a software GL, so with PortAudio's
+# "low" latency the device ran dry 7-8 times in 30 s of playback in the studio window, against
+# once with "high" (PulseAudio null sink, 2 cores, benchmarks/playback.py --audio-latency). The
+# picture is delayed by the stream's latency (PlaybackEngine), so sync is kept; only the start
+# of playback waits that long.
+AUDIO_LATENCY = "high"
+
+
 class AudioOutput:
     """A sounddevice output stream playing a buffer from a position. Thread-safe start/stop.
 
@@ -129,7 +138,7 @@ class AudioOutput:
                 dtype="float32",
                 device=self.device if self.device not in ("", None) else None,
                 callback=callback,
-                latency="low",
+                latency=AUDIO_LATENCY,
             )
             stream.start()
         except Exception as exc:  # PortAudioError, ValueError for bad devices
