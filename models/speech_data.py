@@ -46,6 +46,7 @@ Dataset layout written by :func:`generate_dataset` (all clips 16 kHz, 25 fps, F 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -72,6 +73,7 @@ __all__ = [
     "EspeakError",
     "Phoneme",
     "SpeechClip",
+    "espeak_available",
     "generate_clip",
     "generate_dataset",
     "iter_generate_dataset",
@@ -92,6 +94,16 @@ HOP = SAMPLE_RATE // FPS
 
 class EspeakError(RuntimeError):
     """espeak-ng is missing or failed (the message says which)."""
+
+
+@functools.cache
+def espeak_available() -> bool:
+    """Whether espeak-ng can synthesise here (tried once per process on a one-letter text)."""
+    try:
+        synthesize("a")
+    except EspeakError:
+        return False
+    return True
 
 
 # --- espeak-ng through ctypes, one fresh process per utterance -----------------------------------

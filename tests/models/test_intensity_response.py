@@ -9,21 +9,12 @@ import pytest
 
 from models.motion_space import CHANNEL_INDEX, unpack_ditto
 from models.smoothing import smooth_pose
+from models.speech_data import espeak_available
 
 LEVELS = (0.5, 1.0, 1.5)
 MARGIN = 0.15  # each step of +0.5 intensity raises the median pose spread by more than 15 %
 PER_SAMPLE = 1.2  # and every clip x seed moves at least 1.2x as much at 1.5 as at 0.5
 _POSE = [CHANNEL_INDEX[c] for c in ("pitch", "yaw", "roll")]
-
-
-def _espeak_ok() -> bool:
-    from models.speech_data import EspeakError, synthesize
-
-    try:
-        synthesize("a")
-    except EspeakError:
-        return False
-    return True
 
 
 def pose_spreads(pm, clips, levels=LEVELS, seeds=(0, 1)) -> np.ndarray:
@@ -56,7 +47,7 @@ def response_ok(
 
 @pytest.fixture(scope="module")
 def clips():
-    if not _espeak_ok():
+    if not espeak_available():
         pytest.skip("espeak-ng library not available")
     from models.speech_data import generate_clip
 

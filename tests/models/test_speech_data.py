@@ -10,8 +10,8 @@ from models.motion_space import CHANNEL_INDEX, CHANNELS, EMOTIONS, JAW_OPEN_CHAN
 from models.speech_data import (
     FPS,
     SAMPLE_RATE,
-    EspeakError,
     Phoneme,
+    espeak_available,
     generate_clip,
     generate_dataset,
     lip_gap,
@@ -20,20 +20,10 @@ from models.speech_data import (
     prosodic_head_motion,
     random_sentence,
     syllable_accents,
-    synthesize,
     viseme_motion,
 )
 
-
-def _espeak_ok() -> bool:
-    try:
-        synthesize("a")
-    except EspeakError:
-        return False
-    return True
-
-
-needs_espeak = pytest.mark.skipif(not _espeak_ok(), reason="espeak-ng library not available")
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng library not available")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from models.pretrained import (
     load_motion_model,
     models_dir,
 )
+from models.speech_data import espeak_available
 from models.training import (
     STATE_FILE,
     DatasetError,
@@ -30,18 +31,7 @@ from models.training import (
     train_motion,
 )
 
-
-def _espeak_ok() -> bool:
-    from models.speech_data import EspeakError, synthesize
-
-    try:
-        synthesize("a")
-    except EspeakError:
-        return False
-    return True
-
-
-needs_espeak = pytest.mark.skipif(not _espeak_ok(), reason="espeak-ng library not available")
+needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng library not available")
 
 TINY = dict(
     latent_dim=16, ff_dim=32, num_layers=1, num_heads=2, num_encoder_layers=1, seq_len=40,
@@ -54,7 +44,7 @@ TINY = dict(
 def data_dir(tmp_path_factory):
     from models.speech_data import generate_dataset
 
-    if not _espeak_ok():
+    if not espeak_available():
         pytest.skip("espeak-ng library not available")
     d = tmp_path_factory.mktemp("speech")
     generate_dataset(d, 2, seed=5)

@@ -9,19 +9,10 @@ import json
 import pytest
 from generation_helpers import wav_bytes  # tests/studio
 
+from models.speech_data import espeak_available
 from studio import cli
 from studio.document import save_project
 from studio.project_ops import new_project
-
-
-def _espeak_ok() -> bool:
-    from models.speech_data import EspeakError, synthesize
-
-    try:
-        synthesize("a")
-    except EspeakError:
-        return False
-    return True
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +107,7 @@ def test_ctrl_c_removes_the_partial_model_and_keeps_the_old_one(tmp_path, monkey
     assert _siblings(out) == []
 
 
-@pytest.mark.skipif(not _espeak_ok(), reason="espeak-ng library not available")
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng library not available")
 @pytest.mark.parametrize("kind", ["motion", "intensity"])
 def test_tiny_run_on_generated_data(tmp_path, capsys, kind):
     out = tmp_path / "model"
