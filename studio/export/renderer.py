@@ -112,6 +112,9 @@ class OfflineRenderer:
 
             self.renderer = splat_renderer_for(self.ctx)
             self.renderer.upload(source.rest_cloud())
+        from renderers.cpu_splats import CPUSplatRenderer
+
+        self._cpu_splats = isinstance(self.renderer, CPUSplatRenderer)
         self._last: dict[str, np.ndarray] = {}
 
     def _upload(self, values: np.ndarray) -> None:
@@ -144,6 +147,17 @@ class OfflineRenderer:
         t1 = time.perf_counter()
         w, h = self.plan.render_size
         n = len(self.cameras)
+        if self._cpu_splats:
+            # The CPU renderer draws straight into numpy: no texture upload, blit or readback.
+            strip = np.empty((h, w * n, 3), np.uint8)
+            eye = np.empty((h, w, 4), np.uint8)
+            for i, cam in enumerate(self.cameras):
+                self.renderer.render_rgba8(cam, self.plan.background, out=eye)
+                strip[:, i * w : (i + 1) * w] = eye[..., :3]
+            t2 = time.perf_counter()
+            self.timings["deform"] += t1 - t0
+            self.timings["render"] += t2 - t1
+            return strip
         target = self.renderer.target
         fbo = target.framebuffer(w * n, h)
         for i, cam in enumerate(self.cameras):

@@ -231,13 +231,30 @@ def test_default_head_matches_the_triangle_renderer(ctx, renderer) -> None:
     tri.release()
 
 
-def test_splat_renderer_for_picks_the_tiled_renderer_on_a_software_gl(ctx):
+def test_splat_renderer_for_picks_the_fastest_renderer(ctx, monkeypatch):
+    """Software GL: the native CPU renderer when it can be built, else the tiled compute one
+    (THS_NATIVE=0 stands for a machine without a C compiler); a GPU: triangles."""
+    from renderers import native
+    from renderers.cpu_splats import CPUSplatRenderer
     from renderers.gl_splats import GaussianSplatRenderer
     from renderers.gl_tiles import TiledSplatRenderer, is_software_gl, splat_renderer_for
 
+    software = is_software_gl(ctx)
     renderer = splat_renderer_for(ctx)
     try:
-        if is_software_gl(ctx) and ctx.version_code >= 430:
+        if software and native.native_available():
+            assert isinstance(renderer, CPUSplatRenderer)
+        elif software and ctx.version_code >= 430:
+            assert isinstance(renderer, TiledSplatRenderer)
+        else:
+            assert type(renderer) is GaussianSplatRenderer
+    finally:
+        renderer.release()
+    monkeypatch.setenv("THS_NATIVE", "0")
+    monkeypatch.setattr(native, "_library", None)
+    renderer = splat_renderer_for(ctx)
+    try:
+        if software and ctx.version_code >= 430:
             assert isinstance(renderer, TiledSplatRenderer)
         else:
             assert type(renderer) is GaussianSplatRenderer
