@@ -3,9 +3,12 @@
 ``render(scene, cameras, ...) -> [C, H, W, 4] float32``: scene is a GaussianCloud or an MPI
 (or ImPortraitMPI); a stereo pair is just two cameras, rendered with one upload and one readback.
 
-Backends: "gl" (moderngl on a cached headless EGL context: llvmpipe without a GPU), "torch" (the
-pure-torch reference, slow but exact), "gsplat" (CUDA, Gaussians only) and "auto" (gl when an EGL
-context can be made, else torch). Inside the Qt GUI use the renderer classes with the widget's
+Backends: "gl" (moderngl on a cached headless EGL context: llvmpipe without a GPU; Gaussians there
+go through the native CPU rasteriser, see ``renderers.gl_tiles.splat_renderer_for``), "cpu" (the
+native CPU rasteriser of renderers/cpu_splats.py without any GL: Gaussians; MPIs use the torch
+reference), "torch" (the pure-torch reference, slow but exact), "gsplat" (CUDA, Gaussians only)
+and "auto" (gl when an EGL context can be made, else cpu when the native library can be built,
+else torch). Inside the Qt GUI use the renderer classes with the widget's
 context instead (EGL and Qt's GLX context must not share a process; see ENVIRONMENT.md).
 """
 
@@ -24,10 +27,12 @@ from renderers.mpi import MPI, ImPortraitMPI, as_mpi
 
 __all__ = ["BACKENDS", "GLUnavailableError", "release_gl", "render"]
 
-BACKENDS = ("auto", "gl", "torch", "gsplat")
+BACKENDS = ("auto", "gl", "cpu", "torch", "gsplat")
 
 # Renderers (and what they hold) on the shared headless context, recreated when it changes.
 _gl: dict[str, Any] = {}
+# The "cpu" backend's renderer and the key of the cloud it holds (no GL: no context to follow).
+_cpu: dict[str, Any] = {}
 
 
 def render(
@@ -48,7 +53,8 @@ def render(
 
     Raises TypeError for a wrong scene/camera type; ValueError for bad shapes, NaN/inf values,
     cameras of different sizes, a bad background/budget/backend; GLUnavailableError for
-    backend="gl" without a context; GsplatUnavailableError for "gsplat" without CUDA/gsplat.
+    backend="gl" without a context; NativeUnavailable for "cpu" without a C compiler;
+    GsplatUnavailableError for "gsplat" without CUDA/gsplat.
     """
     if backend not in BACKENDS:
         raise ValueError(f"render(): unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -68,9 +74,16 @@ def render(
             f"got {type(scene).__name__}"
         )
     if backend == "auto":
-        backend = "gl" if egl_available() else "torch"
+        if egl_available():
+            backend = "gl"
+        else:
+            from renderers.native import native_available
+
+            backend = "cpu" if native_available() else "torch"
     if backend == "gl":
         return _render_gl(scene, cams, bg, budget)
+    if backend == "cpu" and isinstance(scene, GaussianCloud):
+        return _render_cpu(scene, cams, bg, budget)
     if isinstance(scene, GaussianCloud) and budget is not None and budget < len(scene):
         scene = scene.subset(select_lod(scene, budget))
     if backend == "gsplat":
@@ -145,6 +158,23 @@ def _render_gl(
                 renderer.upload(scene)
                 _gl["mpi_rgba"], _gl["mpi_key"] = scene.rgba, key
         return renderer.render(cams, bg)
+
+
+def _render_cpu(
+    scene: GaussianCloud, cams: list[Camera], bg: tuple[float, float, float], budget: int | None
+) -> np.ndarray:
+    from renderers.cpu_splats import CPUSplatRenderer
+
+    if "splats" not in _cpu:
+        _cpu["splats"] = CPUSplatRenderer()  # NativeUnavailable propagates
+    renderer = _cpu["splats"]
+    key = (_cloud_key(scene), budget)
+    if _cpu.get("key") != key:
+        if budget is not None and budget < len(scene):
+            scene = scene.subset(select_lod(scene, budget))
+        renderer.upload(scene)
+        _cpu["key"] = key
+    return renderer.render(cams, bg)
 
 
 def _cloud_key(cloud: GaussianCloud) -> tuple:

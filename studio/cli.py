@@ -68,6 +68,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("models.heads.asset", "HeadFileError"),
         ("renderers.gl_context", "GLUnavailableError"),
         ("renderers.gsplat_backend", "GsplatUnavailableError"),
+        ("renderers.native", "NativeUnavailable"),
         ("studio.export", "ExportError"),
         ("studio.heads", "HeadResolveError"),
     ):

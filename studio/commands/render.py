@@ -37,7 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--convergence", type=float, default=None,
         help="zero-disparity distance in metres (default: the camera distance)",
     )  # fmt: skip
-    p.add_argument("--backend", choices=("auto", "gl", "torch", "gsplat"), default="auto")
+    p.add_argument(
+        "--backend", choices=("auto", "gl", "cpu", "torch", "gsplat"), default="auto",
+        help="gl: OpenGL (headless EGL); cpu: the native CPU splat rasteriser, no GL needed; "
+        "torch: the slow exact reference; gsplat: CUDA",
+    )  # fmt: skip
     p.add_argument("--background", default="0.08,0.08,0.1", help="R,G,B in 0..1")
     p.add_argument("--frame", type=int, default=0, help="project frame (for .ths)")
     p.add_argument(

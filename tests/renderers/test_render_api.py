@@ -106,7 +106,30 @@ def test_bad_shapes_raise(field: str, value: np.ndarray, match: str) -> None:
         render(cloud, CAM, backend="torch")
 
 
-@pytest.mark.parametrize("backend", ["torch", "gl", "auto"])
+def test_cpu_backend_agrees_with_torch_without_any_gl(monkeypatch) -> None:
+    """ "cpu" needs no GL context; "auto" takes it when EGL is missing (native library built)."""
+    import importlib
+
+    from renderers import native
+
+    render_module = importlib.import_module("renderers.render")  # the module, not the function
+
+    if not native.native_available():
+        pytest.skip("native kernels unavailable: no C compiler")
+    cloud = small_cloud(k=4)
+    pair = StereoRig(0.063, 0.5).cameras(CAM)
+    cpu = render(cloud, pair, backend="cpu", background=(0.0, 0.5, 1.0))
+    ref = render(cloud, pair, backend="torch", background=(0.0, 0.5, 1.0))
+    assert cpu.shape == ref.shape and cpu.dtype == np.float32
+    assert psnr(cpu, ref) >= 40.0
+    monkeypatch.setattr(render_module, "egl_available", lambda: False)
+    auto = render(cloud, pair, backend="auto", background=(0.0, 0.5, 1.0))
+    np.testing.assert_array_equal(auto, cpu)
+    out = render(cloud, CAM, backend="cpu", budget=10)  # a budget re-uploads a subset
+    assert out.shape == (1, CAM.height, CAM.width, 4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "gl", "cpu", "auto"])
 def test_nan_means_are_rejected_not_rendered_black(backend: str) -> None:
     cloud = small_cloud()
     cloud.means[7, 1] = np.nan
