@@ -1,8 +1,9 @@
-"""Renderer benchmark: FPS of the GL paths on synthetic head-sized scenes.
+"""Renderer benchmark: FPS of the GL paths and the native CPU rasteriser on head-sized scenes.
 
     .venv/bin/python -m benchmarks.render            # full run (~2-3 min on 2 cores)
     .venv/bin/python -m benchmarks.render --quick    # fewer frames
     .venv/bin/python -m benchmarks.render --quick --repeat 3   # the table 3 times + medians
+    .venv/bin/python -m benchmarks.render --quick --renderers cpu   # only the CPU rasteriser
 
 Scenes: Gaussian heads of 50k and 200k splats (an ellipsoid shell 15 x 20 x 18 cm, splats
 flattened along the surface normal, tangent sigma half the mean spacing, 70 % fairly opaque),
@@ -220,13 +221,21 @@ def bench_splats(
     size: int = 512,
     cloud: GaussianCloud | None = None,
     name: str | None = None,
+    renderer: str = "gl",
 ) -> dict:
+    """One row. renderer: "gl" (the triangle renderer, GaussianSplatRenderer) or "cpu" (the
+    native rasteriser, CPUSplatRenderer: sort, binning and compositing all count as draw)."""
     if cloud is None:
         cloud = synthetic_head_cloud(n)
     else:
         # Centre the orbit on the cloud (the synthetic head sits at the origin).
         cloud = replace(cloud, means=cloud.means - cloud.means.mean(0))
-    ours = GaussianSplatRenderer(ctx)
+    if renderer == "cpu":
+        from renderers.cpu_splats import CPUSplatRenderer
+
+        ours = CPUSplatRenderer()
+    else:
+        ours = GaussianSplatRenderer(ctx)
     ours.upload(cloud)
     naive = NaiveSplatRenderer(ctx, cloud)
     ours.render(_views(0, size, stereo))
@@ -234,19 +243,19 @@ def bench_splats(
     t_ours, t_sort, t_up, t_naive = [], [], [], []
     for i in range(frames):
         views = _views(i + 1, size, stereo)  # a new pose every frame: sort + project for real
-        ours.timings = {"sort": 0.0, "upload": 0.0}
+        ours.timings = dict.fromkeys(ours.timings, 0.0)
         t0 = time.perf_counter()
         ours.render(views)
         t_ours.append(time.perf_counter() - t0)
-        t_sort.append(ours.timings["sort"])
-        t_up.append(ours.timings["upload"])
+        t_sort.append(ours.timings.get("sort", 0.0))
+        t_up.append(ours.timings.get("upload", 0.0))
         t0 = time.perf_counter()
         naive.render(views)
         t_naive.append(time.perf_counter() - t0)
     ours.release()
     med = float(np.median(t_ours))
     return {
-        "scene": name or f"{n // 1000}k Gaussians",
+        "scene": (name or f"{n // 1000}k Gaussians") + (" cpu" if renderer == "cpu" else ""),
         "views": "2x512 stereo" if stereo else "512 mono",
         "sort": float(np.median(t_sort)),
         "upload": float(np.median(t_up)),
@@ -291,18 +300,25 @@ def _load() -> str:
     return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def run_table(ctx, frames: int, default_head: GaussianCloud | None) -> list[dict]:
+def run_table(
+    ctx, frames: int, default_head: GaussianCloud | None, renderers: tuple[str, ...] = ("gl",)
+) -> list[dict]:
     """One pass over every row; each row records the load average (1/5/15 min) after it ran."""
     rows = []
-    for n in (50_000, 200_000):
-        for stereo in (False, True):
-            rows.append(bench_splats(ctx, n, stereo, frames))
-            rows[-1]["load"] = _load()
-    if default_head is not None:
-        name = f"default {len(default_head) // 1000}k"
-        for stereo in (False, True):
-            rows.append(bench_splats(ctx, 0, stereo, frames, cloud=default_head, name=name))
-            rows[-1]["load"] = _load()
+    for renderer in renderers:
+        for n in (50_000, 200_000):
+            for stereo in (False, True):
+                rows.append(bench_splats(ctx, n, stereo, frames, renderer=renderer))
+                rows[-1]["load"] = _load()
+        if default_head is not None:
+            name = f"default {len(default_head) // 1000}k"
+            for stereo in (False, True):
+                rows.append(
+                    bench_splats(
+                        ctx, 0, stereo, frames, cloud=default_head, name=name, renderer=renderer
+                    )
+                )
+                rows[-1]["load"] = _load()
     for stereo in (False, True):
         rows.append(bench_mpi(ctx, stereo, frames))
         rows[-1]["load"] = _load()
@@ -310,12 +326,12 @@ def run_table(ctx, frames: int, default_head: GaussianCloud | None) -> list[dict
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'scene':<16}{'views':<14}{'sort':>7}{'upload':>8}{'draw+rb':>9}{'total':>8}{'FPS':>7}"
+    head = f"{'scene':<21}{'views':<14}{'sort':>7}{'upload':>8}{'draw+rb':>9}{'total':>8}{'FPS':>7}"
     head += f"{'baseline':>10}{'base FPS':>9}{'ratio':>7}  load 1/5/15"
     print(head)
     for r in rows:
         print(
-            f"{r['scene']:<16}{r['views']:<14}{1e3 * r['sort']:7.1f}{1e3 * r['upload']:8.1f}"
+            f"{r['scene']:<21}{r['views']:<14}{1e3 * r['sort']:7.1f}{1e3 * r['upload']:8.1f}"
             f"{1e3 * r['draw']:9.1f}{1e3 * r['total']:8.1f}{1 / r['total']:7.1f}"
             f"{1e3 * r['baseline']:10.1f}{1 / r['baseline']:9.1f}{r['total'] / r['baseline']:7.2f}"
             f"  {r.get('load', '')}"
@@ -328,7 +344,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=1, help="run the table this many times")
     parser.add_argument("--no-default-head", action="store_true", help="skip the shipped head")
+    parser.add_argument(
+        "--renderers", default="gl,cpu",
+        help="splat renderers to time, comma-separated: gl (triangles), cpu (native rasteriser)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    renderers = tuple(r.strip() for r in args.renderers.split(",") if r.strip())
     frames = args.frames or (5 if args.quick else 15)
     ctx = create_offscreen_context()
     default_head = None if args.no_default_head else default_head_cloud()
@@ -340,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     runs = []
     for i in range(args.repeat):
-        rows = run_table(ctx, frames, default_head)
+        rows = run_table(ctx, frames, default_head, renderers)
         runs.append(rows)
         print(f"-- run {i + 1}/{args.repeat}")
         print_table(rows)
