@@ -124,8 +124,8 @@ def bench_bake(frames: int, size: int) -> None:
 
     head = load_builtin_head("default")
     cam = Camera.look_at((0, 0, 0.6), (0, 0, 0), fov_y_deg=30.0, width=size, height=size)
-    stock = MPIBaker()
-    tiled = MPIBaker(stock.ctx)
+    stock = MPIBaker(renderer="gl")  # the GL atlas: "auto" is the CPU baker on llvmpipe
+    tiled = MPIBaker(stock.ctx, renderer="gl")
     tiled.splats.release()
     tiled.splats = TiledSplatRenderer(stock.ctx)
     times: dict[str, list[float]] = {"stock": [], "tiled": []}

@@ -2,33 +2,40 @@
 
 Same rules and image as the torch reference (renderers/reference.py) and the GL renderers
 (>= 60 dB against the tiled GL renderer on the default head), for machines without a GPU: on
-the 2-core dev box it renders the default head ~3x faster than llvmpipe draws it
-(docs/PERFORMANCE.md, Renderers). ``splat_renderer_for`` (renderers/gl_tiles.py) picks it on a
-software GL when the native library is available.
+the 2-core dev box it renders the default head several times faster than llvmpipe draws it
+(docs/PERFORMANCE.md, Renderers; benchmarks/render_cpu.py). ``splat_renderer_for``
+(renderers/gl_tiles.py) picks it on a software GL when the native library is available.
 
 API, shared with ``GaussianSplatRenderer`` so callers can swap them: ``upload(cloud)``,
 ``update(...)`` (any subset of the attributes, same shapes and errors),
 ``render(cameras, background) -> [C, H, W, 4]`` float32, and, with a moderngl context,
 ``draw(camera, framebuffer, viewport, background)`` (uploads the image into a texture and
 blends it into the framebuffer). Extra: ``render_rgba8`` (uint8, into a caller's buffer; what
-the viewport and export need) and ``render_planes`` (one image per plane, for MPI baking).
+the viewport needs), ``render_rgb_strip`` (the eyes side by side as uint8 RGB, in one call and
+straight into the caller's frame; what export encodes), ``render_planes`` /
+``render_planes_rgba8`` (one image per plane, for MPI baking), ``stage_timings``.
+
+Cost per frame: covariances come from quats and scales inside the kernel (a posed frame hands
+new quats; no numpy pass), the cameras of one call share one projection of the cloud and, for a
+parallel stereo rig, one depth sort; scratch memory stays allocated between calls.
 
 Threads: OpenMP, ``threads`` (default: the CPUs this process may run on). Calls release the GIL
-(ctypes). Not thread-safe per instance (the attribute arrays are replaced by ``update``).
+(ctypes). Not thread-safe per instance (the attribute arrays and scratch memory are shared).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from renderers.gaussians import BACKFACE_COS, GaussianCloud, facing_normals, sh_degree_for_coeffs
+from renderers.gaussians import BACKFACE_COS, GaussianCloud, sh_degree_for_coeffs
 from renderers.gl_context import begin_viewport, camera_list, load_shader
-from renderers.gl_splats import NEAR_PLANE, _checked, packed_covariances
+from renderers.gl_splats import NEAR_PLANE, _checked
 from renderers.native import NativeUnavailable, load_library
 
 if TYPE_CHECKING:
@@ -57,16 +64,21 @@ def _ptr(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
 
 
+STAGES = ("project", "sort", "bin", "raster", "output")  # ``stage_timings`` keys (kernel stages)
+
+
 class CPUSplatRenderer:
     """Renders one GaussianCloud on the CPU with the native tile rasteriser.
 
     ctx: a moderngl context, only needed for ``draw`` (the texture and blit live on it).
-    threads: OpenMP threads per call (default ``default_threads()``).
+    threads: OpenMP threads per call (None or 0: ``default_threads()``; < 0: ValueError).
     Raises NativeUnavailable from the constructor when the native library cannot be built or
     loaded (no C compiler): use a GL renderer then.
     """
 
     def __init__(self, ctx: moderngl.Context | None = None, threads: int | None = None) -> None:
+        if threads is not None and threads < 0:
+            raise ValueError(f"CPUSplatRenderer: threads must be >= 1 (or None), got {threads}")
         self._lib = load_library()
         self.ctx = ctx
         self.threads = threads or default_threads()
@@ -74,15 +86,26 @@ class CPUSplatRenderer:
         self._k = 1
         self._means = np.zeros((0, 3), np.float32)
         self._quats = np.zeros((0, 4), np.float32)
-        self._cov = np.zeros((0, 6), np.float32)
+        self._scales = np.zeros((0, 3), np.float32)
+        # Covariances [N, 6] when given by update(covariances=); None: the kernel computes them
+        # from quats and scales (in C: ~4 ms less per posed frame than numpy on 2 cores).
+        self._cov: np.ndarray | None = None
         self._opacities = np.zeros(0, np.float32)
         self._sh = np.zeros((0, 1, 3), np.float32)
         self._facing = np.zeros(0, np.int8)
-        self._normals: np.ndarray | None = None  # None: no one-sided Gaussians
+        self._one_sided = False  # any facing != 0 (normals come from quats, in the kernel)
         # Cull one-sided Gaussians facing away from the camera (as the GL renderers do).
         self.backface_culling = True
         self.timings = {"render": 0.0, "upload": 0.0}
+        # Seconds per kernel stage, accumulated over calls (benchmarks/render_cpu.py).
+        self.stage_timings = dict.fromkeys(STAGES, 0.0)
         self.last_entries = 0  # (Gaussian, tile) pairs of the last render (benchmarks)
+        self._stages = np.zeros(len(STAGES), np.float64)
+        # Scratch buffers kept between calls: no malloc and page faults per frame.
+        self._ws = self._lib.ths_workspace_new()
+        if not self._ws:
+            raise MemoryError("CPUSplatRenderer: cannot allocate the native workspace")
+        self._finalizer = weakref.finalize(self, self._lib.ths_workspace_free, self._ws)
         self._texture: moderngl.Texture | None = None
         self._blit_prog: moderngl.Program | None = None
         self._blit_vao: moderngl.VertexArray | None = None
@@ -98,7 +121,7 @@ class CPUSplatRenderer:
         self._n, self._k = len(cloud), cloud.sh.shape[1]
         sh_degree_for_coeffs(self._k)
         self._facing = np.zeros(self._n, np.int8)
-        self._normals = None
+        self._one_sided = False
         self.update(
             cloud.means, cloud.quats, cloud.scales, cloud.opacities, cloud.sh, facing=cloud.facing
         )
@@ -115,34 +138,37 @@ class CPUSplatRenderer:
     ) -> None:
         """Replace the given attributes of the current cloud (same N and SH size): the contract
         of ``GaussianSplatRenderer.update`` (shapes, quats with scales or covariances [N, 6],
-        facing [N] in {-1, 0, 1}; ValueError otherwise)."""
+        facing [N] in {-1, 0, 1}; ValueError otherwise, and then nothing changes). One-sided
+        Gaussians take their normals from the last quats given."""
         n = self._n
         if (quats is None) != (scales is None):
             raise ValueError("update(): quats and scales must be given together")
         if covariances is not None and quats is not None:
             raise ValueError("update(): give covariances or quats+scales, not both")
+        # Check everything before changing anything.
+        new: dict[str, np.ndarray] = {}
         if means is not None:
-            self._means = _checked(means, (n, 3), "means")
+            new["means"] = _checked(means, (n, 3), "means")
         if opacities is not None:
-            self._opacities = _checked(opacities, (n,), "opacities")
-        normals_stale = False
+            new["opacities"] = _checked(opacities, (n,), "opacities")
         if facing is not None:
             facing = np.asarray(facing)
             if facing.shape != (n,):
                 raise ValueError(f"update(): facing must have shape {(n,)}, got {facing.shape}")
-            self._facing = np.ascontiguousarray(facing, dtype=np.int8)
-            normals_stale = True
+            new["facing"] = np.ascontiguousarray(facing, dtype=np.int8)
         if quats is not None:
-            self._quats = _checked(quats, (n, 4), "quats")
-            self._cov = packed_covariances(self._quats, _checked(scales, (n, 3), "scales"))
-            normals_stale = True
+            new["quats"] = _checked(quats, (n, 4), "quats")
+            new["scales"] = _checked(scales, (n, 3), "scales")
         if covariances is not None:
-            self._cov = _checked(covariances, (n, 6), "covariances")
-        if normals_stale:
-            one_sided = bool(self._facing.any()) and self._quats.shape[0] == n
-            self._normals = facing_normals(self._quats, self._facing) if one_sided else None
+            new["cov"] = _checked(covariances, (n, 6), "covariances")
         if sh is not None:
-            self._sh = _checked(sh, (n, self._k, 3), "sh")
+            new["sh"] = _checked(sh, (n, self._k, 3), "sh")
+        for name, value in new.items():
+            setattr(self, "_" + name, value)
+        if quats is not None:
+            self._cov = None
+        if facing is not None:
+            self._one_sided = bool(self._facing.any())
 
     # ------------------------------------------------------------------------------ drawing
     def _camera_block(self, camera: Camera) -> np.ndarray:
@@ -167,6 +193,63 @@ class CPUSplatRenderer:
         ).astype(np.float32)
         return block
 
+    def _kernel(
+        self,
+        cams: list[Camera],
+        out: np.ndarray,
+        channels: int,
+        strides: tuple[int, int, int],
+        background: tuple[float, float, float] | None,
+        plane: np.ndarray | None = None,
+        planes: int = 1,
+    ) -> None:
+        """One native call for ``cams`` (one image size) into ``out`` (float32 or uint8):
+        pixel (camera c, plane p, row y, column x, channel ch) at element c * strides[0] +
+        p * strides[1] + y * strides[2] + x * channels + ch of ``out``."""
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"CPUSplatRenderer: threads must be >= 1, got {self.threads!r}")
+        t0 = time.perf_counter()
+        bg = None if background is None else np.asarray(background, dtype=np.float32).reshape(3)
+        block = np.stack([self._camera_block(c) for c in cams])  # [C, CAM_FLOATS]
+        f32 = out.dtype == np.float32
+        cov = self._cov
+        stages = self._stages
+        stages[:] = 0.0
+        entries = self._lib.ths_splat_render_cams(
+            self._n,
+            _ptr(self._means),
+            _ptr(cov),
+            _ptr(self._quats),
+            _ptr(self._scales),
+            _ptr(self._facing) if self._one_sided else None,
+            _ptr(self._opacities),
+            _ptr(self._sh),
+            self._k,
+            _ptr(plane),
+            planes,
+            len(cams),
+            _ptr(block),
+            cams[0].width,
+            cams[0].height,
+            _ptr(bg),
+            _ptr(out) if f32 else None,
+            None if f32 else _ptr(out),
+            channels,
+            *strides,
+            self.threads,
+            self._ws,
+            _ptr(stages),
+        )
+        self.timings["render"] += time.perf_counter() - t0
+        if entries < 0:
+            raise MemoryError(
+                f"CPU splat render of {self._n} Gaussians at {cams[0].width}x{cams[0].height} "
+                f"x {len(cams)} camera(s) x {planes} plane(s) failed: out of memory"
+            )
+        for name, seconds in zip(STAGES, stages.tolist(), strict=True):
+            self.stage_timings[name] += seconds
+        self.last_entries = int(entries)
+
     def _run(
         self,
         camera: Camera,
@@ -176,33 +259,11 @@ class CPUSplatRenderer:
         plane: np.ndarray | None = None,
         planes: int = 1,
     ) -> None:
-        t0 = time.perf_counter()
-        bg = None if background is None else np.asarray(background, dtype=np.float32).reshape(3)
-        entries = self._lib.ths_splat_render(
-            self._n,
-            _ptr(self._means),
-            _ptr(self._cov),
-            _ptr(self._opacities),
-            _ptr(self._normals),
-            _ptr(self._sh),
-            self._k,
-            _ptr(plane),
-            planes,
-            _ptr(self._camera_block(camera)),
-            camera.width,
-            camera.height,
-            _ptr(bg),
-            _ptr(out_f32),
-            _ptr(out_u8),
-            self.threads,
-        )
-        self.timings["render"] += time.perf_counter() - t0
-        if entries < 0:
-            raise MemoryError(
-                f"CPU splat render of {self._n} Gaussians at {camera.width}x{camera.height} "
-                f"x {planes} plane(s) failed: out of memory"
-            )
-        self.last_entries = int(entries)
+        # The first version's internal entry point (renderers/bake.py falls back to it):
+        # C-contiguous [planes, H, W, 4] images.
+        out = out_f32 if out_f32 is not None else out_u8
+        hw4 = camera.height * camera.width * 4
+        self._kernel([camera], out, 4, (0, hw4, camera.width * 4), background, plane, planes)
 
     def render(
         self,
@@ -210,11 +271,12 @@ class CPUSplatRenderer:
         background: tuple[float, float, float] = (0.0, 0.0, 0.0),
     ) -> np.ndarray:
         """[C, H, W, 4] float32: RGB composited over ``background``, alpha = coverage. All
-        cameras must share one image size (ValueError)."""
+        cameras must share one image size (ValueError). One native call for all cameras (a
+        stereo pair is sorted once)."""
         cams = camera_list(cameras)
-        out = np.empty((len(cams), cams[0].height, cams[0].width, 4), np.float32)
-        for i, cam in enumerate(cams):
-            self._run(cam, out[i], None, background)
+        h, w = cams[0].height, cams[0].width
+        out = np.empty((len(cams), h, w, 4), np.float32)
+        self._kernel(cams, out, 4, (h * w * 4, 0, w * 4), background)
         return out
 
     def render_rgba8(
@@ -225,28 +287,73 @@ class CPUSplatRenderer:
     ) -> np.ndarray:
         """[H, W, 4] uint8 (row 0 at the top): RGB over ``background`` and alpha = coverage, or
         premultiplied RGB when ``background`` is None. ``out``: a C-contiguous uint8 array of
-        that shape to write into (e.g. one eye's half of a side-by-side frame is not
-        contiguous; pass a separate buffer)."""
+        that shape to write into. (Side-by-side eyes: ``render_rgb_strip``.)"""
         shape = (camera.height, camera.width, 4)
         if out is None:
             out = np.empty(shape, np.uint8)
         elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
             raise ValueError(f"render_rgba8(): out must be C-contiguous uint8 {shape}")
-        self._run(camera, None, out, background)
+        self._kernel([camera], out, 4, (0, 0, camera.width * 4), background)
+        return out
+
+    def render_rgb_strip(
+        self,
+        cameras: Camera | Sequence[Camera],
+        background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The cameras' images side by side, RGB over ``background``: uint8 [H, C * W, 3] (row 0
+        at the top), what video export encodes. One native call writes every eye straight into
+        its place (no per-eye buffer or copy). ``out``: a uint8 array of that shape whose
+        pixels are contiguous (strides (any, 3, 1)), e.g. a slice of a wider frame's rows."""
+        cams = camera_list(cameras)
+        h, w = cams[0].height, cams[0].width
+        shape = (h, len(cams) * w, 3)
+        if out is None:
+            out = np.empty(shape, np.uint8)
+        elif (
+            out.shape != shape
+            or out.dtype != np.uint8
+            or out.strides[1:] != (3, 1)
+            or out.strides[0] < 3 * shape[1]
+        ):
+            raise ValueError(
+                f"render_rgb_strip(): out must be uint8 {shape} with strides (>= {3 * shape[1]},"
+                " 3, 1)"
+            )
+        self._kernel(cams, out, 3, (w * 3, 0, out.strides[0]), background)
         return out
 
     def render_planes(self, camera: Camera, plane: np.ndarray, planes: int) -> np.ndarray:
         """One premultiplied image per plane: [P, H, W, 4] float32 (row 0 at the top), Gaussian
         i composited into plane ``plane[i]`` only (int [N]; outside [0, planes): skipped), each
         plane front to back with its own transmittance (MPI baking)."""
+        plane = self._plane_index(plane, planes)
+        out = np.empty((planes, camera.height, camera.width, 4), np.float32)
+        self._run(camera, out, None, None, plane, planes)
+        return out
+
+    def render_planes_rgba8(
+        self, camera: Camera, plane: np.ndarray, planes: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``render_planes`` as rounded premultiplied uint8 [P, H, W, 4] (a quarter of the
+        memory traffic), into ``out`` (C-contiguous) when given."""
+        plane = self._plane_index(plane, planes)
+        shape = (planes, camera.height, camera.width, 4)
+        if out is None:
+            out = np.empty(shape, np.uint8)
+        elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+            raise ValueError(f"render_planes_rgba8(): out must be C-contiguous uint8 {shape}")
+        self._run(camera, None, out, None, plane, planes)
+        return out
+
+    def _plane_index(self, plane: np.ndarray, planes: int) -> np.ndarray:
         plane = np.ascontiguousarray(plane, dtype=np.int32)
         if plane.shape != (self._n,):
             raise ValueError(f"render_planes(): plane must have shape ({self._n},)")
         if planes < 1:
             raise ValueError("render_planes(): planes must be >= 1")
-        out = np.empty((planes, camera.height, camera.width, 4), np.float32)
-        self._run(camera, out, None, None, plane, planes)
-        return out
+        return plane
 
     def draw(
         self,

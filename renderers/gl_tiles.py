@@ -54,9 +54,8 @@ from renderers.gl_splats import NEAR_PLANE, GaussianSplatRenderer
 if TYPE_CHECKING:
     import moderngl
 
-    from renderers.cpu_splats import CPUSplatRenderer
-
     from renderers.camera import Camera
+    from renderers.cpu_splats import CPUSplatRenderer
 
 __all__ = ["TILE", "TiledSplatRenderer", "is_software_gl", "splat_renderer_for"]
 

@@ -120,9 +120,16 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
     lib.ths_camera_floats.restype = i32
     lib.ths_tile_size.restype = i32
-    lib.ths_splat_render.restype = i64
-    lib.ths_splat_render.argtypes = [
-        i32, p, p, p, p, p, i32, p, i32, p, i32, i32, p, p, p, i32,
+    lib.ths_workspace_new.restype = p
+    lib.ths_workspace_new.argtypes = []
+    lib.ths_workspace_free.restype = None
+    lib.ths_workspace_free.argtypes = [p]
+    lib.ths_splat_render_cams.restype = i64
+    lib.ths_splat_render_cams.argtypes = [
+        i32, p, p, p, p, p, p, p, i32, p, i32,  # n, means .. sh, k, plane, planes
+        i32, p, i32, i32, p,  # ncams, cams, width, height, bg
+        p, p, i32, i64, i64, i64,  # out_f32, out_u8, channels, cam/plane/row strides
+        i32, p, p,  # threads, workspace, stages
     ]  # fmt: skip
 
 

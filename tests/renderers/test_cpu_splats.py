@@ -1,0 +1,311 @@
+"""Native CPU splat rasteriser (renderers.cpu_splats, renderers/native/splat_cpu.c) against the
+torch reference, plus its own contracts: uint8 output, plane atlas, bad input, threads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from renderers.camera import Camera, StereoRig
+from renderers.gaussians import GaussianCloud
+from renderers.reference import render_gaussians_reference
+from tests.renderers.test_gl_splats import psnr, random_cloud
+from tests.renderers.test_splat_facing import disc, shell_cloud
+
+native = pytest.importorskip("renderers.native")
+if not native.native_available():  # no C compiler here: the GL renderers are used instead
+    pytest.skip("native kernels unavailable", allow_module_level=True)
+
+from renderers.cpu_splats import CPUSplatRenderer  # noqa: E402
+
+
+@pytest.fixture
+def renderer() -> CPUSplatRenderer:
+    return CPUSplatRenderer(threads=2)
+
+
+def _cam(yaw: float = 0.0, size: int = 128, **kw) -> Camera:
+    return Camera.orbit(distance=0.6, yaw_deg=yaw, pitch_deg=-8.0, width=size, height=size, **kw)
+
+
+def _subset(cloud: GaussianCloud, keep: np.ndarray) -> GaussianCloud:
+    facing = None if cloud.facing is None else cloud.facing[keep]
+    return replace(
+        cloud, means=cloud.means[keep], quats=cloud.quats[keep], scales=cloud.scales[keep],
+        opacities=cloud.opacities[keep], sh=cloud.sh[keep], facing=facing,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- against the oracle
+@pytest.mark.parametrize(("seed", "k"), [(0, 1), (2, 4), (3, 16)])
+def test_mono_matches_reference(renderer, seed: int, k: int) -> None:
+    cloud = random_cloud(seed, k=k)
+    cam = _cam(25.0 * seed)
+    bg = (0.2, 0.3, 0.4)
+    renderer.upload(cloud)
+    img = renderer.render([cam], background=bg)
+    assert img.shape == (1, 128, 128, 4) and img.dtype == np.float32
+    ref = render_gaussians_reference(cloud, cam, background=bg)
+    assert ref[..., 3].mean() > 0.2  # the scene really covers the image
+    assert psnr(img[0], ref) >= 35.0
+
+
+def test_stereo_pair_matches_reference(renderer) -> None:
+    cloud = random_cloud(7, k=16)
+    left, right = StereoRig(ipd=0.063, convergence=0.5).cameras(_cam(-15.0))
+    renderer.upload(cloud)
+    img = renderer.render([left, right], background=(0.1, 0.1, 0.1))
+    assert img.shape == (2, 128, 128, 4)
+    for i, cam in enumerate((left, right)):
+        ref = render_gaussians_reference(cloud, cam, background=(0.1, 0.1, 0.1))
+        assert psnr(img[i], ref) >= 35.0
+    assert np.abs(img[0] - img[1]).mean() > 1e-3  # the eyes really differ
+
+
+def test_cameras_of_one_call_equal_separate_calls(renderer) -> None:
+    # A parallel rig shares one depth sort; unrelated cameras are sorted one by one.
+    cloud = random_cloud(12, k=4)
+    rig = list(StereoRig(ipd=0.063, convergence=0.5).cameras(_cam(5.0, size=64)))
+    other = [_cam(40.0, size=64), _cam(-70.0, size=64).with_principal_point(20.0, 40.0)]
+    renderer.upload(cloud)
+    for cams in (rig, other, rig + other):
+        together = renderer.render(cams, (0.2, 0.2, 0.2))
+        for i, cam in enumerate(cams):
+            np.testing.assert_array_equal(together[i], renderer.render([cam], (0.2, 0.2, 0.2))[0])
+
+
+def test_stereo_strip_is_the_two_eyes_side_by_side(renderer) -> None:
+    cloud = random_cloud(8, k=4)
+    eyes = StereoRig(ipd=0.063, convergence=0.5).cameras(_cam(20.0, size=96))
+    bg = (0.25, 0.5, 0.75)
+    renderer.upload(cloud)
+    strip = renderer.render_rgb_strip(eyes, bg)
+    assert strip.shape == (96, 192, 3) and strip.dtype == np.uint8
+    for i, cam in enumerate(eyes):
+        rgba = renderer.render_rgba8(cam, bg)
+        assert np.abs(strip[:, 96 * i : 96 * (i + 1)].astype(int) - rgba[..., :3]).max() <= 1
+    # Into a caller's (padded) buffer: only the strip's pixels are written.
+    buf = np.full((96, 200, 3), 7, np.uint8)
+    renderer.render_rgb_strip(eyes, bg, out=buf[:, 4:196])
+    assert np.array_equal(buf[:, 4:196], strip)
+    assert np.all(buf[:, :4] == 7) and np.all(buf[:, 196:] == 7)
+    with pytest.raises(ValueError, match="out"):
+        renderer.render_rgb_strip(eyes, bg, out=np.empty((96, 190, 3), np.uint8))
+
+
+@pytest.mark.parametrize("k", [1, 16])
+def test_one_sided_gaussians_culled_like_the_reference(renderer, k: int) -> None:
+    cloud = shell_cloud(3)
+    if k > 1:
+        sh = np.zeros((len(cloud), k, 3))
+        sh[:, :1] = cloud.sh
+        sh[:, 1:] = np.random.default_rng(3).normal(scale=0.1, size=(len(cloud), k - 1, 3))
+        cloud = replace(cloud, sh=sh)
+    cam = Camera.orbit(distance=0.3, yaw_deg=30.0, width=64, height=64)
+    renderer.upload(cloud)
+    img = renderer.render([cam])[0]
+    assert psnr(img, render_gaussians_reference(cloud, cam)) >= 35.0
+    renderer.backface_culling = False
+    both = renderer.render([cam])[0]
+    assert psnr(both, render_gaussians_reference(cloud, cam, backface_culling=False)) >= 35.0
+    assert np.abs(both - img).max() > 0.05  # culling really changed something
+    renderer.backface_culling = True
+    renderer.upload(disc(-1))  # a single disc seen from behind: nothing at all
+    assert renderer.render([Camera.orbit(distance=0.5, width=32, height=32)])[..., 3].max() == 0
+
+
+def test_single_gaussian_lands_where_the_pinhole_predicts(renderer) -> None:
+    point = np.array([[0.031, -0.017, 0.02]])
+    cloud = GaussianCloud.from_colors(
+        point, [[1.0, 0.0, 0.0, 0.0]], [[0.004, 0.004, 0.004]], [0.9], [[1.0, 1.0, 1.0]]
+    )
+    cam = Camera.orbit(distance=0.5, yaw_deg=10.0, pitch_deg=5.0, width=96, height=80)
+    cam = cam.with_principal_point(50.3, 37.1)
+    renderer.upload(cloud)
+    alpha = renderer.render([cam])[0, ..., 3].astype(np.float64)
+    u, v = cam.project(point)[0][0]
+    jj, ii = np.meshgrid(np.arange(96) + 0.5, np.arange(80) + 0.5)
+    total = alpha.sum()
+    assert total > 1.0
+    centroid = ((alpha * jj).sum() / total, (alpha * ii).sum() / total)
+    assert abs(centroid[0] - u) < 0.05 and abs(centroid[1] - v) < 0.05
+
+
+def test_huge_splat_covering_the_whole_image(renderer) -> None:
+    cloud = GaussianCloud.from_colors(
+        np.zeros((2, 3)), [[1.0, 0, 0, 0]] * 2, [[40.0, 40.0, 40.0], [0.01, 0.01, 0.01]],
+        [0.5, 0.9], [[0.2, 0.4, 0.6], [1.0, 0.0, 0.0]],
+    )  # fmt: skip
+    cam = Camera.orbit(distance=20.0, width=80, height=60)  # the big one fills the view
+    renderer.upload(cloud)
+    img = renderer.render([cam])[0]
+    assert img[..., 3].min() > 0.4
+    assert psnr(img, render_gaussians_reference(cloud, cam)) >= 40.0
+
+
+# ----------------------------------------------------------------------------- outputs
+def test_rgba8_equals_render_within_one_level(renderer) -> None:
+    cloud = random_cloud(4, k=4)
+    cam = Camera.orbit(distance=0.6, yaw_deg=40.0, width=100, height=76)  # partial tiles
+    renderer.upload(cloud)
+    for bg in ((0.3, 0.2, 0.1), None):
+        ref = renderer.render([cam], bg or (0.0, 0.0, 0.0))[0]
+        out = np.empty((76, 100, 4), np.uint8)
+        got = renderer.render_rgba8(cam, bg, out=out)
+        assert got is out
+        assert np.abs(got / 255.0 - ref).max() <= 1.0 / 255.0 + 1e-6
+    assert renderer.render_rgba8(cam).shape == (76, 100, 4)
+    with pytest.raises(ValueError, match="out"):
+        renderer.render_rgba8(cam, None, out=np.empty((76, 100, 3), np.uint8))
+    with pytest.raises(ValueError, match="out"):
+        renderer.render_rgba8(cam, None, out=np.empty((76, 200, 4), np.uint8)[:, ::2])
+
+
+def test_planes_are_the_subsets_rendered_alone(renderer) -> None:
+    cloud = random_cloud(5, k=4)
+    cam = _cam(10.0, size=64)
+    plane = np.random.default_rng(0).integers(-1, 5, len(cloud))  # -1 and 4 are out of range
+    renderer.upload(cloud)
+    planes = renderer.render_planes(cam, plane, 4)
+    assert planes.shape == (4, 64, 64, 4) and planes.dtype == np.float32
+    alone = CPUSplatRenderer(threads=2)
+    for p in range(4):
+        alone.upload(_subset(cloud, plane == p))
+        np.testing.assert_allclose(planes[p], alone.render([cam])[0], atol=1e-6)
+    # Gaussians outside [0, planes) vanish: all of them there -> empty planes.
+    empty = renderer.render_planes(cam, np.full(len(cloud), 7), 2)
+    assert empty.shape == (2, 64, 64, 4) and np.all(empty == 0.0)
+    with pytest.raises(ValueError, match="planes"):
+        renderer.render_planes(cam, plane, 0)
+    with pytest.raises(ValueError, match="plane"):
+        renderer.render_planes(cam, plane[:-1], 4)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_non_finite_gaussians_are_culled_and_the_rest_unchanged(renderer) -> None:
+    from renderers.gl_splats import packed_covariances
+
+    cloud = random_cloud(6, n=300)
+    cam = _cam(-20.0, size=64)
+    bad = np.zeros(len(cloud), bool)
+    bad[[3, 50, 51, 120, 200, 250, 299]] = True
+    cov = packed_covariances(cloud.quats, cloud.scales)
+    renderer.upload(_subset(cloud, ~bad))
+    renderer.update(covariances=cov[~bad])
+    clean = renderer.render([cam])[0]
+    means, opac = cloud.means.copy(), cloud.opacities.copy()
+    means[3, 0], means[50, 2] = np.nan, np.inf
+    opac[51], opac[120] = np.nan, -np.inf
+    renderer.upload(replace(cloud, means=means, opacities=opac))
+    cov[200, 1], cov[250, 5], cov[299, 0] = np.nan, np.inf, 1e38  # 1e38: overflows in float32
+    renderer.update(covariances=cov)
+    np.testing.assert_array_equal(renderer.render([cam])[0], clean)
+    # NaN quaternions (the kernel's own covariances) are culled as well.
+    quats = cloud.quats.copy()
+    quats[bad] = np.nan
+    renderer.upload(_subset(cloud, ~bad))
+    clean = renderer.render([cam])[0]
+    renderer.upload(replace(cloud, quats=quats))
+    np.testing.assert_array_equal(renderer.render([cam])[0], clean)
+
+
+def test_empty_cloud_and_everything_culled(renderer) -> None:
+    cam = Camera.orbit(distance=0.6, width=32, height=32)
+    renderer.upload(random_cloud(0, n=0))
+    img = renderer.render([cam], background=(0.5, 0.25, 0.0))
+    np.testing.assert_allclose(img[0, ..., :3], np.broadcast_to([0.5, 0.25, 0.0], (32, 32, 3)))
+    assert img[..., 3].max() == 0.0
+    assert renderer.render_planes(cam, np.zeros(0, int), 3).max() == 0.0
+    assert renderer.render_rgba8(cam).max() == 0
+    behind = random_cloud(1, n=50)
+    behind.means[:, 2] = cam.position[2] + 0.3  # behind the camera (it looks along -z)
+    renderer.upload(behind)
+    assert renderer.render([cam])[..., 3].max() == 0.0
+
+
+def test_update_matches_upload_and_shape_errors(renderer) -> None:
+    cloud = random_cloud(11, k=4)
+    cam = _cam(size=64)
+    renderer.upload(cloud)
+    moved = cloud.means + np.float32(0.01)
+    renderer.update(means=moved, quats=cloud.quats, scales=cloud.scales * 1.2)
+    updated = renderer.render([cam])
+    renderer.upload(replace(cloud, means=moved, scales=cloud.scales * 1.2))
+    np.testing.assert_array_equal(updated, renderer.render([cam]))
+    from renderers.gl_splats import packed_covariances
+
+    renderer.update(covariances=packed_covariances(cloud.quats, cloud.scales * 1.2))
+    np.testing.assert_allclose(renderer.render([cam]), updated, atol=1e-5)
+    n = len(cloud)
+    bad_calls = [
+        ({"quats": cloud.quats}, "quats and scales"),
+        ({"means": cloud.means[:5]}, "means must have shape"),
+        ({"opacities": cloud.opacities[:, None]}, "opacities must have shape"),
+        ({"quats": cloud.quats[:, :3], "scales": cloud.scales}, "quats must have shape"),
+        ({"quats": cloud.quats, "scales": cloud.scales[:-1]}, "scales must have shape"),
+        ({"covariances": np.zeros((n, 3))}, "covariances must have shape"),
+        ({"covariances": np.zeros((n, 6)), "quats": cloud.quats, "scales": cloud.scales},
+         "not both"),
+        ({"sh": cloud.sh[:, :1]}, "sh must have shape"),
+        ({"facing": np.zeros(n + 1)}, "facing must have shape"),
+    ]  # fmt: skip
+    for kwargs, message in bad_calls:
+        with pytest.raises(ValueError, match=message):
+            renderer.update(**kwargs)
+    np.testing.assert_allclose(renderer.render([cam]), updated, atol=1e-5)  # still intact
+    with pytest.raises(ValueError, match="no cameras"):
+        renderer.render([])
+    with pytest.raises(ValueError, match="one image size"):
+        renderer.render([cam, Camera.orbit(distance=0.6, width=32, height=64)])
+
+
+def test_bad_threads_raise_clean_errors() -> None:
+    with pytest.raises(ValueError, match="threads"):
+        CPUSplatRenderer(threads=-1)
+    r = CPUSplatRenderer()
+    r.upload(random_cloud(0, n=10))
+    r.threads = 0
+    with pytest.raises(ValueError, match="threads"):
+        r.render([_cam(size=16)])
+
+
+def test_switched_off_raises_native_unavailable(monkeypatch) -> None:
+    from renderers.cpu_splats import NativeUnavailable
+
+    monkeypatch.setenv("THS_NATIVE", "0")
+    monkeypatch.setattr(native, "_library", None)
+    with pytest.raises(NativeUnavailable, match="THS_NATIVE=0"):
+        CPUSplatRenderer()
+
+
+def test_one_and_two_threads_give_identical_images() -> None:
+    cloud = random_cloud(9, n=2000, k=4)
+    cams = list(StereoRig(ipd=0.063, convergence=0.5).cameras(_cam(30.0, size=96)))
+    images = []
+    for threads in (1, 2):
+        r = CPUSplatRenderer(threads=threads)
+        r.upload(cloud)
+        images.append((r.render(cams), r.render_planes(cams[0], np.arange(2000) % 3, 3)))
+    np.testing.assert_array_equal(images[0][0], images[1][0])
+    np.testing.assert_array_equal(images[0][1], images[1][1])
+
+
+# ----------------------------------------------------------------------------- GL
+@pytest.mark.gl
+def test_draw_into_caller_framebuffer_blends_over_existing_content(ctx) -> None:
+    renderer = CPUSplatRenderer(ctx, threads=2)
+    fb = ctx.framebuffer(color_attachments=[ctx.renderbuffer((64, 48), 4)])
+    fb.use()
+    ctx.clear(0.0, 0.0, 1.0, 1.0)
+    cloud = random_cloud(5, n=60)
+    cam = Camera.orbit(distance=0.6, width=32, height=48)
+    renderer.upload(cloud)
+    renderer.draw(cam, fb, viewport=(32, 0, 32, 48), background=None)
+    raw = np.frombuffer(fb.read(components=4), np.uint8).reshape(48, 64, 4)[::-1] / 255.0
+    assert np.all(raw[:, :32] == [0.0, 0.0, 1.0, 1.0])  # left half untouched
+    ref = render_gaussians_reference(cloud, cam, background=(0.0, 0.0, 1.0))
+    assert psnr(raw[:, 32:, :3], ref[..., :3]) >= 35.0
+    fb.release()
+    renderer.release()
