@@ -40,10 +40,13 @@ __all__ = [
 
 
 class HeadSource:
-    """What the offline renderer draws. ``kind`` is "gaussian" or "mpi"."""
+    """What the offline renderer draws. ``kind`` is "gaussian" or "mpi". ``thread_safe``: whether
+    ``frame`` may run on a worker thread (ahead of the GL thread's drawing, for one frame at a
+    time); False for sources that use the GL context themselves."""
 
     kind = "gaussian"
     name = "head"
+    thread_safe = False
 
     def rest_cloud(self) -> GaussianCloud:  # pragma: no cover - interface
         raise NotImplementedError
@@ -60,6 +63,8 @@ class HeadSource:
 
 class RiggedHeadSource(HeadSource):
     """A rigged Gaussian head driven by the motion channels (``deform`` per frame)."""
+
+    thread_safe = True  # deform is thread-safe
 
     def __init__(self, head: RiggedGaussianHead, lod_budget: int | None = None) -> None:
         if lod_budget is not None:
@@ -79,6 +84,8 @@ class RiggedHeadSource(HeadSource):
 class StaticCloudSource(HeadSource):
     """A GaussianCloud that does not move with the motion channels."""
 
+    thread_safe = True  # nothing to compute
+
     def __init__(self, cloud: GaussianCloud, name: str = "cloud") -> None:
         self.cloud = cloud
         self.name = name
@@ -94,6 +101,7 @@ class StaticMPISource(HeadSource):
     """A baked MPI folder drawn unchanged every frame (a plain MPI has no rig)."""
 
     kind = "mpi"
+    thread_safe = True  # nothing to compute
 
     def __init__(self, mpi: MPI, name: str = "mpi") -> None:
         self.mpi = mpi
@@ -108,6 +116,7 @@ class RiggedMPISource(HeadSource):
     frame (keypoint deltas, jaw, eyelids; the pose moves its camera)."""
 
     kind = "mpi"
+    thread_safe = True  # deform is thread-safe
 
     def __init__(self, head: RiggedMPIHead) -> None:
         self.head = head

@@ -7,6 +7,13 @@ Files: everything is written to a temporary name in the destination folder
 ``os.replace`` only when complete (after the ``st3d`` box is added to MP4s). Cancelling (the
 cancel flag, ``close()`` on the generator, Ctrl-C) or any error removes the temporary file: no
 partial or corrupt output is ever left under the final name.
+
+Threads: three stages overlap. A worker prepares frame i+1 (the rig's deformation and, for the
+CPU splat renderer, its attribute update: studio.export.pipeline) while the generator's thread
+renders frame i (the GL thread; the native CPU kernel releases the GIL) and the writer's thread
+converts and encodes frame i-1 and earlier (studio.export.writers). Frames stay in order, every
+one is rendered; the worker is stopped and joined before anything it uses is freed, and its
+errors are raised here.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from studio.document import Project
 from studio.export.audio import mix_project_audio
 from studio.export.errors import ExportCancelled, ExportError
 from studio.export.heads import HeadSource, resolve_head_source
+from studio.export.pipeline import Prefetcher
 from studio.export.settings import ST3D_MODES, ExportPlan, ExportSettings, plan_export
 
 if TYPE_CHECKING:
@@ -47,7 +55,10 @@ class ExportProgress:
     per second of wall time so far; eta_s: seconds left (None before the first frame);
     preview: the last encoded picture ``[H, W, 3]`` uint8 when a preview was due, else None;
     done: True on the last report, which also carries ``path`` (the final output) and
-    ``timings`` (seconds: evaluate, deform, render, encode, finish)."""
+    ``timings`` (seconds: evaluate; deform and upload on the prepare thread; render in the
+    generator's thread; encode, of it convert and audio, on the encoder thread; prepare_wait
+    and encode_wait: the generator's thread waiting for the prepare thread or the encoder;
+    finish)."""
 
     frame: int
     total: int
@@ -105,7 +116,7 @@ def export_project(
     Raises ExportError for bad settings, missing audio or head, unwritable/full disks;
     ExportCancelled when cancelled. In every failure the temporary output is removed.
     """
-    from studio.export.renderer import OfflineRenderer, eye_cameras, layout_frame, split_eyes
+    from studio.export.renderer import OfflineRenderer, eye_cameras, split_eyes
     from studio.export.writers import PngSequenceWriter, VideoWriter
 
     plan = settings if isinstance(settings, ExportPlan) else plan_export(project, settings)
@@ -120,6 +131,7 @@ def export_project(
     tmp = _temp_path(out, plan.format)
     _remove(tmp)  # a leftover of a crashed export by a process with our pid
     renderer: OfflineRenderer | None = None
+    prefetch: Prefetcher | None = None
     writer: Any = None
     try:
         renderer = OfflineRenderer(plan, source, context_factory)
@@ -132,24 +144,30 @@ def export_project(
         except OSError as exc:
             raise _os_error(exc, out) from None
         yield ExportProgress(0, total, 0.0, 0.0, None, warnings=tuple(plan.warnings))
+        # Frame i+1's deformation (and CPU attribute update) runs on a worker thread while
+        # frame i renders here and frame i-1 encodes in the writer's thread.
+        prefetch = Prefetcher(
+            lambda i, slot: renderer.prepare(values[i], slot),
+            total, renderer.slots, threaded=renderer.threaded_prepare,
+        )  # fmt: skip
         t_loop = time.perf_counter()
-        for i in range(total):
+        layout = None if plan.format == "png" else plan.layout
+        for i, prepared in enumerate(prefetch):
             if cancel is not None and cancel.is_set():
                 raise ExportCancelled(f"export of {out} cancelled")
-            strip = renderer.render(values[i])
-            picture = None
+            picture = renderer.draw(prepared, layout)
             if plan.format == "png":
-                writer.write_views(split_eyes(strip, len(plan.eyes)))
+                writer.write_views(split_eyes(picture, len(plan.eyes)))
             else:
-                picture = layout_frame(strip, plan.layout)
-                writer.write(picture)
+                writer.write(picture)  # the encoder reads it in place: not touched again
             elapsed = time.perf_counter() - t_loop
             fps = (i + 1) / elapsed if elapsed > 0 else 0.0
             eta = (total - i - 1) / fps if fps > 0 else None
             preview = None
             if plan.preview_every and (i % plan.preview_every == 0 or i == total - 1):
-                preview = picture if picture is not None else strip
+                preview = picture
             yield ExportProgress(i + 1, total, elapsed, fps, eta, preview)
+        prefetch.close()
         if cancel is not None and cancel.is_set():
             raise ExportCancelled(f"export of {out} cancelled")
         t0 = time.perf_counter()
@@ -162,9 +180,11 @@ def export_project(
             _remove(out)  # overwrite was checked by plan_export
         os.replace(tmp, out)
         timings["finish"] = time.perf_counter() - t0
-        timings["deform"] = renderer.timings["deform"]
-        timings["render"] = renderer.timings["render"]
-        timings["encode"] = writer.timings["encode"]
+        for key in ("deform", "upload", "render"):
+            timings[key] = renderer.timings[key]
+        for key, value in writer.timings.items():
+            timings["encode_wait" if key == "wait" else key] = value
+        timings["prepare_wait"] = prefetch.wait_s
         elapsed = time.perf_counter() - t_loop
         writer = None  # finished: nothing to abort from here on
         yield ExportProgress(
@@ -176,6 +196,8 @@ def export_project(
     finally:
         if writer is not None:  # not finished: cancelled, failed, or the generator was closed
             writer.abort()
+        if prefetch is not None:
+            prefetch.close()  # the worker may be updating a renderer: stop it first
         _remove(tmp)  # gone already after a successful os.replace
         if renderer is not None:
             renderer.release()

@@ -29,6 +29,8 @@ __all__ = ["AUDIO_BITRATE", "PngSequenceWriter", "VideoWriter"]
 AUDIO_BITRATE = 192_000
 _AAC_FRAME = 1024
 _QUEUE_FRAMES = 4  # frames buffered between renderer and encoder
+# libx264/libx265 threads; 0: the codec's own choice (x264: 1.5 per core, frame threads)
+ENCODER_THREADS = 0
 
 
 class VideoWriter:
@@ -36,15 +38,20 @@ class VideoWriter:
 
     ``write`` blocks when the encoder is ``_QUEUE_FRAMES`` behind and re-raises (in the caller's
     thread) any error the encoder hit, e.g. OSError(ENOSPC). ``close`` finishes the file;
-    ``abort`` stops without finishing (the caller deletes the file). ``timings["encode"]``:
-    seconds spent encoding/muxing in the thread.
+    ``abort`` stops without finishing (the caller deletes the file). ``timings`` (seconds, in
+    the encoder thread): "encode" (all its work), "convert" (RGB -> yuv420p), "audio" (AAC);
+    "wait" (the caller blocked in ``write`` on a full queue: the encoder was the slower stage).
+
+    The encoder thread does the RGB -> yuv420p conversion (swscale, one reused context, reading
+    the caller's array in place) and libx264 with ``ENCODER_THREADS`` threads; both release the
+    GIL.
     """
 
     def __init__(self, path: Path, plan: ExportPlan, audio: np.ndarray | None) -> None:
         import av
 
         self.plan = plan
-        self.timings = {"encode": 0.0}
+        self.timings = {"encode": 0.0, "convert": 0.0, "audio": 0.0, "wait": 0.0}
         fmt = "mp4" if plan.format == "mp4" else "matroska"
         options = {"movflags": "+faststart"} if fmt == "mp4" else {}
         self._container = av.open(str(path), "w", format=fmt, options=options)
@@ -70,6 +77,8 @@ class VideoWriter:
         cc = vs.codec_context
         cc.colorspace, cc.color_range = 1, 1  # AVCOL_SPC_BT709, AVCOL_RANGE_MPEG
         cc.color_primaries, cc.color_trc = 1, 1  # BT.709
+        if ENCODER_THREADS:
+            cc.thread_count = ENCODER_THREADS
         opts = {"crf": str(plan.crf), "preset": plan.preset}
         if plan.codec == "h265":
             vs.codec_tag = "hvc1"
@@ -92,15 +101,23 @@ class VideoWriter:
 
     # --------------------------------------------------------------------------- producer side
     def write(self, frame: np.ndarray) -> None:
-        """Queue one picture (copied). Raises the encoder thread's error, if any."""
+        """Queue one picture. The encoder reads it in place later: the caller gives it up (must
+        not change it; a fresh array per frame). Raises the encoder thread's error, if any."""
         self._raise_pending()
-        frame = np.ascontiguousarray(frame)
-        while True:
-            try:
-                self._queue.put(frame, timeout=0.1)
-                return
-            except queue.Full:
-                self._raise_pending()
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"VideoWriter.write(): uint8 [H, W, 3] expected, got {frame.shape}")
+        if frame.strides[1:] != (3, 1) or frame.strides[0] < frame.shape[1] * 3:
+            frame = np.ascontiguousarray(frame)  # e.g. a GL readback flipped by a view
+        t0 = time.perf_counter()
+        try:
+            while True:
+                try:
+                    self._queue.put(frame, timeout=0.1)
+                    return
+                except queue.Full:
+                    self._raise_pending()
+        finally:
+            self.timings["wait"] += time.perf_counter() - t0
 
     def close(self) -> None:
         """Encode what is queued, flush the encoders, write the trailer. Raises encoder errors."""
@@ -130,7 +147,11 @@ class VideoWriter:
     # --------------------------------------------------------------------------- encoder thread
     def _run(self) -> None:
         import av
+        from av.video.reformatter import VideoReformatter
 
+        # One reformatter for the whole export: frame.reformat() makes a new swscale context
+        # every call (~1.4 ms a 1024x512 frame).
+        reformatter = VideoReformatter()
         index = 0
         try:
             while not self._stop.is_set():
@@ -138,23 +159,32 @@ class VideoWriter:
                 if item is None:
                     break
                 t0 = time.perf_counter()
-                frame = av.VideoFrame.from_ndarray(item, format="rgb24")
-                frame = frame.reformat(
-                    format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG"
-                )
+                frame = reformatter.reformat(
+                    av.VideoFrame.from_numpy_buffer(item, format="rgb24"),  # no copy
+                    format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG",
+                )  # fmt: skip
+                del item
+                t1 = time.perf_counter()
                 frame.pts = index
                 index += 1
                 self._mux(self._video.encode(frame))
+                t2 = time.perf_counter()
                 self._encode_audio_until(index)
-                self.timings["encode"] += time.perf_counter() - t0
+                t3 = time.perf_counter()
+                self.timings["convert"] += t1 - t0
+                self.timings["audio"] += t3 - t2
+                self.timings["encode"] += t3 - t0
             if self._stop.is_set():
                 return
             t0 = time.perf_counter()
             self._mux(self._video.encode(None))
+            t1 = time.perf_counter()
             self._encode_audio_until(None)
             if self._audio_stream is not None:
                 self._mux(self._audio_stream.encode(None))
-            self.timings["encode"] += time.perf_counter() - t0
+            t2 = time.perf_counter()
+            self.timings["audio"] += t2 - t1
+            self.timings["encode"] += t2 - t0
         except BaseException as exc:  # handed to the producer thread
             self._error = exc
 
@@ -202,6 +232,7 @@ class PngSequenceWriter:
             (folder / view).mkdir(parents=True, exist_ok=True)
 
     def write_views(self, views: list[np.ndarray]) -> None:
+        """One frame: an image ``[H, w, 3]`` uint8 per view, in ``plan.eyes`` order."""
         import cv2
 
         t0 = time.perf_counter()
