@@ -12,7 +12,7 @@ own frame rate as a webcam would deliver it. The studio pieces are the real ones
 showing the demo project's default head, with the viewport's live quality path (level of detail
 on a software GL).
 
-Reports, after ``--warmup`` seconds, over ``--seconds``:
+Reports, from ``--warmup`` seconds after the first frame was shown, over ``--seconds``:
 - presented FPS: frames presented by the viewport (frameSwapped) that show a new live pose;
 - latency: frame captured (the source delivered it) -> the viewport presented the head posed
   by it, median and 90th percentile, in ms; with its tracking part (captured -> tracked);
@@ -29,7 +29,12 @@ Reports, after ``--warmup`` seconds, over ``--seconds``:
   preview's cost; how many tracked frames were never presented; and CPU per thread name
   (GUI = "python", "live-capture", "llvmpipe") as a share of one core. Threads inherit their
   creator's name: "live-capture" includes TFLite's worker threads and the video's decoder.
-``--threads`` sets the tracker's TFLite threads (default: the Live panel's).
+``--threads`` sets the tracker's TFLite threads (default: the Live panel's). ``--tracking``
+runs the tracker in a child process ("process", ``studio.tracking_child``) or in the capture
+thread ("thread"); default: the studio's (``studio.ui.live_session.LIVE_TRACKING``). Tracking
+per frame is reported as ``FaceTracker.process`` time (in the child or the thread) and as the
+capture thread's wait for it (captured -> tracked, hand-over included); the child's CPU is
+listed as "tracking child".
 Target (issue 8): >= 30 FPS presented and <= 50 ms captured -> drawn on 2 CPU cores.
 """
 
@@ -74,11 +79,23 @@ def write_video(path: Path, seconds: float, fps: int) -> Path:
     return path
 
 
-def thread_cpu() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) of this process's threads: tid -> (name, seconds)."""
+def make_tracker(settings, profile, threads: int = 2):
+    """The Live panel's tracker with ``threads`` TFLite threads (module level: picklable, so
+    it can run in the tracking process)."""
+    from models.face.tracker import FaceTracker
+
+    return FaceTracker(settings=settings, profile=profile, num_threads=threads)
+
+
+def thread_cpu(pid: int | str = "self") -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of a process's threads (default this one): tid -> (name,
+    seconds)."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
-    for d in Path("/proc/self/task").iterdir():
+    task = Path(f"/proc/{pid}/task")
+    if not task.is_dir():
+        return out
+    for d in task.iterdir():
         try:
             stat = (d / "stat").read_text()
             name = (d / "comm").read_text().strip()
@@ -110,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-prepare", action="store_true", help="deform the head in the GUI thread")
     ap.add_argument("--threads", type=int, default=None,
                     help="TFLite threads of the tracker (default: the Live panel's)")  # fmt: skip
+    ap.add_argument("--tracking", choices=("process", "thread"), default=None,
+                    help="face tracking in a child process or in the capture thread "
+                         "(default: the studio's)")  # fmt: skip
     args = ap.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         print("live_viewport.py needs a display: run it under xvfb-run", file=sys.stderr)
@@ -147,12 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     panel = LivePanel(ctrl, window)
     panel.mic_factory = NoMic
     if args.threads is not None:
-        from models.face.tracker import FaceTracker
+        import functools
 
-        def tracker_factory(settings, profile):
-            return FaceTracker(settings=settings, profile=profile, num_threads=args.threads)
-
-        panel.tracker_factory = tracker_factory
+        panel.tracker_factory = functools.partial(make_tracker, threads=args.threads)
     panel._cameras_probed = True
     panel.setFixedSize(420, max(h, 640))
     panel.set_viewport(vp)
@@ -183,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from studio.ui import live_session as ls_mod
 
+    if args.tracking is not None:
+        ls_mod.LIVE_TRACKING = args.tracking
     pending: dict[str, float | None] = {"set": None, "rendered": None}
     samples: list[tuple[float, float, float]] = []  # (presented, latency s, tracking s)
     renders: list[tuple[float, float, float]] = []  # (t, render ms, scale)
@@ -191,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     stages: dict[float, dict[str, float]] = {}  # t_captured -> stage -> perf_counter
     local = threading.local()
     preview_ms: list[float] = []  # the feed picture (capture thread)
+    process_ms: list[tuple[float, float]] = []  # (t, FaceTracker.process ms) per tracked frame
     orig_prepare, orig_preview = vp.prepare_live, ls_mod._preview
     orig_take = ls_mod.LiveSession.take_latest
 
@@ -201,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def preview(frame, res, *a, **k):  # capture thread, after prepare, before the hand-over
         t = time.perf_counter()
+        process_ms.append((t, res.process_ms))
         out = orig_preview(frame, res, *a, **k)
         preview_ms.append((time.perf_counter() - t) * 1e3)
         res._bench = (getattr(local, "prepared", float("nan")), time.perf_counter())
@@ -208,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     first: list[tuple[float, float]] = []  # (timestamp, t_captured) of the first frame
+    marks: dict[str, Any] = {}  # measurement marks ("first": when the first frame was shown)
 
     def take_latest(self):  # GUI thread
         f = orig_take(self)
@@ -215,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             prep, handed = getattr(f.tracked, "_bench", (float("nan"), float("nan")))
             if not first:
                 first.append((f.timestamp, f.t_captured))
+                marks["first"] = time.perf_counter()
             # When a webcam would have delivered the frame: the video is paced from its
             # first frame; a capture thread that falls behind reads frames late, and that
             # wait is latency too (a camera's buffer holds them meanwhile).
@@ -274,13 +297,16 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     t_measure = t0 + args.warmup
-    marks: dict[str, Any] = {}
     prof = None
 
     def begin() -> None:
         marks["shown0"] = panel.frames_shown
         marks["gui_cpu0"] = time.thread_time()
         marks["threads0"] = thread_cpu()
+        marks["child"] = panel.session.tracking_pid if panel.session else None
+        marks["tracking"] = panel.session.tracking if panel.session else "?"
+        if marks["child"]:
+            marks["child0"] = thread_cpu(marks["child"])
         marks["t"] = time.perf_counter()
         if args.profile:
             import cProfile
@@ -292,19 +318,25 @@ def main(argv: list[str] | None = None) -> int:
     def end() -> None:
         marks["gui_cpu1"] = time.thread_time()
         marks["threads1"] = thread_cpu()
+        if marks.get("child"):
+            marks["child1"] = thread_cpu(marks["child"])
         if prof is not None:
             prof.disable()
         app.quit()
 
     def watch() -> None:
-        if not panel.running:
+        # The warm-up starts at the first frame shown: starting the tracker (models, and in
+        # "process" mode the child process) takes 0.5 to several seconds on a busy machine.
+        now = time.perf_counter()
+        if not panel.running or (now > t0 + 60 and "first" not in marks):
             end()
+        elif "t" not in marks and "first" in marks and now >= marks["first"] + args.warmup:
+            begin()
+            QTimer.singleShot(round(args.seconds * 1000), end)
 
-    QTimer.singleShot(round(args.warmup * 1000), begin)
-    QTimer.singleShot(round((args.warmup + args.seconds) * 1000), end)
     watchdog = QTimer()
     watchdog.timeout.connect(watch)
-    watchdog.start(200)
+    watchdog.start(20)
     app.exec()
     watchdog.stop()
     t_measure = marks.get("t", t_measure)
@@ -329,8 +361,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{w}x{h} {args.mode}, {os.cpu_count()} CPUs, feed {'off' if args.no_feed else 'on'}, "
           f"{'two windows' if args.windows else 'one window'}, "
           f"deform in {'GUI' if args.no_prepare else 'capture'} thread, "
+          f"tracking in the {marks.get('tracking', '?')}, "
           f"GL software={vp._gl.software if vp._gl else None}")  # fmt: skip
     print(f"  presented FPS     {len(meas) / elapsed:6.1f}   (new live poses presented)")
+    if "first" in marks:
+        print(f"  first frame       {marks['first'] - t0:6.2f} s after Start (tracker start-up)")
     print(f"  panel shown FPS   {shown / elapsed:6.1f}   tracked FPS {tracked_fps:5.1f}")
     if lat:
         print(f"  latency ms        median {statistics.median(lat):6.1f}  p90 {pct(lat, 90):6.1f}"
@@ -357,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
             if d:
                 parts.append(f"{a[:4]}->{b[:4]} {statistics.median(d):5.1f}")
         print("  stages ms (median) " + "  ".join(parts))
+    pms = [m for t, m in process_ms if t >= t_measure]
+    if pms:
+        print(f"  tracker ms        median {statistics.median(pms):6.1f}  p90 {pct(pms, 90):6.1f}"
+              f"   (FaceTracker.process, {len(pms)} frames)")  # fmt: skip
     if preview_ms:
         print(f"  feed preview ms   median {statistics.median(preview_ms):5.2f} (capture thread)")
     picked = [st for st in stages.values() if st["picked"] >= t_measure]
@@ -369,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
             base = t0c.get(tid, (name, 0.0))[1]
             key = name.rstrip("0123456789-") or name
             use[key] = use.get(key, 0.0) + (cpu - base)
+        if "child1" in marks:
+            c0 = marks["child0"]
+            use["tracking child"] = sum(cpu - c0.get(tid, (n, 0.0))[1]
+                                        for tid, (n, cpu) in marks["child1"].items())  # fmt: skip
         gui = marks["gui_cpu1"] - marks["gui_cpu0"]
         txt = "  ".join(
             f"{k} {100 * v / elapsed:.0f}%"

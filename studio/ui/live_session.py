@@ -6,7 +6,9 @@ never waits for it: the thread keeps only the newest :class:`LiveFrame` and emit
 ``frameReady`` when the GUI has taken the previous one, so a slow GUI skips frames and always
 shows the latest. Everything that must not lose frames happens in the thread: recording (every
 tracked frame with its timestamp) and calibration (the landmarks of the next N frames with a
-face). The tracker is created and used in the thread only (it is not thread-safe); settings and
+face). The tracker is created and used in the thread only (it is not thread-safe), or runs in
+a child process the thread hands each frame to (``tracking="process"``, studio.tracking_child:
+there tracking does not compete with the GUI thread for the GIL); settings and
 profiles from the GUI are handed over under a lock and applied before the next frame. Two hooks
 run in the thread after tracking: hybrid mode (``set_hybrid``: a models.hybrid.HybridMixer puts
 audio-driven lips into the tracked frame) and ``set_prepare`` (the viewport deforms its head for
@@ -42,7 +44,10 @@ if TYPE_CHECKING:
 __all__ = [
     "FEED_CONTOURS",
     "FEED_IRIS_COLOR",
+    "LIVE_TRACKING",
+    "NOTICE_S",
     "PREVIEW_MAX_SIDE",
+    "TRACKING_MODES",
     "VIRTUALCAM_HELP",
     "AudioInputUnavailable",
     "LiveFrame",
@@ -61,6 +66,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PREVIEW_MAX_SIDE = 640  # frames are downscaled to this for display, in the capture thread
+TRACKING_MODES = ("process", "thread")
+# Where LiveSession runs the face tracker unless told. A child process measured better on the
+# 2-core box (benchmarks/live_viewport.py --tracking, 29 interleaved pairs at load 1.5-5.7):
+# presented FPS higher in 19 pairs, median latency lower in 17, p90 lower in 20; medians of
+# runs at load >= 2.5: 28.3 vs 24.5 FPS, 55 vs 60 ms, p90 74 vs 113 ms. The gain is under load
+# (the GUI thread no longer waits for the GIL behind tracking); on a quiet box it was not
+# better (2 pairs: ~30 FPS both, 51 vs 36 ms median). Start-up is ~1 s slower (spawn, models).
+LIVE_TRACKING = "process"
+NOTICE_S = 10.0  # how long a frame's status text carries a notice (tracking moved, ...)
 VIRTUALCAM_HELP = (
     "Virtual camera needs pyvirtualcam and a backend (v4l2loopback on Linux, OBS on Windows/macOS)"
 )
@@ -177,6 +191,12 @@ class LiveSession(QObject):
     ``pace``: deliver files and image sequences at their own frame rate (as a camera would;
     when tracking falls more than a frame behind, late frames are skipped, except while
     recording); False runs them as fast as tracking goes (tests, batch).
+    ``tracking``: "process" runs the tracker in a child process (``studio.tracking_child``:
+    its own GIL, so tracking does not wait for the GUI thread's Python work), "thread" in the
+    capture thread; None: :data:`LIVE_TRACKING`. The child needs a picklable
+    ``tracker_factory`` (a module-level function); with another one (a test's lambda) the
+    tracker runs in the thread. A child that dies or hangs is replaced by a tracker in the
+    thread and the frames' status text says so for a while.
 
     Signals (delivered in the GUI thread): ``frameReady()`` a frame waits in
     :meth:`take_latest`; ``calibrated(object)`` a PerformerProfile; ``calibrationFailed(str)``;
@@ -198,9 +218,15 @@ class LiveSession(QObject):
         profile: PerformerProfile | None = None,
         *,
         pace: bool = True,
+        tracking: str | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
+        tracking = LIVE_TRACKING if tracking is None else tracking
+        if tracking not in TRACKING_MODES:
+            raise ValueError(f"tracking must be one of {TRACKING_MODES}, got {tracking!r}")
+        self.tracking = tracking  # what runs it once started: "process" or "thread"
+        self.tracking_pid: int | None = None  # the child's process id while it tracks
         self._source_factory = source_factory
         self._tracker_factory = tracker_factory
         self._lock = threading.Lock()
@@ -221,6 +247,7 @@ class LiveSession(QObject):
         self._pace = pace
         self._thread: _CaptureThread | None = None
         self._outcome: tuple[str, str] | None = None
+        self._notice: tuple[str, float] | None = None  # (text, since) for the status line
         self.source_description = ""
         self._threadDone.connect(self._on_thread_done)
 
@@ -349,24 +376,90 @@ class LiveSession(QObject):
     def _capture(self) -> tuple[str, str]:
         from models.face.sources import CameraDisconnectedError, SourceError
 
+        with self._lock:
+            settings, profile = self._settings, self._profile
+            self._settings_pending = self._profile_pending = False
+        child = self._start_child(settings, profile)  # builds its tracker while the source opens
+        tracker = None
         try:
-            source = self._source_factory()
-        except SourceError as exc:
-            return "error", str(exc)
-        self.source_description = source.description
-        try:
-            with self._lock:
-                settings, profile = self._settings, self._profile
-                self._settings_pending = self._profile_pending = False
             try:
-                tracker = self._tracker_factory(settings, profile)
-            except (OSError, ImportError, ValueError) as exc:  # models missing, no runtime
-                return "error", f"face tracking is unavailable: {exc}"
-            return self._loop(source, tracker, CameraDisconnectedError, SourceError)
+                source = self._source_factory()
+            except SourceError as exc:
+                return "error", str(exc)
+            self.source_description = source.description
+            try:
+                if child is not None:
+                    tracker = self._child_ready(child)
+                    if tracker is None and self._stop.is_set():
+                        return "stopped", "stopped"
+                if tracker is None:
+                    self.tracking = "thread"
+                    try:
+                        tracker = self._tracker_factory(settings, profile)
+                    except (OSError, ImportError, ValueError) as exc:  # models missing
+                        return "error", f"face tracking is unavailable: {exc}"
+                return self._loop(source, tracker, CameraDisconnectedError, SourceError)
+            finally:
+                source.close()
+        except _Unavailable as exc:
+            return "error", f"face tracking is unavailable: {exc}"
         finally:
-            source.close()
+            if child is not None:
+                child.close()
+            self.tracking_pid = None
+
+    def _start_child(self, settings, profile):
+        """The tracking process, started (None when tracking runs in this thread)."""
+        if self.tracking != "process":
+            return None
+        from studio.tracking_child import TrackingProcess, picklable
+
+        if not picklable(self._tracker_factory):
+            log.info("live tracking in the capture thread: the tracker factory is not picklable")
+            self.tracking = "thread"
+            return None
+        child = TrackingProcess(self._tracker_factory, settings, profile)
+        try:
+            child.start()
+        except Exception as exc:  # no processes allowed, out of resources
+            log.warning("cannot start the tracking process (%s): tracking in this thread", exc)
+            self.tracking = "thread"
+            return None
+        self.tracking_pid = child.pid
+        return child
+
+    def _child_ready(self, child):
+        """``child`` once its tracker is built, or None to track in this thread (it failed to
+        start). Raises _Unavailable when building the tracker failed there as it would here."""
+        from studio.tracking_child import TrackingProcessError, TrackingUnavailable
+
+        try:
+            child.wait_ready(self._stop)
+        except TrackingUnavailable as exc:
+            raise _Unavailable(str(exc)) from None
+        except TrackingProcessError as exc:
+            if not self._stop.is_set():
+                log.warning("%s: tracking in the capture thread", exc)
+                self._notice = (f"{exc}; tracking in the studio process", time.perf_counter())
+            child.close()
+            return None
+        return child
+
+    def _fall_back(self, child, exc: Exception):
+        """A tracker in this thread for the child that failed with ``exc`` (same settings and
+        profile; its filter and crop start afresh)."""
+        log.warning("%s: tracking in the capture thread from now on", exc)
+        child.close()
+        self.tracking, self.tracking_pid = "thread", None
+        self._notice = (f"{exc}; tracking in the studio process now", time.perf_counter())
+        try:
+            return self._tracker_factory(child.settings, child.profile)
+        except (OSError, ImportError, ValueError) as err:
+            raise _Unavailable(str(err)) from None
 
     def _loop(self, source, tracker, disconnected_error, source_error) -> tuple[str, str]:
+        from studio.tracking_child import TrackingProcessError
+
         it = iter(source)
         times: deque[float] = deque(maxlen=60)
         wall0: float | None = None
@@ -425,7 +518,11 @@ class LiveSession(QObject):
                     self._calib_request = None
                     calib, calib_seen = [], 0
                     calib_goal, calib_name = calib_req
-            res = tracker.process(frame, ts)
+            try:
+                res = tracker.process(frame, ts)
+            except TrackingProcessError as exc:  # died or hung: track here from now on
+                tracker = self._fall_back(tracker, exc)
+                res = tracker.process(frame, ts)
             with self._lock:
                 hybrid = self._hybrid
             if hybrid is not None:
@@ -474,9 +571,15 @@ class LiveSession(QObject):
             with self._lock:
                 box, overlay = self._preview_box, self._overlay
             preview, points, iris = _preview(frame, res, tracker.settings.mirror, box, overlay)
+            status = describe_status(res, lost_for, tracker.settings)
+            if self._notice is not None:
+                if t_proc - self._notice[1] < NOTICE_S:
+                    status = f"{status} · {self._notice[0]}"
+                else:
+                    self._notice = None
             live = LiveFrame(
                 index, ts, preview, res, points, iris, t_cap, t_proc, fps, float(source.fps),
-                tuple(source.size), describe_status(res, lost_for, tracker.settings), rev,
+                tuple(source.size), status, rev,
                 rec is not None, rec_n, rec_s, calibrating, prepared,
                 overlay and points is not None,
             )  # fmt: skip
@@ -505,6 +608,10 @@ class LiveSession(QObject):
             return
         tracker.set_profile(profile)
         self.calibrated.emit(profile)
+
+
+class _Unavailable(Exception):
+    """The tracker cannot be built (models missing, no runtime): the session ends with it."""
 
 
 def _copy_settings(s: TrackerSettings) -> TrackerSettings:

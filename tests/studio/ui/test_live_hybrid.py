@@ -25,6 +25,13 @@ N = 150
 SR = 16_000
 
 
+def recorded_frames(panel) -> int:
+    """Frames recorded so far, 0 before the first live frame arrives (a tracking child process
+    takes ~1 s to deliver it)."""
+    frame = panel.last_frame
+    return 0 if frame is None else (frame.recorded_frames or 0)
+
+
 def _video_mouth(i: int) -> float:
     return 0.5 + 0.5 * np.sin(2 * np.pi * i / 12.5)
 
@@ -115,7 +122,7 @@ def test_hybrid_live_and_recorded_lips_follow_the_project_audio(qtbot, panel, cl
     qtbot.waitUntil(lambda: panel.frames_shown >= 3, timeout=20_000)
     assert panel.hybrid.mixer.wait(10.0)
     assert panel.start_recording()
-    qtbot.waitUntil(lambda: (panel.last_frame.recorded_frames or 0) >= 50, timeout=30_000)
+    qtbot.waitUntil(lambda: recorded_frames(panel) >= 50, timeout=30_000)
     # Live: the shown lips are the mixer's (the procedural lips move only the jaw, lower and
     # upper lip in y and the corners in x; the tracker would move the others too).
     lips = panel.last_frame.tracked.values[[CI[ch] for ch in LIP_CHANNELS]]
@@ -201,7 +208,7 @@ def test_hybrid_from_the_microphone(qtbot, panel, clip, monkeypatch):
     assert panel.hybrid is not None and panel.hybrid.kind == "microphone"
     qtbot.waitUntil(lambda: panel.hybrid.mixer.frames >= 5, timeout=20_000)  # lips streaming
     assert panel.start_recording()
-    qtbot.waitUntil(lambda: (panel.last_frame.recorded_frames or 0) >= 40, timeout=30_000)
+    qtbot.waitUntil(lambda: recorded_frames(panel) >= 40, timeout=30_000)
     with qtbot.waitSignal(panel.takeRecorded, timeout=60_000) as sig:
         panel.stop_recording()
     take = sig.args[0]

@@ -142,3 +142,79 @@ def test_session_hands_over_frames_with_the_overlay_drawn(qtbot):
     assert got and all(f.overlay for f in got)
     f = got[-1]
     assert (f.preview != np.full_like(f.preview, f.index)).any()  # drawn into
+
+
+class _PidTracker:
+    """values[0] = the process it runs in; in a child, ends that process at frame ``crash_at``
+    (``parent``: the studio's pid)."""
+
+    def __init__(self, settings, parent: int, crash_at: int | None):
+        self.settings, self.parent, self.crash_at = settings, parent, crash_at
+        self.profile, self.calibrated, self.num_faces, self.n = None, False, 0, 0
+
+    def process(self, frame, t):
+        import os
+
+        if os.getpid() != self.parent and self.n == self.crash_at:
+            os._exit(5)
+        self.n += 1
+        values = CHANNEL_DEFAULTS.copy()
+        values[0] = os.getpid()
+        return TrackedFrame(t, values, "lost")
+
+
+def pid_tracker(settings, profile, parent: int = 0, crash_at: int | None = None):
+    return _PidTracker(settings, parent, crash_at)
+
+
+def _run_process(qtbot, n: int, crash_at: int | None, record: bool = True):
+    import functools
+    import os
+
+    factory = functools.partial(pid_tracker, parent=os.getpid(), crash_at=crash_at)
+    session = LiveSession(lambda: _Video(n), factory, TrackerSettings(), pace=True,
+                          tracking="process")  # fmt: skip
+    frames = []
+    session.frameReady.connect(lambda: frames.append(session.take_latest()))
+    if record:
+        session.start_recording()
+    with qtbot.waitSignal(session.finished, timeout=30_000):
+        session.start()
+    return session, [f for f in frames if f is not None]
+
+
+def test_tracking_in_a_child_process(qtbot):
+    import os
+
+    session, frames = _run_process(qtbot, 8, None)
+    assert session.outcome[0] == "ended" and session.tracking == "process"
+    assert frames and all(f.tracked.values[0] not in (0, os.getpid()) for f in frames)
+    assert len(session.stop_recording()) == 8  # every frame recorded
+    assert session.tracking_pid is None  # the child is gone with the session
+
+
+def test_a_crashed_tracking_process_falls_back_to_the_thread(qtbot):
+    """The child dies at its 4th frame: that frame and the rest are tracked in the capture
+    thread, the status line says so, and the recording loses nothing."""
+    import os
+
+    session, frames = _run_process(qtbot, 12, 3)
+    assert session.outcome[0] == "ended" and session.tracking == "thread"
+    pids = [f.tracked.values[0] for f in frames]
+    assert pids[0] != os.getpid() and pids[-1] == os.getpid()
+    after = [f for f in frames if f.tracked.values[0] == os.getpid()]
+    assert all("tracking process stopped unexpectedly" in f.status_text for f in after)
+    assert "in the studio process" in after[0].status_text
+    rec = session.stop_recording()
+    assert len(rec) == 12 and rec.lost == 12
+
+
+def test_unpicklable_factories_track_in_the_thread(qtbot):
+    tracker = _SlowTracker(0.0)
+    session = LiveSession(lambda: _Video(3), lambda s, p: tracker, TrackerSettings(),
+                          tracking="process")  # fmt: skip
+    with qtbot.waitSignal(session.finished, timeout=20_000):
+        session.start()
+    assert session.tracking == "thread" and len(tracker.seen) == 3
+    with pytest.raises(ValueError, match="tracking must be one of"):
+        LiveSession(lambda: _Video(3), lambda s, p: tracker, TrackerSettings(), tracking="gpu")
