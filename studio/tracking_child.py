@@ -146,6 +146,16 @@ class TrackingProcess:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
+    @property
+    def factory(self) -> Callable[[TrackerSettings, PerformerProfile | None], Any]:
+        """The tracker factory the child builds its tracker with."""
+        return self._factory
+
+    @property
+    def alive(self) -> bool:
+        """Started, not closed, and the child process still running."""
+        return self._dead is None and self._proc is not None and self._proc.is_alive()
+
     def wait_ready(self, stop: Any = None) -> None:
         """Wait until the child has built its tracker. ``stop``: a threading.Event that ends
         the wait early (TrackingProcessError "stopped"). Raises TrackingUnavailable or

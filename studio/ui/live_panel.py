@@ -58,6 +58,7 @@ from studio.ui.controller import StudioController
 from studio.ui.live_session import (
     FEED_CONTOURS,
     FEED_IRIS_COLOR,
+    LIVE_TRACKING,
     VIRTUALCAM_HELP,
     AudioInputUnavailable,
     LiveFrame,
@@ -91,6 +92,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Delay before a shown panel starts its spare tracking process (a panel shown only briefly, or
+# started at once, spawns nothing extra).
+PREWARM_DELAY_MS = 1500
 
 REGIONS = ("head", "eyes", "brows", "mouth")
 CALIBRATION_FRAMES = 30
@@ -294,6 +299,12 @@ class LivePanel(QWidget):
         self.countdown_s = COUNTDOWN_S
         self.calibration_frames = CALIBRATION_FRAMES
         self.tracker_factory: Callable[..., FaceTracker] = _default_tracker
+        # A tracking process started while the panel is shown, taken by the next Start (the
+        # child's imports and models cost ~1 s, which Start would otherwise wait for).
+        self._spare_tracking: Any = None
+        self._prewarm_timer = QTimer(self)
+        self._prewarm_timer.setSingleShot(True)
+        self._prewarm_timer.timeout.connect(self.prewarm_tracking)
         self.mic_factory: Callable[[], Any] = MicRecorder
         self.lips_model = "default"  # hybrid mode's generator (models.hybrid.make_lip_generator)
         self.hybrid_audio = "auto"  # "auto": microphone if any, else the project; "project"
@@ -657,8 +668,12 @@ class LivePanel(QWidget):
         self.last_frame = None
         self.feed.set_frame(None)
         self.feed.message = "Opening the source…"
+        spare, self._spare_tracking = self._spare_tracking, None
+        if spare is not None and spare.factory is not self.tracker_factory:
+            spare.close()  # built for another tracker
+            spare = None
         session = LiveSession(factory, self.tracker_factory, self.settings, self.profile,
-                              pace=self.pace, parent=self)  # fmt: skip
+                              pace=self.pace, spare=spare, parent=self)  # fmt: skip
         session.frameReady.connect(self._on_frame_ready)
         session.finished.connect(self._on_session_finished)
         session.calibrated.connect(self._on_calibrated)
@@ -674,6 +689,30 @@ class LivePanel(QWidget):
             self._uncheck_hybrid()
         self._update_buttons()
         return True
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if self._spare_tracking is None and not self.running:
+            self._prewarm_timer.start(PREWARM_DELAY_MS)
+
+    def prewarm_tracking(self) -> None:
+        """Start a tracking process for the next Start (when tracking runs in a child process
+        and the panel is shown; a no-op otherwise)."""
+        if self._spare_tracking is not None or self.running or not self.isVisible():
+            return
+        if LIVE_TRACKING != "process":
+            return
+        from studio.tracking_child import TrackingProcess, picklable
+
+        if not picklable(self.tracker_factory):
+            return
+        spare = TrackingProcess(self.tracker_factory, self.settings, None)
+        try:
+            spare.start()
+        except Exception as exc:  # no processes allowed: Start tracks in its own thread
+            log.info("no spare tracking process (%s)", exc)
+            return
+        self._spare_tracking = spare
 
     def stop(self) -> None:
         """Stop tracking (a running recording is kept as a take); the viewport shows the take
@@ -757,6 +796,8 @@ class LivePanel(QWidget):
         session = self.sender()
         if session is not self.session:
             return
+        if self.isVisible():
+            self._prewarm_timer.start(PREWARM_DELAY_MS)  # ready for the next Start
         self._countdown_timer.stop()
         self._calibrating = False
         self.feed.overlay = ""
@@ -1285,6 +1326,10 @@ class LivePanel(QWidget):
     def shutdown(self) -> None:
         """Stop the session, the recording (kept) and the virtual camera. Safe to call twice."""
         self._countdown_timer.stop()
+        self._prewarm_timer.stop()
+        spare, self._spare_tracking = self._spare_tracking, None
+        if spare is not None:
+            spare.close()
         self.set_virtualcam(False)
         session = self.session
         if session is not None:

@@ -191,6 +191,8 @@ class LiveSession(QObject):
     ``pace``: deliver files and image sequences at their own frame rate (as a camera would;
     when tracking falls more than a frame behind, late frames are skipped, except while
     recording); False runs them as fast as tracking goes (tests, batch).
+    ``spare``: a started TrackingProcess for the same ``tracker_factory`` (not yet used, with
+    no profile) that the session takes over instead of starting its own (closed if it died).
     ``tracking``: "process" runs the tracker in a child process (``studio.tracking_child``:
     its own GIL, so tracking does not wait for the GUI thread's Python work), "thread" in the
     capture thread; None: :data:`LIVE_TRACKING`. The child needs a picklable
@@ -219,6 +221,7 @@ class LiveSession(QObject):
         *,
         pace: bool = True,
         tracking: str | None = None,
+        spare: Any = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -229,6 +232,9 @@ class LiveSession(QObject):
         self.tracking_pid: int | None = None  # the child's process id while it tracks
         self._source_factory = source_factory
         self._tracker_factory = tracker_factory
+        # A tracking process started ahead of time (live panel: when it is shown) for this
+        # tracker_factory, so Start does not wait ~1 s for the child's imports and models.
+        self._spare = spare
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._settings = _copy_settings(settings)
@@ -414,6 +420,15 @@ class LiveSession(QObject):
             return None
         from studio.tracking_child import TrackingProcess, picklable
 
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.alive:
+            spare.settings = settings  # applied in the child before the first frame
+            if profile is not None:
+                spare.set_profile(profile)
+            self.tracking_pid = spare.pid
+            return spare
+        if spare is not None:
+            spare.close()
         if not picklable(self._tracker_factory):
             log.info("live tracking in the capture thread: the tracker factory is not picklable")
             self.tracking = "thread"

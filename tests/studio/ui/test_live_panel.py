@@ -457,3 +457,28 @@ def test_build_take_job_resamples_and_aligns_the_audio():
     assert float(audio.samples[0, 0]) == pytest.approx(0.5 / 3, abs=1e-3)  # starts 0.5 s in
     with pytest.raises(CaptureError):
         next(build_take_job(Recording(), 25.0, 0, "empty"))
+
+
+def test_a_spare_tracking_process_is_started_when_shown_and_taken_by_start(qtbot, panel, clip):
+    """Shown, the panel starts a tracking child ahead of time; Start takes it over (no ~1 s
+    wait for the child's imports), and shutdown closes a spare nobody took."""
+    from studio.ui import live_session
+
+    if live_session.LIVE_TRACKING != "process":
+        pytest.skip("tracking runs in the capture thread by default")
+    panel.show()
+    panel.prewarm_tracking()
+    spare = panel._spare_tracking
+    assert spare is not None and spare.alive and spare.factory is panel.tracker_factory
+    panel.set_source(clip)
+    assert panel.start()
+    _wait_frames(qtbot, panel, 4)
+    assert panel._spare_tracking is None and panel.session.tracking_pid == spare.pid
+    panel.stop()
+    _wait_stopped(qtbot, panel)
+    assert not spare.alive  # the session closed it with itself
+    panel.prewarm_tracking()  # the next one, as after the session's end
+    second = panel._spare_tracking
+    assert second is not None and second.alive
+    panel.shutdown()
+    assert panel._spare_tracking is None and not second.alive
