@@ -137,13 +137,7 @@ def _render_gl(
 
             if "splats" not in _gl:
                 _gl["splats"] = splat_renderer_for(ctx)
-            renderer = _gl["splats"]
-            key = (_cloud_key(scene), budget)
-            if _gl.get("splats_key") != key:
-                if budget is not None and budget < len(scene):
-                    scene = scene.subset(select_lod(scene, budget))
-                renderer.upload(scene)
-                _gl["splats_key"] = key
+            renderer = _uploaded(_gl, scene, budget)
         else:
             from renderers.gl_mpi import MPIRenderer
 
@@ -167,14 +161,20 @@ def _render_cpu(
 
     if "splats" not in _cpu:
         _cpu["splats"] = CPUSplatRenderer()  # NativeUnavailable propagates
-    renderer = _cpu["splats"]
-    key = (_cloud_key(scene), budget)
-    if _cpu.get("key") != key:
-        if budget is not None and budget < len(scene):
-            scene = scene.subset(select_lod(scene, budget))
-        renderer.upload(scene)
-        _cpu["key"] = key
-    return renderer.render(cams, bg)
+    return _uploaded(_cpu, scene, budget).render(cams, bg)
+
+
+def _uploaded(cache: dict[str, Any], cloud: GaussianCloud, budget: int | None) -> Any:
+    """``cache["splats"]`` (a splat renderer) holding ``cloud`` (its LOD subset with a budget):
+    uploaded only when the cloud or budget differs from the last one (``cache["splats_key"]``)."""
+    renderer = cache["splats"]
+    key = (_cloud_key(cloud), budget)
+    if cache.get("splats_key") != key:
+        if budget is not None and budget < len(cloud):
+            cloud = cloud.subset(select_lod(cloud, budget))
+        renderer.upload(cloud)
+        cache["splats_key"] = key
+    return renderer
 
 
 def _cloud_key(cloud: GaussianCloud) -> tuple:
