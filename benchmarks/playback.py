@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", default="mono", choices=("mono", "sbs", "anaglyph"))
     ap.add_argument("--window", action="store_true", help="in the studio's main window")
     ap.add_argument(
+        "--backend",
+        choices=("cpu", "gl"),
+        default=None,
+        help="splat renderer where the viewport has both (CPU rasteriser on a software GL)",
+    )
+    ap.add_argument(
         "--playback-ms", type=float, default=None, help="draw-time target of playback frames"
     )
     ap.add_argument(
@@ -75,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.playback_ms is not None:
         viewport_widget.PLAYBACK_MS = args.playback_ms
 
-    from benchmarks.demo_viewport import open_demo_viewport
+    from benchmarks.demo_viewport import backend_name, open_demo_viewport
 
     try:
-        ctrl, window, vp = open_demo_viewport(app, args.window, args.size, args.mode, "playback")
+        ctrl, window, vp = open_demo_viewport(
+            app, args.window, args.size, args.mode, "playback", backend=args.backend
+        )
     except RuntimeError as exc:
         print(exc)
         return 1
@@ -158,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"viewport {w}x{h} ({args.mode}{where}), head {len(vp.head)} Gaussians, "
         f"project {fps:g} fps, "
-        f"audio: {no_sound}, GL software={vp._gl.software}, "
+        f"audio: {no_sound}, splats: {backend_name(vp)}, GL software={vp._gl.software}, "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
         f"playback draw target {viewport_widget.PLAYBACK_MS:g} ms"
     )
@@ -185,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     shown_med = statistics.median(r["shown_per_s"] for r in rows["playback"])
     verdict = "holds" if shown_med >= 0.97 * fps else "misses"
     print(f"  playback {verdict} the project rate ({shown_med:.1f} of {fps:g} frames/s shown)")
+    print(f"  load after: {os.getloadavg()[0]:.2f}")
     if window is not None:
         window.close()
     else:

@@ -21,6 +21,14 @@ copy, where the shader pass cost ~12 ms of CPU into an offscreen target (1158x56
 The magnified image is kept, so repainting an unchanged scene (hover, the readout) is a copy.
 On llvmpipe under X any full write of the window's framebuffer costs ~3-7 ms, a copy or a
 clear alike: the present's floor, which the sampling pass added its own CPU time to.
+
+CPU scenes (:meth:`SceneCompositor.render_cpu`, or :func:`compose_cpu` on any thread and then
+:meth:`SceneCompositor.show_cpu_scene`): where the head is rendered on the CPU
+(``renderers.cpu_splats``: premultiplied RGBA8 images, row 0 at the top), the whole frame is
+composed on the CPU too: over the same background (the GL gradient drawn once per size and
+mode and read back), anaglyph mixed, magnified, flipped to GL's row order and written into one
+texture that presents as a copy. That skips the background pass, the image's blend pass and
+the read-back for magnifying, each a full-viewport pass of several ms on llvmpipe.
 """
 
 from __future__ import annotations
@@ -39,7 +47,15 @@ if TYPE_CHECKING:
     from renderers.camera import Camera
     from studio.viewport.camera_control import ViewState
 
-__all__ = ["BACKGROUND_BOTTOM", "BACKGROUND_TOP", "VIEW_MODES", "SceneCompositor", "view_cameras"]
+__all__ = [
+    "BACKGROUND_BOTTOM",
+    "BACKGROUND_TOP",
+    "VIEW_MODES",
+    "SceneCompositor",
+    "compose_cpu",
+    "view_cameras",
+    "view_viewports",
+]
 
 VIEW_MODES = ("mono", "sbs", "anaglyph")
 BACKGROUND_TOP = (0.215, 0.228, 0.255)
@@ -122,23 +138,34 @@ def view_cameras(
     both eyes over the whole image (drawn into separate layers). ipd 0 (allowed by the project's
     camera settings) gives two identical eyes. Raises ValueError for an unknown mode.
     """
-    if mode not in VIEW_MODES:
-        raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
-    w, h = max(int(width), 1), max(int(height), 1)
+    vps = view_viewports(mode, width, height)
     if mode == "mono":
-        return [(view.camera(w, h), (0, 0, w, h))]
-    ew = max(w // 2, 1) if mode == "sbs" else w
-    center = view.camera(ew, h)
+        return [(view.camera(vps[0][2], vps[0][3]), vps[0])]
+    center = view.camera(vps[0][2], vps[0][3])
     if ipd > 0 and math.isfinite(ipd):
         left, right = StereoRig(ipd, convergence).cameras(center)
     else:
         left = right = center
+    return [(left, vps[0]), (right, vps[1])]
+
+
+def view_viewports(mode: str, width: int, height: int) -> list[Viewport]:
+    """The viewports (device pixels, GL origin) of :func:`view_cameras`. Raises ValueError for
+    an unknown mode."""
+    if mode not in VIEW_MODES:
+        raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
+    w, h = max(int(width), 1), max(int(height), 1)
+    if mode == "mono":
+        return [(0, 0, w, h)]
     if mode == "sbs":
-        return [(left, (0, 0, ew, h)), (right, (w - ew, 0, ew, h))]
-    return [(left, (0, 0, w, h)), (right, (0, 0, w, h))]
+        ew = max(w // 2, 1)
+        return [(0, 0, ew, h), (w - ew, 0, ew, h)]
+    return [(0, 0, w, h), (0, 0, w, h)]
 
 
 DrawFn = Callable[["Camera", "moderngl.Framebuffer", Viewport], None]
+# fills out [H, W, 4] uint8 (the camera's size) with the premultiplied head, row 0 at the top
+RenderFn = Callable[["Camera", np.ndarray], None]
 
 
 class SceneCompositor:
@@ -176,6 +203,10 @@ class SceneCompositor:
         self._out: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
         self._out_valid = False  # _out holds the cached scene, composed at full size
         self._out_rgba: np.ndarray | None = None  # [H, W, 4] uint8, the magnified image
+        # The cached scene is a CPU-composed frame in _out (render_cpu / show_cpu_scene).
+        self._cpu_scene = False
+        self._cpu_bg: dict[tuple, np.ndarray] = {}  # (mode, w, h) -> [h, w, 4] uint8, top row 0
+        self._cpu_bg_small: tuple[tuple, np.ndarray] | None = None  # resized to a content size
 
     def _ensure(self, width: int, height: int, layers: int) -> None:
         if self._size != (width, height):
@@ -224,6 +255,7 @@ class SceneCompositor:
         self._back_mode = None
         self._content = (cw, ch)
         self._out_valid = False
+        self._cpu_scene = False
         for i, (cam, vp) in enumerate(views):
             _, fbo = self._layers[i if anaglyph else 0]
             self.draw_background(fbo, vp)
@@ -265,15 +297,131 @@ class SceneCompositor:
         self._content = self._size
         self.mode, self._back_mode = self._back_mode, None
         self._out_valid = False
+        self._cpu_scene = False
         return True
+
+    # ------------------------------------------------------------------------------ CPU scenes
+    def cpu_background(
+        self, mode: str, width: int, height: int, content: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """The background of a CPU-composed scene: [ch, cw, 4] uint8, row 0 at the top, opaque.
+        The GL gradient of every view of ``mode`` drawn at width x height (once per size and
+        mode, read back); resized to ``content`` (cw, ch) when that is smaller. GL current.
+        Raises ValueError for an unknown mode."""
+        key = (mode, width, height)
+        bg = self._cpu_bg.get(key)
+        if bg is None:
+            tex = self.ctx.texture((width, height), 4, dtype="f1")
+            fbo = self.ctx.framebuffer(color_attachments=[tex])
+            try:
+                for vp in view_viewports(mode, width, height):
+                    self.draw_background(fbo, vp)
+                self.ctx.scissor = None
+                raw = np.empty((height, width, 4), np.uint8)
+                fbo.read_into(raw, components=4, alignment=1)
+            finally:
+                fbo.release()
+                tex.release()
+            bg = np.ascontiguousarray(raw[::-1])
+            if len(self._cpu_bg) >= 6:  # sizes seen while resizing: keep a few
+                self._cpu_bg.clear()
+            self._cpu_bg[key] = bg
+        cw, ch = content or (width, height)
+        if (cw, ch) == (width, height):
+            return bg
+        small_key = (key, cw, ch)
+        if self._cpu_bg_small is None or self._cpu_bg_small[0] != small_key:
+            cv2 = _cv2()
+            if cv2 is not None:
+                # (bilinear: a smooth gradient; INTER_AREA cost 3.6 ms a frame at 800x600)
+                small = cv2.resize(bg, (cw, ch), interpolation=cv2.INTER_LINEAR)
+            else:  # nearest rows and columns
+                ys = (np.arange(ch) * height) // ch
+                xs = (np.arange(cw) * width) // cw
+                small = np.ascontiguousarray(bg[ys][:, xs])
+            self._cpu_bg_small = (small_key, small)
+        return self._cpu_bg_small[1]
+
+    def render_cpu(
+        self,
+        render: RenderFn | None,
+        views: list[tuple[Camera, Viewport]],
+        mode: str,
+        width: int,
+        height: int,
+        content: tuple[int, int] | None = None,
+    ) -> None:
+        """:meth:`render` with the head drawn on the CPU: ``render(camera, out)`` fills
+        ``out [camera.height, camera.width, 4]`` uint8 with the premultiplied head (row 0 at
+        the top), composed with :func:`compose_cpu` and shown with :meth:`show_cpu_scene`.
+        None: background only. Raises ValueError as :meth:`render`."""
+        if mode not in VIEW_MODES:
+            raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
+        cw, ch = content or (width, height)
+        if not (0 < cw <= width and 0 < ch <= height):
+            raise ValueError(f"content size {cw}x{ch} must lie within {width}x{height}")
+        bg = self.cpu_background(mode, width, height, (cw, ch))
+        images = []
+        if render is not None:
+            for cam, vp in views:
+                img = np.empty((cam.height, cam.width, 4), np.uint8)
+                render(cam, img)
+                images.append((img, vp))
+        self.show_cpu_scene(compose_cpu(images, bg, mode), mode, width, height)
+
+    def show_cpu_scene(self, frame: np.ndarray, mode: str, width: int, height: int) -> None:
+        """Make ``frame`` [ch, cw, 4] uint8 (row 0 at the top, from :func:`compose_cpu`) the
+        cached scene, magnified to width x height when smaller (bilinear, as the shader);
+        :meth:`present` copies it. GL current. Raises ValueError for a frame larger than the
+        scene or an unknown mode."""
+        if mode not in VIEW_MODES:
+            raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
+        ch, cw = frame.shape[:2]
+        if not (0 < cw <= width and 0 < ch <= height) or frame.shape[2:] != (4,):
+            raise ValueError(f"frame {frame.shape} must be [h, w, 4] within {width}x{height}")
+        self._ensure(width, height, 0)
+        self._back_mode = None
+        shape = (height, width)
+        if self._out is None or self._out_rgba is None or self._out_rgba.shape[:2] != shape:
+            self._release_out()
+            self._out = self._new_layer(width, height)
+            self._out_rgba = np.empty((height, width, 4), np.uint8)
+        out = self._out_rgba
+        cv2 = _cv2()
+        if cv2 is None:
+            if (cw, ch) == (width, height):
+                out[...] = frame[::-1]
+            else:
+                ys = ((np.arange(height) + 0.5) * ch / height).astype(np.int64)
+                xs = ((np.arange(width) + 0.5) * cw / width).astype(np.int64)
+                out[...] = frame[::-1][ys][:, xs]
+        elif (cw, ch) == (width, height):
+            cv2.flip(frame, 0, dst=out)  # GL wants the bottom row first
+        else:
+            # Flipped small, then magnified (bilinear with centred pixels is symmetric): the
+            # interpolation of _compose_on_cpu and the shaders.
+            cv2.resize(cv2.flip(frame, 0), (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
+        self._out[0].write(out)
+        self._content = (cw, ch)
+        self.mode = mode
+        self._out_valid = True
+        self._cpu_scene = True
 
     def present(self, framebuffer: moderngl.Framebuffer, width: int, height: int) -> bool:
         """Compose the cached scene into ``framebuffer`` over (0, 0, width, height). Returns
         False (and draws nothing) when there is no scene of that size yet."""
-        if self.mode is None or self._size != (width, height) or not self._layers:
+        if self.mode is None or self._size != (width, height):
+            return False
+        if not self._layers and not self._cpu_scene:
             return False
         ctx = self.ctx
         ctx.scissor = None  # a blit is clipped by the scissor test too
+        if self._cpu_scene:
+            if not self._out_valid or self._out is None:
+                return False
+            ctx.copy_framebuffer(framebuffer, self._out[1])
+            framebuffer.use()
+            return True
         full = self._content == self._size
         if full and self.mode != "anaglyph":
             ctx.copy_framebuffer(framebuffer, self._layers[0][1])
@@ -342,13 +490,24 @@ class SceneCompositor:
         self._out, self._out_rgba, self._out_valid = None, None, False
 
     def read_scene(self, layer: int = 0) -> bytes:
-        """Raw RGBA8 bytes of a cached scene layer (bottom row first), for tests."""
+        """Raw RGBA8 bytes of a cached scene layer (bottom row first), for tests. A CPU scene
+        has one layer: the composed frame at full size."""
+        if self._cpu_scene and self._out is not None:
+            if layer != 0:
+                raise IndexError("a CPU-composed scene has one layer")
+            return self._out[1].read(components=4)
         return self._layers[layer][1].read(components=4)
+
+    @property
+    def cpu_scene(self) -> bool:
+        """Whether the cached scene was composed on the CPU (render_cpu / show_cpu_scene)."""
+        return self._cpu_scene and self.mode is not None
 
     def invalidate(self) -> None:
         self.mode = None
         self._back_mode = None
         self._out_valid = False
+        self._cpu_scene = False
 
     def _release_layers(self) -> None:
         for tex, fbo in self._layers + self._back:
@@ -357,6 +516,8 @@ class SceneCompositor:
         self._layers, self._back = [], []
         self.mode = None
         self._back_mode = None
+        self._cpu_scene = False
+        self._cpu_bg_small = None
         self._release_out()
 
     def release(self) -> None:
@@ -365,6 +526,65 @@ class SceneCompositor:
             vao.release()
         for prog in (self._bg, self._blit, self._ana):
             prog.release()
+
+
+def compose_cpu(
+    images: list[tuple[np.ndarray, Viewport]], background: np.ndarray, mode: str
+) -> np.ndarray:
+    """A CPU scene: every premultiplied head image ``[vh, vw, 4]`` uint8 (row 0 at the top)
+    over ``background [H, W, 4]`` (:meth:`SceneCompositor.cpu_background`, the content size)
+    at its viewport (GL origin, bottom-left), anaglyph eyes mixed as ``_ANAGLYPH_FRAG`` does.
+    Returns [H, W, 4] uint8, opaque, row 0 at the top. Thread-safe (numpy and OpenCV, which
+    release the GIL for the big operations). ``images`` empty: the background alone. Raises
+    ValueError when an image does not fit its viewport."""
+    if mode not in VIEW_MODES:
+        raise ValueError(f"unknown view mode {mode!r}; expected one of {VIEW_MODES}")
+    h, w = background.shape[:2]
+    for img, (x, y, vw, vh) in images:
+        if img.shape != (vh, vw, 4) or x < 0 or y < 0 or x + vw > w or y + vh > h:
+            raise ValueError(f"image {img.shape} does not fit viewport {(x, y, vw, vh)} of {w}x{h}")
+    if mode != "anaglyph":
+        if len(images) == 1 and images[0][0].shape[:2] == (h, w):
+            return _over(images[0][0], background)
+        frame = background.copy()
+        for img, vp in images:
+            rows, cols = _rows_cols(vp, h)
+            frame[rows, cols] = _over(img, np.ascontiguousarray(background[rows, cols]))
+        return frame
+    eyes = []
+    for img, vp in images[:2]:
+        eye = background.copy()
+        rows, cols = _rows_cols(vp, h)
+        eye[rows, cols] = _over(img, np.ascontiguousarray(background[rows, cols]))
+        eyes.append(eye)
+    if not eyes:
+        return background.copy()
+    left, right = eyes[0], eyes[-1] if len(eyes) > 1 else eyes[0].copy()
+    # As _ANAGLYPH_FRAG: red from the left eye's luminance, green and blue from the right eye.
+    luma = left[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    right[..., 0] = np.clip(luma + 0.5, 0, 255).astype(np.uint8)
+    return right
+
+
+def _rows_cols(vp: Viewport, height: int) -> tuple[slice, slice]:
+    """Numpy rows and columns (row 0 at the top) of a GL viewport in an image ``height`` tall."""
+    x, y, vw, vh = vp
+    return slice(height - y - vh, height - y), slice(x, x + vw)
+
+
+def _over(img: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """Premultiplied ``img`` over opaque ``bg`` (both [h, w, 4] uint8): img + bg * (1 - a),
+    rounded; alpha 255. No halo: the renderer's colours are already weighted by coverage."""
+    cv2 = _cv2()
+    if cv2 is not None:
+        inv = cv2.bitwise_not(cv2.extractChannel(img, 3))
+        inv4 = cv2.cvtColor(inv, cv2.COLOR_GRAY2BGRA)  # 4 x (255 - a); alpha 255 does no harm
+        return cv2.add(img, cv2.multiply(bg, inv4, scale=1.0 / 255.0))
+    inv = 255 - img[..., 3:4].astype(np.uint16)
+    t = bg.astype(np.uint16) * inv + 128
+    out = img + ((t + (t >> 8)) >> 8).astype(np.uint8)
+    out[..., 3] = 255
+    return out
 
 
 def _cv2() -> Any:

@@ -27,6 +27,15 @@ GIL released, sizing the batches from the measured time per Gaussian so a step t
 finished image at once (composition only). Any new scene (interaction, frame, document, view
 mode, resize, head, live pose) cancels the refinement; the next settle starts a new one.
 
+CPU splats: on a software GL (llvmpipe) the head is rendered by the native CPU rasteriser
+(``renderers.cpu_splats.CPUSplatRenderer``, ~3x faster than llvmpipe draws it; its calls release
+the GIL) and the frame is composed on the CPU (``gl_scene.compose_cpu``) into one texture that
+presents as a copy. The policies follow its speed: interactive, playback and live frames start
+at full resolution (``_ADAPTIVE_START_CPU``) and adapt from there, and a full-quality frame is
+rendered in one go on a worker thread (:class:`_CPURefiner`) while the window keeps showing the
+interactive frame, then uploaded and presented. A GPU keeps ``GaussianSplatRenderer``, and so does
+a software GL where the native library is unavailable (no C compiler, ``THS_NATIVE=0``).
+
 Without OpenGL 3.3 (the offscreen Qt platform, no driver, a broken context) the widget paints a
 message instead and the rest of the studio keeps working.
 """
@@ -109,6 +118,15 @@ log = logging.getLogger(__name__)
 # (resolution scale, LOD level) each kind of interactive frame starts from
 _ADAPTIVE_START = {"interactive": (0.5, 0), "playback": (0.5, 0), "live": (0.25, 2)}
 _STAND_IN = (0.25, 2)  # the stand-in for a full frame being refined (not adapted)
+# With CPU splats (the native rasteriser, ~3x llvmpipe's speed; per-Gaussian work is cheap, so
+# resolution costs less than it did): scrubs and playback start at full resolution with 25k and
+# 12.5k Gaussians. Measured on 2 cores, 800x600: 25k 22 ms, 12.5k 20 ms, the full head 36 ms;
+# 512x512: 6.25k 11.5 ms, 12.5k 14 ms. Live frames (the camera, generation previews) start
+# cheap, half resolution at 6.25k, and adapt up within a few frames: the first preview of a
+# generation shares the CPU with the generating child process (a 12.5k full-size first frame
+# stalled the window 160 ms there).
+_ADAPTIVE_START_CPU = {"interactive": (1.0, 0), "playback": (1.0, 1), "live": (0.5, 2)}
+_STAND_IN_CPU = (0.5, 1)
 
 DEFAULT_LOD_BUDGET = 25_000
 SETTLE_MS = 150  # full quality this long after the last interaction
@@ -231,7 +249,7 @@ class ViewportWidget(QWidget):
         # starting where it left off: a live pose or a generation preview after a scrub would
         # otherwise start from the scrub's budget (25k Gaussians: ~170 ms on 2 cores) and stall
         # the window for its first frames. Live starts at the smallest budget.
-        self._adaptive = dict(_ADAPTIVE_START)
+        self._adaptive = dict(_ADAPTIVE_START)  # the CPU splat table once the GL is known
         self._render_times: deque[float] = deque(maxlen=120)
         self._full_ms = 0.0
         self._full_synced = False  # whether _full_ms was measured with the GL finished
@@ -247,6 +265,12 @@ class ViewportWidget(QWidget):
         self._refine_timer.setSingleShot(True)
         self._refine_timer.setInterval(0)
         self._refine_timer.timeout.connect(self._refine_step)
+        self._cpu_refiner: _CPURefiner | None = None  # its worker thread, started on first use
+        # Polls the CPU refiner's job (the worker makes no Qt calls: nothing can reach a
+        # deleted widget from that thread).
+        self._cpu_poll = QTimer(self)
+        self._cpu_poll.setInterval(3)
+        self._cpu_poll.timeout.connect(self._poll_cpu_refine)
 
         self._settle = QTimer(self)
         self._settle.setSingleShot(True)
@@ -331,8 +355,38 @@ class ViewportWidget(QWidget):
         self._lod_budget = None if budget is None else int(budget)
         self._lod_forced = force
         self._lod_level = 0
-        self._adaptive = dict(_ADAPTIVE_START)
+        self._adaptive = dict(self._adaptive_start())
         self._redraw(scene=True)
+
+    @property
+    def splat_backend(self) -> str:
+        """ "cpu" when Gaussian heads are rendered by the native CPU rasteriser (a software GL
+        with the native library available), "gl" otherwise (and before GL started)."""
+        gl = self._gl
+        return "cpu" if gl is not None and gl.cpu_splats else "gl"
+
+    def set_splat_backend(self, backend: str) -> None:
+        """ "cpu" (only where available: else stays "gl") or "gl"; mainly for tests and
+        benchmarks comparing the two. Raises ValueError for another name."""
+        if backend not in ("cpu", "gl"):
+            raise ValueError(f"unknown splat backend {backend!r}; expected 'cpu' or 'gl'")
+        gl = self._gl
+        if gl is None:
+            return
+        if gl.cpu_pending:  # still being built: an explicit request waits for it
+            if _native_ok is None:
+                _resolve_native()
+            gl.take_up_native()
+        want = backend == "cpu" and gl.cpu_available
+        if want != gl.cpu_splats:
+            self._cancel_refine()
+            gl.cpu_splats = want
+            self._adaptive = dict(self._adaptive_start())
+            self._full_ms, self._full_synced = 0.0, False
+            self._redraw(scene=True)
+
+    def _adaptive_start(self) -> dict[str, tuple[float, int]]:
+        return _ADAPTIVE_START_CPU if self.splat_backend == "cpu" else _ADAPTIVE_START
 
     @property
     def head(self) -> RiggedGaussianHead | None:
@@ -875,6 +929,7 @@ class ViewportWidget(QWidget):
         """Draw the head for the current state into the view's compositor (GL current)."""
         t0 = time.perf_counter()
         self._cancel_refine()
+        view.take_up_native()
         degraded = self._degraded()
         self._force_direct = False
         live = self._live_values is not None and self._preview_values is None
@@ -884,12 +939,14 @@ class ViewportWidget(QWidget):
         # frame replaces it (the interactive budget, 25k Gaussians at half resolution, costs
         # ~0.1 s on 2 cores; this one the cost of a live frame).
         stand_in = degraded and not self._interacting()
+        cpu = view.cpu_splats and self._mpi is None and self._mpi_head is None
         if stand_in:
-            self._interactive_scale, self._lod_level = _STAND_IN
+            self._interactive_scale, self._lod_level = _STAND_IN_CPU if cpu else _STAND_IN
         elif degraded:
             self._interactive_scale, self._lod_level = self._adaptive[mode]
         lod = False
         draw = None
+        render_cpu = None
         splats = 0
         if self._mpi_head is not None:
             self._mpi = self._deformed_mpi()
@@ -911,11 +968,19 @@ class ViewportWidget(QWidget):
             splat.uploader.push(arrays)
             splats = len(arrays)
 
-            def draw(cam: Camera, fbo: moderngl.Framebuffer, vp: tuple) -> None:
-                if live:  # the capture thread tracks the next frame meanwhile: no GIL
-                    view.draw_splats_nogil(splat.renderer, cam, fbo, vp)
-                else:
-                    splat.renderer.draw(cam, fbo, viewport=vp, background=None)
+            if cpu:
+
+                def render_cpu(cam: Camera, out: np.ndarray) -> None:
+                    # GIL released: the capture thread tracks the next frame meanwhile
+                    splat.renderer.render_rgba8(cam, None, out)
+
+            else:
+
+                def draw(cam: Camera, fbo: moderngl.Framebuffer, vp: tuple) -> None:
+                    if live:  # the capture thread tracks the next frame meanwhile: no GIL
+                        view.draw_splats_nogil(splat.renderer, cam, fbo, vp)
+                    else:
+                        splat.renderer.draw(cam, fbo, viewport=vp, background=None)
 
         scale = self._interactive_scale if degraded else 1.0
         sw, sh = max(round(w * scale), 1), max(round(h * scale), 1)
@@ -923,8 +988,15 @@ class ViewportWidget(QWidget):
         views = view_cameras(
             self.camera_control.state, self._view_mode, sw, sh, cam.ipd, cam.convergence
         )
-        view.compositor.render(draw, views, self._view_mode, w, h, content=(sw, sh))
-        if view.sync_timing or (degraded and (live or self.controller.playing)):
+        if cpu:
+            # Composed on the CPU and written into a texture: nothing queued for the GL to
+            # finish, the measured time is the whole frame's.
+            view.compositor.render_cpu(render_cpu, views, self._view_mode, w, h, content=(sw, sh))
+        else:
+            view.compositor.render(draw, views, self._view_mode, w, h, content=(sw, sh))
+        if cpu:
+            pass
+        elif view.sync_timing or (degraded and (live or self.controller.playing)):
             # Without a finish the draw calls only queue work (a software GL rasterises when
             # the frame is presented), the measured time is a fraction of the real one and the
             # adaptive resolution would creep up: streaming frames (live, playback) must be
@@ -936,8 +1008,10 @@ class ViewportWidget(QWidget):
                 view.finish()
             else:
                 view.ctx.finish()
-        synced = view.sync_timing
-        if not degraded and view.software and self._head is not None and self._mpi is None:
+        synced = view.sync_timing or cpu
+        if cpu:
+            pass
+        elif not degraded and view.software and self._head is not None and self._mpi is None:
             # Full-quality frames on a software GL are timed honestly (the swap would wait for
             # the rasteriser anyway): they decide whether the next one is refined progressively.
             view.finish()
@@ -984,14 +1058,87 @@ class ViewportWidget(QWidget):
         views = view_cameras(
             self.camera_control.state, self._view_mode, w, h, cam.ipd, cam.convergence
         )
-        self._refine = _RefineJob((w, h), self._view_mode, views, self.stats["renders"])
+        job = _RefineJob((w, h), self._view_mode, views, self.stats["renders"])
+        self._refine = job
+        if gl.cpu_splats:
+            return self._start_cpu_refine(gl, job)
         self._refine_timer.start()
         return True
 
+    def _start_cpu_refine(self, gl: _GLView, job: _RefineJob) -> bool:
+        """Hand the full-quality frame to the CPU refiner's thread: the head deformed for this
+        frame (cached per frame) and the background, here; the render (GIL released) and the
+        composition there. :meth:`_on_cpu_refined` shows it."""
+        assert self._head is not None and gl.compositor is not None
+        t0 = time.perf_counter()
+        job.cpu = True
+        job.arrays = self._deform_for(self._head, self._deform_full)
+        job.splats = len(job.arrays)
+        job.head_id = id(self._head)
+        gl.makeCurrent()
+        try:
+            job.background = gl.compositor.cpu_background(job.mode, *job.size)
+        finally:
+            gl.doneCurrent()
+        job.total_ms = (time.perf_counter() - t0) * 1000.0
+        if self._cpu_refiner is None:
+            self._cpu_refiner = _CPURefiner()
+        self._cpu_refiner.submit(job)
+        self._cpu_poll.start()
+        return True
+
+    def _poll_cpu_refine(self) -> None:
+        job = self._refine
+        if job is None or not job.cpu:
+            self._cpu_poll.stop()
+        elif job.done.is_set():
+            self._cpu_poll.stop()
+            self._on_cpu_refined(job)
+
+    def _on_cpu_refined(self, job: _RefineJob) -> None:
+        """A full-quality frame from the CPU refiner (GUI thread): shown unless superseded."""
+        if job is not self._refine:
+            return  # cancelled: a newer scene was drawn meanwhile
+        gl = self._gl
+        if job.error is not None or job.frame is None:
+            log.error("viewport: rendering the full-quality frame failed: %s", job.error)
+            self._refine = None
+            self._force_direct = True  # never leave the window on the stand-in
+            self._redraw(scene=True)
+            return
+        if gl is None or gl.compositor is None or not self._refine_still_valid(job):
+            self._cancel_refine()
+            self._settle.start(SETTLE_MS)
+            return
+        t0 = time.perf_counter()
+        gl.makeCurrent()
+        try:
+            gl.compositor.show_cpu_scene(job.frame, job.mode, *job.size)
+        finally:
+            gl.doneCurrent()
+        ms = (time.perf_counter() - t0) * 1000.0
+        job.steps = 1
+        job.max_ms = ms  # what the GUI thread spent on it here (the render ran in the worker)
+        job.log.append((round(job.total_ms, 1), job.splats))
+        job.total_ms += ms
+        self._refine = None
+        gl.scene_dirty = False
+        self._full_ms = job.total_ms
+        self._full_synced = True
+        self._render_times.append(time.perf_counter())
+        self.stats.update(
+            render_ms=job.total_ms, splats=job.splats, lod=False, scale=1.0, degraded=False,
+            renders=self.stats["renders"] + 1, refine_steps=job.steps,
+            refine_max_ms=job.max_ms, refine_log=job.log, refines=self.stats.get("refines", 0) + 1,
+        )  # fmt: skip
+        gl.paint_now()  # composition only: the scene is cached
+
     def _cancel_refine(self) -> None:
         if self._refine is not None:
+            self._refine.cancelled = True
             self._refine = None
             self._refine_timer.stop()
+            self._cpu_poll.stop()
             self.stats["refine_cancelled"] = self.stats.get("refine_cancelled", 0) + 1
 
     def _refine_still_valid(self, job: _RefineJob) -> bool:
@@ -1211,15 +1358,86 @@ class _RefineJob:
         self.total_ms = 0.0
         self.max_ms = 0.0
         self.log: list[tuple[float, int]] = []  # (ms, Gaussians drawn) per step
+        # CPU splats (_CPURefiner): the whole frame rendered and composed in its thread
+        self.cpu = False
+        self.cancelled = False
+        self.head_id = 0
+        self.background: np.ndarray | None = None  # [H, W, 4] uint8, row 0 at the top
+        self.frame: np.ndarray | None = None  # the composed frame, same layout
+        self.error: BaseException | None = None
+        self.done = threading.Event()  # set by the refiner once frame or error is there
+
+
+class _CPURefiner:
+    """One worker thread rendering full-quality frames with its own CPUSplatRenderer (the GIL
+    released during the render, OpenCV's composition mostly too), so settling after a scrub
+    or a new take never blocks the GUI thread. Jobs are taken newest first: one submitted
+    while another renders replaces any not yet started. A finished job has ``done`` set (the
+    viewport polls it: this thread makes no Qt calls)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: _RefineJob | None = None
+        self._thread: threading.Thread | None = None
+        self._slot: _SplatSlot | None = None
+        self._head_id = 0
+
+    def submit(self, job: _RefineJob) -> None:
+        with self._cond:
+            self._pending = job
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="viewport-cpu-refine", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        from studio.viewport import gl_scene
+
+        while True:
+            with self._cond:
+                while self._pending is None:
+                    self._cond.wait()
+                job, self._pending = self._pending, None
+            if job.cancelled:
+                continue
+            t0 = time.perf_counter()
+            try:
+                if self._slot is None:
+                    self._slot = _SplatSlot(None, cpu=True)
+                if job.head_id != self._head_id:
+                    self._slot.uploader.invalidate()
+                    self._head_id = job.head_id
+                self._slot.uploader.push(job.arrays)
+                images = []
+                for cam, vp in job.views:
+                    if job.cancelled:
+                        break
+                    img = np.empty((cam.height, cam.width, 4), np.uint8)
+                    self._slot.renderer.render_rgba8(cam, None, img)
+                    images.append((img, vp))
+                else:
+                    job.frame = gl_scene.compose_cpu(images, job.background, job.mode)
+            except Exception as exc:  # reported (and drawn directly instead) by the GUI thread
+                job.error = exc
+            job.total_ms += (time.perf_counter() - t0) * 1000.0
+            job.done.set()
 
 
 class _SplatSlot:
-    """A GaussianSplatRenderer with its delta uploader."""
+    """A splat renderer with its delta uploader: GaussianSplatRenderer, or with ``cpu`` the
+    native CPUSplatRenderer (raises NativeUnavailable where it cannot be built)."""
 
-    def __init__(self, ctx: moderngl.Context) -> None:
-        from renderers.gl_splats import GaussianSplatRenderer
+    def __init__(self, ctx: moderngl.Context | None, cpu: bool = False) -> None:
+        if cpu:
+            from renderers.cpu_splats import CPUSplatRenderer
 
-        self.renderer = GaussianSplatRenderer(ctx)
+            self.renderer: Any = CPUSplatRenderer(ctx)
+        else:
+            from renderers.gl_splats import GaussianSplatRenderer
+
+            self.renderer = GaussianSplatRenderer(ctx)
         self.uploader = SplatUploader(self.renderer)
 
 
@@ -1247,9 +1465,14 @@ class _GLView(QOpenGLWindow):
         self.ctx: moderngl.Context | None = None
         self.compositor: SceneCompositor | None = None
         self.software = False
+        # Gaussian heads rendered by the native CPU rasteriser (see the module docstring):
+        # where available on a software GL; ViewportWidget.set_splat_backend switches.
+        self.cpu_available = False
+        self.cpu_splats = False
+        self.cpu_pending = False  # the native library is being built (see initializeGL)
         self.sync_timing = False  # glFinish after a scene render (benchmarks: honest timings)
         self.scene_dirty = True
-        self._splats: dict[bool, _SplatSlot] = {}
+        self._splats: dict[tuple[bool, bool], _SplatSlot] = {}  # (lod, cpu) -> slot
         self._mpi_renderer: Any = None
         self._mpi_obj: Any = None
         self._gl_finish: Any = None  # glFinish releasing the GIL (see finish())
@@ -1262,11 +1485,20 @@ class _GLView(QOpenGLWindow):
         self.installEventFilter(self._events)
         self.frameSwapped.connect(owner.framePresented)
 
+    def take_up_native(self) -> None:
+        """Switch to CPU splats once the library initializeGL had built in a thread is there
+        (called before every scene render; a no-op after the first)."""
+        if self.cpu_pending and _native_ok is not None:
+            self.cpu_pending = False
+            self.cpu_available = self.cpu_splats = _native_ok
+            self.owner._adaptive = dict(self.owner._adaptive_start())
+
     # GL objects ------------------------------------------------------------------------------
     def splat_renderer(self, lod: bool) -> _SplatSlot:
-        slot = self._splats.get(lod)
+        key = (lod, self.cpu_splats)
+        slot = self._splats.get(key)
         if slot is None:
-            slot = self._splats[lod] = _SplatSlot(self.ctx)
+            slot = self._splats[key] = _SplatSlot(self.ctx, cpu=self.cpu_splats)
         return slot
 
     def mpi_renderer(self, mpi: MPI) -> Any:
@@ -1415,6 +1647,13 @@ class _GLView(QOpenGLWindow):
             self.compositor.cpu_magnify = True
             threading.Thread(target=_warm_import, args=("cv2",), name="viewport-cv2",
                              daemon=True).start()  # fmt: skip
+            # Loaded now when built (setup builds it); else built in a thread (~1-2 s of a C
+            # compiler, not in the GUI thread) and taken up by the first frame after that.
+            status = _native_splats_status()
+            self.cpu_pending = status is None
+            self.cpu_available = bool(status)
+        self.cpu_splats = self.cpu_available
+        self.owner._adaptive = dict(self.owner._adaptive_start())
         context = self.context()
         if context is not None:
             context.aboutToBeDestroyed.connect(self._release_gl)
@@ -1497,6 +1736,58 @@ class _GLViewEvents(QObject):
             obj._paint_posted = False  # type: ignore[attr-defined]
             return False
         return _claim_viewport_key(event)
+
+
+_native_ok: bool | None = None  # whether the native library loaded (None: not known yet)
+_native_lock = threading.Lock()
+_native_thread: threading.Thread | None = None
+
+
+def _native_splats_status() -> bool | None:
+    """Whether CPU splats can be used: loads the native library when it is built (a dlopen);
+    otherwise starts building it in a thread and returns None until that is done."""
+    global _native_thread
+    if _native_ok is not None:
+        return _native_ok
+    try:
+        from renderers.native import library_path
+
+        built = library_path().exists()
+    except Exception:
+        built = False
+    if built:
+        _resolve_native()
+        return _native_ok
+    with _native_lock:
+        if _native_thread is None:
+            _native_thread = threading.Thread(
+                target=_resolve_native, name="viewport-native-build", daemon=True
+            )
+            _native_thread.start()
+    return None
+
+
+def _resolve_native() -> None:
+    global _native_ok
+    _native_ok = _native_splats_available()
+
+
+def _native_splats_available() -> bool:
+    """Whether the native CPU splat rasteriser can be loaded here (builds it on first use,
+    ~1 s, unless setup did); False without a C compiler or with THS_NATIVE=0."""
+    try:
+        from renderers.native import NativeUnavailable, load_library
+    except ImportError:
+        return False
+    try:
+        load_library()
+    except NativeUnavailable as exc:
+        log.info("viewport: CPU splats unavailable (%s); drawing with OpenGL", exc)
+        return False
+    except Exception:
+        log.exception("viewport: loading the native splat library failed")
+        return False
+    return True
 
 
 def _warm_import(name: str) -> None:

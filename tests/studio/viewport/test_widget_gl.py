@@ -290,7 +290,8 @@ def test_live_poses_are_drawn_at_once_and_presented_once(request, child_outcomes
         qtbot.wait(30)  # Qt's 5 ms update timer would have fired by now
     assert vp.stats["renders"] == renders + 5
     assert presented[n0:] == list(range(renders + 1, renders + 6))  # each pose once
-    assert isinstance(vp._gl._gl_finish, ctypes._CFuncPtr)
+    if vp.splat_backend == "gl":  # (CPU splats queue nothing for the GL to finish)
+        assert isinstance(vp._gl._gl_finish, ctypes._CFuncPtr)
     vp.set_live_values(None)
 
 
@@ -356,6 +357,7 @@ def test_the_window_shows_the_presented_scene(request, child_outcomes, qtbot, vi
     vp.set_view_mode("mono")
     vp.controller.set_playing(True)
     try:  # a reduced-resolution frame, magnified into the window
+        vp._adaptive["playback"] = (0.5, 1)
         vp.controller.set_frame(vp.controller.frame + 1)
         qtbot.waitUntil(lambda: vp.stats["degraded"] and not gl.scene_dirty, timeout=5000)
         shown = on_screen()
@@ -385,6 +387,7 @@ def test_live_splats_drawn_without_the_gil_match_moderngl(request, child_outcome
     from models.motion_space import CHANNEL_INDEX as CI
 
     vp = viewport
+    vp.set_splat_backend("gl")  # the GL path's draw (CPU splats have no GL draw to make)
     if not vp._gl.software:
         vp.set_lod_budget(vp.lod_budget, force=True)
     assert "event" not in type(vp._gl).__dict__  # no Python override holding the GIL
@@ -554,6 +557,7 @@ def test_full_quality_frames_are_refined_progressively(request, child_outcomes, 
     if not _in_child(request, child_outcomes):
         return
     vp = viewport
+    vp.set_splat_backend("gl")  # the GL path's progressive refinement
     ctrl = vp.controller
     vp.resize(320, 240)
     vp.refine_min_ms = 0.0  # refine every full-quality frame (this small one is fast anyway)
@@ -589,6 +593,7 @@ def test_interaction_cancels_refinement(request, child_outcomes, qtbot, viewport
     from PySide6.QtWidgets import QApplication
 
     vp = viewport
+    vp.set_splat_backend("gl")  # the GL path's progressive refinement
     vp.refine_min_ms = 0.0
     vp.refine_step_ms = 1.0
     _settled(qtbot, vp)
@@ -628,6 +633,7 @@ def test_a_failing_refinement_falls_back_to_a_direct_frame(
     if not _in_child(request, child_outcomes):
         return
     vp = viewport
+    vp.set_splat_backend("gl")  # the GL path's progressive refinement
     vp.refine_min_ms = 0.0
     _settled(qtbot, vp)
 
@@ -636,6 +642,108 @@ def test_a_failing_refinement_falls_back_to_a_direct_frame(
 
     monkeypatch.setattr(vp, "_refine_work", broken)
     vp.controller.set_frame(25)
+    b = _settled(qtbot, vp)
+    assert vp._refine is None and vp.gl_available
+    assert vp.stats["splats"] == len(vp.head) and b.std() > 5
+
+
+def _cpu_viewport(vp):
+    """Switch ``vp`` to CPU splats, or skip where the native rasteriser is unavailable."""
+    vp.set_splat_backend("cpu")
+    if vp.splat_backend != "cpu":
+        pytest.skip("CPU splats need a software GL and the native library")
+    return vp
+
+
+def test_cpu_splats_match_the_gl_image(request, child_outcomes, qtbot, viewport):
+    """On a software GL the head is rendered by the CPU rasteriser and composed on the CPU:
+    the same picture as the GL path in every view mode (not flipped, no premultiplied-alpha
+    halo, the same background), settled and at a reduced resolution."""
+    if not _in_child(request, child_outcomes):
+        return
+    vp = _cpu_viewport(viewport)
+    for mode in ("mono", "sbs", "anaglyph"):
+        vp.set_view_mode(mode)
+        images = {}
+        for backend in ("cpu", "gl", "cpu"):
+            vp.set_splat_backend(backend)
+            images[backend] = _settled(qtbot, vp)[40:].astype(int)  # below the readout
+            assert vp.splat_backend == backend and vp.stats["splats"] == len(vp.head)
+        assert _psnr(images["cpu"], images["gl"]) > 38.0, mode
+        assert images["cpu"].std() > 5
+    vp.set_view_mode("mono")
+    assert vp._gl.compositor.cpu_scene
+
+
+def test_cpu_full_frames_are_rendered_on_a_worker(request, child_outcomes, qtbot, viewport):
+    """With CPU splats a slow full-quality frame is rendered in one go on the refiner's thread
+    (one step in the GUI thread: the upload) and matches the frame drawn directly."""
+    if not _in_child(request, child_outcomes):
+        return
+    vp = _cpu_viewport(viewport)
+    ctrl = vp.controller
+    vp.refine_min_ms = 0.0  # refine every full-quality frame
+    _settled(qtbot, vp)
+    for mode, frame in (("mono", 30), ("sbs", 31), ("anaglyph", 32)):
+        vp.set_view_mode(mode)
+        refines = vp.stats.get("refines", 0)
+        ctrl.set_frame(frame)
+        qtbot.waitUntil(lambda r=refines: vp.stats.get("refines", 0) > r, timeout=30_000)
+        assert vp._refine is None and not vp._gl.scene_dirty
+        s = vp.stats
+        assert not s["degraded"] and s["scale"] == 1.0 and s["splats"] == len(vp.head)
+        assert s["refine_steps"] == 1
+        refined = _scene_layers(vp, 1)[0]
+        vp.refine_min_ms = None
+        vp._gl.scene_dirty = True
+        assert not vp.grab_frame().isNull()
+        direct = _scene_layers(vp, 1)[0]
+        vp.refine_min_ms = 0.0
+        assert refined.std() > 5
+        assert _psnr(refined, direct) > 50.0, mode
+
+
+def test_interaction_cancels_cpu_refinement(request, child_outcomes, qtbot, viewport, monkeypatch):
+    """A frame the refiner's thread is still rendering is dropped when the view changes, and
+    a failing one falls back to a frame drawn directly."""
+    if not _in_child(request, child_outcomes):
+        return
+    import threading
+
+    from studio.viewport import gl_scene
+
+    vp = _cpu_viewport(viewport)
+    vp.refine_min_ms = 0.0
+    _settled(qtbot, vp)
+    gate = threading.Event()
+    mode = {"fail": False}
+    compose = gl_scene.compose_cpu
+
+    def gated(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            gate.wait(10)
+            if mode["fail"]:
+                raise RuntimeError("simulated failure")
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(gl_scene, "compose_cpu", gated)
+    refines = vp.stats.get("refines", 0)
+    cancelled = vp.stats.get("refine_cancelled", 0)
+    vp.controller.set_frame(12)
+    qtbot.waitUntil(lambda: vp._refine is not None, timeout=10_000)
+    job = vp._refine
+    vp.controller.set_frame(13)  # a new scene while the worker renders
+    assert vp._refine is not job and job.cancelled
+    assert vp.stats["refine_cancelled"] == cancelled + 1
+    gate.set()
+    qtbot.waitUntil(lambda: vp.stats.get("refines", 0) > refines, timeout=30_000)
+    assert not vp.stats["degraded"] and vp.stats["splats"] == len(vp.head)
+    assert vp.stats.get("refines", 0) == refines + 1  # only the new frame's was shown
+    gate.clear()
+    mode["fail"] = True
+    vp.controller.set_frame(25)
+    qtbot.waitUntil(lambda: vp._refine is not None, timeout=10_000)
+    gate.set()
     b = _settled(qtbot, vp)
     assert vp._refine is None and vp.gl_available
     assert vp.stats["splats"] == len(vp.head) and b.std() > 5
