@@ -14,10 +14,10 @@ straight planes (what export and the rigged MPI heads take) by the two bakers of
 
 Reported, for soft (default) and hard plane assignment: medians over the frames of each whole
 bake and of the CPU baker's stages (split: assignment + upload, draw: the kernel, with its own
-stages below, read: the unpremultiply), the median per-frame ratio cpu / gl (the comparable
-number on a shared, noisy machine), the load average, and the quality at the baking camera:
-PSNR of each MPI's render against the Gaussian render (``renderers.render``, GL), and of the
-CPU planes against the GL planes (premultiplied).
+stages below, read: the unpremultiply, 0 since the kernel writes straight colour), the median
+per-frame ratio cpu / gl (the comparable number on a shared, noisy machine), the load average,
+and the quality at the baking camera: PSNR of each MPI's render against the Gaussian render
+(``renderers.render``, GL), and of the CPU planes against the GL planes (premultiplied).
 """
 
 from __future__ import annotations

@@ -21,14 +21,14 @@ Rendering. Three paths give the same planes (tests: CPU against GL >= 45 dB PSNR
 head, CPU against torch >= 50 dB on a test blob):
 
 - CPU (``CPUMPIBaker``): the native tile rasteriser (renderers/cpu_splats.py) composites every
-  plane in one call (``plane[i]`` routes piece i to its plane, each plane with its own
-  transmittance) into 8-bit premultiplied planes; colour is divided by alpha only inside each
-  plane's occupied box (bounded from the pieces' projected extents, no scan of the planes).
-  Soft assignment passes every Gaussian twice (near piece, far piece; plane -1 where a piece is
-  empty) so that nothing is sorted or gathered per frame, and the doubled arrays are rebuilt
-  only for the attributes an animated head changed. Used on a software GL (llvmpipe) or without
-  GL when the native library loads: on the 2-core dev box it bakes the default head in 0.4-0.5
-  of the time the GL path takes on llvmpipe (docs/PERFORMANCE.md, Heads).
+  plane in one call (``plane[i]`` routes Gaussian i to its plane, each plane with its own
+  transmittance). Soft assignment hands the kernel each Gaussian's nearer plane and far weight:
+  the kernel makes the two pieces itself (the opacities and the 1/512 rule above), so the cloud
+  is projected and depth-sorted once, not twice. The kernel writes straight 8-bit colour
+  (OpenCV's unpremultiply of its rounded premultiplied values, per tile) into zeroed planes,
+  and only the tiles that receive something (most of 24 planes is empty). Used on a software
+  GL (llvmpipe) or without GL when the native library loads: on the 2-core dev box it bakes the
+  default head in ~0.2 of the time the GL path takes on llvmpipe (docs/PERFORMANCE.md, Heads).
 - GL (``MPIBaker`` on a GPU): ``renderers.gl_splats.GaussianSplatRenderer`` on one context
   draws the slices into the tiles of one atlas framebuffer (a scissored viewport per plane), a
   full-screen pass divides colour by alpha (straight colour; 0 where alpha is 0), and one
@@ -237,14 +237,13 @@ class CPUMPIBaker:
     (``renderers.cpu_splats.CPUSplatRenderer.render_planes_rgba8``; module docstring,
     "Rendering").
 
-    Keep one and reuse it for every frame. With ``reuse_arrays`` (default) the renderer's copies
-    of the per-Gaussian arrays (doubled for soft assignment) are rebuilt only for the
-    attributes whose array objects changed since the last bake (an animated head hands out new
-    arrays for what a frame changes and its own for the rest), so do not change a cloud's
-    arrays in place between two bakes; ``reuse_arrays=False`` rebuilds everything every bake.
-    ``threads``: OpenMP threads (default: the usable CPUs). Not thread-safe. ``timings``:
-    seconds of the last bake ("split": assignment and upload, "draw": the kernel, "read": the
-    unpremultiply).
+    Keep one and reuse it for every frame. With ``reuse_arrays`` (default) only the attributes
+    whose array objects changed since the last bake are handed to the renderer again (an
+    animated head hands out new arrays for what a frame changes and its own for the rest), so
+    do not change a cloud's arrays in place between two bakes; ``reuse_arrays=False`` hands
+    everything over every bake. ``threads``: OpenMP threads (default: the usable CPUs). Not
+    thread-safe. ``timings``: seconds of the last bake ("split": assignment and upload,
+    "draw": the kernel, "read": 0, the unpremultiply is the kernel's now).
 
     Raises renderers.native.NativeUnavailable when the native library cannot be built or loaded
     (no C compiler, or THS_NATIVE=0).
@@ -255,122 +254,48 @@ class CPUMPIBaker:
 
         self.splats = CPUSplatRenderer(threads=threads)
         self.reuse_arrays = reuse_arrays
-        self._layout: tuple[bool, int] | None = None  # (doubled, N) of what the renderer holds
-        self._held: dict[str, np.ndarray] = {}  # the source arrays it was built from
+        self._n: int | None = None  # Gaussians the renderer holds (None: nothing uploaded)
+        self._held: dict[str, np.ndarray] = {}  # the source arrays it holds
         self.timings: dict[str, float] = {}
 
+    @staticmethod
     def _assign(
-        self, cloud: GaussianCloud, camera: Camera, depths: np.ndarray, softness: float
-    ) -> tuple[bool, np.ndarray, np.ndarray | None, list[tuple[int, int, int, int]]]:
-        """(doubled, plane [M] int32, opacities [M] float32 or None for the cloud's own, the
-        :meth:`_plane_boxes`). M = 2N when soft (near pieces, then far pieces; plane -1 for an
-        empty piece), else N."""
-        n, d = len(cloud), depths.size
+        cloud: GaussianCloud, camera: Camera, depths: np.ndarray, softness: float
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(plane [N] int32, far weight [N] float32 or None). Soft: Gaussian i is split by the
+        kernel between planes plane[i] and plane[i] + 1 with far weight w[i] (plane_pieces'
+        pieces: the same 1/512 rule and opacities); hard: it goes to plane[i] whole. Plane -1:
+        nearer than 1 cm (dropped, as in plane_pieces)."""
         w2c = np.asarray(camera.world_to_camera, dtype=np.float32)
-        # Camera-space x, y, z [N] each (three contiguous matrix-vector products: ~5x faster
-        # than one [N, 3] matmul and strided columns).
-        pc = tuple(cloud.means @ w2c[i, :3] + w2c[i, 3] for i in range(3))
-        z = pc[2]
+        z = cloud.means @ w2c[2, :3] + w2c[2, 3]  # [N] camera depth (a contiguous matvec)
         keep = z >= _NEAR_Z
         lo, w = assign_planes(np.where(keep, z, np.float32(1.0)), depths, softness)  # no NaN
-        doubled = softness > 0.0
-        if doubled:
-            w = np.where(w < _MIN_PIECE, 0.0, np.where(w > 1.0 - _MIN_PIECE, 1.0, w))
-            w = w.astype(np.float32)
-            plane = np.empty(2 * n, np.int32)
-            plane[:n] = np.where(keep & (w < 1.0), lo, -1)
-            plane[n:] = np.where(keep & (w > 0.0), lo + 1, -1)
-            o = cloud.opacities
-            # 1 - (1 - o)^share for both shares (plane_pieces' rule: share 1 keeps o bit for
-            # bit, opacity 1 stays 1).
-            log_t = np.log1p(-np.minimum(o, np.float32(1.0 - 1e-7)))
-            opac = np.empty(2 * n, np.float32)
-            for part, share in ((opac[:n], np.float32(1.0) - w), (opac[n:], w)):
-                np.negative(np.expm1(share * log_t), out=part)
-                np.copyto(part, o, where=share >= 1.0)
-            opac[np.concatenate([o >= 1.0, o >= 1.0])] = 1.0
-            key = np.where(keep, lo, d)
-        else:
-            plane = np.where(keep, lo + (w > 0.5), -1).astype(np.int32)
-            opac = None
-            key = np.where(keep, plane, d)
-        boxes = self._plane_boxes(cloud, camera, pc, key, d, doubled)
-        return doubled, plane, opac, boxes
+        if softness > 0.0:
+            return np.where(keep, lo, -1).astype(np.int32), w
+        return np.where(keep, lo + (w > 0.5), -1).astype(np.int32), None
 
-    @staticmethod
-    def _plane_boxes(
-        cloud: GaussianCloud,
-        camera: Camera,
-        pc: tuple[np.ndarray, ...],
-        key: np.ndarray,
-        d: int,
-        soft: bool,
-    ) -> list[tuple[int, int, int, int]]:
-        """Pixel boxes (x0, y0, x1, y1) per plane that hold every pixel its pieces can touch.
-        key [N]: the Gaussian's plane (hard) or nearer plane lo (soft: pieces in lo and lo + 1),
-        d for none."""
-        # Conservative extent of each Gaussian: the kernel's cut-off ellipse has half extents
-        # r sqrt(diag(cov2d)) with r = sqrt(2 ln(255 o)) and cov2d = J W S W^T J^T + 0.3, where
-        # |J|^2 <= (f / z)^2 (1 + u^2 + v^2) (u, v: x/z, y/z clamped as the kernel clamps them).
-        w, h = camera.width, camera.height
-        x, y, z = pc
-        iz = np.float32(1.0) / np.maximum(z, np.float32(_NEAR_Z))
-        u = np.clip(x * iz, (-0.15 * w - camera.cx) / camera.fx,
-                    (1.15 * w - camera.cx) / camera.fx)  # fmt: skip
-        v = np.clip(y * iz, (-0.15 * h - camera.cy) / camera.fy,
-                    (1.15 * h - camera.cy) / camera.fy)  # fmt: skip
-        sc = cloud.scales
-        s = np.maximum(np.maximum(sc[:, 0], sc[:, 1]), sc[:, 2])  # 25x faster than max(axis=1)
-        s *= np.float32(max(camera.fx, camera.fy)) * iz
-        # r from the Gaussian's own opacity (>= each of its pieces'): faint ones reach less far.
-        r = np.log(np.maximum(cloud.opacities, np.float32(1.0 / 255.0)) * np.float32(255.0))
-        r = np.sqrt(np.float32(2.0) * r) + np.float32(1e-3)
-        ext = r * np.sqrt(s * s * (1.0 + u * u + v * v) + 0.3) + 1.0
-        mx = x * iz * np.float32(camera.fx) + np.float32(camera.cx)
-        my = y * iz * np.float32(camera.fy) + np.float32(camera.cy)
-        lo = np.full((d + 1, 2), np.inf, np.float32)
-        hi = np.full((d + 1, 2), -np.inf, np.float32)
-        # fmin / fmax: a NaN Gaussian (culled by the kernel) leaves its plane's box alone.
-        np.fmin.at(lo[:, 0], key, mx - ext)
-        np.fmin.at(lo[:, 1], key, my - ext)
-        np.fmax.at(hi[:, 0], key, mx + ext)
-        np.fmax.at(hi[:, 1], key, my + ext)
-        lo, hi = lo[:d], hi[:d]
-        if soft:  # plane p also holds the far pieces of the Gaussians keyed p - 1
-            lo[1:] = np.minimum(lo[1:], lo[:-1].copy())
-            hi[1:] = np.maximum(hi[1:], hi[:-1].copy())
-        size = np.array([w, h], np.float32)
-        lo = np.floor(np.clip(lo, 0.0, size))  # inf (an infinite Gaussian): the whole image
-        hi = np.ceil(np.clip(hi, 0.0, size))
-        # Planes without pieces: lo = w, hi = 0 after the clip, an empty box.
-        return [(int(a), int(b), int(c), int(e)) for (a, b), (c, e) in zip(lo, hi, strict=True)]
-
-    def _upload(self, cloud: GaussianCloud, doubled: bool, opac: np.ndarray | None) -> None:
+    def _upload(self, cloud: GaussianCloud) -> None:
         n = len(cloud)
         held = self._held
 
         def changed(*names: str) -> bool:
             return any(held.get(k) is not getattr(cloud, k) for k in names)
 
-        def rep(a: np.ndarray) -> np.ndarray:
-            return np.concatenate([a, a]) if doubled else a
-
-        opacities = cloud.opacities if opac is None else opac
-        if self._layout != (doubled, n) or changed("sh", "facing"):
-            self.splats.upload(
-                GaussianCloud(rep(cloud.means), rep(cloud.quats), rep(cloud.scales), opacities,
-                              rep(cloud.sh), facing=rep(cloud.facing))
-            )  # fmt: skip
+        if self._n != n or changed("sh", "facing"):
+            self.splats.upload(cloud)
         else:
-            kw: dict[str, np.ndarray] = {"opacities": opacities}
+            kw: dict[str, np.ndarray] = {}
             if changed("means"):
-                kw["means"] = rep(cloud.means)
+                kw["means"] = cloud.means
+            if changed("opacities"):
+                kw["opacities"] = cloud.opacities
             if changed("quats", "scales"):
-                kw["quats"], kw["scales"] = rep(cloud.quats), rep(cloud.scales)
-            self.splats.update(**kw)
-        self._layout = (doubled, n)
+                kw["quats"], kw["scales"] = cloud.quats, cloud.scales
+            if kw:
+                self.splats.update(**kw)
+        self._n = n
         if self.reuse_arrays:
-            names = ("means", "quats", "scales", "sh", "facing")
+            names = ("means", "quats", "scales", "opacities", "sh", "facing")
             self._held = {k: getattr(cloud, k) for k in names}
 
     def bake_uint8(
@@ -384,30 +309,25 @@ class CPUMPIBaker:
         ``cloud`` seen from ``camera``, sliced at ``depths [D]`` (metres, increasing)."""
         import time
 
-        import cv2
-
         t0 = time.perf_counter()
         depths = _check_inputs(cloud, camera, depths, None, len(depths), softness)
         d, w, h = depths.size, camera.width, camera.height
-        out = np.empty((d, h, w, 4), np.uint8)
+        # Zeroed (calloc: fresh zero pages): the kernel writes only the tiles that receive
+        # something, and the pages it never touches are never faulted in.
+        out = np.zeros((d, h, w, 4), np.uint8)
         if len(cloud) == 0:
-            out.fill(0)
             self.timings = {"split": time.perf_counter() - t0, "draw": 0.0, "read": 0.0}
             return out
-        doubled, plane, opac, boxes = self._assign(cloud, camera, depths, softness)
-        self._upload(cloud, doubled, opac)
+        plane, far_weight = self._assign(cloud, camera, depths, softness)
+        self._upload(cloud)
         t1 = time.perf_counter()
-        # Rounded premultiplied uint8 straight from the kernel: a quarter of the memory traffic
-        # of render_planes' float32 planes, and no conversion pass.
-        self.splats.render_planes_rgba8(camera, plane, d, out=out)
+        # One projection and sort of the cloud (soft: the kernel makes both pieces), straight
+        # rounded uint8 planes written by the kernel (OpenCV's unpremultiply of the 8-bit
+        # premultiplied values, computed per tile), only where a tile received something.
+        self.splats.render_planes_rgba8(camera, plane, d, out=out, far_weight=far_weight,
+                                        straight=True, zeroed=True)  # fmt: skip
         t2 = time.perf_counter()
-        # Straight colour, only where a plane can hold anything (outside its box it is 0).
-        for p, (x0, y0, x1, y1) in enumerate(boxes):
-            if x1 > x0 and y1 > y0:
-                roi = out[p, y0:y1, x0:x1]
-                cv2.cvtColor(roi, cv2.COLOR_mRGBA2RGBA, dst=roi)
-        t3 = time.perf_counter()
-        self.timings = {"split": t1 - t0, "draw": t2 - t1, "read": t3 - t2}
+        self.timings = {"split": t1 - t0, "draw": t2 - t1, "read": 0.0}
         return out
 
     def bake(
@@ -437,7 +357,7 @@ class CPUMPIBaker:
         empty = GaussianCloud(np.zeros((0, 3)), np.zeros((0, 4)), np.zeros((0, 3)), np.zeros(0),
                               np.zeros((0, 1, 3)))  # fmt: skip
         self.splats.upload(empty)
-        self._layout = None
+        self._n = None
         self._held = {}
 
 

@@ -13,7 +13,9 @@ API, shared with ``GaussianSplatRenderer`` so callers can swap them: ``upload(cl
 blends it into the framebuffer). Extra: ``render_rgba8`` (uint8, into a caller's buffer; what
 the viewport needs), ``render_rgb_strip`` (the eyes side by side as uint8 RGB, in one call and
 straight into the caller's frame; what export encodes), ``render_planes`` /
-``render_planes_rgba8`` (one image per plane, for MPI baking), ``stage_timings``.
+``render_planes_rgba8`` (one image per plane, for MPI baking: optionally each Gaussian split
+between two planes inside the kernel, straight colour, and only the touched tiles of a zeroed
+buffer written), ``stage_timings``.
 
 Cost per frame: covariances come from quats and scales inside the kernel (a posed frame hands
 new quats; no numpy pass), the cameras of one call share one projection of the cloud and, for a
@@ -65,6 +67,7 @@ def _ptr(a: np.ndarray | None) -> int | None:
 
 
 STAGES = ("project", "sort", "bin", "raster", "output")  # ``stage_timings`` keys (kernel stages)
+STRAIGHT, ZEROED = 1, 2  # ths_splat_render_ex flags (render_planes_rgba8)
 
 
 class CPUSplatRenderer:
@@ -202,10 +205,13 @@ class CPUSplatRenderer:
         background: tuple[float, float, float] | None,
         plane: np.ndarray | None = None,
         planes: int = 1,
+        far_weight: np.ndarray | None = None,
+        flags: int = 0,
     ) -> None:
         """One native call for ``cams`` (one image size) into ``out`` (float32 or uint8):
         pixel (camera c, plane p, row y, column x, channel ch) at element c * strides[0] +
-        p * strides[1] + y * strides[2] + x * channels + ch of ``out``."""
+        p * strides[1] + y * strides[2] + x * channels + ch of ``out``. far_weight [N] float32
+        (with ``plane``): split planes; flags: ``STRAIGHT`` | ``ZEROED`` (render_planes_rgba8)."""
         if not isinstance(self.threads, int) or self.threads < 1:
             raise ValueError(f"CPUSplatRenderer: threads must be >= 1, got {self.threads!r}")
         t0 = time.perf_counter()
@@ -215,7 +221,7 @@ class CPUSplatRenderer:
         cov = self._cov
         stages = self._stages
         stages[:] = 0.0
-        entries = self._lib.ths_splat_render_cams(
+        args = (
             self._n,
             _ptr(self._means),
             _ptr(cov),
@@ -226,6 +232,8 @@ class CPUSplatRenderer:
             _ptr(self._sh),
             self._k,
             _ptr(plane),
+        )
+        rest = (
             planes,
             len(cams),
             _ptr(block),
@@ -236,10 +244,17 @@ class CPUSplatRenderer:
             None if f32 else _ptr(out),
             channels,
             *strides,
-            self.threads,
-            self._ws,
-            _ptr(stages),
         )
+        if hasattr(self._lib, "ths_splat_render_ex"):
+            entries = self._lib.ths_splat_render_ex(
+                *args, _ptr(far_weight), *rest, flags, self.threads, self._ws, _ptr(stages)
+            )
+        elif far_weight is None and flags == 0:  # an old build (benchmarks/render_cpu.py)
+            entries = self._lib.ths_splat_render_cams(
+                *args, *rest, self.threads, self._ws, _ptr(stages)
+            )
+        else:
+            raise NativeUnavailable("this native build has no split planes / straight output")
         self.timings["render"] += time.perf_counter() - t0
         if entries < 0:
             raise MemoryError(
@@ -324,36 +339,73 @@ class CPUSplatRenderer:
         self._kernel(cams, out, 3, (w * 3, 0, out.strides[0]), background)
         return out
 
-    def render_planes(self, camera: Camera, plane: np.ndarray, planes: int) -> np.ndarray:
-        """One premultiplied image per plane: [P, H, W, 4] float32 (row 0 at the top), Gaussian
-        i composited into plane ``plane[i]`` only (int [N]; outside [0, planes): skipped), each
-        plane front to back with its own transmittance (MPI baking)."""
-        plane = self._plane_index(plane, planes)
+    def render_planes(
+        self,
+        camera: Camera,
+        plane: np.ndarray,
+        planes: int,
+        far_weight: np.ndarray | None = None,
+        straight: bool = False,
+    ) -> np.ndarray:
+        """One image per plane: [P, H, W, 4] float32 (row 0 at the top), premultiplied, or
+        straight colour (colour / alpha, at most 1; 0 where alpha is 0) with ``straight``.
+        Gaussian i is composited into plane ``plane[i]`` only (int [N]; outside [0, planes):
+        skipped), each plane front to back with its own transmittance (MPI baking).
+
+        far_weight [N] (float, or None): Gaussian i is split between planes ``plane[i]`` and
+        ``plane[i] + 1`` with far weight w: renderers.bake's pieces (w below 1/512 or above
+        1 - 1/512 rounds to 0 or 1; opacities 1 - (1 - o)^(1 - w) near and 1 - (1 - o)^w far;
+        a far piece beyond the last plane is dropped), projected and sorted once. Raises
+        ValueError for wrong shapes or planes < 1."""
+        plane, far_weight = self._plane_index(plane, planes, far_weight)
         out = np.empty((planes, camera.height, camera.width, 4), np.float32)
-        self._run(camera, out, None, None, plane, planes)
+        hw4 = camera.height * camera.width * 4
+        self._kernel([camera], out, 4, (0, hw4, camera.width * 4), None, plane, planes,
+                     far_weight, STRAIGHT if straight else 0)  # fmt: skip
         return out
 
     def render_planes_rgba8(
-        self, camera: Camera, plane: np.ndarray, planes: int, out: np.ndarray | None = None
+        self,
+        camera: Camera,
+        plane: np.ndarray,
+        planes: int,
+        out: np.ndarray | None = None,
+        far_weight: np.ndarray | None = None,
+        straight: bool = False,
+        zeroed: bool = False,
     ) -> np.ndarray:
-        """``render_planes`` as rounded premultiplied uint8 [P, H, W, 4] (a quarter of the
-        memory traffic), into ``out`` (C-contiguous) when given."""
-        plane = self._plane_index(plane, planes)
+        """``render_planes`` as rounded uint8 [P, H, W, 4] (a quarter of the memory traffic),
+        into ``out`` (C-contiguous) when given. ``straight``: the rounded premultiplied planes
+        unpremultiplied exactly as OpenCV's COLOR_mRGBA2RGBA does (what the GL baker's
+        unpremultiply pass gives, within a level). ``zeroed``: ``out`` is all zeros already
+        (e.g. ``np.zeros``: untouched pages are never even faulted in), so tiles that receive
+        nothing are not written (most of an MPI's planes)."""
+        plane, far_weight = self._plane_index(plane, planes, far_weight)
         shape = (planes, camera.height, camera.width, 4)
         if out is None:
-            out = np.empty(shape, np.uint8)
+            out = np.zeros(shape, np.uint8)
+            zeroed = True
         elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
             raise ValueError(f"render_planes_rgba8(): out must be C-contiguous uint8 {shape}")
-        self._run(camera, None, out, None, plane, planes)
+        flags = (STRAIGHT if straight else 0) | (ZEROED if zeroed else 0)
+        hw4 = camera.height * camera.width * 4
+        self._kernel([camera], out, 4, (0, hw4, camera.width * 4), None, plane, planes,
+                     far_weight, flags)  # fmt: skip
         return out
 
-    def _plane_index(self, plane: np.ndarray, planes: int) -> np.ndarray:
+    def _plane_index(
+        self, plane: np.ndarray, planes: int, far_weight: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         plane = np.ascontiguousarray(plane, dtype=np.int32)
         if plane.shape != (self._n,):
             raise ValueError(f"render_planes(): plane must have shape ({self._n},)")
         if planes < 1:
             raise ValueError("render_planes(): planes must be >= 1")
-        return plane
+        if far_weight is not None:
+            far_weight = np.ascontiguousarray(far_weight, dtype=np.float32)
+            if far_weight.shape != (self._n,):
+                raise ValueError(f"render_planes(): far_weight must have shape ({self._n},)")
+        return plane, far_weight
 
     def draw(
         self,

@@ -131,6 +131,14 @@ def _declare(lib: ctypes.CDLL) -> None:
         p, p, i32, i64, i64, i64,  # out_f32, out_u8, channels, cam/plane/row strides
         i32, p, p,  # threads, workspace, stages
     ]  # fmt: skip
+    if hasattr(lib, "ths_splat_render_ex"):  # absent from builds of older sources (benchmarks)
+        lib.ths_splat_render_ex.restype = i64
+        lib.ths_splat_render_ex.argtypes = [
+            i32, p, p, p, p, p, p, p, i32, p, p, i32,  # n, means .. k, plane, far_w, planes
+            i32, p, i32, i32, p,  # ncams, cams, width, height, bg
+            p, p, i32, i64, i64, i64,  # out_f32, out_u8, channels, cam/plane/row strides
+            i32, i32, p, p,  # flags, threads, workspace, stages
+        ]  # fmt: skip
 
 
 def load_library() -> ctypes.CDLL:

@@ -183,6 +183,95 @@ def test_planes_are_the_subsets_rendered_alone(renderer) -> None:
         renderer.render_planes(cam, plane[:-1], 4)
 
 
+def _two_piece_arrays(cloud: GaussianCloud, lo: np.ndarray, w: np.ndarray, planes: int):
+    """The split done outside the kernel, as renderers.bake did it before the kernel could:
+    the cloud twice (near pieces, then far pieces) with plane_pieces' opacities, plane -1 for
+    an empty piece."""
+    w = np.where(w < 1 / 512, 0.0, np.where(w > 1 - 1 / 512, 1.0, w)).astype(np.float32)
+    o = cloud.opacities
+    log_t = np.log1p(-np.minimum(o, np.float32(1.0 - 1e-7)))
+    opac = []
+    for share in (np.float32(1.0) - w, w):
+        op = np.where(share >= 1.0, o, -np.expm1(share * log_t))
+        opac.append(np.where(o >= 1.0, np.float32(1.0), op).astype(np.float32))
+    plane = np.concatenate([np.where(w < 1.0, lo, -1), np.where(w > 0.0, lo + 1, -1)])
+    plane = np.where(np.concatenate([lo, lo]) < 0, -1, plane)
+    plane = np.where(plane >= planes, -1, plane)
+    twice = GaussianCloud(
+        *(np.concatenate([a, a]) for a in (cloud.means, cloud.quats, cloud.scales)),
+        np.concatenate(opac), np.concatenate([cloud.sh, cloud.sh]),
+        facing=np.concatenate([cloud.facing, cloud.facing]),
+    )  # fmt: skip
+    return twice, plane
+
+
+def test_split_planes_equal_the_two_piece_arrays(renderer) -> None:
+    """far_weight: each Gaussian split into a near and a far piece inside the kernel (projected
+    and sorted once) gives the planes of the two-piece arrays (renderers.bake's pieces),
+    including pieces lighter than 1/512 folded into the other plane, a far piece beyond the
+    last plane dropped and plane -1 skipped."""
+    cloud = random_cloud(7, n=600, k=4)
+    facing = np.where(np.arange(len(cloud)) % 3 == 0, 1, 0).astype(np.int8)
+    cloud = replace(cloud, facing=facing)
+    cloud.opacities[:5] = 1.0
+    rng = np.random.default_rng(3)
+    planes = 5
+    lo = rng.integers(-1, planes, len(cloud)).astype(np.int32)  # -1 skipped; 4: no far plane
+    w = rng.uniform(0.0, 1.0, len(cloud)).astype(np.float32)
+    w[:40:4], w[1:40:4], w[2:40:4] = 0.0, 1.0, 0.001  # whole, whole far, folded (< 1/512)
+    w[3:40:4] = 1.0 - 0.001
+    cam = _cam(15.0, size=72)
+    renderer.upload(cloud)
+    got = renderer.render_planes(cam, lo, planes, far_weight=w)
+    twice, plane = _two_piece_arrays(cloud, lo, w, planes)
+    other = CPUSplatRenderer(threads=2)
+    other.upload(twice)
+    want = other.render_planes(cam, plane, planes)
+    assert want[..., 3].max() > 0.5 and np.count_nonzero(want[..., 3].reshape(planes, -1).max(1))
+    # Same pieces, same order per plane: equal up to float rounding of the piece opacities
+    # (numpy's vectorised log1p / expm1 against libm's).
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    np.testing.assert_array_equal(got[..., 3] > 0, want[..., 3] > 0)
+    got8 = renderer.render_planes_rgba8(cam, lo, planes, far_weight=w)
+    want8 = other.render_planes_rgba8(cam, plane, planes)
+    assert np.abs(got8.astype(int) - want8).max() <= 1
+    with pytest.raises(ValueError, match="far_weight"):
+        renderer.render_planes(cam, lo, planes, far_weight=w[:-1])
+
+
+def test_straight_planes_are_the_unpremultiplied_planes(renderer) -> None:
+    """straight=True equals OpenCV's unpremultiply of the premultiplied uint8 planes (what the
+    bake did after the kernel), and the float planes are colour / alpha; zeroed=True leaves
+    tiles without Gaussians alone and writes the same planes into a zeroed buffer."""
+    cv2 = pytest.importorskip("cv2")
+    cloud = random_cloud(8, n=500, k=4)
+    cam = _cam(-10.0, size=100)  # partial tiles
+    plane = np.random.default_rng(4).integers(0, 4, len(cloud))
+    renderer.upload(cloud)
+    pre = renderer.render_planes_rgba8(cam, plane, 4, out=np.empty((4, 100, 100, 4), np.uint8))
+    want = pre.copy()
+    for p in range(4):
+        cv2.cvtColor(want[p], cv2.COLOR_mRGBA2RGBA, dst=want[p])
+    got = renderer.render_planes_rgba8(cam, plane, 4, straight=True)
+    assert (want[..., 3] > 0).mean() > 0.2 and (want[..., 3] == 0).mean() > 0.05
+    assert np.abs(got.astype(int) - want).max() <= 1
+    assert np.mean(got != want) < 1e-3
+    # zeroed: the same planes (only touched tiles written); a non-zeroed buffer must not be.
+    out = np.zeros_like(got)
+    renderer.render_planes_rgba8(cam, plane, 4, out=out, straight=True, zeroed=True)
+    np.testing.assert_array_equal(out, got)
+    dirty = np.full_like(got, 77)
+    renderer.render_planes_rgba8(cam, plane, 4, out=dirty, straight=True)
+    np.testing.assert_array_equal(dirty, got)
+    # Float planes: colour / alpha of the premultiplied ones, 0 where alpha is 0.
+    pf = renderer.render_planes(cam, plane, 4)
+    sf = renderer.render_planes(cam, plane, 4, straight=True)
+    a = pf[..., 3:]
+    expect = np.where(a > 0, np.minimum(pf[..., :3] / np.maximum(a, 1e-30), 1.0), 0.0)
+    np.testing.assert_allclose(sf[..., :3], expect, atol=1e-5)
+    np.testing.assert_array_equal(sf[..., 3], pf[..., 3])
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_non_finite_gaussians_are_culled_and_the_rest_unchanged(renderer) -> None:
     from renderers.gl_splats import packed_covariances
