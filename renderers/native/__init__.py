@@ -41,8 +41,12 @@ _FLAGS = (
     "-ffast-math",
     "-fopenmp",
     "-fPIC",
-    "-shared",
 )
+# Linked WITHOUT -ffast-math: gcc (before 13) then adds crtfastmath.o even to a shared library,
+# whose constructor sets flush-to-zero / denormals-are-zero for the whole process as the library
+# loads, so numpy and torch would silently compute differently (a test using hypothesis caught
+# it). Compiling alone with -ffast-math changes only this code.
+_LINK_FLAGS = ("-shared", "-fopenmp")
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _failure: str | None = None
@@ -80,7 +84,7 @@ def library_path() -> Path:
     h = hashlib.sha256()
     for name in _SOURCES:
         h.update((Path(__file__).parent / name).read_bytes())
-    h.update(" ".join(_FLAGS).encode())
+    h.update(" ".join((*_FLAGS, "|", *_LINK_FLAGS)).encode())
     h.update(_cpu_signature().encode())
     h.update(platform.machine().encode())
     return _cache_dir() / f"libths_native-{h.hexdigest()[:16]}.so"
@@ -96,24 +100,23 @@ def _build(target: Path) -> None:
     # process) may build at the same time, and a half-written library must never be loaded.
     fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp.so", dir=target.parent)
     os.close(fd)
+    objects = [f"{tmp}.{i}.o" for i in range(len(sources))]
+    steps = [[cc, *_FLAGS, "-c", src, "-o", obj] for src, obj in zip(sources, objects, strict=True)]
+    steps.append([cc, *_LINK_FLAGS, *objects, "-o", tmp, "-lm"])
     try:
-        proc = subprocess.run(
-            [cc, *_FLAGS, *sources, "-o", tmp, "-lm"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise NativeUnavailable(
-                f"compiling the native kernels with {cc} failed:\n{proc.stderr.strip()[-2000:]}"
-            )
+        for step in steps:
+            proc = subprocess.run(step, capture_output=True, text=True, timeout=120, check=False)
+            if proc.returncode != 0:
+                raise NativeUnavailable(
+                    f"compiling the native kernels with {cc} failed:\n{proc.stderr.strip()[-2000:]}"
+                )
         os.replace(tmp, target)
     except (OSError, subprocess.SubprocessError) as exc:
         raise NativeUnavailable(f"compiling the native kernels with {cc} failed: {exc}") from exc
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for path in (tmp, *objects):
+            if os.path.exists(path):
+                os.unlink(path)
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -141,6 +144,33 @@ def _declare(lib: ctypes.CDLL) -> None:
         ]  # fmt: skip
 
 
+def _load_passive(path: Path) -> ctypes.CDLL:
+    """Loads the library with OpenMP's idle threads sleeping rather than spinning.
+
+    libgomp reads its environment once, when it is first loaded. Unset, an idle OpenMP thread
+    spins (up to 300,000 pause loops) after every parallel region, through the serial depth
+    sort and after each call, on a core the rest of the process needs (the export's encoder and
+    deform threads, a capture thread). Measured on 2 cores at load ~2 (stereo 512 pair, a call
+    then 30 ms idle, separate processes interleaved): 81 -> 67 and 95 -> 81 ms CPU per frame,
+    wall 80 -> 72 and 92 -> 82 ms; the export (``benchmarks.export --frames 96``, load 1-1.6)
+    ~108 -> ~106 ms CPU a frame, its kernel worker 52-57 -> 47-50; back-to-back calls on a
+    quieter machine: the same within noise (mono ~21 ms). So, unless the user set
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT, the library is loaded with OMP_WAIT_POLICY=passive and
+    the variable is then taken back out of the environment (child processes are unaffected).
+    No effect when libgomp is already loaded (torch imported first): it keeps its settings.
+    torch imported afterwards shares this libgomp (same soname) and so its policy: its CPU ops
+    then stop stalling under load too (20 x ([50k, 21] @ [21, 3] + elementwise), load 2.8:
+    470 -> 39 ms; spinning OpenMP threads on an oversubscribed machine wait on descheduled ones).
+    """
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return ctypes.CDLL(str(path))
+    os.environ["OMP_WAIT_POLICY"] = "passive"
+    try:
+        return ctypes.CDLL(str(path))
+    finally:
+        os.environ.pop("OMP_WAIT_POLICY", None)
+
+
 def load_library() -> ctypes.CDLL:
     """The compiled native library (built on first use). Raises NativeUnavailable."""
     global _library, _failure
@@ -155,7 +185,7 @@ def load_library() -> ctypes.CDLL:
             path = library_path()
             if not path.exists():
                 _build(path)
-            lib = ctypes.CDLL(str(path))
+            lib = _load_passive(path)
             _declare(lib)
         except NativeUnavailable as exc:
             _failure = str(exc)

@@ -3,6 +3,7 @@ torch reference, plus its own contracts: uint8 output, plane atlas, bad input, t
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -398,3 +399,40 @@ def test_draw_into_caller_framebuffer_blends_over_existing_content(ctx) -> None:
     assert psnr(raw[:, 32:, :3], ref[..., :3]) >= 35.0
     fb.release()
     renderer.release()
+
+
+def test_library_load_leaves_the_environment_as_it_was(monkeypatch) -> None:
+    """The passive OpenMP wait policy is set only while libgomp loads (children unaffected), and
+    never over the user's own OpenMP wait settings."""
+    from renderers import native
+
+    path = native.library_path()
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    native._load_passive(path)
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    native._load_passive(path)
+    assert os.environ["OMP_WAIT_POLICY"] == "active"
+
+
+def test_loading_the_library_leaves_the_process_floating_point_state_alone() -> None:
+    """A shared library linked with -ffast-math would switch the whole process to
+    flush-to-zero / denormals-are-zero when it loads (gcc's crtfastmath.o): numpy and torch
+    would then drop subnormal numbers. Checked in a fresh process, before and after loading."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "tiny = np.array([5e-324]); tiny32 = np.array([1e-45], np.float32)\n"
+        "assert (tiny * 1.0)[0] != 0 and (tiny32 * np.float32(1))[0] != 0, 'before'\n"
+        "from renderers.native import load_library\n"
+        "load_library()\n"
+        "assert (tiny * 1.0)[0] != 0, 'float64 subnormals flushed after loading'\n"
+        "assert (tiny32 * np.float32(1))[0] != 0, 'float32 subnormals flushed after loading'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
