@@ -139,7 +139,8 @@ class LiveFrame:
 class Recording:
     """Tracked motion recorded in the capture thread: ``times [N]`` seconds from the first
     recorded frame, ``values [N, len(CHANNELS)]``; ``lost`` frames had no face. t_start: the
-    ``perf_counter`` time of the first recorded frame (to align microphone audio)."""
+    ``perf_counter`` time of the first recorded frame (when it was captured; for a paced file,
+    when it was due), to align microphone audio."""
 
     times: list[float] = field(default_factory=list)
     values: list[np.ndarray] = field(default_factory=list)
@@ -496,11 +497,13 @@ class LiveSession(QObject):
             except source_error as exc:
                 return "error", str(exc)
             ts, frame = item
+            t_due: float | None = None  # when a camera would have delivered this frame
             if self._pace and not source.is_live:
                 now = time.perf_counter()
                 if wall0 is None:
                     wall0, ts0 = now, ts
-                delay = wall0 + (ts - ts0) - now
+                t_due = wall0 + (ts - ts0)
+                delay = t_due - now
                 if delay > 0 and self._stop.wait(delay):
                     break
                 # Behind by more than a frame (a busy machine): skip to the newest frame, as
@@ -574,7 +577,10 @@ class LiveSession(QObject):
                 rec = self._recording
                 if rec is not None:
                     if rec.t0_source is None:
-                        rec.t0_source, rec.t_start = ts, t_cap
+                        # The take's clock is the source's: a paced file read late (a busy
+                        # machine catching up) starts when its frame was due, or the
+                        # microphone audio would end before the take does.
+                        rec.t0_source, rec.t_start = ts, t_cap if t_due is None else t_due
                     rec.times.append(ts - rec.t0_source)
                     rec.values.append(res.values)
                     rec.lost += not res.found
