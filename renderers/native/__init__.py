@@ -184,7 +184,15 @@ def load_library() -> ctypes.CDLL:
         try:
             path = library_path()
             if not path.exists():
-                _build(path)
+                try:
+                    _build(path)
+                except OSError:
+                    # The cache directory cannot be made or written (a read-only home, a
+                    # sandbox): build under the temp directory. Compiler failures are
+                    # NativeUnavailable, not OSError, and are not retried.
+                    path = Path(tempfile.gettempdir()) / f"ths-native-{os.getuid()}" / path.name
+                    if not path.exists():
+                        _build(path)
             lib = _load_passive(path)
             _declare(lib)
         except NativeUnavailable as exc:

@@ -436,3 +436,21 @@ def test_loading_the_library_leaves_the_process_floating_point_state_alone() -> 
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_an_unwritable_cache_directory_builds_under_the_temp_directory(
+    monkeypatch, tmp_path
+) -> None:
+    """A cache directory that cannot be created (read-only home, sandbox) does not cost the
+    native path: the library is built in the temp directory instead."""
+    import tempfile
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("THS_NATIVE_CACHE", str(blocker / "native"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(native, "_library", None)
+    monkeypatch.setattr(native, "_failure", None)
+    lib = native.load_library()
+    assert str(tmp_path / "tmp") in lib._name and lib.ths_tile_size() > 0
