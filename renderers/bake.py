@@ -41,6 +41,7 @@ and the rigged MPI heads take without conversion); ``dtype="float32"`` converts.
 
 from __future__ import annotations
 
+import abc
 import math
 import threading
 from typing import TYPE_CHECKING
@@ -232,7 +233,41 @@ def _as_mpi(planes: np.ndarray, depths: np.ndarray, camera: Camera, dtype: str) 
 _NEAR_Z = 0.01  # Gaussians nearer than this (metres) are dropped, as in plane_pieces
 
 
-class CPUMPIBaker:
+class _Baker(abc.ABC):
+    """What every baker shares: ``bake`` on top of the baker's own ``bake_uint8``."""
+
+    timings: dict[str, float]
+
+    @abc.abstractmethod
+    def bake_uint8(
+        self, cloud: GaussianCloud, camera: Camera, depths: np.ndarray, softness: float
+    ) -> np.ndarray:
+        """Straight-colour planes [D, H, W, 4] uint8 of ``cloud`` seen by ``camera``."""
+
+    def bake(
+        self,
+        cloud: GaussianCloud,
+        camera: Camera,
+        depths: np.ndarray | None = None,
+        *,
+        distance: float | None = None,
+        num_planes: int = DEFAULT_NUM_PLANES,
+        softness: float = 1.0,
+        dtype: str = "uint8",
+    ) -> MPI:
+        """:func:`bake_mpi` with this baker (same arguments, same result)."""
+        import time
+
+        _check_dtype(dtype)
+        depths = _check_inputs(cloud, camera, depths, distance, num_planes, softness)
+        planes = self.bake_uint8(cloud, camera, depths, softness)
+        t0 = time.perf_counter()
+        mpi = _as_mpi(planes, depths, camera, dtype)
+        self.timings["convert"] = time.perf_counter() - t0
+        return mpi
+
+
+class CPUMPIBaker(_Baker):
     """Bakes clouds into MPIs on the CPU with the native splat rasteriser
     (``renderers.cpu_splats.CPUSplatRenderer.render_planes_rgba8``; module docstring,
     "Rendering").
@@ -330,28 +365,6 @@ class CPUMPIBaker:
         self.timings = {"split": t1 - t0, "draw": t2 - t1, "read": 0.0}
         return out
 
-    def bake(
-        self,
-        cloud: GaussianCloud,
-        camera: Camera,
-        depths: np.ndarray | None = None,
-        *,
-        distance: float | None = None,
-        num_planes: int = DEFAULT_NUM_PLANES,
-        softness: float = 1.0,
-        dtype: str = "uint8",
-    ) -> MPI:
-        """:func:`bake_mpi` with this baker (same arguments, same result)."""
-        import time
-
-        _check_dtype(dtype)
-        depths = _check_inputs(cloud, camera, depths, distance, num_planes, softness)
-        planes = self.bake_uint8(cloud, camera, depths, softness)
-        t0 = time.perf_counter()
-        mpi = _as_mpi(planes, depths, camera, dtype)
-        self.timings["convert"] = time.perf_counter() - t0
-        return mpi
-
     def release(self) -> None:
         """Drop the uploaded pieces (nothing else is held)."""
         empty = GaussianCloud(np.zeros((0, 3)), np.zeros((0, 4)), np.zeros((0, 3)), np.zeros(0),
@@ -362,7 +375,7 @@ class CPUMPIBaker:
 
 
 # ---------------------------------------------------------------------------------- GL baker
-class MPIBaker:
+class MPIBaker(_Baker):
     """Bakes clouds into MPIs for one OpenGL context: ``ctx`` (e.g. the viewport's), or None
     for the headless EGL context that ``renderers.render`` uses (created if needed: one context
     per process, since moderngl does not switch between standalone contexts). Keep one baker per
@@ -506,28 +519,6 @@ class MPIBaker:
             t1 = t3
         self.timings = {"split": t1 - t0 - t_draw - t_read, "draw": t_draw, "read": t_read}
         return out
-
-    def bake(
-        self,
-        cloud: GaussianCloud,
-        camera: Camera,
-        depths: np.ndarray | None = None,
-        *,
-        distance: float | None = None,
-        num_planes: int = DEFAULT_NUM_PLANES,
-        softness: float = 1.0,
-        dtype: str = "uint8",
-    ) -> MPI:
-        """:func:`bake_mpi` on this baker's context (same arguments, same result)."""
-        import time
-
-        _check_dtype(dtype)
-        depths = _check_inputs(cloud, camera, depths, distance, num_planes, softness)
-        planes = self.bake_uint8(cloud, camera, depths, softness)
-        t0 = time.perf_counter()
-        mpi = _as_mpi(planes, depths, camera, dtype)
-        self.timings["convert"] = time.perf_counter() - t0
-        return mpi
 
     def release(self) -> None:
         """Free the GPU objects (the context belongs to the caller or to renderers.render)."""

@@ -36,7 +36,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from renderers.gaussians import BACKFACE_COS, GaussianCloud, sh_degree_for_coeffs
-from renderers.gl_context import begin_viewport, camera_list, load_shader
+from renderers.gl_context import (
+    begin_viewport,
+    camera_list,
+    load_shader,
+    use_premultiplied_blending,
+)
 from renderers.gl_splats import NEAR_PLANE, _checked
 from renderers.native import NativeUnavailable, load_library
 
@@ -448,10 +453,7 @@ class CPUSplatRenderer:
         framebuffer.use()
         ctx.viewport = vp
         ctx.scissor = vp
-        ctx.disable(mgl.DEPTH_TEST | mgl.CULL_FACE)
-        ctx.enable(mgl.BLEND)
-        ctx.blend_func = (mgl.ONE, mgl.ONE_MINUS_SRC_ALPHA)
-        ctx.blend_equation = mgl.FUNC_ADD
+        use_premultiplied_blending(ctx)
         self._texture.use(0)
         self._blit_prog["u_image"].value = 0
         self._blit_prog["u_viewport"].value = (vp[0], vp[1], w, h)
