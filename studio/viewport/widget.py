@@ -1122,6 +1122,10 @@ class ViewportWidget(QWidget):
         job.log.append((round(job.total_ms, 1), job.splats))
         job.total_ms += ms
         self._refine = None
+        self._refine_finished(gl, job)
+
+    def _refine_finished(self, gl: _GLView, job: _RefineJob) -> None:
+        """The full-quality frame of ``job`` is in place: record it and present it."""
         gl.scene_dirty = False
         self._full_ms = job.total_ms
         self._full_synced = True
@@ -1253,16 +1257,7 @@ class ViewportWidget(QWidget):
         if not gl.compositor.swap_back():
             self._settle.start(SETTLE_MS)
             return
-        gl.scene_dirty = False
-        self._full_ms = job.total_ms
-        self._full_synced = True
-        self._render_times.append(time.perf_counter())
-        self.stats.update(
-            render_ms=job.total_ms, splats=job.splats, lod=False, scale=1.0, degraded=False,
-            renders=self.stats["renders"] + 1, refine_steps=job.steps,
-            refine_max_ms=job.max_ms, refine_log=job.log, refines=self.stats.get("refines", 0) + 1,
-        )  # fmt: skip
-        gl.paint_now()  # composition only: the scene is cached
+        self._refine_finished(gl, job)
 
     def _fps(self) -> float | None:
         now = time.perf_counter()
