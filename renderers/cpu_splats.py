@@ -270,21 +270,6 @@ class CPUSplatRenderer:
             self.stage_timings[name] += seconds
         self.last_entries = int(entries)
 
-    def _run(
-        self,
-        camera: Camera,
-        out_f32: np.ndarray | None,
-        out_u8: np.ndarray | None,
-        background: tuple[float, float, float] | None,
-        plane: np.ndarray | None = None,
-        planes: int = 1,
-    ) -> None:
-        # The first version's internal entry point (renderers/bake.py falls back to it):
-        # C-contiguous [planes, H, W, 4] images.
-        out = out_f32 if out_f32 is not None else out_u8
-        hw4 = camera.height * camera.width * 4
-        self._kernel([camera], out, 4, (0, hw4, camera.width * 4), background, plane, planes)
-
     def render(
         self,
         cameras: Camera | Sequence[Camera],
