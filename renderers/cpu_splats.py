@@ -42,7 +42,7 @@ from renderers.gl_context import (
     load_shader,
     use_premultiplied_blending,
 )
-from renderers.gl_splats import NEAR_PLANE, _checked
+from renderers.gl_splats import NEAR_PLANE, checked_attributes
 from renderers.native import NativeUnavailable, load_library
 
 if TYPE_CHECKING:
@@ -148,29 +148,11 @@ class CPUSplatRenderer:
         of ``GaussianSplatRenderer.update`` (shapes, quats with scales or covariances [N, 6],
         facing [N] in {-1, 0, 1}; ValueError otherwise, and then nothing changes). One-sided
         Gaussians take their normals from the last quats given."""
-        n = self._n
-        if (quats is None) != (scales is None):
-            raise ValueError("update(): quats and scales must be given together")
-        if covariances is not None and quats is not None:
-            raise ValueError("update(): give covariances or quats+scales, not both")
-        # Check everything before changing anything.
-        new: dict[str, np.ndarray] = {}
-        if means is not None:
-            new["means"] = _checked(means, (n, 3), "means")
-        if opacities is not None:
-            new["opacities"] = _checked(opacities, (n,), "opacities")
-        if facing is not None:
-            facing = np.asarray(facing)
-            if facing.shape != (n,):
-                raise ValueError(f"update(): facing must have shape {(n,)}, got {facing.shape}")
-            new["facing"] = np.ascontiguousarray(facing, dtype=np.int8)
-        if quats is not None:
-            new["quats"] = _checked(quats, (n, 4), "quats")
-            new["scales"] = _checked(scales, (n, 3), "scales")
-        if covariances is not None:
-            new["cov"] = _checked(covariances, (n, 6), "covariances")
-        if sh is not None:
-            new["sh"] = _checked(sh, (n, self._k, 3), "sh")
+        new = checked_attributes(
+            self._n, self._k, means, quats, scales, opacities, sh, covariances, facing
+        )
+        if "covariances" in new:
+            new["cov"] = new.pop("covariances")
         for name, value in new.items():
             setattr(self, "_" + name, value)
         if quats is not None:

@@ -77,7 +77,7 @@ if TYPE_CHECKING:
 
     from renderers.camera import Camera
 
-__all__ = ["NEAR_PLANE", "GaussianSplatRenderer", "packed_covariances"]
+__all__ = ["NEAR_PLANE", "GaussianSplatRenderer", "checked_attributes", "packed_covariances"]
 
 NEAR_PLANE = 0.01  # metres; the reference culls Gaussians closer than this
 _TF_STRIDE = 20  # bytes per captured corner: vec4 (ndc xy, r, opacity) + packed RGBA8
@@ -209,29 +209,24 @@ class GaussianSplatRenderer:
         covariances together with quats/scales.
         """
         n = self._n
+        new = checked_attributes(
+            n, self._k, means, quats, scales, opacities, sh, covariances, facing
+        )
         self._prepared = None
-        if (quats is None) != (scales is None):
-            raise ValueError("update(): quats and scales must be given together")
-        if covariances is not None and quats is not None:
-            raise ValueError("update(): give covariances or quats+scales, not both")
+        means, quats, scales = new.get("means"), new.get("quats"), new.get("scales")
+        opacities, sh, covariances = new.get("opacities"), new.get("sh"), new.get("covariances")
         if means is not None:
-            means = _checked(means, (n, 3), "means")
             self._buffers["mean"].write(means)
             self._means = means
             self._version += 1
         if opacities is not None:
-            self._buffers["opacity"].write(_checked(opacities, (n,), "opacities"))
+            self._buffers["opacity"].write(opacities)
         normals_stale = False
-        if facing is not None:
-            facing = np.asarray(facing)
-            if facing.shape != (n,):
-                raise ValueError(f"update(): facing must have shape {(n,)}, got {facing.shape}")
-            self._facing = np.ascontiguousarray(facing, dtype=np.int8)
+        if "facing" in new:
+            self._facing = new["facing"]
             was_one_sided, self._one_sided = self._one_sided, bool(self._facing.any())
             normals_stale = self._one_sided or was_one_sided
         if quats is not None:
-            quats = _checked(quats, (n, 4), "quats")
-            scales = _checked(scales, (n, 3), "scales")
             self._buffers["cov"].write(packed_covariances(quats, scales))
             self._quats = quats
             normals_stale = normals_stale or self._one_sided
@@ -243,9 +238,8 @@ class GaussianSplatRenderer:
             if _gpu_backface(self._k):
                 self._buffers["normal"].write(self._normals)
         if covariances is not None:
-            self._buffers["cov"].write(_checked(covariances, (n, 6), "covariances"))
+            self._buffers["cov"].write(covariances)
         if sh is not None:
-            sh = _checked(sh, (n, self._k, 3), "sh")
             if self._k == 1:
                 col = np.clip(0.5 + SH_C0 * sh[:, 0, :], 0.0, 1.0).astype(np.float32)
                 self._buffers["color"].write(col)
@@ -474,6 +468,42 @@ class GaussianSplatRenderer:
 def _gpu_backface(k: int) -> bool:
     """Whether the projection shader culls back faces itself (not for 16 SH coefficients)."""
     return k < 16
+
+
+def checked_attributes(
+    n: int,
+    k: int,
+    means: np.ndarray | None = None,
+    quats: np.ndarray | None = None,
+    scales: np.ndarray | None = None,
+    opacities: np.ndarray | None = None,
+    sh: np.ndarray | None = None,
+    covariances: np.ndarray | None = None,
+    facing: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The arguments of a splat renderer's ``update`` for a cloud of ``n`` Gaussians with
+    ``k`` SH coefficients, checked all at once (so a bad one changes nothing): the given ones
+    as contiguous float32 (facing int8), keyed by argument name. Raises ValueError for wrong
+    shapes, quats without scales (and vice versa), or covariances together with quats."""
+    if (quats is None) != (scales is None):
+        raise ValueError("update(): quats and scales must be given together")
+    if covariances is not None and quats is not None:
+        raise ValueError("update(): give covariances or quats+scales, not both")
+    shapes = {
+        "means": (means, (n, 3)),
+        "quats": (quats, (n, 4)),
+        "scales": (scales, (n, 3)),
+        "opacities": (opacities, (n,)),
+        "sh": (sh, (n, k, 3)),
+        "covariances": (covariances, (n, 6)),
+    }
+    new = {name: _checked(a, shape, name) for name, (a, shape) in shapes.items() if a is not None}
+    if facing is not None:
+        facing = np.asarray(facing)
+        if facing.shape != (n,):
+            raise ValueError(f"update(): facing must have shape {(n,)}, got {facing.shape}")
+        new["facing"] = np.ascontiguousarray(facing, dtype=np.int8)
+    return new
 
 
 def _checked(a: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
