@@ -12,7 +12,12 @@ import pytest
 from renderers.camera import Camera, StereoRig
 from renderers.gaussians import GaussianCloud
 from renderers.reference import render_gaussians_reference
-from tests.renderers.test_gl_splats import psnr, random_cloud
+from tests.renderers.test_gl_splats import (
+    assert_draws_over_existing_content,
+    assert_lands_on_the_pinhole_pixel,
+    psnr,
+    random_cloud,
+)
 from tests.renderers.test_splat_facing import disc, shell_cloud
 
 native = pytest.importorskip("renderers.native")
@@ -118,20 +123,7 @@ def test_one_sided_gaussians_culled_like_the_reference(renderer, k: int) -> None
 
 
 def test_single_gaussian_lands_where_the_pinhole_predicts(renderer) -> None:
-    point = np.array([[0.031, -0.017, 0.02]])
-    cloud = GaussianCloud.from_colors(
-        point, [[1.0, 0.0, 0.0, 0.0]], [[0.004, 0.004, 0.004]], [0.9], [[1.0, 1.0, 1.0]]
-    )
-    cam = Camera.orbit(distance=0.5, yaw_deg=10.0, pitch_deg=5.0, width=96, height=80)
-    cam = cam.with_principal_point(50.3, 37.1)
-    renderer.upload(cloud)
-    alpha = renderer.render([cam])[0, ..., 3].astype(np.float64)
-    u, v = cam.project(point)[0][0]
-    jj, ii = np.meshgrid(np.arange(96) + 0.5, np.arange(80) + 0.5)
-    total = alpha.sum()
-    assert total > 1.0
-    centroid = ((alpha * jj).sum() / total, (alpha * ii).sum() / total)
-    assert abs(centroid[0] - u) < 0.05 and abs(centroid[1] - v) < 0.05
+    assert_lands_on_the_pinhole_pixel(renderer, 0.05)
 
 
 def test_huge_splat_covering_the_whole_image(renderer) -> None:
@@ -386,18 +378,7 @@ def test_one_and_two_threads_give_identical_images() -> None:
 @pytest.mark.gl
 def test_draw_into_caller_framebuffer_blends_over_existing_content(ctx) -> None:
     renderer = CPUSplatRenderer(ctx, threads=2)
-    fb = ctx.framebuffer(color_attachments=[ctx.renderbuffer((64, 48), 4)])
-    fb.use()
-    ctx.clear(0.0, 0.0, 1.0, 1.0)
-    cloud = random_cloud(5, n=60)
-    cam = Camera.orbit(distance=0.6, width=32, height=48)
-    renderer.upload(cloud)
-    renderer.draw(cam, fb, viewport=(32, 0, 32, 48), background=None)
-    raw = np.frombuffer(fb.read(components=4), np.uint8).reshape(48, 64, 4)[::-1] / 255.0
-    assert np.all(raw[:, :32] == [0.0, 0.0, 1.0, 1.0])  # left half untouched
-    ref = render_gaussians_reference(cloud, cam, background=(0.0, 0.0, 1.0))
-    assert psnr(raw[:, 32:, :3], ref[..., :3]) >= 35.0
-    fb.release()
+    assert_draws_over_existing_content(ctx, renderer)
     renderer.release()
 
 

@@ -9,7 +9,7 @@ import pytest
 from renderers.camera import Camera, StereoRig
 from renderers.gaussians import GaussianCloud
 from renderers.reference import render_gaussians_reference
-from tests.renderers.test_gl_splats import psnr, random_cloud
+from tests.renderers.test_gl_splats import assert_lands_on_the_pinhole_pixel, psnr, random_cloud
 from tests.renderers.test_splat_facing import disc, shell_cloud
 
 pytestmark = pytest.mark.gl
@@ -101,20 +101,7 @@ def test_gaussians_across_tile_borders_and_image_edges(renderer) -> None:
 
 
 def test_single_gaussian_lands_where_the_pinhole_predicts(renderer) -> None:
-    point = np.array([[0.031, -0.017, 0.02]])
-    cloud = GaussianCloud.from_colors(
-        point, [[1.0, 0.0, 0.0, 0.0]], [[0.004, 0.004, 0.004]], [0.9], [[1.0, 1.0, 1.0]]
-    )
-    cam = Camera.orbit(distance=0.5, yaw_deg=10.0, pitch_deg=5.0, width=96, height=80)
-    cam = cam.with_principal_point(50.3, 37.1)
-    renderer.upload(cloud)
-    alpha = renderer.render([cam])[0, ..., 3].astype(np.float64)
-    u, v = cam.project(point)[0][0]
-    jj, ii = np.meshgrid(np.arange(96) + 0.5, np.arange(80) + 0.5)
-    total = alpha.sum()
-    assert total > 1.0
-    centroid = ((alpha * jj).sum() / total, (alpha * ii).sum() / total)
-    assert abs(centroid[0] - u) < 0.1 and abs(centroid[1] - v) < 0.1
+    assert_lands_on_the_pinhole_pixel(renderer, 0.1)
 
 
 @pytest.mark.parametrize("k", [1, 16])  # 16: the normals stay on the CPU (binning culls)
