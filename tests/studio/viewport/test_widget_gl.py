@@ -553,24 +553,30 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
+def _refined_frame(qtbot, vp, mode: str, frame: int) -> dict:
+    """Show ``frame`` in view ``mode``, wait for its full-quality refinement and check it is a
+    settled full frame of the whole head; returns the viewport's stats."""
+    vp.set_view_mode(mode)
+    refines = vp.stats.get("refines", 0)
+    vp.controller.set_frame(frame)
+    qtbot.waitUntil(lambda r=refines: vp.stats.get("refines", 0) > r, timeout=30_000)
+    assert vp._refine is None and not vp._gl.scene_dirty
+    s = vp.stats
+    assert not s["degraded"] and s["scale"] == 1.0 and s["splats"] == len(vp.head)
+    return s
+
+
 def test_full_quality_frames_are_refined_progressively(request, child_outcomes, qtbot, viewport):
     if not _in_child(request, child_outcomes):
         return
     vp = viewport
     vp.set_splat_backend("gl")  # the GL path's progressive refinement
-    ctrl = vp.controller
     vp.resize(320, 240)
     vp.refine_min_ms = 0.0  # refine every full-quality frame (this small one is fast anyway)
     vp.refine_step_ms = 2.0  # in many small steps
     _settled(qtbot, vp)
     for mode, layers, frame in (("mono", 1, 30), ("sbs", 1, 31), ("anaglyph", 2, 32)):
-        vp.set_view_mode(mode)
-        refines = vp.stats.get("refines", 0)
-        ctrl.set_frame(frame)
-        qtbot.waitUntil(lambda r=refines: vp.stats.get("refines", 0) > r, timeout=30_000)
-        assert vp._refine is None and not vp._gl.scene_dirty
-        s = vp.stats
-        assert not s["degraded"] and s["scale"] == 1.0 and s["splats"] == len(vp.head)
+        s = _refined_frame(qtbot, vp, mode, frame)
         assert s["refine_steps"] >= 6  # deform, upload, one projection per view, batches
         assert sum(n for _ms, n in s["refine_log"]) >= len(vp.head) // 4  # culled ones drawn
         refined = _scene_layers(vp, layers)
@@ -681,17 +687,10 @@ def test_cpu_full_frames_are_rendered_on_a_worker(request, child_outcomes, qtbot
     if not _in_child(request, child_outcomes):
         return
     vp = _cpu_viewport(viewport)
-    ctrl = vp.controller
     vp.refine_min_ms = 0.0  # refine every full-quality frame
     _settled(qtbot, vp)
     for mode, frame in (("mono", 30), ("sbs", 31), ("anaglyph", 32)):
-        vp.set_view_mode(mode)
-        refines = vp.stats.get("refines", 0)
-        ctrl.set_frame(frame)
-        qtbot.waitUntil(lambda r=refines: vp.stats.get("refines", 0) > r, timeout=30_000)
-        assert vp._refine is None and not vp._gl.scene_dirty
-        s = vp.stats
-        assert not s["degraded"] and s["scale"] == 1.0 and s["splats"] == len(vp.head)
+        s = _refined_frame(qtbot, vp, mode, frame)
         assert s["refine_steps"] == 1
         refined = _scene_layers(vp, 1)[0]
         vp.refine_min_ms = None
