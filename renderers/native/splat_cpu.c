@@ -42,6 +42,7 @@
 #define PREFETCH 8       // list entries the raster prefetches ahead
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -616,49 +617,120 @@ static double now(void) {
 }
 
 #if USE_AVX512
-// Composites one splat into pixel row y of a tile (T, cr, cg, cbl: [TILE * TILE]); dy: the row
-// centre minus the splat's mean; dx: the row's pixel centres minus it. Returns the number of
-// pixels that ended (T below 1e-4).
-static inline int row16(float* T, float* cr, float* cg, float* cbl, int y, float dy, __m512 dx,
-                        __m512 v_qadx, float qb, float qc, float lop, __m512 v_r, __m512 v_g,
-                        __m512 v_b) {
+// Composites one splat into pixel rows [ya, yb] of a tile (T, cr, cg, cbl: [TILE * TILE]).
+// dy0: row ya's centre minus the splat's mean; dx: the pixel columns' centres minus it.
+// Returns the pixels that ended (T below 1e-4), as a mask per row OR-ed (any lane of any row).
+static inline __attribute__((always_inline)) __mmask16 rows16(
+    float* T, float* cr, float* cg, float* cbl, int ya, int yb, float dy0, __m512 dx,
+    const Splat* s) {
     const __m512 v_min_alpha = _mm512_set1_ps(MIN_ALPHA), v_max_alpha = _mm512_set1_ps(MAX_ALPHA);
     const __m512 v_min_t = _mm512_set1_ps(MIN_T), v_zero = _mm512_setzero_ps();
     const __m512 v_one = _mm512_set1_ps(1.0f), v_exp_min = _mm512_set1_ps(-60.0f);
-    // log2(alpha) before the 0.99 clamp: the conic's power plus log2(opacity).
-    __m512 power = _mm512_fmadd_ps(_mm512_add_ps(v_qadx, _mm512_set1_ps(qb * dy)), dx,
-                                   _mm512_set1_ps(qc * dy * dy + lop));
-    // Clamped at 2^-60: alpha far below 1/255 either way, and every product below stays a
-    // normal float (a denormal costs a ~150-cycle microcode assist: the library runs inside
-    // Python, without -ffast-math's flush-to-zero start-up code). 2^t = polynomial * scalef.
-    __m512 t = _mm512_max_ps(power, v_exp_min);
-    __m512 fi = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    __m512 f = _mm512_sub_ps(t, fi);
-    __m512 p = _mm512_set1_ps(1.8775767e-3f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.9893397e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5826318e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4015361e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9315308e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.9999994e-1f));
-    __m512 a = _mm512_min_ps(v_max_alpha, _mm512_scalef_ps(p, fi));
-    float* Tr = T + y * TILE;
-    __m512 tc = _mm512_load_ps(Tr);  // < 0: the pixel has ended (stored as -T)
-    __mmask16 take = _mm512_cmp_ps_mask(a, v_min_alpha, _CMP_GE_OQ) &
-                     _mm512_cmp_ps_mask(tc, v_zero, _CMP_GT_OQ);
-    __m512 tn = _mm512_mul_ps(tc, _mm512_sub_ps(v_one, a));
-    __mmask16 stop = _mm512_mask_cmp_ps_mask(take, tn, v_min_t, _CMP_LT_OQ);
-    __mmask16 add = take & (__mmask16)~stop;
-    __m512 wgt = _mm512_mul_ps(a, tc);
-    float* rr = cr + y * TILE;
-    float* gg = cg + y * TILE;
-    float* bb = cbl + y * TILE;
-    _mm512_store_ps(rr, _mm512_mask3_fmadd_ps(wgt, v_r, _mm512_load_ps(rr), add));
-    _mm512_store_ps(gg, _mm512_mask3_fmadd_ps(wgt, v_g, _mm512_load_ps(gg), add));
-    _mm512_store_ps(bb, _mm512_mask3_fmadd_ps(wgt, v_b, _mm512_load_ps(bb), add));
-    tc = _mm512_mask_mov_ps(tc, add, tn);
-    tc = _mm512_mask_sub_ps(tc, stop, v_zero, tc);
-    _mm512_store_ps(Tr, tc);
-    return __builtin_popcount((unsigned)stop);
+    const __m512 v_r = _mm512_set1_ps(s->r), v_g = _mm512_set1_ps(s->g), v_b = _mm512_set1_ps(s->b);
+    const float qa = s->qa, qb = s->qb, qc = s->qc;
+    // log2(alpha) before the 0.99 clamp, row by row as a second-order recurrence (two adds a
+    // row instead of a broadcast polynomial): power(dy + 1) = power(dy) + step, where
+    // step = qb dx + qc (2 dy + 1) grows by 2 qc a row.
+    const __m512 v_qadx = _mm512_mul_ps(_mm512_set1_ps(qa), dx);
+    __m512 power = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(qb), _mm512_set1_ps(dy0), v_qadx),
+                                   dx, _mm512_set1_ps(qc * dy0 * dy0 + s->log2_opacity));
+    __m512 step = _mm512_fmadd_ps(_mm512_set1_ps(qb), dx, _mm512_set1_ps(qc * (2.0f * dy0 + 1.0f)));
+    const __m512 v_step2 = _mm512_set1_ps(2.0f * qc);
+    __mmask16 ended = 0;
+    for (int y = ya; y <= yb; y++) {
+        // Clamped at 2^-60: alpha far below 1/255 either way, and every product below stays a
+        // normal float (a denormal costs a ~150-cycle microcode assist: the library runs inside
+        // Python, without -ffast-math's flush-to-zero start-up code). 2^t = 2^frac(t) (a
+        // polynomial of vreduceps' fraction) scaled by 2^floor(t) (vscalefps floors t itself).
+        __m512 t = _mm512_max_ps(power, v_exp_min);
+        __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        __m512 p = _mm512_set1_ps(7.8024192e-2f);
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.2606721e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9583374e-1f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.9992517e-1f));
+        __m512 a = _mm512_min_ps(v_max_alpha, _mm512_scalef_ps(p, t));
+        power = _mm512_add_ps(power, step);
+        step = _mm512_add_ps(step, v_step2);
+        float* Tr = T + y * TILE;
+        __m512 tc = _mm512_load_ps(Tr);  // < 0: the pixel has ended (stored as -T)
+        __mmask16 take = _mm512_cmp_ps_mask(a, v_min_alpha, _CMP_GE_OQ) &
+                         _mm512_cmp_ps_mask(tc, v_zero, _CMP_GT_OQ);
+        __m512 tn = _mm512_mul_ps(tc, _mm512_sub_ps(v_one, a));
+        __mmask16 stop = _mm512_mask_cmp_ps_mask(take, tn, v_min_t, _CMP_LT_OQ);
+        __mmask16 add = take & (__mmask16)~stop;
+        __m512 wgt = _mm512_mul_ps(a, tc);
+        float* rr = cr + y * TILE;
+        float* gg = cg + y * TILE;
+        float* bb = cbl + y * TILE;
+        _mm512_mask_store_ps(rr, add, _mm512_fmadd_ps(wgt, v_r, _mm512_load_ps(rr)));
+        _mm512_mask_store_ps(gg, add, _mm512_fmadd_ps(wgt, v_g, _mm512_load_ps(gg)));
+        _mm512_mask_store_ps(bb, add, _mm512_fmadd_ps(wgt, v_b, _mm512_load_ps(bb)));
+        tc = _mm512_mask_mov_ps(tc, add, tn);
+        tc = _mm512_mask_sub_ps(tc, stop, v_zero, tc);
+        _mm512_store_ps(Tr, tc);
+        ended |= stop;
+    }
+    return ended;
+}
+
+// Whether every pixel of the tile has ended (all T stored negative).
+static inline int tile_ended(const float* T) {
+    __m512 m = _mm512_load_ps(T);
+    for (int y = 1; y < TILE; y++) m = _mm512_max_ps(m, _mm512_load_ps(T + y * TILE));
+    return _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_LT_OQ) == 0xFFFF;
+}
+#endif
+
+// The pixel rows [*ya, *yb] of the tile at (ox, oy) that the ellipse of s reaches within the
+// tile's pixel columns (its y-span there; *ya > *yb: none).
+static inline void tile_rows(const Splat* s, int ox, int oy, int* ya, int* yb) {
+    const float px0 = (float)ox + 0.5f, pxl = (float)ox + (float)TILE - 0.5f;
+    float dlo = fmaxf(px0 - s->mx, -s->hx), dhi = fminf(pxl - s->mx, s->hx);
+    if (dlo > dhi) dlo = dhi;  // the binning found it within SPAN_EPS
+    float ylo, yhi;
+    span_over(s->my, s->k2, s->w2, s->hx, s->dxs, dlo, dhi, &ylo, &yhi);
+    // Clamped before rounding: a far-off mean must not overflow the int conversion.
+    *ya = (int)ceilf(fminf(fmaxf(ylo - (float)oy - 0.5f - SPAN_EPS, 0.0f), (float)TILE));
+    *yb = (int)floorf(fminf(fmaxf(yhi - (float)oy - 0.5f + SPAN_EPS, -1.0f), (float)(TILE - 1)));
+}
+
+#if USE_AVX512
+// tile_rows of the splats of ids[0..cnt) (cnt <= 16), in one vector pass, into ya[], yb[].
+// Done per batch in the raster rather than per Gaussian: there the scalar chain (two square
+// roots, rounding) feeding the row loop's bounds stalled every (Gaussian, tile) pair for ~100
+// cycles; as a vector it costs a few cycles a pair. Splat field k sits at float 16 entry + k
+// (gathered with scale 8 from index 8 entry: entries < 2^28, see ths_splat_render_ex).
+static inline void tile_rows16(const Splat* splats, const uint32_t* ids, int cnt, int ox, int oy,
+                               int32_t* ya, int32_t* yb) {
+    const __mmask16 m = (__mmask16)((1u << cnt) - 1u);
+    const __m512i at = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, ids), 3);
+    const float* f = (const float*)splats;
+    const __m512 z = _mm512_setzero_ps();
+    const __m512 mx = _mm512_mask_i32gather_ps(z, m, at, f + offsetof(Splat, mx) / 4, 8);
+    const __m512 my = _mm512_mask_i32gather_ps(z, m, at, f + offsetof(Splat, my) / 4, 8);
+    const __m512 hx = _mm512_mask_i32gather_ps(z, m, at, f + offsetof(Splat, hx) / 4, 8);
+    const __m512 k2 = _mm512_mask_i32gather_ps(z, m, at, f + offsetof(Splat, k2) / 4, 8);
+    const __m512 w2 = _mm512_mask_i32gather_ps(z, m, at, f + offsetof(Splat, w2) / 4, 8);
+    const __m512 ds = _mm512_mask_i32gather_ps(z, m, at, f + offsetof(Splat, dxs) / 4, 8);
+    const __m512 px0 = _mm512_set1_ps((float)ox + 0.5f);
+    const __m512 pxl = _mm512_set1_ps((float)ox + (float)TILE - 0.5f);
+    __m512 dhi = _mm512_min_ps(_mm512_sub_ps(pxl, mx), hx);
+    __m512 dlo = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(px0, mx), _mm512_sub_ps(z, hx)), dhi);
+    // span_over, both edges
+    __m512 dr = _mm512_min_ps(_mm512_max_ps(ds, dlo), dhi);
+    __m512 dl = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(z, ds), dlo), dhi);
+    __m512 hh = _mm512_mul_ps(hx, hx);
+    __m512 sr = _mm512_sqrt_ps(_mm512_max_ps(_mm512_fnmadd_ps(dr, dr, hh), z));
+    __m512 sl = _mm512_sqrt_ps(_mm512_max_ps(_mm512_fnmadd_ps(dl, dl, hh), z));
+    __m512 hi = _mm512_fmadd_ps(w2, sr, _mm512_fmadd_ps(k2, dr, my));
+    __m512 lo = _mm512_fnmadd_ps(w2, sl, _mm512_fmadd_ps(k2, dl, my));
+    const __m512 row0 = _mm512_set1_ps((float)oy + 0.5f);
+    __m512 ra = _mm512_sub_ps(_mm512_sub_ps(lo, row0), _mm512_set1_ps(SPAN_EPS));
+    __m512 rb = _mm512_add_ps(_mm512_sub_ps(hi, row0), _mm512_set1_ps(SPAN_EPS));
+    ra = _mm512_min_ps(_mm512_max_ps(ra, z), _mm512_set1_ps((float)TILE));
+    rb = _mm512_min_ps(_mm512_max_ps(rb, _mm512_set1_ps(-1.0f)), _mm512_set1_ps((float)(TILE - 1)));
+    _mm512_store_si512(ya, _mm512_cvt_roundps_epi32(ra, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC));
+    _mm512_store_si512(yb, _mm512_cvt_roundps_epi32(rb, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
 }
 #endif
 
@@ -672,44 +744,46 @@ static double raster_tile(const Splat* splats, const uint32_t* list, int64_t beg
     float cg[TILE * TILE] __attribute__((aligned(64)));
     float cbl[TILE * TILE] __attribute__((aligned(64)));
     if (o->skip_empty && begin == end) return 0.0;  // zeros already there
-    int alive = TILE * TILE;
     for (int j = 0; j < TILE * TILE; j++) {
         T[j] = 1.0f;
         cr[j] = cg[j] = cbl[j] = 0.0f;
     }
-    const float px0 = (float)ox + 0.5f, pxl = (float)ox + (float)TILE - 0.5f;
+    const float px0 = (float)ox + 0.5f;
 #if USE_AVX512
     const __m512 iota = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-#endif
+    int32_t rows_a[16] __attribute__((aligned(64))), rows_b[16] __attribute__((aligned(64)));
+    for (int64_t e0 = begin; e0 < end; e0 += 16) {
+        const int cnt = end - e0 < 16 ? (int)(end - e0) : 16;
+        // The rows of this tile the next 16 ellipses reach, in one vector pass (its gathers
+        // also fetch their splats' cache lines).
+        tile_rows16(splats, list + e0, cnt, ox, oy, rows_a, rows_b);
+        for (int i = 0; i < cnt; i++) {
+            const Splat* s = splats + list[e0 + i];
+            // The splats of a tile are scattered over a few MB (L2 misses): fetch the next
+            // batch's ahead.
+            if (e0 + i + 16 < end) __builtin_prefetch(splats + list[e0 + i + 16]);
+            // One AVX-512 vector per pixel row; masks instead of branches. Every row in the
+            // span, also rows whose pixels have all ended (their masks are empty): a branch on
+            // a per-row count mispredicts more than the row costs. Whether the whole tile has
+            // ended is checked only after a Gaussian that ended some pixel.
+            const __m512 dx = _mm512_add_ps(_mm512_set1_ps(px0 - s->mx), iota);
+            const int ya = rows_a[i];
+            if (rows16(T, cr, cg, cbl, ya, rows_b[i], (float)(oy + ya) + 0.5f - s->my, dx, s) &&
+                tile_ended(T))
+                goto composited;
+        }
+    }
+composited:;
+#else
+    int alive = TILE * TILE;
     for (int64_t e = begin; e < end && alive > 0; e++) {
         const Splat* s = splats + list[e];
         // The splats of a tile are scattered over a few MB (L2 misses): fetch ahead.
         if (e + PREFETCH < end) __builtin_prefetch(splats + list[e + PREFETCH]);
-        // The rows of this tile the ellipse reaches: its y-span over the tile's pixel columns.
-        float dlo = fmaxf(px0 - s->mx, -s->hx), dhi = fminf(pxl - s->mx, s->hx);
-        if (dlo > dhi) dlo = dhi;  // the binning found it within SPAN_EPS
-        float ylo, yhi;
-        span_over(s->my, s->k2, s->w2, s->hx, s->dxs, dlo, dhi, &ylo, &yhi);
-        int ya = (int)ceilf(ylo - (float)oy - 0.5f - SPAN_EPS);
-        int yb = (int)floorf(yhi - (float)oy - 0.5f + SPAN_EPS);
-        if (ya < 0) ya = 0;
-        if (yb > TILE - 1) yb = TILE - 1;
+        int ya, yb;
+        tile_rows(s, ox, oy, &ya, &yb);
         const float qa = s->qa, qb = s->qb, qc = s->qc, sr = s->r, sg = s->g, sb = s->b;
-        const float dx0 = px0 - s->mx;
-#if USE_AVX512
-        // One AVX-512 vector per pixel row; masks instead of branches; 2^t as polynomial *
-        // scalef (exact underflow to 0, no clamp needed).
-        const __m512 dx = _mm512_add_ps(_mm512_set1_ps(dx0), iota);
-        const __m512 v_qadx = _mm512_mul_ps(_mm512_set1_ps(qa), dx);
-        const float lop = s->log2_opacity;
-        const __m512 v_r = _mm512_set1_ps(sr), v_g = _mm512_set1_ps(sg), v_b = _mm512_set1_ps(sb);
-        // Every row in [ya, yb], also rows whose pixels have all ended (their masks are empty):
-        // a branch on a per-row alive count mispredicts more than the row costs (~5%).
-        for (int y = ya; y <= yb; y++)
-            alive -= row16(T, cr, cg, cbl, y, (float)(oy + y) + 0.5f - s->my, dx, v_qadx, qb, qc,
-                           lop, v_r, v_g, v_b);
-#else
-        const float op = s->opacity;
+        const float dx0 = px0 - s->mx, op = s->opacity;
         for (int y = ya; y <= yb; y++) {
             float dy = (float)(oy + y) + 0.5f - s->my;
             float rowc = qc * dy * dy, rowb = qb * dy;
@@ -736,8 +810,8 @@ static double raster_tile(const Splat* splats, const uint32_t* list, int64_t beg
             }
             alive -= stopped;
         }
-#endif
     }
+#endif
     double t_out = now();
     if (o->skip_empty) {
         // Nothing composited (every pixel's T still exactly 1): zeros already there. Most
@@ -950,6 +1024,7 @@ int64_t ths_splat_render_ex(int n, const float* means, const float* cov6, const 
         (k != 1 && k != 4 && k != 9 && k != 16) || (!out_f32 && !out_u8) || threads <= 0 ||
         (channels != 3 && channels != 4) || (!cov6 && (!quats || !scales)) ||
         width > 65535 * TILE || height > 65535 * TILE ||
+        (int64_t)n * ncams * (far_w ? 2 : 1) >= ((int64_t)1 << 28) ||  // tile_rows16's gathers
         (int64_t)((width + TILE - 1) / TILE) * ((height + TILE - 1) / TILE) * planes * ncams >
             INT32_MAX)
         return -1;
