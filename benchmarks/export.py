@@ -16,6 +16,7 @@ Two parts, per configuration (all Gaussians, then each --lod budget):
      convert   RGB -> yuv420p BT.709 (swscale) of the 1024x512 picture
      x264      libx264 of it (frame threads run on after the call returns: see CPU below)
      audio     AAC of one frame's worth of the project's audio (1920 samples at 48 kHz)
+   (the encoder settings are the writer's: ENCODER_THREADS, CONVERT_THREADS, AAC_CODER)
 2. The export itself (export_project to a temporary MP4 with AAC), rounds interleaved across
    the configurations (--threads: the kernel's OpenMP threads; --encoder-threads: libx264's),
    medians over rounds of:
@@ -59,6 +60,7 @@ def stage_times(project, plan, source, frames: int) -> dict[str, float]:
     import av
     from av.video.reformatter import VideoReformatter
 
+    from studio.export import writers
     from studio.export.audio import mix_project_audio
     from studio.export.renderer import OfflineRenderer
 
@@ -86,8 +88,11 @@ def stage_times(project, plan, source, frames: int) -> dict[str, float]:
         vs.width, vs.height = plan.frame_size
         vs.pix_fmt = "yuv420p"
         vs.options = {"crf": str(plan.crf), "preset": plan.preset}
+        if writers.ENCODER_THREADS:
+            vs.codec_context.thread_count = writers.ENCODER_THREADS
         a = c.add_stream("aac", rate=48_000)
         a.layout, a.bit_rate, a.time_base = "stereo", 192_000, Fraction(1, 48_000)
+        a.options = {"aac_coder": writers.AAC_CODER}
         reformatter = VideoReformatter()
         pos = 0
         for i, pic in enumerate(pictures):
@@ -95,6 +100,7 @@ def stage_times(project, plan, source, frames: int) -> dict[str, float]:
             fr = reformatter.reformat(
                 av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(pic), format="rgb24"),
                 format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG",
+                threads=writers.CONVERT_THREADS,
             )  # fmt: skip
             t1 = time.perf_counter()
             fr.pts = i
