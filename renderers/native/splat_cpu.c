@@ -20,9 +20,9 @@
 // pixel row) visits (~0.9 M rows, ~20 ns each). So a Gaussian is binned only into the tiles its
 // alpha >= 1/255 ellipse reaches (the ellipse's x-span over each tile row, not its bounding
 // box), a tile visits only the rows the ellipse reaches within its columns (its y-span there),
-// and the row loop is AVX-512 with masks (no branches). The rest is kept sequential in memory:
-// the projected Gaussians are gathered into depth order once (binning and raster then stream
-// through them), with software prefetch where the order is random.
+// and the row loop is AVX-512 with masks (no branches). The projection writes the records the
+// binning and the raster read, final, in the cloud's order; the binning visits them in depth
+// order (random reads, prefetched) and the tile lists hold their indices.
 //
 // Plane atlas (MPI baking): with `plane` given, Gaussian i is composited into image plane[i]
 // only (skipped when outside [0, planes)); each plane is its own image with its own
@@ -38,7 +38,7 @@
 
 #define TILE 16  // pixels per tile side; a tile row is one SIMD row of 16 floats
 #define TILE_WIDTH_16 (TILE == 16)
-#define GATHER_AHEAD 16  // entries the depth-order gather prefetches ahead (random reads)
+#define GATHER_AHEAD 16  // entries the binning prefetches ahead (random reads)
 
 #include <math.h>
 #include <stddef.h>
@@ -90,35 +90,33 @@ enum { THS_STRAIGHT = 1, THS_ZEROED = 2 };
 int ths_camera_floats(void) { return CAM_FLOATS; }
 int ths_tile_size(void) { return TILE; }
 
-// One tile row of a Gaussian's binning: tile columns [x0, x1) of tile row `tile` (the index of
-// its first tile), for sorted entry `entry`.
+// The binning's records, one per tile row of a Gaussian (piece): tile columns [x0, x1) of the
+// tile row whose first tile is tile[r], for record index entry[r] (Splat and Bin). In arrays
+// (one buffer of cap records, each array cap long), so that the vector binning stores a
+// Gaussian's records in three vector stores.
 typedef struct {
-    int32_t tile;
-    uint16_t x0, x1;       // tiles_x <= 65535 (width <= 1048560)
-    uint32_t entry;
-} Record;
+    int32_t* tile;
+    uint32_t* xs;          // x0 | x1 << 16 (tiles_x <= 65535, width <= 1048560)
+    uint32_t* entry;
+    size_t cap;
+} Records;
 
-// A projected Gaussian, as the projection writes it (indexed by camera * n + Gaussian).
-typedef struct {
-    float mx, my;          // mean in pixels
-    float qa, qb, qc;      // log2(alpha / opacity) = qa dx^2 + qb dx dy + qc dy^2
-    float opacity;
-    float r, g, b;
-    float hx, hy;          // half width and height of the alpha >= 1/255 ellipse's box
-    float A, B, C, sd;     // 2D covariance [[A, B], [B, C]] and sqrt(det): the gather derives
-                           // the span parameters of Bin and Splat from them (visible ones only)
-    float op_far;          // split between two planes: the far piece's opacity (opacity: the
-                           // near piece's; hx, hy: the box of the heavier one)
-} Projected;               // 64 bytes: one cache line written, one read by the gather
+// The projection writes, per camera c, Gaussian i and piece q (P pieces: 2 when split between
+// two planes, 0 near, 1 far), a Splat at (c n + i) P + q and a Bin at (i ncams + c) P + q: the
+// records the raster and the binning read, final (a tile's list holds Splat indices). No gather
+// into depth order: that scalar gather spent ~40 ns a record (random reads, a log2f, two
+// divisions) on a stereo frame of the default head, the projection derives the fields 16 at a
+// time; the binning reads its Bins in depth order through the sorted indices (random,
+// prefetched; a stereo pair's two in one cache line), and a tile's Splats were scattered over a
+// few MB either way (the raster takes the same time).
 
-// What the binning reads, in depth order (sequential: the projected records in depth order
-// would be random reads, ~5 ms of cache misses for 50k Gaussians).
+// What the binning reads.
 typedef struct {
     float mx, my, hx, hy, k, w, dys;
     int32_t row;           // first tile row of its image (camera, plane), -1: not visible
 } Bin;
 
-// What the raster reads, in depth order (a tile's list is increasing addresses).
+// What the raster reads.
 typedef struct {
     float mx, my;
     float qa, qb, qc;
@@ -249,6 +247,9 @@ typedef struct {
     float m0[PBLOCK], m1[PBLOCK], m2[PBLOCK];   // mean
     float c[6][PBLOCK];                         // world covariance xx, xy, xz, yy, yz, zz
     float on[PBLOCK], of[PBLOCK], r2[PBLOCK];   // piece opacities, cut-off of the heavier
+    float rn[PBLOCK], rf[PBLOCK];               // split: each piece's own cut-off (0: none)
+    float ln[PBLOCK], lf[PBLOCK];               // log2 of the piece opacities
+    int32_t prow[PBLOCK];                       // plane * tiles_y (the image's first tile row)
     float n0[PBLOCK], n1[PBLOCK], n2[PBLOCK];   // outward normal (0 when two-sided)
     int32_t ok[PBLOCK], one_sided[PBLOCK];
 } PrepBlock;
@@ -262,8 +263,10 @@ typedef struct {
 
 static inline __attribute__((always_inline)) void prep_block(const int from_cov, int cnt,
                                                              const BlockIn* in, int planes,
-                                                             PrepBlock* b) {
-    // The optional inputs first, scalar (gcc vectorises no load behind a NULL test).
+                                                             int tiles_y, PrepBlock* b) {
+    // The optional inputs first, scalar (gcc vectorises no load behind a NULL test). The log2
+    // of the opacities here, once per Gaussian and piece for every camera, scalar (glibc's
+    // log2f, as the gather had it per record: its vector variant may round differently).
     for (int j = 0; j < cnt; j++) {
         float op = in->opacity[j];
         int finite = finite_bits(op);
@@ -276,6 +279,14 @@ static inline __attribute__((always_inline)) void prep_block(const int from_cov,
         }
         b->on[j] = on;
         b->of[j] = of;
+        b->ln[j] = log2f(fmaxf(on, MIN_ALPHA));  // (below 1/255: culled, never read)
+        b->lf[j] = b->rn[j] = b->rf[j] = 0.0f;
+        if (in->far_w) {  // each piece's own cut-off
+            b->lf[j] = log2f(fmaxf(of, MIN_ALPHA));
+            b->rn[j] = on >= MIN_ALPHA ? 2.0f * logf(255.0f * on) : 0.0f;
+            b->rf[j] = of >= MIN_ALPHA ? 2.0f * logf(255.0f * of) : 0.0f;
+        }
+        b->prow[j] = p * tiles_y;
         b->ok[j] = finite & (p >= 0) & (p < planes);
         b->one_sided[j] = in->facing != NULL && !from_cov ? in->facing[j] : 0;
     }
@@ -337,9 +348,150 @@ static inline __attribute__((always_inline)) void prep_block(const int from_cov,
     }
 }
 
+// A block's projected Gaussians, as the projection's vector loop writes them: field PJ_x of
+// Gaussian j at [PJ_x][j] (whole vectors stored), what derive_records turns into the records.
+enum {
+    PJ_MX, PJ_MY,          // mean in pixels
+    PJ_QA, PJ_QB, PJ_QC,   // log2(alpha / opacity) = qa dx^2 + qb dx dy + qc dy^2
+    PJ_OPACITY,            // split between two planes: the near piece's
+    PJ_R, PJ_G, PJ_B,
+    PJ_HX, PJ_HY,          // half width and height of the alpha >= 1/255 ellipse's box (split:
+                           // the heavier piece's)
+    PJ_A, PJ_B2, PJ_C,     // 2D covariance [[A, B], [B, C]]
+    PJ_SD,                 // sqrt(det)
+    PJ_OP_FAR,             // split: the far piece's opacity
+    PJ_FIELDS
+};
+
+#if USE_AVX512
+// Transposes the 16 x 16 floats r[row] (lane = column) in place: r[c] = old column c.
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+// a * b and 1 / a correctly rounded, as scalar code computes them: with an explicit rounding
+// mode gcc neither reassociates them (-ffast-math) nor turns the division into a reciprocal
+// estimate + Newton step (what it does for vector divisions), so the records' fields are
+// bit for bit those of the scalar gather this replaced.
+#define RN (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+static inline __m512 mulr(__m512 a, __m512 b) { return _mm512_mul_round_ps(a, b, RN); }
+static inline __m512 recr(__m512 a) { return _mm512_div_round_ps(_mm512_set1_ps(1.0f), a, RN); }
+#endif
+
+// Piece q's Splat and Bin of Gaussians [0, cnt) of a block (cnt: a multiple of 16) at
+// splats[j * sstride + q], bins[j * bstride + q]: the span parameters from the 2D covariance
+// (see span_over), each piece's own box when split (its own opacity, as renderers/bake.py), the
+// record's tile row. Vectorised by hand (16 Gaussians a vector, transposed into records in
+// registers, whole lines stored): written field by field from gcc's vector loop, the records
+// cost ~2 ms more per stereo frame of the default head. Not inlined: inlined into the
+// projection, it changed how gcc contracted and reassociated that loop's arithmetic (-ffast-
+// math), a few ulps off the previous build's.
+static __attribute__((noinline)) void derive_records(
+    const int P, int q, int cnt, const float (*pj)[PBLOCK], const int32_t* vis32,
+    const PrepBlock* b, int32_t row_c, int tiles_y, size_t sstride, Splat* splats,
+    size_t bstride, Bin* bins) {
+    const float* l2q = q ? b->lf : b->ln;
+    const float* r2q = q ? b->rf : b->rn;
+#if USE_AVX512
+    for (int j0 = 0; j0 < cnt; j0 += 16) {
+        __m512 f[PJ_FIELDS];
+        for (int g = 0; g < PJ_FIELDS; g++) f[g] = _mm512_load_ps(&pj[g][j0]);
+        const __m512 z = _mm512_setzero_ps(), A = f[PJ_A], B = f[PJ_B2], C = f[PJ_C],
+                     sd = f[PJ_SD], op = q ? f[PJ_OP_FAR] : f[PJ_OPACITY];
+        const __m512 inv_a = recr(A), inv_c = recr(C), k2 = mulr(B, inv_a), k = mulr(B, inv_c);
+        __mmask16 vis = _mm512_test_epi32_mask(_mm512_load_si512(vis32 + j0),
+                                               _mm512_set1_epi32(-1));
+        __m512 hx = f[PJ_HX], hy = f[PJ_HY];
+        if (P == 2) {
+            vis &= _mm512_cmp_ps_mask(op, _mm512_set1_ps(MIN_ALPHA), _CMP_GE_OQ);
+            const __m512 r2 = _mm512_maskz_mov_ps(vis, _mm512_load_ps(r2q + j0));
+            hx = _mm512_sqrt_round_ps(mulr(r2, A), RN);
+            hy = _mm512_sqrt_round_ps(mulr(r2, C), RN);
+        }
+        const __m512i row = _mm512_mask_add_epi32(
+            _mm512_set1_epi32(-1), vis, _mm512_load_si512(b->prow + j0),
+            _mm512_set1_epi32(row_c + q * tiles_y));
+        // dxs = hy B / C, dys = hx B / A: with the products in the order gcc gave the scalar
+        // gather (the unsplit one shared B / C and B / A with k and k2).
+        const __m512 dxs = P == 1 ? mulr(hy, k) : mulr(mulr(hy, B), inv_c);
+        const __m512 dys = P == 1 ? mulr(hx, k2) : mulr(mulr(hx, B), inv_a);
+        __m512 r[16] = {f[PJ_MX], f[PJ_MY], f[PJ_QA], f[PJ_QB], f[PJ_QC], op, f[PJ_R],
+                        f[PJ_G],  f[PJ_B],  hx,       k2,       mulr(sd, inv_a), dxs, hy,
+                        _mm512_load_ps(l2q + j0), z};  // Splat's fields
+        transpose16(r);
+        for (int g = 0; g < 16; g++)
+            _mm512_store_ps((float*)(splats + (j0 + g) * sstride + q), r[g]);
+        __m512 t[16] = {f[PJ_MX], f[PJ_MY], hx, hy, k, mulr(sd, inv_c), dys,
+                        _mm512_castsi512_ps(row), z, z, z, z, z, z, z, z};  // Bin's
+        transpose16(t);
+        for (int g = 0; g < 16; g++)
+            _mm256_store_ps((float*)(bins + (j0 + g) * bstride + q), _mm512_castps512_ps256(t[g]));
+    }
+#else
+    for (int j = 0; j < cnt; j++) {
+        float A = pj[PJ_A][j], B = pj[PJ_B2][j], C = pj[PJ_C][j], sd = pj[PJ_SD][j];
+        float inv_a = 1.0f / A, inv_c = 1.0f / C, op = q ? pj[PJ_OP_FAR][j] : pj[PJ_OPACITY][j];
+        float hx = pj[PJ_HX][j], hy = pj[PJ_HY][j];
+        int vis = vis32[j];
+        if (P == 2) {
+            vis &= op >= MIN_ALPHA;
+            float r2 = vis ? r2q[j] : 0.0f;
+            hx = sqrtf(r2 * A);
+            hy = sqrtf(r2 * C);
+        }
+        Bin* bn = bins + j * bstride + q;
+        bn->mx = pj[PJ_MX][j];
+        bn->my = pj[PJ_MY][j];
+        bn->hx = hx;
+        bn->hy = hy;
+        bn->k = B * inv_c;
+        bn->w = sd * inv_c;
+        bn->dys = hx * B * inv_a;
+        bn->row = vis ? row_c + b->prow[j] + q * tiles_y : -1;
+        Splat* s = splats + j * sstride + q;
+        s->mx = pj[PJ_MX][j];
+        s->my = pj[PJ_MY][j];
+        s->qa = pj[PJ_QA][j];
+        s->qb = pj[PJ_QB][j];
+        s->qc = pj[PJ_QC][j];
+        s->opacity = op;
+        s->r = pj[PJ_R][j];
+        s->g = pj[PJ_G][j];
+        s->b = pj[PJ_B][j];
+        s->hx = hx;
+        s->k2 = B * inv_a;
+        s->w2 = sd * inv_a;
+        s->dxs = hy * B * inv_c;
+        s->hy = hy;
+        s->log2_opacity = l2q[j];
+        s->pad = 0.0f;
+    }
+#endif
+}
+
 static inline __attribute__((always_inline)) void project_block(
     const int K, int cnt, const PrepBlock* b, const float* sh, const float* cam, int width,
-    int height, Projected* proj, float* depth, uint8_t* visible) {
+    int height, float (*pf)[PBLOCK], int32_t* vis32, float* depth, uint8_t* visible) {
     const float R0 = cam[CAM_R], R1 = cam[CAM_R + 1], R2 = cam[CAM_R + 2], R3 = cam[CAM_R + 3],
                 R4 = cam[CAM_R + 4], R5 = cam[CAM_R + 5], R6 = cam[CAM_R + 6],
                 R7 = cam[CAM_R + 7], R8 = cam[CAM_R + 8];
@@ -353,7 +505,6 @@ static inline __attribute__((always_inline)) void project_block(
     const float W = (float)width, H = (float)height, h = -0.5f * LOG2E;
     // 32-bit flags in the vector loop: with uint8 stores gcc picks 64 lanes per iteration, and
     // a block of fewer runs in its 8-lane remainder loop, whose estimates differ (see below).
-    int32_t vis32[PBLOCK] __attribute__((aligned(64)));
 #pragma omp simd
     for (int j = 0; j < cnt; j++) {
         float m0 = b->m0[j], m1 = b->m1[j], m2 = b->m2[j];
@@ -394,55 +545,74 @@ static inline __attribute__((always_inline)) void project_block(
         vis &= (hx < 1e7f) & (hy < 1e7f);
         vis &= (mx + hx >= 0.0f) & (my + hy >= 0.0f) & (mx - hx <= W) & (my - hy <= H);
         float inv_det = 1.0f / (vis ? det : 1.0f);
-        Projected* s = proj + j;
-        s->mx = mx;
-        s->my = my;
-        s->qa = h * C * inv_det;
-        s->qb = -2.0f * h * B * inv_det;
-        s->qc = h * A * inv_det;
-        s->opacity = b->on[j];
-        s->op_far = b->of[j];
-        s->hx = hx;
-        s->hy = hy;
-        s->A = A;
-        s->B = B;
-        s->C = C;
-        s->sd = sqrtf(fmaxf(det, 0.0f));
+        pf[PJ_MX][j] = mx;
+        pf[PJ_MY][j] = my;
+        pf[PJ_QA][j] = h * C * inv_det;
+        pf[PJ_QB][j] = -2.0f * h * B * inv_det;
+        pf[PJ_QC][j] = h * A * inv_det;
+        pf[PJ_OPACITY][j] = b->on[j];
+        pf[PJ_OP_FAR][j] = b->of[j];
+        pf[PJ_HX][j] = hx;
+        pf[PJ_HY][j] = hy;
+        pf[PJ_A][j] = A;
+        pf[PJ_B2][j] = B;
+        pf[PJ_C][j] = C;
+        pf[PJ_SD][j] = sqrtf(fmaxf(det, 0.0f));
         const float* shi = sh + (size_t)j * K * 3;
         float il = K > 1 && vlen2 > 1e-24f ? 1.0f / sqrtf(vlen2) : 0.0f;
         float dx = vx * il, dy = vy * il, dz = vz * il;
-        s->r = sh_channel(shi, K, 0, dx, dy, dz);
-        s->g = sh_channel(shi, K, 1, dx, dy, dz);
-        s->b = sh_channel(shi, K, 2, dx, dy, dz);
+        pf[PJ_R][j] = sh_channel(shi, K, 0, dx, dy, dz);
+        pf[PJ_G][j] = sh_channel(shi, K, 1, dx, dy, dz);
+        pf[PJ_B][j] = sh_channel(shi, K, 2, dx, dy, dz);
         vis32[j] = vis;
     }
     for (int j = 0; j < cnt; j++) visible[j] = (uint8_t)vis32[j];
 }
 
-static __attribute__((noinline)) void project_cams(int cnt, const BlockIn* in, int planes, int k, int ncams,
-                                const float* cams, int width, int height, Projected* proj,
-                                float* depth, uint8_t* visible, size_t cam_step) {
+// Every camera of cams: depth/visible of camera c at c * cam_step, Gaussian j's piece q for
+// camera c: Splat at (c * cam_step + j) * P + q, Bin at (j * ncams + c) * P + q.
+static __attribute__((noinline)) void project_cams(int cnt, const BlockIn* in, int planes, int k,
+                                                   int P, int ncams, const float* cams,
+                                                   int width, int height, int64_t rows_per_cam,
+                                                   int tiles_y, Splat* splats, Bin* bins,
+                                                   float* depth, uint8_t* visible,
+                                                   size_t cam_step) {
     PrepBlock b __attribute__((aligned(64)));
+    float proj[PJ_FIELDS][PBLOCK] __attribute__((aligned(64)));
+    int32_t vis32[PBLOCK] __attribute__((aligned(64)));
     if (in->cov6)
-        prep_block(1, cnt, in, planes, &b);
+        prep_block(1, cnt, in, planes, tiles_y, &b);
     else
-        prep_block(0, cnt, in, planes, &b);
+        prep_block(0, cnt, in, planes, tiles_y, &b);
     for (int c = 0; c < ncams; c++) {
         const float* cam = cams + c * CAM_FLOATS;
-        size_t o = (size_t)c * cam_step;
-        Projected* pr = proj + o;
+        size_t o = (size_t)c * cam_step, bstride = (size_t)ncams * P;
+        Splat* sp = splats + o * P;
+        Bin* bn = bins + c * P;
         float* de = depth + o;
         uint8_t* vi = visible + o;
+        int32_t row_c = (int32_t)(rows_per_cam * c);
+#define PROJECT_BLOCK(K_) \
+    project_block(K_, cnt, &b, in->sh, cam, width, height, proj, vis32, de, vi)
         switch (k) {
-            case 1: project_block(1, cnt, &b, in->sh, cam, width, height, pr, de, vi); break;
-            case 4: project_block(4, cnt, &b, in->sh, cam, width, height, pr, de, vi); break;
-            case 9: project_block(9, cnt, &b, in->sh, cam, width, height, pr, de, vi); break;
-            default: project_block(16, cnt, &b, in->sh, cam, width, height, pr, de, vi); break;
+            case 1: PROJECT_BLOCK(1); break;
+            case 4: PROJECT_BLOCK(4); break;
+            case 9: PROJECT_BLOCK(9); break;
+            default: PROJECT_BLOCK(16); break;
         }
+        if (P == 2) {
+            derive_records(2, 0, cnt, proj, vis32, &b, row_c, tiles_y, 2, sp, bstride, bn);
+            derive_records(2, 1, cnt, proj, vis32, &b, row_c, tiles_y, 2, sp, bstride, bn);
+        } else {
+            derive_records(1, 0, cnt, proj, vis32, &b, row_c, tiles_y, 1, sp, bstride, bn);
+        }
+#undef PROJECT_BLOCK
     }
 }
 
-// Projects Gaussians [i0, i0 + cnt) for every camera (proj/depth/visible at c * n + i). A block
+// Projects Gaussians [i0, i0 + cnt) for every camera (depth/visible at c * n + i, splats at
+// (c * n + i) * P + q, bins at (i * ncams + c) * P + q: a Gaussian's Bins for the cameras of a
+// stereo pair share a cache line, read together by the binning). A block
 // whose count is not a multiple of the vector width (the cloud's last) is projected from
 // zero-padded copies: every Gaussian goes through the vector loop, never a scalar remainder
 // (whose rounding differs: vector sqrt and division are estimates + a Newton step under
@@ -450,8 +620,9 @@ static __attribute__((noinline)) void project_cams(int cnt, const BlockIn* in, i
 static void project_range(int i0, int cnt, int n, const float* means, const float* cov6,
                           const float* quats, const float* scales, const int8_t* facing,
                           const float* opacity, const int32_t* plane, const float* far_w,
-                          const float* pieces, int planes, const float* sh, int k, int ncams,
-                          const float* cams, int width, int height, Projected* proj,
+                          const float* pieces, int planes, const float* sh, int k, int P,
+                          int ncams, const float* cams, int width, int height,
+                          int64_t rows_per_cam, int tiles_y, Splat* splats, Bin* bins,
                           float* depth, uint8_t* visible) {
     size_t i = (size_t)i0;
     BlockIn in = {means + 3 * i,
@@ -465,8 +636,9 @@ static void project_range(int i0, int cnt, int n, const float* means, const floa
                   facing ? facing + i : NULL,
                   plane ? plane + i : NULL};
     if (cnt % VLANES == 0) {
-        project_cams(cnt, &in, planes, k, ncams, cams, width, height, proj + i, depth + i,
-                     visible + i, (size_t)n);
+        project_cams(cnt, &in, planes, k, P, ncams, cams, width, height, rows_per_cam, tiles_y,
+                     splats + i * P, bins + i * ncams * P, depth + i, visible + i,
+                     (size_t)n);
         return;
     }
     int cntp = (cnt + VLANES - 1) / VLANES * VLANES;  // <= PBLOCK
@@ -475,11 +647,14 @@ static void project_range(int i0, int cnt, int n, const float* means, const floa
             opacity[PBLOCK], far_w[PBLOCK], pieces[2 * PBLOCK], sh[3 * 16 * PBLOCK];
         int8_t facing[PBLOCK];
         int32_t plane[PBLOCK];
-        Projected proj[PBLOCK];
-        float depth[PBLOCK];
-        uint8_t visible[PBLOCK];
     }* pad = calloc(1, sizeof(*pad));  // once per call (the last block): ~150 KB, zeroed
-    if (!pad) {  // out of memory: cull the block (the caller's result is then incomplete)
+    // Its records, every camera's (whole lines stored: 64-byte aligned).
+    size_t nrec = (size_t)cntp * ncams * P;
+    size_t bytes = (sizeof(Splat) + sizeof(Bin)) * nrec + (sizeof(float) + 1) * cntp * ncams;
+    char* outs = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!pad || !outs) {  // out of memory: cull the block (the caller's result is then incomplete)
+        free(pad);
+        free(outs);
         for (int c = 0; c < ncams; c++) memset(visible + (size_t)c * n + i, 0, (size_t)cnt);
         return;
     }
@@ -498,15 +673,21 @@ static void project_range(int i0, int cnt, int n, const float* means, const floa
     if (facing) memcpy(pad->facing, in.facing, (size_t)cnt);
     if (plane) memcpy(pad->plane, in.plane, sizeof(int32_t) * cnt);
     for (int j = cnt; j < cntp; j++) pad->quats[4 * j] = 1.0f;  // padding: culled (opacity 0)
+    Splat* ps = (Splat*)outs;
+    Bin* pb = (Bin*)(ps + nrec);
+    float* pd = (float*)(pb + nrec);
+    uint8_t* pv = (uint8_t*)(pd + (size_t)cntp * ncams);
+    project_cams(cntp, &lp, planes, k, P, ncams, cams, width, height, rows_per_cam, tiles_y, ps,
+                 pb, pd, pv, (size_t)cntp);
+    memcpy(bins + i * ncams * P, pb, sizeof(Bin) * cnt * ncams * P);
     for (int c = 0; c < ncams; c++) {
-        project_cams(cntp, &lp, planes, k, 1, cams + c * CAM_FLOATS, width, height, pad->proj,
-                     pad->depth, pad->visible, 0);
         size_t o = (size_t)c * n + i;
-        memcpy(proj + o, pad->proj, sizeof(Projected) * cnt);
-        memcpy(depth + o, pad->depth, sizeof(float) * cnt);
-        memcpy(visible + o, pad->visible, (size_t)cnt);
+        memcpy(splats + o * P, ps + (size_t)c * cntp * P, sizeof(Splat) * cnt * P);
+        memcpy(depth + o, pd + (size_t)c * cntp, sizeof(float) * cnt);
+        memcpy(visible + o, pv + (size_t)c * cntp, (size_t)cnt);
     }
     free(pad);
+    free(outs);
 }
 
 // x-range [*lo, *hi] of the ellipse over dy in [dlo, dhi] (already inside [-hy, hy]): the right
@@ -981,7 +1162,8 @@ typedef struct {
     size_t cap;
 } Buf;
 
-enum { B_PIECES, B_PROJ, B_BINS, B_SPLATS, B_DEPTH, B_VIS, B_ORDER, B_SCRATCH, B_KEYS, B_KB1, B_KB2, B_OFFSETS,
+enum { B_PIECES, B_ENT, B_ENTB, B_BINS, B_SPLATS, B_DEPTH, B_VIS, B_ORDER, B_SCRATCH, B_KEYS,
+       B_KB1, B_KB2, B_OFFSETS,
        B_LIST, B_TCOUNT, B_REC0, B_BUFS = B_REC0 + MAX_CHUNKS };
 
 typedef struct {
@@ -1016,64 +1198,204 @@ static void* ws_get(Workspace* w, int which, size_t bytes) {
     return b->p;
 }
 
-// Gathers the projected records of the j-th nearest Gaussian (sorted[j]) for cameras [cfirst,
-// clast) into bins/splats entry ((c - cfirst) * m + j) * P + q + base, piece q (P = 2: 0 near, 1
-// far; P is a constant after inlining: the unsplit loop stays as lean as it was).
-static inline __attribute__((always_inline)) void gather_one(
-    const int P, int64_t j, int64_t m, const uint32_t* sorted, const Projected* proj,
-    const uint8_t* visible, const int32_t* plane, int n, int cfirst, int clast, int64_t base,
-    int64_t rows_per_cam, int tiles_y, Bin* bins, Splat* splats) {
-    uint32_t i = sorted[j];
-    if (j + GATHER_AHEAD < m) {  // random reads of a few MB: fetch ahead (every camera's)
-        for (int c = cfirst; c < clast; c++)
-            __builtin_prefetch(proj + (size_t)c * n + sorted[j + GATHER_AHEAD]);
+// The record arrays of chunk ck with room for `want` records, the first `keep` kept (the arrays
+// moved apart when the buffer grows). 0 when out of memory.
+static int records_reserve(Workspace* w, int ck, size_t keep, size_t want, Records* rc) {
+    Buf* b = &w->b[B_REC0 + ck];
+    size_t old = b->cap / 12;
+    if (want > old || !b->p) {
+        if (!ws_get(w, B_REC0 + ck, 12 * want)) return 0;
+        size_t cap = b->cap / 12;
+        char* p = b->p;
+        memmove(p + 8 * cap, p + 8 * old, 4 * keep);  // entry (the last array first)
+        memmove(p + 4 * cap, p + 4 * old, 4 * keep);  // xs
+        old = cap;
     }
-    int64_t prow = plane ? (int64_t)plane[i] * tiles_y : 0;
-    for (int c = cfirst; c < clast; c++) {
-        size_t at = (size_t)c * n + i;
-        const Projected* p = proj + at;
-        float inv_a = 1.0f / p->A, inv_c = 1.0f / p->C;
-        for (int q = 0; q < P; q++) {
-            size_t to = (size_t)(base + ((int64_t)(c - cfirst) * m + j) * P + q);
-            float op = q ? p->op_far : p->opacity, hx = p->hx, hy = p->hy;
-            int vis = visible[at];
-            if (P == 2) {  // each piece's own alpha >= 1/255 box (its own opacity)
-                vis &= op >= MIN_ALPHA;
-                float r2 = vis ? 2.0f * logf(255.0f * op) : 0.0f;
-                hx = sqrtf(r2 * p->A);
-                hy = sqrtf(r2 * p->C);
+    rc->tile = (int32_t*)b->p;
+    rc->xs = (uint32_t*)b->p + old;
+    rc->entry = (uint32_t*)b->p + 2 * old;
+    rc->cap = old;
+    return 1;
+}
+
+#if USE_AVX512
+// tile_range of 16 intervals (lanes) [m + lo, m + hi], or with box: [m - h, m + h] (h = hi).
+// Rounded operation by operation as gcc compiles the scalar tile_range / row_tiles (with the
+// association -ffast-math gave them), so both bin the same tiles.
+static inline void tile_range16(__m512 m, __m512 lo, __m512 hi, const int box, int count,
+                                __m512i* t0, __m512i* t1) {
+    const __m512 inv = _mm512_set1_ps(1.0f / TILE), off = _mm512_set1_ps(0.5f - SPAN_EPS);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512 u, v;
+    if (box) {  // ((m + 0.49) - h) / 16, ((m + h) - 0.49) / 16
+        u = _mm512_sub_round_ps(_mm512_add_round_ps(m, off, RN), hi, RN);
+        v = _mm512_sub_round_ps(_mm512_add_round_ps(m, hi, RN), off, RN);
+    } else {  // ((m + 0.49) + lo) / 16, ((m - 0.49) + hi) / 16
+        u = _mm512_add_round_ps(_mm512_add_round_ps(m, off, RN), lo, RN);
+        v = _mm512_add_round_ps(_mm512_sub_round_ps(m, off, RN), hi, RN);
+    }
+    __m512i a = _mm512_sub_epi32(
+        _mm512_cvt_roundps_epi32(mulr(u, inv), _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC), one);
+    __m512i b = _mm512_add_epi32(
+        _mm512_cvt_roundps_epi32(mulr(v, inv), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), one);
+    *t0 = _mm512_max_epi32(a, _mm512_setzero_si512());
+    *t1 = _mm512_min_epi32(b, _mm512_set1_epi32(count));
+}
+
+// The records of the tile rows that the Gaussians of entries [e0, e1) reach (see
+// ths_splat_render_ex), 16 Gaussians a vector: their boxes' tile rows, then their (Gaussian,
+// tile row) pairs 16 a vector, in entry order (a tile's list must come out in depth order):
+// each pair's tile columns (row_tiles; the box where the box is one tile row or column), the
+// pairs that reach a tile compressed into the record arrays. A Gaussian at a time, the scalar
+// loop took ~60 ns an entry (mispredicted branches over the 1..3 tile rows and columns of each,
+// a long dependent chain of conversions and square roots), a vector over one Gaussian's tile
+// rows ~45, this ~20 (default head, stereo). Returns the records written, -1 when out of memory.
+#define BIN_ROWS 64  // tile rows of a Gaussian at most in the vector binning; taller: scalar
+static int64_t bin_records16(Workspace* w, int ck, const Bin* bins, const uint32_t* ent,
+                             const uint32_t* entb, int64_t e0, int64_t e1, int tiles_x,
+                             int tiles_y, int64_t t_lo) {
+    const float* bf = (const float*)bins;
+    const __m512 z = _mm512_setzero_ps();
+    const __m512i zi = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+    Records rc;
+    size_t nr = 0;
+    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i minus1 = _mm512_set1_epi32(-1);
+    int32_t firsts[16 * BIN_ROWS] __attribute__((aligned(64)));  // lane at each lane's first pair
+    if (!records_reserve(w, ck, 0, 4096, &rc)) return -1;
+    for (int64_t e = e0; e < e1; e += 16) {
+        const __mmask16 m = e1 - e >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (e1 - e)) - 1u);
+        // Random reads of a few MB: fetch two batches ahead.
+        for (int g = 32; g < 48 && e + g < e1; g++) __builtin_prefetch(bins + entb[e + g]);
+        const __m512i id = _mm512_maskz_loadu_epi32(m, ent + e);
+        // Bin: 8 floats (entries < 2^28)
+        const __m512i at = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, entb + e), 3);
+        const __m512i row =
+            _mm512_mask_i32gather_epi32(_mm512_set1_epi32(-1), m, at, (const int*)bf + 7, 4);
+        const __mmask16 vis = _mm512_mask_cmp_epi32_mask(m, row, zi, _MM_CMPINT_NLT);
+        const __m512 mx = _mm512_mask_i32gather_ps(z, vis, at, bf, 4);
+        const __m512 my = _mm512_mask_i32gather_ps(z, vis, at, bf + 1, 4);
+        const __m512 hx = _mm512_mask_i32gather_ps(z, vis, at, bf + 2, 4);
+        const __m512 hy = _mm512_mask_i32gather_ps(z, vis, at, bf + 3, 4);
+        const __m512 k = _mm512_mask_i32gather_ps(z, vis, at, bf + 4, 4);
+        const __m512 wv = _mm512_mask_i32gather_ps(z, vis, at, bf + 5, 4);
+        const __m512 ds = _mm512_mask_i32gather_ps(z, vis, at, bf + 6, 4);
+        __m512i y0, y1, bx0, bx1;
+        tile_range16(my, z, hy, 1, tiles_y, &y0, &y1);
+        tile_range16(mx, z, hx, 1, tiles_x, &bx0, &bx1);
+        const __m512i ny = _mm512_maskz_max_epi32(vis, _mm512_sub_epi32(y1, y0), zi);
+        const int rows = _mm512_reduce_max_epi32(ny);
+        if (rows == 0) continue;
+        if (rows > BIN_ROWS) {  // a tall one among them: these 16 scalar
+            for (int g = 0; g < 16 && e + g < e1; g++) {
+                const Bin* b = bins + entb[e + g];
+                if (b->row < 0) continue;
+                int ya, yb, xa, xb;
+                tile_range(b->my - b->hy, b->my + b->hy, tiles_y, &ya, &yb);
+                tile_range(b->mx - b->hx, b->mx + b->hx, tiles_x, &xa, &xb);
+                if (nr + (size_t)(yb - ya) + 16 > rc.cap &&
+                    !records_reserve(w, ck, nr, 2 * nr + 4096 + yb - ya, &rc))
+                    return -1;
+                for (int y = ya; y < yb; y++) {
+                    int tx0 = xa, tx1 = xb;
+                    if (yb - ya > 1 && xb - xa > 1 && !row_tiles(b, y, tiles_x, &tx0, &tx1))
+                        continue;
+                    if (tx0 >= tx1) continue;
+                    rc.tile[nr] = (int32_t)((b->row + y) * tiles_x - t_lo);
+                    rc.xs[nr] = (uint32_t)tx0 | (uint32_t)tx1 << 16;
+                    rc.entry[nr] = ent[e + g];
+                    nr++;
+                }
             }
-            // The ellipse's spans (see span_over): x-span at dy mx + k dy +- w
-            // sqrt(hy^2 - dy^2), rightmost point at dy = dys; y-span at dx likewise
-            // (k2, w2, dxs).
-            Bin* b = bins + to;
-            b->mx = p->mx;
-            b->my = p->my;
-            b->hx = hx;
-            b->hy = hy;
-            b->k = p->B * inv_c;
-            b->w = p->sd * inv_c;
-            b->dys = hx * p->B * inv_a;
-            b->row = vis ? (int32_t)(rows_per_cam * c + prow + q * tiles_y) : -1;
-            Splat* s = splats + to;
-            s->mx = p->mx;
-            s->my = p->my;
-            s->qa = p->qa;
-            s->qb = p->qb;
-            s->qc = p->qc;
-            s->opacity = op;
-            s->r = p->r;
-            s->g = p->g;
-            s->b = p->b;
-            s->hx = hx;
-            s->k2 = p->B * inv_a;
-            s->w2 = p->sd * inv_a;
-            s->dxs = hy * p->B * inv_c;
-            s->hy = hy;
-            s->log2_opacity = vis ? log2f(op) : 0.0f;
+            continue;
+        }
+        if (nr + (size_t)rows * 16 + 16 > rc.cap &&
+            !records_reserve(w, ck, nr, 2 * nr + 4096 + (size_t)rows * 16, &rc))
+            return -1;
+        // One tile row or column: the box is the ellipse's span there.
+        const __mmask16 multi =
+            _mm512_cmp_epi32_mask(ny, one, _MM_CMPINT_NLE) &
+            _mm512_cmp_epi32_mask(_mm512_sub_epi32(bx1, bx0), one, _MM_CMPINT_NLE);
+        const __m512i multi_v = _mm512_movm_epi32(multi);
+        const __m512i t0 = _mm512_sub_epi32(
+            _mm512_mullo_epi32(_mm512_add_epi32(row, y0), _mm512_set1_epi32(tiles_x)),
+            _mm512_set1_epi32((int32_t)t_lo));
+        // The (Gaussian, tile row) pairs of the 16, in entry order, 16 a vector (not 16
+        // Gaussians' first tile rows, then their second ones...: the tallest of 16 sets that
+        // count, most lanes would idle): pair s belongs to lane l when pos[l] <= s < pos[l] +
+        // ny[l] (pos: exclusive scan of ny); its lane is the running maximum of the lane
+        // numbers stored at each lane's first pair.
+        __m512i pos = ny;
+        pos = _mm512_add_epi32(pos, _mm512_alignr_epi32(pos, zi, 15));
+        pos = _mm512_add_epi32(pos, _mm512_alignr_epi32(pos, zi, 14));
+        pos = _mm512_add_epi32(pos, _mm512_alignr_epi32(pos, zi, 12));
+        pos = _mm512_add_epi32(pos, _mm512_alignr_epi32(pos, zi, 8));
+        const int total = _mm512_reduce_max_epi32(pos);
+        pos = _mm512_sub_epi32(pos, ny);
+        for (int v = 0; v < total; v += 16) _mm512_store_si512(firsts + v, minus1);
+        _mm512_mask_i32scatter_epi32(firsts, _mm512_cmp_epi32_mask(ny, zi, _MM_CMPINT_NLE), pos,
+                                     iota, 4);
+        __m512i last = minus1;
+        for (int v = 0; v < total; v += 16) {
+            __m512i l = _mm512_load_si512(firsts + v);
+            l = _mm512_max_epi32(l, _mm512_alignr_epi32(l, last, 15));
+            l = _mm512_max_epi32(l, _mm512_alignr_epi32(l, last, 14));
+            l = _mm512_max_epi32(l, _mm512_alignr_epi32(l, last, 12));
+            l = _mm512_max_epi32(l, _mm512_alignr_epi32(l, last, 8));
+            last = _mm512_permutexvar_epi32(_mm512_set1_epi32(15), l);
+            const __m512i sv = _mm512_add_epi32(_mm512_set1_epi32(v), iota);
+            const __m512i r = _mm512_sub_epi32(sv, _mm512_permutexvar_epi32(l, pos));
+            __mmask16 act = _mm512_cmp_epi32_mask(sv, _mm512_set1_epi32(total), _MM_CMPINT_LT);
+            // The pair's Gaussian's parameters.
+            const __m512 pmx = _mm512_permutexvar_ps(l, mx), pmy = _mm512_permutexvar_ps(l, my);
+            const __m512 phy = _mm512_permutexvar_ps(l, hy), pk = _mm512_permutexvar_ps(l, k);
+            const __m512 pw = _mm512_permutexvar_ps(l, wv), pds = _mm512_permutexvar_ps(l, ds);
+            const __m512i py = _mm512_add_epi32(_mm512_permutexvar_epi32(l, y0), r);
+            const __mmask16 pm = _mm512_test_epi32_mask(_mm512_permutexvar_epi32(l, multi_v),
+                                                        _mm512_permutexvar_epi32(l, multi_v));
+            __m512i tx0 = _mm512_permutexvar_epi32(l, bx0), tx1 = _mm512_permutexvar_epi32(l, bx1);
+            // row_tiles (span_over), rounded as gcc compiles the scalar one (see tile_range16)
+            const __m512i ty = _mm512_slli_epi32(py, 4);  // tile row * TILE
+            const __m512 top = _mm512_cvtepi32_ps(ty);
+            const __m512 bottom = _mm512_cvtepi32_ps(_mm512_add_epi32(ty, _mm512_set1_epi32(TILE)));
+            __m512 dlo = _mm512_add_round_ps(
+                top, _mm512_sub_round_ps(_mm512_set1_ps(0.5f), pmy, RN), RN);
+            __m512 dhi = _mm512_add_round_ps(
+                bottom, _mm512_sub_round_ps(_mm512_set1_ps(-0.5f), pmy, RN), RN);
+            dlo = _mm512_max_ps(dlo, _mm512_sub_ps(z, phy));
+            dhi = _mm512_min_ps(dhi, phy);
+            const __mmask16 none = _mm512_cmp_ps_mask(
+                dlo, _mm512_add_round_ps(dhi, _mm512_set1_ps(SPAN_EPS), RN), _CMP_GT_OQ);
+            dlo = _mm512_min_ps(dlo, dhi);
+            const __m512 dr = _mm512_min_ps(_mm512_max_ps(pds, dlo), dhi);
+            const __m512 dl = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(z, pds), dlo), dhi);
+            const __m512 sr = _mm512_sqrt_ps(
+                _mm512_max_ps(_mm512_fmsub_round_ps(phy, phy, mulr(dr, dr), RN), z));
+            const __m512 sl = _mm512_sqrt_ps(
+                _mm512_max_ps(_mm512_fmsub_round_ps(phy, phy, mulr(dl, dl), RN), z));
+            const __m512 hi = _mm512_fmadd_round_ps(pk, dr, mulr(pw, sr), RN);  // right of mx
+            const __m512 lo = _mm512_fmsub_round_ps(pk, dl, mulr(pw, sl), RN);  // left of mx
+            __m512i rx0, rx1;
+            tile_range16(pmx, lo, hi, 0, tiles_x, &rx0, &rx1);
+            tx0 = _mm512_mask_mov_epi32(tx0, pm, rx0);
+            tx1 = _mm512_mask_mov_epi32(tx1, pm, rx1);
+            act &= (__mmask16)~(pm & none);
+            // Empty spans (also a split piece's box beyond the image edge): nothing to record.
+            act &= _mm512_cmp_epi32_mask(tx0, tx1, _MM_CMPINT_LT);
+            const __m512i t = _mm512_add_epi32(
+                _mm512_permutexvar_epi32(l, t0), _mm512_mullo_epi32(r, _mm512_set1_epi32(tiles_x)));
+            const __m512i xs = _mm512_or_si512(tx0, _mm512_slli_epi32(tx1, 16));
+            // Compressed in registers, stored whole (the arrays have 16 spare entries).
+            _mm512_storeu_si512(rc.tile + nr, _mm512_maskz_compress_epi32(act, t));
+            _mm512_storeu_si512(rc.xs + nr, _mm512_maskz_compress_epi32(act, xs));
+            _mm512_storeu_si512(rc.entry + nr,
+                                _mm512_maskz_compress_epi32(act, _mm512_permutexvar_epi32(l, id)));
+            nr += (size_t)__builtin_popcount(act);
         }
     }
+    return (int64_t)nr;
 }
+#endif
 
 // Renders n Gaussians for ncams cameras of one image size.
 //   means [n, 3]; cov6 [n, 6] (world covariance xx, xy, xz, yy, yz, zz) or NULL, then the
@@ -1121,7 +1443,8 @@ int64_t ths_splat_render_ex(int n, const float* means, const float* cov6, const 
     const int64_t rows_per_cam = (int64_t)tiles_y * planes;
     const size_t nc = (size_t)n * (size_t)ncams;
     const int P = far_w ? 2 : 1;  // pieces per Gaussian (entries per sorted Gaussian)
-    Projected* proj = ws_get(w, B_PROJ, sizeof(Projected) * nc);
+    uint32_t* ent = ws_get(w, B_ENT, sizeof(uint32_t) * nc * P);
+    uint32_t* entb = ws_get(w, B_ENTB, sizeof(uint32_t) * nc * P);
     Bin* bins = ws_get(w, B_BINS, sizeof(Bin) * nc * P);
     Splat* splats = ws_get(w, B_SPLATS, sizeof(Splat) * nc * P);
     float* depth = ws_get(w, B_DEPTH, sizeof(float) * nc);
@@ -1135,8 +1458,8 @@ int64_t ths_splat_render_ex(int n, const float* means, const float* cov6, const 
     int64_t* offsets = ws_get(w, B_OFFSETS, sizeof(int64_t) * ((size_t)num_tiles + 1));
     uint32_t* list = NULL;
     int64_t result = -1;
-    if (!proj || !bins || !splats || !depth || !visible || !order || !scratch || !keys || !kb1 ||
-        !kb2 || !offsets || (far_w && !pieces))
+    if (!ent || !entb || !bins || !splats || !depth || !visible || !order || !scratch || !keys ||
+        !kb1 || !kb2 || !offsets || (far_w && !pieces))
         goto done;
     memset(offsets, 0, sizeof(int64_t) * ((size_t)num_tiles + 1));
 
@@ -1160,7 +1483,8 @@ int64_t ths_splat_render_ex(int n, const float* means, const float* cov6, const 
     for (int i0 = 0; i0 < n; i0 += PBLOCK) {
         int cnt = n - i0 < PBLOCK ? n - i0 : PBLOCK;
         project_range(i0, cnt, n, means, cov6, quats, scales, facing, opacity, plane, far_w,
-                      pieces, planes, sh, k, ncams, cams, width, height, proj, depth, visible);
+                      pieces, planes, sh, k, P, ncams, cams, width, height, rows_per_cam,
+                      tiles_y, splats, bins, depth, visible);
         if (shared && ncams > 1)
             for (int i = i0; i < i0 + cnt; i++) keys[i] = order_bits(depth[i]);  // every z
     }
@@ -1192,32 +1516,33 @@ int64_t ths_splat_render_ex(int n, const float* means, const float* cov6, const 
         }
         uint32_t* sorted = radix_sort(order, scratch, kb1, kb2, m, keys);
         int cfirst = shared ? 0 : c0, clast = shared ? ncams : c0 + 1, ns = clast - cfirst;
-        // Gather the records in depth order: bins/splats entry ((c - cfirst) * m + j) * P + q +
-        // base for piece q (split: 0 near, 1 far) of the j-th nearest.
-        int64_t base = (int64_t)n * cfirst * P;  // this sort's slice of bins/splats
-#pragma omp parallel for schedule(dynamic, 1024) num_threads(threads)
-        for (int64_t j = 0; j < m; j++) {
-            if (P == 2)
-                gather_one(2, j, m, sorted, proj, visible, plane, n, cfirst, clast, base,
-                           rows_per_cam, tiles_y, bins, splats);
-            else
-                gather_one(1, j, m, sorted, proj, visible, plane, n, cfirst, clast, base,
-                           rows_per_cam, tiles_y, bins, splats);
-        }
+        // The binning's entries in depth order: entry e = (j ns + c - cfirst) P + q, piece q
+        // (split: 0 near, 1 far) of the j-th nearest for camera c, is Splat ent[e] and Bin
+        // entb[e] (the cameras' entries of a Gaussian together: their Bins share a line;
+        // each tile's list still comes out in depth order, a tile being one camera's).
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t j = 0; j < m; j++)
+            for (int c = cfirst; c < clast; c++)
+                for (int q = 0; q < P; q++) {
+                    int64_t e = ((int64_t)j * ns + c - cfirst) * P + q;
+                    ent[e] = (uint32_t)(((size_t)c * n + sorted[j]) * P + q);
+                    entb[e] = (uint32_t)(((size_t)sorted[j] * ncams + c) * P + q);
+                }
         double tb = now();
         t_sort += tb - ta;
 
         // Binning in depth order, so every tile's list comes out sorted: the sorted entries are
         // cut into `chunks` contiguous ranges (a few per thread, taken dynamically); a chunk
-        // records (tile row, tile columns, entry) for each tile row its Gaussians' ellipses
-        // reach (row_tiles) and counts them per tile; the lists are laid out per tile chunk by
-        // chunk (lower entries first) and each chunk writes its records: one pass over the
-        // Gaussians, no atomics.
+        // records (tile row, tile columns, Splat index) for each tile row its Gaussians'
+        // ellipses reach (row_tiles) and counts them per tile; the lists are laid out per tile
+        // chunk by chunk (lower entries first) and each chunk writes its records: one pass over
+        // the Gaussians, no atomics.
         int64_t band_rows = rows_per_cam * ns;
         int64_t row_base = rows_per_cam * cfirst;
         int64_t t_lo = row_base * tiles_x, slice = band_rows * tiles_x;
         int chunks = threads == 1 ? 1 : (4 * threads < MAX_CHUNKS ? 4 * threads : MAX_CHUNKS);
-        int32_t* tcount = ws_get(w, B_TCOUNT, sizeof(int32_t) * (size_t)slice * chunks);
+        const size_t cstride = (size_t)slice + 1;  // a chunk's counters (one spare)
+        int32_t* tcount = ws_get(w, B_TCOUNT, sizeof(int32_t) * cstride * chunks);
         if (!tcount) goto done;
         size_t nrec[MAX_CHUNKS];
         int failed = 0;
@@ -1225,40 +1550,59 @@ int64_t ths_splat_render_ex(int n, const float* means, const float* cov6, const 
         {
 #pragma omp for schedule(dynamic, 1)
             for (int ck = 0; ck < chunks; ck++) {
-                int32_t* cnt = tcount + (size_t)slice * ck;
-                memset(cnt, 0, sizeof(int32_t) * (size_t)slice);
+                int32_t* cnt = tcount + cstride * ck;
+                memset(cnt, 0, sizeof(int32_t) * cstride);
                 int64_t e0 = m * ns * P * ck / chunks, e1 = m * ns * P * (ck + 1) / chunks;
-                size_t nr = 0, cap = 0;
-                Record* rec = NULL;
-                for (int64_t e = e0; e < e1; e++) {
-                    const Bin* b = bins + base + e;
+                int64_t nr = 0;
+#if USE_AVX512
+                nr = bin_records16(w, ck, bins, ent, entb, e0, e1, tiles_x, tiles_y, t_lo);
+#else
+                Records rc;
+                if (!records_reserve(w, ck, 0, 4096, &rc)) nr = -1;
+                for (int64_t e = e0; e < e1 && nr >= 0; e++) {
+                    // Random reads of a few MB: fetch ahead.
+                    if (e + GATHER_AHEAD < e1) __builtin_prefetch(bins + entb[e + GATHER_AHEAD]);
+                    const Bin* b = bins + entb[e];
                     if (b->row < 0) continue;
                     int y0, y1, bx0, bx1;
                     tile_range(b->my - b->hy, b->my + b->hy, tiles_y, &y0, &y1);
                     tile_range(b->mx - b->hx, b->mx + b->hx, tiles_x, &bx0, &bx1);
-                    if (nr + (size_t)(y1 - y0) > cap) {
-                        rec = ws_get(w, B_REC0 + ck, sizeof(Record) * (2 * nr + 4096 + y1 - y0));
-                        if (!rec) {
-                            failed = 1;
-                            break;
-                        }
-                        cap = w->b[B_REC0 + ck].cap / sizeof(Record);
+                    if ((size_t)nr + (size_t)(y1 - y0) > rc.cap &&
+                        !records_reserve(w, ck, (size_t)nr, 2 * (size_t)nr + 4096 + y1 - y0, &rc)) {
+                        nr = -1;
+                        break;
                     }
                     for (int y = y0; y < y1; y++) {
                         int tx0 = bx0, tx1 = bx1;
                         // One tile row or column: the box is the ellipse's span there.
                         if (y1 - y0 > 1 && bx1 - bx0 > 1 && !row_tiles(b, y, tiles_x, &tx0, &tx1))
                             continue;
-                        int64_t t = (b->row + y) * tiles_x - t_lo;
-                        for (int x = tx0; x < tx1; x++) cnt[t + x]++;
-                        rec[nr].tile = (int32_t)t;
-                        rec[nr].x0 = (uint16_t)tx0;
-                        rec[nr].x1 = (uint16_t)tx1;
-                        rec[nr].entry = (uint32_t)(base + e);
+                        if (tx0 >= tx1) continue;  // (a split piece's box beyond the edge)
+                        rc.tile[nr] = (int32_t)((b->row + y) * tiles_x - t_lo);
+                        rc.xs[nr] = (uint32_t)tx0 | (uint32_t)tx1 << 16;
+                        rc.entry[nr] = ent[e];
                         nr++;
                     }
                 }
-                nrec[ck] = nr;
+#endif
+                if (nr < 0) {
+                    failed = 1;
+                    nr = 0;
+                }
+                // The counts per tile: +1 at a record's first tile, -1 past its last, summed
+                // (no loop over each record's tiles, whose count a branch mispredicts).
+                Records rs;
+                records_reserve(w, ck, (size_t)nr, 0, &rs);
+                for (int64_t r = 0; r < nr; r++) {
+                    cnt[rs.tile[r] + (rs.xs[r] & 0xFFFF)]++;
+                    cnt[rs.tile[r] + (rs.xs[r] >> 16)]--;
+                }
+                int32_t run = 0;
+                for (int64_t t = 0; t < slice; t++) {
+                    run += cnt[t];
+                    cnt[t] = run;
+                }
+                nrec[ck] = (size_t)nr;
             }
 #pragma omp single
             {
@@ -1266,8 +1610,8 @@ int64_t ths_splat_render_ex(int n, const float* means, const float* cov6, const 
                 for (int64_t t = 0; t < slice; t++) {
                     offsets[t_lo + t] = run;
                     for (int ck = 0; ck < chunks; ck++) {
-                        int32_t c = tcount[(size_t)slice * ck + t];
-                        tcount[(size_t)slice * ck + t] = (int32_t)(run - offsets[t_lo + t]);
+                        int32_t c = tcount[cstride * ck + t];
+                        tcount[cstride * ck + t] = (int32_t)(run - offsets[t_lo + t]);
                         run += c;
                     }
                 }
@@ -1279,12 +1623,14 @@ int64_t ths_splat_render_ex(int n, const float* means, const float* cov6, const 
 #pragma omp for schedule(dynamic, 1)
                 for (int ck = 0; ck < chunks; ck++) {
                     // cnt[t]: this chunk's next slot in tile t, relative to offsets[t].
-                    int32_t* cnt = tcount + (size_t)slice * ck;
-                    const Record* rec = w->b[B_REC0 + ck].p;
+                    int32_t* cnt = tcount + cstride * ck;
+                    Records rs;
+                    records_reserve(w, ck, nrec[ck], 0, &rs);
                     for (size_t r = 0; r < nrec[ck]; r++) {
-                        const Record* q = rec + r;
-                        for (int x = q->x0; x < q->x1; x++)
-                            list[offsets[t_lo + q->tile + x] + cnt[q->tile + x]++] = q->entry;
+                        const int32_t tile = rs.tile[r];
+                        const uint32_t entry = rs.entry[r];
+                        for (int x = (int)(rs.xs[r] & 0xFFFF); x < (int)(rs.xs[r] >> 16); x++)
+                            list[offsets[t_lo + tile + x] + cnt[tile + x]++] = entry;
                     }
                 }
             }
