@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from renderers.cpu_splats import default_threads
 from studio.export.settings import MKV_STEREO_MODES, ExportPlan
 
 __all__ = [
@@ -44,20 +44,13 @@ _QUEUE_FRAMES = 4  # frames buffered between renderer and encoder
 AAC_CODER = "fast"
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 # Threads of the encoder thread's helpers. On <= 2 CPUs the export is CPU-bound (the renderer and
 # the encoder share the cores), so what counts is CPU per frame, not the encoder's latency (the
 # queue hides it): x264's frame threads (its own choice, 3 on 2 cores) and swscale's slice
 # threads (one per CPU) only add CPU there. Demo export, 2 CPUs, process CPU per frame: x264
 # 1 thread -4.8 ms, swscale 1 thread -2.2 ms. More CPUs: the libraries' own choice, so that
 # large frames do not wait on one thread.
-_FEW_CPUS = _cpus() <= 2
+_FEW_CPUS = default_threads() <= 2  # the CPUs the native renderer uses
 # libx264/libx265 threads; 0: the codec's own choice (x264: 1.5 per core, frame threads)
 ENCODER_THREADS = 1 if _FEW_CPUS else 0
 # swscale threads of the RGB -> yuv420p conversion; 0: one per CPU

@@ -114,6 +114,6 @@ def test_audio_decodes_to_its_input(tmp_path, threads):
 
 
 def test_thread_defaults_follow_the_cpus():
-    expected = 1 if writers._cpus() <= 2 else 0
+    expected = 1 if writers.default_threads() <= 2 else 0
     assert writers.ENCODER_THREADS == expected
     assert writers.CONVERT_THREADS == expected
