@@ -74,8 +74,10 @@ def _torch_order(z: np.ndarray) -> np.ndarray:
 
 
 class DepthSorter:
-    """Caches the last order: sorting is skipped when neither the camera pose nor the cloud
-    version changed (a static view redrawn, or the second eye of an identical pose)."""
+    """Caches the last order: sorting is skipped when neither the camera's depth axis nor the
+    cloud version changed. The order depends only on the third row of the world-to-camera
+    matrix (camera z), so a static view redrawn and the second eye of a parallel stereo rig
+    (its eyes differ by a shift along camera x: the same row, bit for bit) reuse it."""
 
     def __init__(self, method: str = "auto", near: float = 0.01) -> None:
         if method not in SORT_METHODS:
@@ -87,8 +89,9 @@ class DepthSorter:
         self.sorts = 0  # number of real sorts done (for tests and benchmarks)
 
     def order(self, means: np.ndarray, world_to_camera: np.ndarray, version: int) -> np.ndarray:
-        """Back-to-front indices [M] uint32 (see ``back_to_front``), cached per (pose, version)."""
-        key = (version, np.asarray(world_to_camera, dtype=np.float64).tobytes())
+        """Back-to-front indices [M] uint32 (see ``back_to_front``), cached per (camera-z row of
+        world_to_camera, version)."""
+        key = (version, np.asarray(world_to_camera, dtype=np.float64)[2].tobytes())
         if key != self._key or self._order is None:
             self._order = back_to_front(means, world_to_camera, self.near, self.method)
             self._key = key

@@ -171,6 +171,145 @@ def test_gsplat_backend_errors_clearly_without_cuda() -> None:
         render(small_cloud(), CAM, backend="gsplat")
 
 
+def _gsplat_torch_impl():
+    """gsplat's pure-torch projection and SH (the CUDA kernels' documented equivalents)."""
+    pytest.importorskip("gsplat")
+    from gsplat.cuda import _torch_impl
+
+    return _torch_impl
+
+
+def test_gsplat_arguments_project_like_the_reference() -> None:
+    """What render_gsplat hands gsplat (viewmats, Ks, wxyz quats, eps2d, per-camera colours),
+    run through gsplat's own pure-torch projection, gives the reference's screen-space
+    Gaussians (means, conics, depths; float32 inputs, so float32 tolerances), and its colours
+    are gsplat's SH basis evaluated from each camera centre, clamped like the reference's. This
+    checks our side of the gsplat mapping without a GPU; the CUDA compositing itself is
+    checked by the gpu test below."""
+    import torch
+
+    from renderers.gsplat_backend import rasterization_arguments
+    from renderers.reference import project_gaussians
+
+    impl = _gsplat_torch_impl()
+    cloud = small_cloud(200, seed=7, k=16)
+    rig = StereoRig(0.063, 0.45)
+    head = Camera.orbit(yaw_deg=25.0, pitch_deg=-10.0, distance=0.45, width=64, height=48)
+    cams = list(rig.cameras(head))
+    args = rasterization_arguments(cloud, cams, (0.2, 0.2, 0.2))
+    assert args["sh_degree"] is None and args["colors"].shape == (2, 200, 3)
+    a = {k: (v.double() if torch.is_tensor(v) else v) for k, v in args.items()}
+    covars, _ = impl._quat_scale_to_covar_preci(a["quats"], a["scales"], compute_preci=False)
+    radii, means2d, depths, conics, _ = impl._fully_fused_projection(
+        a["means"], covars, a["viewmats"], a["Ks"], a["width"], a["height"],
+        eps2d=a["eps2d"], near_plane=a["near_plane"],
+    )  # fmt: skip
+    campos = torch.linalg.inv(a["viewmats"])[:, :3, 3]  # [C, 3]
+    sh = torch.from_numpy(cloud.sh).double()
+    for i, cam in enumerate(cams):
+        ours = project_gaussians(cloud, cam, dtype=torch.float64)
+        idx = ours["index"]
+        assert len(idx) > 150 and (radii[i, idx] > 0).all()
+        assert (means2d[i, idx] - ours["mean2d"]).abs().max() < 1e-4  # px
+        assert (depths[i, idx] - ours["depth"]).abs().max() < 1e-6  # m
+        conic = ours["conic"]
+        size = torch.maximum(conic[:, 0, 0].abs(), conic[:, 1, 1].abs())
+        for k, (r, c) in enumerate(
+            [(0, 0), (0, 1), (1, 1)]
+        ):  # gsplat: (a, b, c) of [[a, b], [b, c]]
+            assert ((conics[i, idx, k] - conic[:, r, c]).abs() / size).max() < 1e-5
+        their_sh = impl._spherical_harmonics(3, a["means"] - campos[i], sh) + 0.5
+        assert (their_sh > 1.0).any()  # highlights: the clamp matters
+        assert (a["colors"][i, idx] - their_sh[idx].clamp(0.0, 1.0)).abs().max() < 1e-5
+        assert (a["colors"][i, idx] - ours["color"]).abs().max() < 1e-5
+
+
+class _GsplatWithoutCuda:
+    """A stand-in for the gsplat module whose rasterization() runs gsplat's pure-torch
+    projection and SH on the CPU and composites densely by the 3DGS rules (gsplat's compositor
+    needs CUDA), so render_gsplat's own code (empty clouds, one-sided culling per camera group,
+    output assembly) runs on a machine without a GPU."""
+
+    def __init__(self, impl) -> None:
+        self.impl = impl
+        self.calls: list[tuple[int, int]] = []  # (Gaussians, cameras) per call
+
+    def rasterization(self, **a):
+        import torch
+
+        impl = self.impl
+        self.calls.append((len(a["means"]), len(a["viewmats"])))
+        covars, _ = impl._quat_scale_to_covar_preci(a["quats"], a["scales"], compute_preci=False)
+        _, means2d, depths, conics, _ = impl._fully_fused_projection(
+            a["means"], covars, a["viewmats"], a["Ks"], a["width"], a["height"],
+            eps2d=a["eps2d"], near_plane=a["near_plane"],
+        )  # fmt: skip
+        campos = torch.linalg.inv(a["viewmats"])[:, :3, 3]
+        w, h = a["width"], a["height"]
+        ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        pix = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)  # [P, 2]
+        images, alphas = [], []
+        for i in range(len(a["viewmats"])):
+            keep = torch.nonzero(depths[i] >= a["near_plane"]).squeeze(1)
+            keep = keep[torch.sort(depths[i, keep], stable=True).indices]
+            if a["sh_degree"] is None:  # per-camera colours [C, N, 3]
+                colour = a["colors"][i, keep]
+            else:  # SH coefficients [N, K, 3], gsplat's rule
+                dirs = a["means"][keep] - campos[i]
+                colour = impl._spherical_harmonics(a["sh_degree"], dirs, a["colors"][keep])
+                colour = colour.add(0.5).clamp_min(0.0)
+            d = pix[:, None] - means2d[i, keep][None]  # [P, M, 2]
+            c = conics[i, keep]
+            sigma = 0.5 * (c[:, 0] * d[..., 0] ** 2 + c[:, 2] * d[..., 1] ** 2)
+            sigma = sigma + c[:, 1] * d[..., 0] * d[..., 1]
+            alpha = (a["opacities"][keep] * torch.exp(-sigma)).clamp(max=0.99)
+            alpha = torch.where(alpha >= 1.0 / 255.0, alpha, torch.zeros_like(alpha))
+            t_after = torch.cumprod(1.0 - alpha, dim=1)
+            alpha = torch.where(t_after >= 1e-4, alpha, torch.zeros_like(alpha))
+            t_after = torch.cumprod(1.0 - alpha, dim=1)
+            t_before = torch.cat([torch.ones_like(t_after[:, :1]), t_after[:, :-1]], 1)
+            rgb = (alpha * t_before) @ colour + t_after[:, -1:] * a["backgrounds"][i]
+            images.append(rgb.reshape(h, w, 3))
+            alphas.append((1.0 - t_after[:, -1]).reshape(h, w, 1))
+        return torch.stack(images), torch.stack(alphas), {}
+
+
+def test_render_gsplat_code_path_on_cpu_with_gsplats_torch_projection(monkeypatch) -> None:
+    import torch
+
+    from renderers import gsplat_backend
+
+    fake = _GsplatWithoutCuda(_gsplat_torch_impl())
+    monkeypatch.setattr(gsplat_backend, "_require", lambda: (torch, fake))
+    monkeypatch.setattr(gsplat_backend, "_DEVICE", "cpu")
+    bg = (0.2, 0.3, 0.1)
+    cams = list(
+        StereoRig(0.063, 0.5).cameras(
+            Camera.orbit(yaw_deg=-20.0, distance=0.5, width=40, height=32)
+        )
+    )
+    cloud = small_cloud(150, seed=3, k=9)
+    out = gsplat_backend.render_gsplat(cloud, cams, bg)
+    assert out.shape == (2, 32, 40, 4) and out.dtype == np.float32
+    assert fake.calls == [(150, 2)]  # two-sided: both eyes in one call
+    for i, cam in enumerate(cams):
+        assert psnr(out[i], render_gaussians_reference(cloud, cam, bg)) >= 60.0
+
+    # One-sided Gaussians: each group of cameras that culls the same set gets its own call
+    # with the culled Gaussians left out, and the images still match the reference.
+    rng = np.random.default_rng(5)
+    cloud.facing = rng.choice(np.array([-1, 0, 1], np.int8), len(cloud))
+    wide = [Camera.orbit(yaw_deg=y, distance=0.5, width=40, height=32) for y in (-70.0, 70.0)]
+    fake.calls.clear()
+    out = gsplat_backend.render_gsplat(cloud, wide, bg)
+    assert len(fake.calls) == 2 and all(n < 150 for n, _ in fake.calls)
+    for i, cam in enumerate(wide):
+        assert psnr(out[i], render_gaussians_reference(cloud, cam, bg)) >= 60.0
+
+    empty = gsplat_backend.render_gsplat(cloud.subset(np.zeros(150, bool)), cams, bg)
+    assert np.allclose(empty[..., :3], bg) and not empty[..., 3].any()
+
+
 @pytest.mark.gpu
 def test_gsplat_matches_reference() -> None:
     import torch
