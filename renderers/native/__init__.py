@@ -13,6 +13,8 @@ Why C and ctypes rather than a torch extension: a plain C compiler (gcc, install
 releases the GIL during every call, so a render on the GUI thread does not stall the capture
 or audio threads. Without a compiler (or with ``THS_NATIVE=0``) ``load_library`` raises
 ``NativeUnavailable`` with the reason and callers fall back to their OpenGL paths.
+``THS_NATIVE_ISA=avx2`` or ``portable`` builds the raster's other instruction-set paths (see
+``_ISA_FLAGS``); ``ths_simd_width()`` says which one a library has.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ _FLAGS = (
 # loads, so numpy and torch would silently compute differently (a test using hypothesis caught
 # it). Compiling alone with -ffast-math changes only this code.
 _LINK_FLAGS = ("-shared", "-fopenmp")
+# THS_NATIVE_ISA picks the instruction-set path: "native" (default, -march=native: AVX-512 where
+# the CPU has it), "avx2" (this CPU less AVX-512: the path of most desktop CPUs, to test and
+# measure it on an AVX-512 machine) or "portable" (the compiler-vectorised loops).
+_ISA_FLAGS = {"native": (), "avx2": ("-mno-avx512f",), "portable": ("-DTHS_PORTABLE",)}
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _failure: str | None = None
@@ -68,6 +74,15 @@ def _cpu_signature() -> str:
     return platform.processor() or platform.machine()
 
 
+def _flags() -> tuple[str, ...]:
+    isa = os.environ.get("THS_NATIVE_ISA", "native")
+    if isa not in _ISA_FLAGS:
+        raise NativeUnavailable(
+            f"THS_NATIVE_ISA={isa!r} is not one of {', '.join(sorted(_ISA_FLAGS))}"
+        )
+    return (*_FLAGS, *_ISA_FLAGS[isa])
+
+
 def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
@@ -84,7 +99,7 @@ def library_path() -> Path:
     h = hashlib.sha256()
     for name in _SOURCES:
         h.update((Path(__file__).parent / name).read_bytes())
-    h.update(" ".join((*_FLAGS, "|", *_LINK_FLAGS)).encode())
+    h.update(" ".join((*_flags(), "|", *_LINK_FLAGS)).encode())
     h.update(_cpu_signature().encode())
     h.update(platform.machine().encode())
     return _cache_dir() / f"libths_native-{h.hexdigest()[:16]}.so"
@@ -101,7 +116,8 @@ def _build(target: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp.so", dir=target.parent)
     os.close(fd)
     objects = [f"{tmp}.{i}.o" for i in range(len(sources))]
-    steps = [[cc, *_FLAGS, "-c", src, "-o", obj] for src, obj in zip(sources, objects, strict=True)]
+    flags = _flags()
+    steps = [[cc, *flags, "-c", src, "-o", obj] for src, obj in zip(sources, objects, strict=True)]
     steps.append([cc, *_LINK_FLAGS, *objects, "-o", tmp, "-lm"])
     try:
         for step in steps:
@@ -123,6 +139,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
     lib.ths_camera_floats.restype = i32
     lib.ths_tile_size.restype = i32
+    if hasattr(lib, "ths_simd_width"):  # (older builds, compared in benchmarks, lack it)
+        lib.ths_simd_width.restype = i32
     lib.ths_workspace_new.restype = p
     lib.ths_workspace_new.argtypes = []
     lib.ths_workspace_free.restype = None
@@ -217,9 +235,10 @@ def native_available() -> bool:
 def main() -> int:
     """``python -m renderers.native``: build (if needed) and report where the library is."""
     try:
-        load_library()
+        lib = load_library()
     except NativeUnavailable as exc:
         print(f"native kernels unavailable: {exc}", file=sys.stderr)
         return 1
-    print(f"native kernels: {library_path()}", file=sys.stderr)
+    path = {16: "AVX-512", 8: "AVX2"}.get(lib.ths_simd_width(), "portable")
+    print(f"native kernels: {library_path()} ({path} raster)", file=sys.stderr)
     return 0

@@ -435,3 +435,42 @@ def test_an_unwritable_cache_directory_builds_under_the_temp_directory(
     monkeypatch.setattr(native, "_failure", None)
     lib = native.load_library()
     assert str(tmp_path / "tmp") in lib._name and lib.ths_tile_size() > 0
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@pytest.mark.parametrize("isa", ["avx2", "portable"])
+def test_other_instruction_set_paths_render_the_native_image(isa: str, monkeypatch) -> None:
+    """The raster has an AVX-512, an AVX2 and a portable path; the machine builds one. The
+    others are built here (THS_NATIVE_ISA, cached like the default build) and must give the same
+    images, composited and plane atlas, within a level (float roundings of the projection)."""
+    cloud = random_cloud(5, n=3000, k=16)
+    cams = list(StereoRig(ipd=0.063, convergence=0.5).cameras(_cam(20.0, size=120)))
+    planes = np.arange(3000) % 4
+    bg = (0.2, 0.3, 0.4)
+
+    def images(r: CPUSplatRenderer) -> tuple[np.ndarray, np.ndarray]:
+        r.upload(cloud)
+        return r.render(cams, bg), r.render_planes(cams[0], planes, 4)
+
+    want, want_planes = images(CPUSplatRenderer(threads=2))
+    monkeypatch.setenv("THS_NATIVE_ISA", isa)
+    monkeypatch.setattr(native, "_library", None)
+    monkeypatch.setattr(native, "_failure", None)
+    r = CPUSplatRenderer(threads=2)
+    has_avx2 = {"avx2", "fma"} <= _cpu_flags()
+    assert r._lib.ths_simd_width() == (8 if isa == "avx2" and has_avx2 else 0)
+    got, got_planes = images(r)
+    assert np.abs(got - want).max() <= 1.01 / 255
+    assert np.abs(got_planes - want_planes).max() <= 1.01 / 255
+    for i, cam in enumerate(cams):
+        assert psnr(got[i], render_gaussians_reference(cloud, cam, background=bg)) >= 35.0
