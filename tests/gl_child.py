@@ -36,9 +36,19 @@ def run_child(ids: list[str], env_var: str, tmp_dir: Path, what: str) -> Outcome
          f"--junitxml={xml}", "-o", "addopts="],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
     )  # fmt: skip
-    log = (proc.stdout + proc.stderr)[-4000:]
+    full = proc.stdout + proc.stderr
+    log = full[-4000:]
     if not xml.exists():
-        pytest.fail(f"the GL child process produced no results (rc {proc.returncode}):\n{log}")
+        # A crash: faulthandler's report starts at "Fatal Python error" with the crashing
+        # thread's innermost frames first, which a plain tail of the log would cut off.
+        crash = full.find("Fatal Python error")
+        if crash >= 0:
+            log = full[max(0, crash - 1500) : crash + 6000]
+        (tmp_dir / "child.log").write_text(full)
+        pytest.fail(
+            f"the GL child process produced no results (rc {proc.returncode}; whole log: "
+            f"{tmp_dir / 'child.log'}):\n{log}"
+        )
     outcomes = {}
     for case in ET.parse(xml).getroot().iter("testcase"):
         outcome, message = "passed", ""
