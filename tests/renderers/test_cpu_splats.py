@@ -15,10 +15,13 @@ from renderers.reference import render_gaussians_reference
 from tests.renderers.test_gl_splats import (
     assert_draws_over_existing_content,
     assert_lands_on_the_pinhole_pixel,
+    assert_mono_matches_reference,
     psnr,
     random_cloud,
 )
-from tests.renderers.test_splat_facing import disc, shell_cloud
+from tests.renderers.test_splat_facing import (
+    assert_one_sided_culled_like_the_reference,
+)
 
 native = pytest.importorskip("renderers.native")
 if not native.native_available():  # no C compiler here: the GL renderers are used instead
@@ -47,15 +50,7 @@ def _subset(cloud: GaussianCloud, keep: np.ndarray) -> GaussianCloud:
 # ----------------------------------------------------------------------------- against the oracle
 @pytest.mark.parametrize(("seed", "k"), [(0, 1), (2, 4), (3, 16)])
 def test_mono_matches_reference(renderer, seed: int, k: int) -> None:
-    cloud = random_cloud(seed, k=k)
-    cam = _cam(25.0 * seed)
-    bg = (0.2, 0.3, 0.4)
-    renderer.upload(cloud)
-    img = renderer.render([cam], background=bg)
-    assert img.shape == (1, 128, 128, 4) and img.dtype == np.float32
-    ref = render_gaussians_reference(cloud, cam, background=bg)
-    assert ref[..., 3].mean() > 0.2  # the scene really covers the image
-    assert psnr(img[0], ref) >= 35.0
+    assert_mono_matches_reference(renderer, seed, k)
 
 
 def test_stereo_pair_matches_reference(renderer) -> None:
@@ -103,23 +98,7 @@ def test_stereo_strip_is_the_two_eyes_side_by_side(renderer) -> None:
 
 @pytest.mark.parametrize("k", [1, 16])
 def test_one_sided_gaussians_culled_like_the_reference(renderer, k: int) -> None:
-    cloud = shell_cloud(3)
-    if k > 1:
-        sh = np.zeros((len(cloud), k, 3))
-        sh[:, :1] = cloud.sh
-        sh[:, 1:] = np.random.default_rng(3).normal(scale=0.1, size=(len(cloud), k - 1, 3))
-        cloud = replace(cloud, sh=sh)
-    cam = Camera.orbit(distance=0.3, yaw_deg=30.0, width=64, height=64)
-    renderer.upload(cloud)
-    img = renderer.render([cam])[0]
-    assert psnr(img, render_gaussians_reference(cloud, cam)) >= 35.0
-    renderer.backface_culling = False
-    both = renderer.render([cam])[0]
-    assert psnr(both, render_gaussians_reference(cloud, cam, backface_culling=False)) >= 35.0
-    assert np.abs(both - img).max() > 0.05  # culling really changed something
-    renderer.backface_culling = True
-    renderer.upload(disc(-1))  # a single disc seen from behind: nothing at all
-    assert renderer.render([Camera.orbit(distance=0.5, width=32, height=32)])[..., 3].max() == 0
+    assert_one_sided_culled_like_the_reference(renderer, k)
 
 
 def test_single_gaussian_lands_where_the_pinhole_predicts(renderer) -> None:

@@ -43,15 +43,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize(("seed", "k"), [(0, 1), (1, 1), (2, 4), (3, 16)])
 def test_mono_matches_reference(renderer, seed: int, k: int) -> None:
-    cloud = random_cloud(seed, k=k)
-    cam = Camera.orbit(distance=0.6, yaw_deg=25.0 * seed, pitch_deg=-8.0, width=128, height=128)
-    bg = (0.2, 0.3, 0.4)
-    renderer.upload(cloud)
-    img = renderer.render([cam], background=bg)
-    assert img.shape == (1, 128, 128, 4) and img.dtype == np.float32
-    ref = render_gaussians_reference(cloud, cam, background=bg)
-    assert ref[..., 3].mean() > 0.2  # the scene really covers the image
-    assert psnr(img[0], ref) >= 35.0
+    assert_mono_matches_reference(renderer, seed, k)
 
 
 def test_stereo_matches_reference_in_one_call(renderer) -> None:
@@ -83,6 +75,20 @@ def assert_lands_on_the_pinhole_pixel(renderer, tolerance_px: float) -> None:
     assert total > 1.0
     centroid = ((alpha * jj).sum() / total, (alpha * ii).sum() / total)
     assert abs(centroid[0] - u) < tolerance_px and abs(centroid[1] - v) < tolerance_px
+
+
+def assert_mono_matches_reference(renderer, seed: int, k: int) -> None:
+    """A splat renderer's mono image of a random cloud (k SH coefficients) against the torch
+    reference: shape, dtype and >= 35 dB (the scene covering the image)."""
+    cloud = random_cloud(seed, k=k)
+    cam = Camera.orbit(distance=0.6, yaw_deg=25.0 * seed, pitch_deg=-8.0, width=128, height=128)
+    bg = (0.2, 0.3, 0.4)
+    renderer.upload(cloud)
+    img = renderer.render([cam], background=bg)
+    assert img.shape == (1, 128, 128, 4) and img.dtype == np.float32
+    ref = render_gaussians_reference(cloud, cam, background=bg)
+    assert ref[..., 3].mean() > 0.2  # the scene really covers the image
+    assert psnr(img[0], ref) >= 35.0
 
 
 def assert_draws_over_existing_content(ctx, renderer) -> None:

@@ -9,8 +9,14 @@ import pytest
 from renderers.camera import Camera, StereoRig
 from renderers.gaussians import GaussianCloud
 from renderers.reference import render_gaussians_reference
-from tests.renderers.test_gl_splats import assert_lands_on_the_pinhole_pixel, psnr, random_cloud
-from tests.renderers.test_splat_facing import disc, shell_cloud
+from tests.renderers.test_gl_splats import (
+    assert_draws_over_existing_content,
+    assert_lands_on_the_pinhole_pixel,
+    assert_mono_matches_reference,
+    psnr,
+    random_cloud,
+)
+from tests.renderers.test_splat_facing import assert_one_sided_culled_like_the_reference
 
 pytestmark = pytest.mark.gl
 
@@ -26,15 +32,7 @@ def renderer(ctx):
 
 @pytest.mark.parametrize(("seed", "k"), [(0, 1), (1, 1), (2, 4), (3, 16)])
 def test_mono_matches_reference(renderer, seed: int, k: int) -> None:
-    cloud = random_cloud(seed, k=k)
-    cam = Camera.orbit(distance=0.6, yaw_deg=25.0 * seed, pitch_deg=-8.0, width=128, height=128)
-    bg = (0.2, 0.3, 0.4)
-    renderer.upload(cloud)
-    img = renderer.render([cam], background=bg)
-    assert img.shape == (1, 128, 128, 4) and img.dtype == np.float32
-    ref = render_gaussians_reference(cloud, cam, background=bg)
-    assert ref[..., 3].mean() > 0.2  # the scene really covers the image
-    assert psnr(img[0], ref) >= 35.0
+    assert_mono_matches_reference(renderer, seed, k)
 
 
 def test_stereo_matches_reference_in_one_call(renderer) -> None:
@@ -106,27 +104,7 @@ def test_single_gaussian_lands_where_the_pinhole_predicts(renderer) -> None:
 
 @pytest.mark.parametrize("k", [1, 16])  # 16: the normals stay on the CPU (binning culls)
 def test_one_sided_back_faces_culled_like_the_reference(renderer, k: int) -> None:
-    from dataclasses import replace
-
-    cloud = shell_cloud(3)
-    if k > 1:
-        sh = np.zeros((len(cloud), k, 3))
-        sh[:, :1] = cloud.sh
-        sh[:, 1:] = np.random.default_rng(3).normal(scale=0.1, size=(len(cloud), k - 1, 3))
-        cloud = replace(cloud, sh=sh)
-    cam = Camera.orbit(distance=0.3, yaw_deg=30.0, width=64, height=64)
-    renderer.upload(cloud)
-    img = renderer.render([cam])[0]
-    assert psnr(img, render_gaussians_reference(cloud, cam)) >= 35.0
-    renderer.backface_culling = False
-    both = renderer.render([cam])[0]
-    ref_both = render_gaussians_reference(cloud, cam, backface_culling=False)
-    assert psnr(both, ref_both) >= 35.0
-    assert np.abs(both - img).max() > 0.05  # culling really changed something
-    # A single disc seen from behind: nothing at all.
-    renderer.backface_culling = True
-    renderer.upload(disc(-1))
-    assert renderer.render([Camera.orbit(distance=0.5, width=32, height=32)])[..., 3].max() == 0
+    assert_one_sided_culled_like_the_reference(renderer, k)
 
 
 def test_empty_cloud_and_everything_culled(renderer) -> None:
@@ -148,18 +126,7 @@ def test_empty_cloud_and_everything_culled(renderer) -> None:
 
 
 def test_draw_into_caller_framebuffer_blends_over_existing_content(ctx, renderer) -> None:
-    fb = ctx.framebuffer(color_attachments=[ctx.renderbuffer((64, 48), 4)])
-    fb.use()
-    ctx.clear(0.0, 0.0, 1.0, 1.0)
-    cloud = random_cloud(5, n=60)
-    cam = Camera.orbit(distance=0.6, width=32, height=48)
-    renderer.upload(cloud)
-    renderer.draw(cam, fb, viewport=(32, 0, 32, 48), background=None)
-    raw = np.frombuffer(fb.read(components=4), np.uint8).reshape(48, 64, 4)[::-1] / 255.0
-    assert np.all(raw[:, :32] == [0.0, 0.0, 1.0, 1.0])  # left half untouched
-    ref = render_gaussians_reference(cloud, cam, background=(0.0, 0.0, 1.0))
-    assert psnr(raw[:, 32:, :3], ref[..., :3]) >= 35.0
-    fb.release()
+    assert_draws_over_existing_content(ctx, renderer)
 
 
 def test_update_matches_upload_and_bad_input_errors(renderer) -> None:
