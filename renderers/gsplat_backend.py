@@ -32,7 +32,6 @@ __all__ = [
     "GsplatScene",
     "GsplatUnavailableError",
     "gsplat_available",
-    "rasterization_arguments",
     "render_gsplat",
 ]
 
@@ -97,7 +96,7 @@ def render_gsplat(
                 sub.facing[:] = 0  # already culled for these cameras
                 out[members] = render_gsplat(sub, [cams[i] for i in members], background)
             return out
-    arguments = rasterization_arguments(cloud, cams, background, _DEVICE)
+    arguments = GsplatScene(cloud, _DEVICE).arguments(cams, background)
     try:
         colors, alphas, _ = gsplat.rasterization(**arguments)
     except GsplatUnavailableError:
@@ -106,17 +105,6 @@ def render_gsplat(
         raise RuntimeError(f"gsplat.rasterization failed: {exc}") from exc
     out = torch.cat([colors.clamp(0.0, 1.0), alphas], dim=-1)
     return out.float().cpu().numpy()
-
-
-def rasterization_arguments(
-    cloud: GaussianCloud,
-    cameras: Sequence[Camera],
-    background: tuple[float, float, float],
-    device: torch.device | str = "cpu",
-) -> dict:
-    """The keyword arguments render_gsplat passes to ``gsplat.rasterization`` for ``cloud``
-    (tensors on ``device``); see ``GsplatScene.arguments``."""
-    return GsplatScene(cloud, device).arguments(cameras, background)
 
 
 class GsplatScene:

@@ -188,7 +188,7 @@ def test_gsplat_arguments_project_like_the_reference() -> None:
     checked by the gpu test below."""
     import torch
 
-    from renderers.gsplat_backend import rasterization_arguments
+    from renderers.gsplat_backend import GsplatScene
     from renderers.reference import project_gaussians
 
     impl = _gsplat_torch_impl()
@@ -196,7 +196,7 @@ def test_gsplat_arguments_project_like_the_reference() -> None:
     rig = StereoRig(0.063, 0.45)
     head = Camera.orbit(yaw_deg=25.0, pitch_deg=-10.0, distance=0.45, width=64, height=48)
     cams = list(rig.cameras(head))
-    args = rasterization_arguments(cloud, cams, (0.2, 0.2, 0.2))
+    args = GsplatScene(cloud).arguments(cams, (0.2, 0.2, 0.2))
     assert args["sh_degree"] is None and args["colors"].shape == (2, 200, 3)
     a = {k: (v.double() if torch.is_tensor(v) else v) for k, v in args.items()}
     covars, _ = impl._quat_scale_to_covar_preci(a["quats"], a["scales"], compute_preci=False)
